@@ -1,0 +1,1 @@
+"""opengroup: a server for Session open groups."""

@@ -1,0 +1,1 @@
+"""The API: one routing table and the handlers behind it, shared by both transports."""

@@ -1,0 +1,43 @@
+"""Auth tokens: challenge, claim, revoke (per room; several per key for several devices)."""
+
+from __future__ import annotations
+
+from opengroup.api.formats import b64
+from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.domain import values
+from opengroup.domain.community import Community
+from opengroup.domain.errors import BadRequest
+
+
+def _room_header(req: ApiRequest) -> str:
+    if req.room is None:
+        raise BadRequest("missing Room header")
+    return req.room
+
+
+def challenge(og: Community, req: ApiRequest) -> JsonObject:
+    room_id = _room_header(req)
+    public_key = values.session_id(req.query.get("public_key"))
+    made = og.challenge(room_id, public_key)
+    return {
+        "challenge": {
+            "ciphertext": b64(made.ciphertext),
+            "ephemeral_public_key": b64(made.ephemeral_public_key),
+        }
+    }
+
+
+def claim(og: Community, req: ApiRequest) -> JsonObject:
+    room_id = _room_header(req)
+    public_key = values.session_id(req.json().get("public_key"))
+    og.claim(room_id, req.token, public_key)
+    return {}
+
+
+def revoke(og: Community, req: ApiRequest) -> JsonObject:
+    og.revoke(_room_header(req), req.token)
+    return {}
+
+
+def member_count(og: Community, req: ApiRequest) -> JsonObject:
+    return {"member_count": og.member_count(og.authenticate(req.room, req.token))}

@@ -1,0 +1,58 @@
+"""Messages: post, read, delete, and the list of deletions."""
+
+from __future__ import annotations
+
+from opengroup.api.formats import deletions_json, message_json
+from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.domain import values
+from opengroup.domain.community import MAX_PAGE, Community
+from opengroup.domain.errors import BadRequest
+
+
+def post_message(og: Community, req: ApiRequest) -> JsonObject:
+    member = og.authenticate(req.room, req.token)
+    body = req.json()
+    if not isinstance(body.get("timestamp"), int):
+        raise BadRequest("timestamp must be an integer (milliseconds)")
+    timestamp = values.integer(body["timestamp"], "timestamp", minimum=1)
+    if body.get("public_key") is not None:
+        values.session_id(body["public_key"])  # checked, but the token says who posts
+    message = og.post(member, timestamp, body.get("data"), body.get("signature"))
+    return {"message": message_json(message)}
+
+
+def _paging(req: ApiRequest) -> tuple[int | None, int]:
+    after = values.optional_integer(req.query.get("from_server_id"), "from_server_id")
+    limit = values.optional_integer(req.query.get("limit"), "limit", minimum=1)
+    return after, min(limit or MAX_PAGE, MAX_PAGE)
+
+
+def get_messages(og: Community, req: ApiRequest) -> JsonObject:
+    member = og.authenticate(req.room, req.token)
+    after, limit = _paging(req)
+    return {"messages": [message_json(m) for m in og.messages(member, after, limit)]}
+
+
+def get_deleted_messages(og: Community, req: ApiRequest) -> JsonObject:
+    member = og.authenticate(req.room, req.token)
+    after, limit = _paging(req)
+    deletions = og.deletions(member, after, limit)
+    return {"ids": deletions_json(deletions, og.settings.deletions_format)}
+
+
+def delete_message(og: Community, req: ApiRequest) -> JsonObject:
+    member = og.authenticate(req.room, req.token)
+    server_id = values.integer(req.path_params["message_id"], "message id")
+    og.delete_messages(member, [server_id])
+    return {}
+
+
+def delete_messages(og: Community, req: ApiRequest) -> JsonObject:
+    member = og.authenticate(req.room, req.token)
+    ids = req.json().get("ids")
+    if not isinstance(ids, list) or not ids:
+        raise BadRequest("ids must be a non-empty list of message ids")
+    if len(ids) > MAX_PAGE:
+        raise BadRequest(f"at most {MAX_PAGE} ids at once")
+    og.delete_messages(member, [values.integer(i, "ids[]") for i in ids])
+    return {}

@@ -1,0 +1,64 @@
+"""``compact_poll``: messages, deletions and moderators of many rooms in one request.
+
+Exactly one result per request entry, in order, each with all five keys
+(clients drop or choke on a result that lacks one). A bad entry fails alone,
+with its own status and empty lists; it never fails the whole poll.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opengroup.api.formats import deletions_json, message_json
+from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.domain import values
+from opengroup.domain.community import Community
+from opengroup.domain.errors import ApiError, BadRequest, PayloadTooLarge
+
+
+def _empty_result(room_id: Any, status: int, reason: str) -> JsonObject:
+    return {
+        "room_id": room_id if isinstance(room_id, str) else "",
+        "status_code": status,
+        "error": reason,
+        "messages": [],
+        "deletions": [],
+        "moderators": [],
+    }
+
+
+def _poll_one(og: Community, entry: Any) -> JsonObject:
+    if not isinstance(entry, dict):
+        return _empty_result("", 400, "each request must be a JSON object")
+    room_id = entry.get("room_id")
+    try:
+        if not isinstance(room_id, str) or not room_id:
+            raise BadRequest("room_id is required")
+        messages_after = values.optional_integer(
+            entry.get("from_message_server_id"), "from_message_server_id"
+        )
+        deletions_after = values.optional_integer(
+            entry.get("from_deletion_server_id"), "from_deletion_server_id"
+        )
+        token = entry.get("auth_token")
+        polled = og.poll_room(
+            room_id, token if isinstance(token, str) else None, messages_after, deletions_after
+        )
+    except ApiError as exc:
+        return _empty_result(room_id, exc.status, exc.reason)
+    return {
+        "room_id": room_id,
+        "status_code": 200,
+        "messages": [message_json(m) for m in polled.messages],
+        "deletions": deletions_json(polled.deletions, og.settings.deletions_format),
+        "moderators": polled.moderators,
+    }
+
+
+def compact_poll(og: Community, req: ApiRequest) -> JsonObject:
+    entries = req.json().get("requests")
+    if not isinstance(entries, list):
+        raise BadRequest("requests must be a list")
+    if len(entries) > og.settings.max_poll_rooms:
+        raise PayloadTooLarge(f"at most {og.settings.max_poll_rooms} rooms per poll")
+    return {"results": [_poll_one(og, entry) for entry in entries]}

@@ -1,0 +1,29 @@
+"""Rooms: the public list, one room's details, and its image."""
+
+from __future__ import annotations
+
+from opengroup.api.formats import b64, room_json
+from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.domain import values
+from opengroup.domain.community import Community
+
+
+def list_rooms(og: Community, req: ApiRequest) -> JsonObject:
+    return {"rooms": [room_json(room) for room in og.rooms()]}
+
+
+def get_room(og: Community, req: ApiRequest) -> JsonObject:
+    return {"room": room_json(og.room(req.path_params["room_id"]))}
+
+
+def get_room_image(og: Community, req: ApiRequest) -> JsonObject:
+    return {"result": b64(og.room_image(req.path_params["room_id"]))}
+
+
+def set_room_image(og: Community, req: ApiRequest) -> JsonObject:
+    """Moderators of the room in the path; the Room header is not needed."""
+    room_id = req.path_params["room_id"]
+    member = og.authenticate(room_id, req.token)
+    data = values.base64_bytes(req.json().get("file"), "file")
+    og.set_room_image(member, room_id, data)
+    return {"room_id": room_id}

@@ -1,0 +1,124 @@
+"""One routing table for both ways in: direct HTTP and onion requests.
+
+A transport turns whatever arrived into an :class:`ApiRequest` and hands it
+to :meth:`Router.dispatch`, which finds the handler, runs it, and turns the
+result, or the :class:`~opengroup.domain.errors.ApiError` it raised, into an
+:class:`ApiResponse` whose JSON body always carries ``status_code``. No
+exception leaves ``dispatch``: an unexpected one is logged and answered 500
+without details.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from opengroup.domain.community import Community
+from opengroup.domain.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, RateLimited
+
+log = logging.getLogger(__name__)
+
+JsonObject = dict[str, Any]
+
+
+@dataclass
+class ApiRequest:
+    """A transport-neutral request. Header names are lower case, values strings."""
+
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    path_params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def room(self) -> str | None:
+        return self.headers.get("room") or None
+
+    @property
+    def token(self) -> str | None:
+        return self.headers.get("authorization") or None
+
+    def json(self) -> JsonObject:
+        """The body as a JSON object, or 400 saying why it is not one."""
+        if not self.body.strip():
+            raise BadRequest("a JSON body is required")
+        try:
+            value = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            raise BadRequest("body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise BadRequest("body must be a JSON object")
+        return value
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: JsonObject
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
+Handler = Callable[[Community, ApiRequest], JsonObject]
+
+_PARAM_RE = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", self.path) + "$")
+
+
+def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> ApiResponse:
+    """The one error shape: ``{"status_code": N, "error": "short reason"}``."""
+    return ApiResponse(status, {"status_code": status, "error": reason}, headers or {})
+
+
+class Router:
+    def __init__(self, routes: list[Route]) -> None:
+        self._routes = [(route, route.pattern) for route in routes]
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        path = "/" + path.strip("/")
+        allowed = False
+        for route, pattern in self._routes:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route.handler, found.groupdict()
+            allowed = True
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}")
+        raise NotFound(f"no such endpoint: {path}")
+
+    def dispatch(self, community: Community, request: ApiRequest) -> ApiResponse:
+        try:
+            handler, request.path_params = self.match(request.method, request.path)
+            result = handler(community, request)
+        except RateLimited as exc:
+            retry = max(1, round(exc.retry_after_seconds + 0.5))
+            response = error_response(exc.status, exc.reason, {"Retry-After": str(retry)})
+            response.body["retry_after"] = retry
+            return response
+        except ApiError as exc:
+            return error_response(exc.status, exc.reason)
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            return error_response(500, "internal server error")
+        return ApiResponse(200, {"status_code": 200, **result})

@@ -1,0 +1,89 @@
+"""The composition root: settings in, a ready database, key pair and ASGI app out.
+
+``prepare`` does the once-per-start work (data dir, key pair, migrations) and
+is safe to run in several processes at once. ``create_app`` builds the ASGI
+app of one worker; ``app_factory`` is what uvicorn calls in each worker
+process, reading the settings the parent put into ``OPENGROUP_*`` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+
+from opengroup.api.routes import router
+from opengroup.config import Settings, load_settings
+from opengroup.domain.community import Community
+from opengroup.keys import ServerKeys, load_or_create_keys
+from opengroup.storage import migrate
+from opengroup.storage.database import Database
+from opengroup.transport.http import create_asgi_app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    settings: Settings
+    db: Database
+    keys: ServerKeys | None
+
+    def community(self) -> Community:
+        return Community(self.db, self.settings, self.keys)
+
+
+def open_database(settings: Settings) -> Database:
+    """Open (creating the data dir for SQLite) and upgrade the database."""
+    if not settings.database_url:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    migrate.upgrade(db)
+    return db
+
+
+def prepare(settings: Settings, *, with_keys: bool = True) -> Prepared:
+    keys = None
+    if with_keys:
+        keys = load_or_create_keys(settings.private_key_path, settings.public_key_path)
+    return Prepared(settings, open_database(settings), keys)
+
+
+async def _prune_forever(community: Community, interval: float) -> None:
+    while True:
+        try:
+            counts = await run_in_threadpool(community.prune)
+            if any(counts.values()):
+                log.info("pruned expired %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
+        except Exception:
+            log.exception("pruning failed; will retry")
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings) -> Starlette:
+    prepared = prepare(settings)
+    community = prepared.community()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        interval = max(settings.prune_interval_seconds, 1)
+        pruner = asyncio.create_task(_prune_forever(community, interval))
+        try:
+            yield
+        finally:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+            prepared.db.dispose()
+
+    return create_asgi_app(community, router, lifespan=lifespan)
+
+
+def app_factory() -> Starlette:
+    """Entry point for uvicorn workers: settings come from the environment."""
+    return create_app(load_settings())

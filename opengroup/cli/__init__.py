@@ -1,0 +1,1 @@
+"""Command-line interfaces: ``opengroup`` and the drop-in ``session-open-group-server``."""

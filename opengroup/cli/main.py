@@ -1,0 +1,232 @@
+"""``opengroup``: run the server and administer its rooms and moderators.
+
+Admin commands act on the database directly, so they work whether or not the
+server is running (SQLite in WAL mode and PostgreSQL both allow it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging.config
+import os
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from opengroup.app import Prepared, prepare
+from opengroup.config import SETTINGS, ConfigError, Settings, load_settings
+from opengroup.domain import values
+from opengroup.domain.errors import ApiError
+from opengroup.keys import KeyFileError
+from opengroup.logs import log_config
+from opengroup.urls import HTTPS_NOTE, join_url
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--data-dir, --database-url and --config, accepted by every command."""
+
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="TOML file of settings (see `opengroup settings`).",
+    )
+    @click.option(
+        "--database-url", default=None, help="Database URL; default SQLite in the data dir."
+    )
+    @click.option("--data-dir", default=None, help="Data directory (default ./data).")
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, KeyFileError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except ApiError as exc:
+            raise click.ClickException(exc.reason) from None
+
+    return wrapper
+
+
+def resolve_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    return load_settings(overrides=overrides, config_file=config_file)
+
+
+def open_server(with_keys: bool = False, **options: Any) -> Prepared:
+    return prepare(resolve_settings(**options), with_keys=with_keys)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="opengroup")
+def main() -> None:
+    """A server for Session open groups (the v2 open group API)."""
+
+
+def print_join_urls(prepared: Prepared) -> None:
+    assert prepared.keys is not None
+    public_url = prepared.settings.effective_public_url
+    for room in prepared.community().rooms():
+        click.echo(f"{room.id}\t{join_url(public_url, room.id, prepared.keys.public_hex)}")
+
+
+@main.command()
+@common_options
+@click.option("--host", default=None, help="Address to listen on (default 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8080).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
+@click.option("--public-url", default=None, help="Base URL clients reach us at, for join URLs.")
+@click.option("--log-level", default=None, help="debug, info, warning, error or critical.")
+@click.option("--log-file", default=None, help="Also log to this file.")
+def serve(**options: Any) -> None:
+    """Run the server."""
+    settings = resolve_settings(**options)
+    run_server(settings)
+
+
+def run_server(settings: Settings, ssl: dict[str, str] | None = None) -> None:
+    import uvicorn  # imported here: admin commands do not need it
+
+    logging_config = log_config(settings)
+    logging.config.dictConfig(logging_config)
+    prepared = prepare(settings)
+    assert prepared.keys is not None
+    prepared.db.dispose()
+    click.echo(
+        f"opengroup listening on {settings.host}:{settings.port} "
+        f"with {settings.workers} worker(s), database {prepared.db.dialect}"
+    )
+    click.echo("Join URLs (http://HOST[:PORT]/ROOM?public_key=KEY):")
+    print_join_urls(prepared)
+    click.echo(HTTPS_NOTE)
+    os.environ.update(settings.as_env())
+    uvicorn.run(
+        "opengroup.app:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        log_config=logging_config,
+        access_log=False,
+        server_header=False,
+        **(ssl or {}),
+    )
+
+
+@main.command()
+@common_options
+def url(**options: Any) -> None:
+    """Print the join URL of every room."""
+    prepared = open_server(with_keys=True, **options)
+    print_join_urls(prepared)
+    click.echo(f"# server public key: {prepared.keys.public_hex if prepared.keys else ''}")
+    click.echo(f"# {HTTPS_NOTE}")
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """List every setting with its default, as a commented TOML config file."""
+    for setting in SETTINGS:
+        click.echo(f"# {setting.help}")
+        if setting.choices:
+            click.echo(f"# One of: {', '.join(setting.choices)}.")
+        click.echo(f"# Environment: OPENGROUP_{setting.name.upper()}")
+        default = setting.default
+        text = str(default).lower() if isinstance(default, bool) else repr(default)
+        if isinstance(default, str):
+            text = '"' + default.replace('"', '\\"') + '"'
+        click.echo(f"# {setting.name} = {text}\n")
+
+
+@main.group()
+def rooms() -> None:
+    """Add, delete and list rooms."""
+
+
+@rooms.command("add")
+@click.argument("room_id")
+@click.argument("name")
+@common_options
+def rooms_add(room_id: str, name: str, **options: Any) -> None:
+    """Create room ROOM_ID (lowercase a-z, 0-9, _; 2 to 64 characters) called NAME."""
+    values.room_id(room_id)
+    if not name.strip():
+        raise click.ClickException("the room name must not be empty")
+    if open_server(**options).community().add_room(room_id, name):
+        click.echo(f"added room {room_id} ({name})")
+    else:
+        raise click.ClickException(f"room {room_id} exists already")
+
+
+@rooms.command("delete")
+@click.argument("room_id")
+@common_options
+def rooms_delete(room_id: str, **options: Any) -> None:
+    """Delete room ROOM_ID with all its messages, files, moderators and bans."""
+    if open_server(**options).community().delete_room(room_id):
+        click.echo(f"deleted room {room_id}")
+    else:
+        raise click.ClickException(f"no such room: {room_id}")
+
+
+@rooms.command("list")
+@common_options
+def rooms_list(**options: Any) -> None:
+    """List rooms as ID<TAB>NAME."""
+    for room in open_server(**options).community().rooms():
+        click.echo(f"{room.id}\t{room.name}")
+
+
+@main.group()
+def moderators() -> None:
+    """Add, delete and list the moderators of a room."""
+
+
+@moderators.command("add")
+@click.argument("session_id")
+@click.argument("room_id")
+@common_options
+def moderators_add(session_id: str, room_id: str, **options: Any) -> None:
+    """Make SESSION_ID a moderator of ROOM_ID (and lift any ban there)."""
+    public_key = values.session_id(session_id, "SESSION_ID")
+    if open_server(**options).community().add_moderator(room_id, public_key):
+        click.echo(f"{public_key} is now a moderator of {room_id}")
+    else:
+        click.echo(f"{public_key} was already a moderator of {room_id}")
+
+
+@moderators.command("delete")
+@click.argument("session_id")
+@click.argument("room_id")
+@common_options
+def moderators_delete(session_id: str, room_id: str, **options: Any) -> None:
+    """Remove SESSION_ID from the moderators of ROOM_ID."""
+    public_key = values.session_id(session_id, "SESSION_ID")
+    if open_server(**options).community().remove_moderator(room_id, public_key):
+        click.echo(f"{public_key} is no longer a moderator of {room_id}")
+    else:
+        raise click.ClickException(f"{public_key} is not a moderator of {room_id}")
+
+
+@moderators.command("list")
+@click.argument("room_id")
+@common_options
+def moderators_list(room_id: str, **options: Any) -> None:
+    """List the moderators of ROOM_ID, one Session id a line."""
+    for public_key in open_server(**options).community().moderators(room_id):
+        click.echo(public_key)
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@common_options
+def db_upgrade(**options: Any) -> None:
+    """Apply pending schema migrations (the server also does this on start)."""
+    from opengroup.storage import migrate
+
+    prepared = open_server(**options)
+    click.echo(f"database at revision {migrate.current_revision(prepared.db)}")

@@ -1,0 +1,388 @@
+"""The open group itself: rooms, members, messages, moderation and files.
+
+Every operation a client or the operator can perform is one method here. A
+method checks the rules (who may, which limits), opens exactly one
+transaction, and raises an :mod:`opengroup.domain.errors` exception when the
+answer is no. Nothing is kept in the process between calls, so any number of
+processes can serve the same database.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from opengroup import crypto
+from opengroup.config import Settings
+from opengroup.domain import values
+from opengroup.domain.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+)
+from opengroup.keys import ServerKeys
+from opengroup.storage import queries as q
+from opengroup.storage.database import Database
+from opengroup.storage.queries import Message, Room, TokenHolder
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 256
+FILE_ID_MIN = 2**31
+FILE_ID_MAX = 2**53
+
+
+@dataclass(frozen=True)
+class Member:
+    """An authenticated caller in one room."""
+
+    room_id: str
+    public_key: str
+    is_moderator: bool
+
+
+@dataclass(frozen=True)
+class Challenge:
+    ciphertext: bytes
+    ephemeral_public_key: bytes
+
+
+@dataclass(frozen=True)
+class RoomPoll:
+    """What one ``compact_poll`` entry answers for a room."""
+
+    messages: list[Message]
+    deletions: list[tuple[int, int]]
+    moderators: list[str]
+
+
+def _parse_token(token: str | None) -> bytes:
+    if not token:
+        raise Unauthorized("missing auth token")
+    try:
+        raw = bytes.fromhex(token)
+    except ValueError:
+        raise Unauthorized("auth token is not hex") from None
+    if not raw:
+        raise Unauthorized("missing auth token")
+    return raw
+
+
+class Community:
+    """All rooms of one server, over one database."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        keys: ServerKeys | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.keys = keys
+        self.clock = clock
+
+    # -- rooms ----------------------------------------------------------------
+
+    def rooms(self) -> list[Room]:
+        with self.db.read() as conn:
+            return q.list_rooms(conn)
+
+    def room(self, room_id: str) -> Room:
+        with self.db.read() as conn:
+            return self._room(conn, room_id)
+
+    @staticmethod
+    def _room(conn: Connection, room_id: str) -> Room:
+        room = q.get_room(conn, room_id)
+        if room is None:
+            raise NotFound(f"no such room: {room_id}")
+        return room
+
+    def add_room(self, room_id: str, name: str) -> bool:
+        with self.db.write() as conn:
+            return q.insert_room(conn, room_id, name, self.clock())
+
+    def delete_room(self, room_id: str) -> bool:
+        with self.db.write() as conn:
+            return q.delete_room(conn, room_id)
+
+    def room_image(self, room_id: str) -> bytes:
+        with self.db.read() as conn:
+            room = self._room(conn, room_id)
+            data = None
+            if room.image_file_id is not None:
+                data = q.file_data(conn, room_id, room.image_file_id, self.clock())
+        if data is None:
+            raise NotFound(f"room {room_id} has no image")
+        return data
+
+    def set_room_image(self, member: Member, room_id: str, data: bytes) -> int:
+        if member.room_id != room_id or not member.is_moderator:
+            raise Forbidden("only moderators of this room may set its image")
+        self._check_upload_size(data)
+        with self.db.write() as conn:
+            self._room(conn, room_id)
+            file_id = self._store_file(conn, room_id, member.public_key, data, expires_at=None)
+            q.set_room_image(conn, room_id, file_id)
+        return file_id
+
+    # -- authentication -------------------------------------------------------
+
+    def challenge(self, room_id: str, public_key: str) -> Challenge:
+        """Make a token, keep its hash as pending, and encrypt it to the requester."""
+        token = crypto.new_token()
+        now = self.clock()
+        with self.db.write() as conn:
+            self._room(conn, room_id)
+            if q.is_banned(conn, room_id, public_key):
+                raise Forbidden("banned from this room")
+            q.insert_pending_token(
+                conn,
+                room_id,
+                public_key,
+                crypto.token_hash(token),
+                now + self.settings.pending_token_ttl_seconds,
+            )
+        ephemeral, blob = crypto.seal_for(bytes.fromhex(public_key[2:]), token)
+        return Challenge(ciphertext=blob, ephemeral_public_key=ephemeral)
+
+    def claim(self, room_id: str, token: str | None, public_key: str) -> None:
+        """Turn a pending token into a live one; a repeated claim of it is fine."""
+        token_hash = crypto.token_hash(_parse_token(token))
+        now = self.clock()
+        with self.db.write() as conn:
+            self._room(conn, room_id)
+            if q.take_pending_token(conn, room_id, public_key, token_hash, now):
+                q.insert_token(
+                    conn, room_id, public_key, token_hash, now + self.settings.token_ttl_seconds
+                )
+                return
+            holder = q.token_holder(conn, room_id, token_hash, now)
+        if holder is None or holder.public_key != public_key:
+            raise Unauthorized("no such pending token for this public key in this room")
+
+    def authenticate(self, room_id: str | None, token: str | None) -> Member:
+        """The caller behind a token, or 401 (no/unknown/expired token) or 403 (banned)."""
+        if not room_id:
+            raise BadRequest("missing Room header")
+        with self.db.read() as conn:
+            self._room(conn, room_id)
+            holder = q.token_holder(
+                conn, room_id, crypto.token_hash(_parse_token(token)), self.clock()
+            )
+        return self._member(room_id, holder)
+
+    @staticmethod
+    def _member(room_id: str, holder: TokenHolder | None) -> Member:
+        if holder is None:
+            raise Unauthorized("unknown or expired auth token")
+        if holder.is_banned:
+            raise Forbidden("banned from this room")
+        return Member(room_id, holder.public_key, holder.is_moderator)
+
+    def revoke(self, room_id: str | None, token: str | None) -> None:
+        member = self.authenticate(room_id, token)
+        with self.db.write() as conn:
+            q.delete_token(conn, member.room_id, crypto.token_hash(_parse_token(token)))
+
+    def member_count(self, member: Member) -> int:
+        with self.db.read() as conn:
+            return q.member_count(conn, member.room_id, self.clock())
+
+    # -- messages -------------------------------------------------------------
+
+    def post(self, member: Member, timestamp: int, data: str, signature: str) -> Message:
+        """Store a signed message; ``data`` and ``signature`` are base64 as the client sent."""
+        raw = values.base64_bytes(data, "data")
+        raw_signature = values.base64_bytes(signature, "signature")
+        if not raw:
+            raise BadRequest("data is empty")
+        if len(raw_signature) != crypto.SIGNATURE_SIZE:
+            raise BadRequest("signature must be 64 bytes")
+        if len(raw) > self.settings.max_message_bytes:
+            raise PayloadTooLarge(
+                f"message data is {len(raw)} bytes; the limit is {self.settings.max_message_bytes}"
+            )
+        if self.settings.verify_signatures and not crypto.verify_signature(
+            bytes.fromhex(member.public_key[2:]), raw, raw_signature
+        ):
+            raise BadRequest("signature does not match the data and the sender's key")
+        now = self.clock()
+        with self.db.write() as conn:
+            server_id = q.next_message_id(conn, member.room_id)
+            if not member.is_moderator:
+                self._check_post_rate(conn, member, now)
+            message = Message(server_id, member.public_key, timestamp, data, signature)
+            q.insert_message(conn, member.room_id, message, now)
+        return message
+
+    def _check_post_rate(self, conn: Connection, member: Member, now: float) -> None:
+        window = self.settings.post_rate_limit_seconds
+        if window <= 0:
+            return
+        recent = q.recent_post_times(conn, member.room_id, member.public_key, now - window)
+        if len(recent) >= self.settings.post_rate_limit_count:
+            retry_after = recent[-self.settings.post_rate_limit_count] + window - now
+            raise RateLimited(
+                f"at most {self.settings.post_rate_limit_count} posts per {window} s",
+                retry_after_seconds=max(retry_after, 0.0),
+            )
+
+    def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
+        with self.db.read() as conn:
+            return self._messages(conn, member.room_id, after, limit)
+
+    @staticmethod
+    def _messages(conn: Connection, room_id: str, after: int | None, limit: int) -> list[Message]:
+        limit = min(limit, MAX_PAGE)
+        if after is None:
+            return q.newest_messages(conn, room_id, limit)
+        return q.messages_after(conn, room_id, after, limit)
+
+    def deletions(
+        self, member: Member, after: int | None, limit: int = MAX_PAGE
+    ) -> list[tuple[int, int]]:
+        with self.db.read() as conn:
+            return self._deletions(conn, member.room_id, after, limit)
+
+    def _deletions(
+        self, conn: Connection, room_id: str, after: int | None, limit: int
+    ) -> list[tuple[int, int]]:
+        by_number = self.settings.deletions_format == "objects"
+        return q.deletions_after(conn, room_id, after, min(limit, MAX_PAGE), by_number=by_number)
+
+    def delete_messages(self, member: Member, server_ids: Sequence[int]) -> None:
+        """Delete all of them or none: the sender's own, or any for a moderator."""
+        wanted = list(dict.fromkeys(server_ids))
+        with self.db.write() as conn:
+            found = q.message_senders(conn, member.room_id, wanted)
+            missing = [i for i in wanted if i not in found]
+            if missing:
+                raise NotFound(f"no such message: {missing[0]}")
+            if not member.is_moderator:
+                for server_id in wanted:
+                    if found[server_id][0] != member.public_key:
+                        raise Forbidden(f"message {server_id} is not yours to delete")
+            for server_id in wanted:
+                if not found[server_id][1]:
+                    q.mark_deleted(conn, member.room_id, server_id)
+
+    # -- moderation -----------------------------------------------------------
+
+    def moderators(self, room_id: str) -> list[str]:
+        with self.db.read() as conn:
+            self._room(conn, room_id)
+            return q.list_moderators(conn, room_id)
+
+    @staticmethod
+    def _require_moderator(member: Member, room_id: str | None = None) -> None:
+        if not member.is_moderator or (room_id is not None and room_id != member.room_id):
+            raise Forbidden("moderators only")
+
+    def add_moderator(self, room_id: str, public_key: str, by: Member | None = None) -> bool:
+        """Make someone a moderator; ``by`` is None for the operator's CLI."""
+        if by is not None:
+            self._require_moderator(by, room_id)
+        with self.db.write() as conn:
+            self._room(conn, room_id)
+            q.remove_ban(conn, room_id, public_key)
+            return q.add_moderator(conn, room_id, public_key, self.clock())
+
+    def remove_moderator(self, room_id: str, public_key: str, by: Member | None = None) -> bool:
+        if by is not None:
+            self._require_moderator(by, room_id)
+        with self.db.write() as conn:
+            self._room(conn, room_id)
+            return q.remove_moderator(conn, room_id, public_key)
+
+    def bans(self, member: Member) -> list[str]:
+        with self.db.read() as conn:
+            return q.list_bans(conn, member.room_id)
+
+    def ban(self, member: Member, public_key: str, *, delete_all: bool = False) -> None:
+        self._require_moderator(member)
+        with self.db.write() as conn:
+            if q.is_moderator(conn, member.room_id, public_key):
+                raise BadRequest("a moderator cannot be banned; remove them as moderator first")
+            q.add_ban(conn, member.room_id, public_key, self.clock())
+            if delete_all:
+                for server_id in q.live_message_ids_by(conn, member.room_id, public_key):
+                    q.mark_deleted(conn, member.room_id, server_id)
+
+    def unban(self, member: Member, public_key: str) -> None:
+        self._require_moderator(member)
+        with self.db.write() as conn:
+            q.remove_ban(conn, member.room_id, public_key)
+
+    # -- files ----------------------------------------------------------------
+
+    def _check_upload_size(self, data: bytes) -> None:
+        if not data:
+            raise BadRequest("file is empty")
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"file is {len(data)} bytes; the limit is {self.settings.max_upload_bytes}"
+            )
+
+    def _store_file(
+        self,
+        conn: Connection,
+        room_id: str,
+        uploader: str,
+        data: bytes,
+        expires_at: float | None,
+    ) -> int:
+        now = self.clock()
+        while True:
+            file_id = FILE_ID_MIN + secrets.randbelow(FILE_ID_MAX - FILE_ID_MIN)
+            if q.insert_file(conn, file_id, room_id, uploader, data, now, expires_at):
+                return file_id
+
+    def upload(self, member: Member, data: bytes) -> int:
+        self._check_upload_size(data)
+        expires_at = self.clock() + self.settings.file_ttl_seconds
+        with self.db.write() as conn:
+            return self._store_file(conn, member.room_id, member.public_key, data, expires_at)
+
+    def download(self, member: Member, file_id: int) -> bytes:
+        with self.db.read() as conn:
+            data = q.file_data(conn, member.room_id, file_id, self.clock())
+        if data is None:
+            raise NotFound(f"no such file: {file_id}")
+        return data
+
+    # -- polling --------------------------------------------------------------
+
+    def poll_room(
+        self,
+        room_id: str,
+        token: str | None,
+        messages_after: int | None,
+        deletions_after: int | None,
+    ) -> RoomPoll:
+        """One ``compact_poll`` entry: one read transaction, one consistent snapshot."""
+        token_hash = crypto.token_hash(_parse_token(token))
+        with self.db.read() as conn:
+            self._room(conn, room_id)
+            self._member(room_id, q.token_holder(conn, room_id, token_hash, self.clock()))
+            return RoomPoll(
+                messages=self._messages(conn, room_id, messages_after, MAX_PAGE),
+                deletions=self._deletions(conn, room_id, deletions_after, MAX_PAGE),
+                moderators=q.list_moderators(conn, room_id),
+            )
+
+    # -- housekeeping ---------------------------------------------------------
+
+    def prune(self) -> dict[str, int]:
+        with self.db.write() as conn:
+            return q.prune_expired(conn, self.clock())

@@ -1,0 +1,68 @@
+"""Parsing of the values clients send: Session ids, room ids, base64, integers.
+
+Each parser either returns a clean value or raises :class:`BadRequest` with a
+reason that names the field, so handlers stay free of validation noise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from opengroup.domain.errors import BadRequest
+
+SESSION_ID_RE = re.compile(r"05[0-9a-f]{64}")
+ROOM_ID_RE = re.compile(r"[a-z0-9_]{2,64}")
+MAX_INT64 = 2**63 - 1
+
+
+def session_id(value: Any, field: str = "public_key") -> str:
+    """A Session id: 66 hex characters starting with 05 (upper case is folded)."""
+    if not isinstance(value, str) or not SESSION_ID_RE.fullmatch(value.lower()):
+        raise BadRequest(f"{field} must be a Session id: 66 hex characters starting with 05")
+    return value.lower()
+
+
+def is_room_id(value: Any) -> bool:
+    return isinstance(value, str) and ROOM_ID_RE.fullmatch(value) is not None
+
+
+def room_id(value: Any) -> str:
+    if not is_room_id(value):
+        raise BadRequest("room ids are 2 to 64 of a-z, 0-9 and _")
+    return value
+
+
+def base64_bytes(value: Any, field: str) -> bytes:
+    """Standard, padded base64 (what every Session client sends)."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{field} is not valid base64") from None
+
+
+def integer(value: Any, field: str, *, minimum: int = 0, maximum: int = MAX_INT64) -> int:
+    """A JSON integer (or its decimal text, as in query strings) within bounds."""
+    if isinstance(value, bool):
+        raise BadRequest(f"{field} must be an integer")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("-").isdigit() or len(text) > 20:
+            raise BadRequest(f"{field} must be an integer")
+        value = int(text)
+    if not isinstance(value, int):
+        raise BadRequest(f"{field} must be an integer")
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{field} must be between {minimum} and {maximum}")
+    return value
+
+
+def optional_integer(value: Any, field: str, **bounds: int) -> int | None:
+    """Like :func:`integer`, but None, a missing value or "" mean "not given"."""
+    if value is None or value == "":
+        return None
+    return integer(value, field, **bounds)

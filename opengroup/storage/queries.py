@@ -1,0 +1,420 @@
+"""Every statement the server runs, as small functions over an open connection.
+
+The domain layer decides what happens and opens the transaction
+(``Database.read()`` / ``Database.write()``); these functions only say how
+it is stored. Nothing here knows about HTTP or permissions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from opengroup.storage.schema import (
+    bans,
+    deletions,
+    files,
+    messages,
+    moderators,
+    pending_tokens,
+    rooms,
+    tokens,
+)
+
+
+@dataclass(frozen=True)
+class Room:
+    id: str
+    name: str
+    image_file_id: int | None
+
+
+@dataclass(frozen=True)
+class Message:
+    server_id: int
+    public_key: str
+    timestamp: int
+    data: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """Who a token belongs to in its room, and what they may do there."""
+
+    public_key: str
+    is_moderator: bool
+    is_banned: bool
+
+
+# -- rooms -------------------------------------------------------------------
+
+
+def list_rooms(conn: Connection) -> list[Room]:
+    rows = conn.execute(
+        select(rooms.c.id, rooms.c.name, rooms.c.image_file_id).order_by(rooms.c.id)
+    )
+    return [Room(*row) for row in rows]
+
+
+def get_room(conn: Connection, room_id: str) -> Room | None:
+    row = conn.execute(
+        select(rooms.c.id, rooms.c.name, rooms.c.image_file_id).where(rooms.c.id == room_id)
+    ).first()
+    return Room(*row) if row else None
+
+
+def insert_room(conn: Connection, room_id: str, name: str, now: float) -> bool:
+    """Create a room; False if it exists already."""
+    if get_room(conn, room_id) is not None:
+        return False
+    conn.execute(
+        insert(rooms).values(id=room_id, name=name, message_seq=0, deletion_seq=0, created_at=now)
+    )
+    return True
+
+
+def delete_room(conn: Connection, room_id: str) -> bool:
+    """Delete a room and everything in it; False if there was no such room."""
+    for table in (messages, deletions, moderators, bans, pending_tokens, tokens, files):
+        conn.execute(delete(table).where(table.c.room_id == room_id))
+    return conn.execute(delete(rooms).where(rooms.c.id == room_id)).rowcount > 0
+
+
+def next_message_id(conn: Connection, room_id: str) -> int:
+    """Hand out the room's next message server_id; locks the room row until commit."""
+    return conn.execute(
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(message_seq=rooms.c.message_seq + 1)
+        .returning(rooms.c.message_seq)
+    ).scalar_one()
+
+
+def next_deletion_id(conn: Connection, room_id: str) -> int:
+    return conn.execute(
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(deletion_seq=rooms.c.deletion_seq + 1)
+        .returning(rooms.c.deletion_seq)
+    ).scalar_one()
+
+
+# -- tokens ------------------------------------------------------------------
+
+
+def insert_pending_token(
+    conn: Connection, room_id: str, public_key: str, token_hash: bytes, expires_at: float
+) -> None:
+    conn.execute(
+        insert(pending_tokens).values(
+            token_hash=token_hash, room_id=room_id, public_key=public_key, expires_at=expires_at
+        )
+    )
+
+
+def take_pending_token(
+    conn: Connection, room_id: str, public_key: str, token_hash: bytes, now: float
+) -> bool:
+    """Remove a live pending token of that key in that room; True if there was one."""
+    result = conn.execute(
+        delete(pending_tokens).where(
+            pending_tokens.c.token_hash == token_hash,
+            pending_tokens.c.room_id == room_id,
+            pending_tokens.c.public_key == public_key,
+            pending_tokens.c.expires_at > now,
+        )
+    )
+    return result.rowcount > 0
+
+
+def insert_token(
+    conn: Connection, room_id: str, public_key: str, token_hash: bytes, expires_at: float
+) -> None:
+    conn.execute(
+        insert(tokens).values(
+            token_hash=token_hash, room_id=room_id, public_key=public_key, expires_at=expires_at
+        )
+    )
+
+
+def token_holder(
+    conn: Connection, room_id: str, token_hash: bytes, now: float
+) -> TokenHolder | None:
+    """The live token's owner with their rights in the room, in one round trip."""
+    is_mod = exists().where(
+        moderators.c.room_id == room_id, moderators.c.public_key == tokens.c.public_key
+    )
+    is_banned = exists().where(bans.c.room_id == room_id, bans.c.public_key == tokens.c.public_key)
+    row = conn.execute(
+        select(tokens.c.public_key, is_mod, is_banned).where(
+            tokens.c.token_hash == token_hash,
+            tokens.c.room_id == room_id,
+            tokens.c.expires_at > now,
+        )
+    ).first()
+    return TokenHolder(row[0], bool(row[1]), bool(row[2])) if row else None
+
+
+def delete_token(conn: Connection, room_id: str, token_hash: bytes) -> bool:
+    result = conn.execute(
+        delete(tokens).where(tokens.c.token_hash == token_hash, tokens.c.room_id == room_id)
+    )
+    return result.rowcount > 0
+
+
+def member_count(conn: Connection, room_id: str, now: float) -> int:
+    banned = select(bans.c.public_key).where(bans.c.room_id == room_id)
+    return conn.execute(
+        select(func.count(func.distinct(tokens.c.public_key))).where(
+            tokens.c.room_id == room_id,
+            tokens.c.expires_at > now,
+            tokens.c.public_key.not_in(banned),
+        )
+    ).scalar_one()
+
+
+# -- moderators and bans -----------------------------------------------------
+
+
+def list_moderators(conn: Connection, room_id: str) -> list[str]:
+    rows = conn.execute(
+        select(moderators.c.public_key)
+        .where(moderators.c.room_id == room_id)
+        .order_by(moderators.c.public_key)
+    )
+    return [row[0] for row in rows]
+
+
+def is_moderator(conn: Connection, room_id: str, public_key: str) -> bool:
+    return conn.execute(
+        select(
+            exists().where(moderators.c.room_id == room_id, moderators.c.public_key == public_key)
+        )
+    ).scalar_one()
+
+
+def add_moderator(conn: Connection, room_id: str, public_key: str, now: float) -> bool:
+    """False if they were a moderator already."""
+    if is_moderator(conn, room_id, public_key):
+        return False
+    conn.execute(insert(moderators).values(room_id=room_id, public_key=public_key, added_at=now))
+    return True
+
+
+def remove_moderator(conn: Connection, room_id: str, public_key: str) -> bool:
+    result = conn.execute(
+        delete(moderators).where(
+            moderators.c.room_id == room_id, moderators.c.public_key == public_key
+        )
+    )
+    return result.rowcount > 0
+
+
+def list_bans(conn: Connection, room_id: str) -> list[str]:
+    rows = conn.execute(
+        select(bans.c.public_key).where(bans.c.room_id == room_id).order_by(bans.c.public_key)
+    )
+    return [row[0] for row in rows]
+
+
+def is_banned(conn: Connection, room_id: str, public_key: str) -> bool:
+    return conn.execute(
+        select(exists().where(bans.c.room_id == room_id, bans.c.public_key == public_key))
+    ).scalar_one()
+
+
+def add_ban(conn: Connection, room_id: str, public_key: str, now: float) -> bool:
+    if is_banned(conn, room_id, public_key):
+        return False
+    conn.execute(insert(bans).values(room_id=room_id, public_key=public_key, banned_at=now))
+    return True
+
+
+def remove_ban(conn: Connection, room_id: str, public_key: str) -> bool:
+    result = conn.execute(
+        delete(bans).where(bans.c.room_id == room_id, bans.c.public_key == public_key)
+    )
+    return result.rowcount > 0
+
+
+# -- messages and deletions --------------------------------------------------
+
+_MESSAGE_COLUMNS = (
+    messages.c.server_id,
+    messages.c.public_key,
+    messages.c.timestamp,
+    messages.c.data,
+    messages.c.signature,
+)
+
+
+def recent_post_times(conn: Connection, room_id: str, public_key: str, since: float) -> list[float]:
+    rows = conn.execute(
+        select(messages.c.posted_at)
+        .where(
+            messages.c.room_id == room_id,
+            messages.c.public_key == public_key,
+            messages.c.posted_at > since,
+        )
+        .order_by(messages.c.posted_at)
+    )
+    return [row[0] for row in rows]
+
+
+def insert_message(conn: Connection, room_id: str, message: Message, now: float) -> None:
+    conn.execute(
+        insert(messages).values(
+            room_id=room_id,
+            server_id=message.server_id,
+            public_key=message.public_key,
+            timestamp=message.timestamp,
+            data=message.data,
+            signature=message.signature,
+            posted_at=now,
+            deleted=False,
+        )
+    )
+
+
+def messages_after(conn: Connection, room_id: str, after: int, limit: int) -> list[Message]:
+    """The oldest ``limit`` live messages with server_id > after, ascending."""
+    rows = conn.execute(
+        select(*_MESSAGE_COLUMNS)
+        .where(messages.c.room_id == room_id, messages.c.server_id > after, ~messages.c.deleted)
+        .order_by(messages.c.server_id)
+        .limit(limit)
+    )
+    return [Message(*row) for row in rows]
+
+
+def newest_messages(conn: Connection, room_id: str, limit: int) -> list[Message]:
+    """The newest ``limit`` live messages, ascending."""
+    rows = conn.execute(
+        select(*_MESSAGE_COLUMNS)
+        .where(messages.c.room_id == room_id, ~messages.c.deleted)
+        .order_by(messages.c.server_id.desc())
+        .limit(limit)
+    )
+    return [Message(*row) for row in reversed(rows.all())]
+
+
+def message_senders(
+    conn: Connection, room_id: str, server_ids: Sequence[int]
+) -> dict[int, tuple[str, bool]]:
+    """server_id -> (sender, already deleted) for those of the ids that exist."""
+    rows = conn.execute(
+        select(messages.c.server_id, messages.c.public_key, messages.c.deleted).where(
+            messages.c.room_id == room_id, messages.c.server_id.in_(list(server_ids))
+        )
+    )
+    return {row[0]: (row[1], bool(row[2])) for row in rows}
+
+
+def live_message_ids_by(conn: Connection, room_id: str, public_key: str) -> list[int]:
+    rows = conn.execute(
+        select(messages.c.server_id)
+        .where(
+            messages.c.room_id == room_id, messages.c.public_key == public_key, ~messages.c.deleted
+        )
+        .order_by(messages.c.server_id)
+    )
+    return [row[0] for row in rows]
+
+
+def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:
+    """Blank a message and record its deletion under the room's next deletion number."""
+    conn.execute(
+        update(messages)
+        .where(messages.c.room_id == room_id, messages.c.server_id == server_id)
+        .values(deleted=True, data="", signature="")
+    )
+    deletion_id = next_deletion_id(conn, room_id)
+    conn.execute(insert(deletions).values(room_id=room_id, id=deletion_id, message_id=server_id))
+
+
+def deletions_after(
+    conn: Connection, room_id: str, after: int | None, limit: int, *, by_number: bool
+) -> list[tuple[int, int]]:
+    """(deletion number, deleted message id) pairs, ascending.
+
+    ``by_number`` orders and pages by the deletion number (the ``objects``
+    format); otherwise by the deleted message's id (the seed's ``ids`` format).
+    Without ``after``, the newest ``limit`` are returned, still ascending.
+    """
+    key = deletions.c.id if by_number else deletions.c.message_id
+    query = select(deletions.c.id, deletions.c.message_id).where(deletions.c.room_id == room_id)
+    if after is None:
+        rows = conn.execute(query.order_by(key.desc()).limit(limit)).all()
+        rows.reverse()
+    else:
+        rows = conn.execute(query.where(key > after).order_by(key).limit(limit)).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+# -- files -------------------------------------------------------------------
+
+
+def insert_file(
+    conn: Connection,
+    file_id: int,
+    room_id: str,
+    uploader: str | None,
+    data: bytes,
+    now: float,
+    expires_at: float | None,
+) -> bool:
+    """Store a file under ``file_id``; False if that id is taken (draw another)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(files).values(
+                    id=file_id,
+                    room_id=room_id,
+                    uploader=uploader,
+                    data=data,
+                    size=len(data),
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def file_data(conn: Connection, room_id: str, file_id: int, now: float) -> bytes | None:
+    row = conn.execute(
+        select(files.c.data).where(
+            files.c.id == file_id,
+            files.c.room_id == room_id,
+            (files.c.expires_at.is_(None)) | (files.c.expires_at > now),
+        )
+    ).first()
+    return bytes(row[0]) if row else None
+
+
+def set_room_image(conn: Connection, room_id: str, file_id: int) -> None:
+    """Point the room at a new image file and drop the one it replaces."""
+    old = conn.execute(select(rooms.c.image_file_id).where(rooms.c.id == room_id)).scalar()
+    conn.execute(update(rooms).where(rooms.c.id == room_id).values(image_file_id=file_id))
+    if old is not None and old != file_id:
+        conn.execute(delete(files).where(files.c.id == old))
+
+
+# -- pruning -----------------------------------------------------------------
+
+
+def prune_expired(conn: Connection, now: float) -> dict[str, int]:
+    """Delete expired pending tokens, tokens and files; returns how many of each."""
+    counts = {}
+    for name, table, condition in (
+        ("pending_tokens", pending_tokens, pending_tokens.c.expires_at <= now),
+        ("tokens", tokens, tokens.c.expires_at <= now),
+        ("files", files, and_(files.c.expires_at.is_not(None), files.c.expires_at <= now)),
+    ):
+        counts[name] = conn.execute(delete(table).where(condition)).rowcount
+    return counts

@@ -1,0 +1,1 @@
+"""Transports: direct HTTP and onion requests, both into the one router."""

@@ -1,0 +1,129 @@
+"""Onion requests (v3): the envelope the last service node POSTs to ``/loki/v3/lsrpc``.
+
+Request body, byte by byte::
+
+    +-------------------+----------------------------------+------------------------+
+    | N: u32 little-end | N bytes: IV(12) | AES-GCM ct+tag | UTF-8 JSON metadata    |
+    +-------------------+----------------------------------+------------------------+
+
+    e.g. 2c 01 00 00 | 300 bytes of ciphertext | {"ephemeral_key": "<64 hex>", "host": ..}
+
+The AES-256-GCM key is HMAC-SHA256(key=b"LOKI", msg=X25519(server key,
+ephemeral_key)). The plaintext is the inner request::
+
+    {"endpoint": "messages?limit=5", "method": "GET", "body": "null",
+     "headers": {"Room": "main", "Authorization": "ab12..."}}
+
+Real clients leave the leading ``/`` off ``endpoint``, send ``body`` as
+``""`` or ``"null"`` on GET and DELETE, and may send header values as JSON
+numbers or booleans; all of that is accepted here. The answer is base64 of
+IV | AES-GCM(inner response JSON) under the same key, always with HTTP 200.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from opengroup import crypto
+from opengroup.api.routing import ApiRequest
+
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+class EnvelopeError(ValueError):
+    """The outer blob is unusable; answered with a plain HTTP 400 (no key to encrypt with)."""
+
+
+class InnerRequestError(ValueError):
+    """The blob decrypted but the request inside is malformed; answered encrypted, 400."""
+
+
+@dataclass(frozen=True)
+class OpenedEnvelope:
+    key: bytes
+    plaintext: bytes
+
+
+def open_envelope(body: bytes, private_key: X25519PrivateKey) -> OpenedEnvelope:
+    if len(body) < 4:
+        raise EnvelopeError("body shorter than its 4-byte length prefix")
+    (size,) = struct.unpack_from("<I", body)
+    if len(body) < 4 + size:
+        raise EnvelopeError("ciphertext length exceeds the body")
+    ciphertext, metadata_bytes = body[4 : 4 + size], body[4 + size :]
+    try:
+        metadata = orjson.loads(metadata_bytes)
+    except orjson.JSONDecodeError:
+        raise EnvelopeError("metadata is not JSON") from None
+    ephemeral = metadata.get("ephemeral_key") if isinstance(metadata, dict) else None
+    if (
+        not isinstance(ephemeral, str)
+        or len(ephemeral) != 64
+        or not HEX_DIGITS.issuperset(ephemeral)
+    ):
+        raise EnvelopeError("metadata lacks a 64-hex-digit ephemeral_key")
+    try:
+        key = crypto.loki_key(private_key, bytes.fromhex(ephemeral))
+        plaintext = crypto.open_sealed(key, ciphertext)
+    except crypto.DecryptionError as exc:
+        raise EnvelopeError(str(exc)) from None
+    return OpenedEnvelope(key, plaintext)
+
+
+def _header_value(value: Any) -> str:
+    """Android sends numeric-looking header values as numbers and "true" as true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _body_bytes(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, str):
+        return b"" if body.strip() in ("", "null") else body.encode("utf-8")
+    return orjson.dumps(body)  # a client that sent the object itself rather than its text
+
+
+def parse_inner_request(plaintext: bytes) -> ApiRequest:
+    try:
+        inner = orjson.loads(plaintext)
+    except orjson.JSONDecodeError:
+        raise InnerRequestError("inner request is not JSON") from None
+    if not isinstance(inner, dict):
+        raise InnerRequestError("inner request must be a JSON object")
+    endpoint, method = inner.get("endpoint"), inner.get("method")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise InnerRequestError("inner request lacks an endpoint")
+    if not isinstance(method, str) or not method:
+        raise InnerRequestError("inner request lacks a method")
+    headers = inner.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise InnerRequestError("inner headers must be a JSON object")
+    path, _, query_string = endpoint.partition("?")
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        query.setdefault(name, value)
+    return ApiRequest(
+        method=method.upper(),
+        path="/" + path.lstrip("/"),
+        query=query,
+        headers={str(k).lower(): _header_value(v) for k, v in headers.items() if v is not None},
+        body=_body_bytes(inner.get("body")),
+    )
+
+
+def seal_response(key: bytes, response_json: bytes) -> bytes:
+    """The HTTP body of the answer: base64 of IV | ciphertext | tag."""
+    return base64.b64encode(crypto.seal(key, response_json))

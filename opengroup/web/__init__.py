@@ -1,0 +1,1 @@
+"""The human-facing page at ``GET /``."""
