@@ -85,6 +85,14 @@ def database_url(backend: Backend) -> Iterator[str | None]:
     backend.drop_database(url)
 
 
+@pytest.fixture
+def fresh_database_url(backend: Backend) -> Iterator[str | None]:
+    """A fresh database for one test (None: SQLite in the data dir), dropped afterwards."""
+    url = backend.new_database_url()
+    yield url
+    backend.drop_database(url)
+
+
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, database_url: str | None

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg import sql
-from sessionclient import PUBLIC_KEY_PEM_NAME, Client, Transport, load_server_public_key
+from sessionclient import PUBLIC_KEY_PEM_NAME, Client, Transport, load_public_key_pem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -103,19 +103,27 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(
-    data_dir: Path,
+    data_dir: Path | None,
     database_url: str | None,
     *args: str,
     check: bool = True,
     env: Mapping[str, str] | None = None,
+    program: Sequence[str] = (sys.executable, "-m", "opengroup"),
+    cwd: Path = REPO_ROOT,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m opengroup ARGS --data-dir DIR [--database-url URL]` like an operator."""
-    cmd = [sys.executable, "-m", "opengroup", *args, "--data-dir", str(data_dir)]
+    """Run `python -m opengroup ARGS --data-dir DIR [--database-url URL]` like an operator.
+
+    data_dir None leaves --data-dir out (the default ./data of cwd); program replaces
+    `python -m opengroup` (e.g. the legacy `session-open-group-server` command).
+    """
+    cmd = [*program, *args]
+    if data_dir is not None:
+        cmd += ["--data-dir", str(data_dir)]
     if database_url is not None:
         cmd += ["--database-url", database_url]
     proc = subprocess.run(
         cmd,
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=server_env(env),
         capture_output=True,
         text=True,
@@ -147,14 +155,36 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         create_data_dir: bool = True,
+        cwd: Path | None = None,
+        program: Sequence[str] | None = None,
+        standard_flags: bool = True,
+        public_key_path: Path | None = None,
     ) -> None:
-        """extra_args go after the standard serve flags; env adds to server_env()."""
+        """extra_args go after the standard serve flags; env adds to server_env().
+
+        cwd: the server's working directory (default the repository). program: the
+        command before the flags (default `python -m opengroup serve`). With
+        standard_flags=False no --host/--port/--data-dir/--database-url is passed: the
+        test gives its settings another way (env, --config) and must still make the
+        server listen on 127.0.0.1:port with its data in data_dir. public_key_path:
+        where the server's public key PEM is (default in data_dir).
+        """
         self.data_dir = Path(data_dir)
         self.database_url = database_url
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.port = port if port is not None else free_port()
         self.create_data_dir = create_data_dir
+        self.cwd = Path(cwd) if cwd is not None else REPO_ROOT
+        self.program = (
+            list(program) if program is not None else [sys.executable, "-m", "opengroup", "serve"]
+        )
+        self.standard_flags = standard_flags
+        self.public_key_path = (
+            Path(public_key_path)
+            if public_key_path is not None
+            else self.data_dir / PUBLIC_KEY_PEM_NAME
+        )
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -168,8 +198,8 @@ class ServerProcess:
 
     @property
     def public_key(self) -> bytes:
-        """The server's raw X25519 public key, read from its data dir."""
-        return load_server_public_key(self.data_dir)
+        """The server's raw X25519 public key, read from its data dir (or public_key_path)."""
+        return load_public_key_pem(self.public_key_path.read_bytes())
 
     @property
     def pid(self) -> int | None:
@@ -183,11 +213,10 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         """The exact serve command line."""
+        if not self.standard_flags:
+            return self.program + self.extra_args
         cmd = [
-            sys.executable,
-            "-m",
-            "opengroup",
-            "serve",
+            *self.program,
             "--host",
             "127.0.0.1",
             "--port",
@@ -221,7 +250,7 @@ class ServerProcess:
             # Own process group: a server with worker children can be killed as a whole.
             self._proc = subprocess.Popen(
                 self.command(),
-                cwd=REPO_ROOT,
+                cwd=self.cwd,
                 env=server_env(self.env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -245,8 +274,8 @@ class ServerProcess:
                     last_error = repr(exc)
                 else:
                     if resp.status_code == 200:
-                        if not (self.data_dir / PUBLIC_KEY_PEM_NAME).exists():
-                            self._fail_start("ready, but no x25519_public_key.pem in data dir")
+                        if not self.public_key_path.exists():
+                            self._fail_start(f"ready, but no {self.public_key_path}")
                         return
                     last_error = f"GET /rooms -> {resp.status_code} {resp.text[:200]!r}"
                 time.sleep(0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from opengroup.api.routing import ApiRequest, JsonObject
 from opengroup.domain import values
 from opengroup.domain.community import Community
+from opengroup.domain.errors import BadRequest
 
 
 def get_moderators(og: Community, req: ApiRequest) -> JsonObject:
@@ -16,7 +17,11 @@ def add_moderator(og: Community, req: ApiRequest) -> JsonObject:
     """Body ``{public_key, room_id}``; the caller must moderate that room."""
     body = req.json()
     public_key = values.session_id(body.get("public_key"))
-    room_id = body.get("room_id") if body.get("room_id") is not None else req.room
+    room_id = body.get("room_id")
+    if room_id is None:
+        room_id = req.room
+    elif not isinstance(room_id, str):
+        raise BadRequest("room_id must be a string")
     member = og.authenticate(room_id, req.token)
     og.add_moderator(member.room_id, public_key, by=member)
     return {}

@@ -163,6 +163,8 @@ class Community:
         with self.db.write() as conn:
             self._room(conn, room_id)
             if q.take_pending_token(conn, room_id, public_key, token_hash, now):
+                if q.is_banned(conn, room_id, public_key):
+                    raise Forbidden("banned from this room")
                 q.insert_token(
                     conn, room_id, public_key, token_hash, now + self.settings.token_ttl_seconds
                 )
@@ -170,6 +172,8 @@ class Community:
             holder = q.token_holder(conn, room_id, token_hash, now)
         if holder is None or holder.public_key != public_key:
             raise Unauthorized("no such pending token for this public key in this room")
+        if holder.is_banned:
+            raise Forbidden("banned from this room")
 
     def authenticate(self, room_id: str | None, token: str | None) -> Member:
         """The caller behind a token, or 401 (no/unknown/expired token) or 403 (banned)."""
@@ -265,6 +269,7 @@ class Community:
         """Delete all of them or none: the sender's own, or any for a moderator."""
         wanted = list(dict.fromkeys(server_ids))
         with self.db.write() as conn:
+            q.lock_room(conn, member.room_id)  # concurrent deleters: one deletion entry each
             found = q.message_senders(conn, member.room_id, wanted)
             missing = [i for i in wanted if i not in found]
             if missing:
@@ -294,6 +299,7 @@ class Community:
         if by is not None:
             self._require_moderator(by, room_id)
         with self.db.write() as conn:
+            q.lock_room(conn, room_id)
             self._room(conn, room_id)
             q.remove_ban(conn, room_id, public_key)
             return q.add_moderator(conn, room_id, public_key, self.clock())
@@ -312,6 +318,7 @@ class Community:
     def ban(self, member: Member, public_key: str, *, delete_all: bool = False) -> None:
         self._require_moderator(member)
         with self.db.write() as conn:
+            q.lock_room(conn, member.room_id)  # concurrent bans: one ban, one deletion each
             if q.is_moderator(conn, member.room_id, public_key):
                 raise BadRequest("a moderator cannot be banned; remove them as moderator first")
             q.add_ban(conn, member.room_id, public_key, self.clock())

@@ -94,6 +94,19 @@ def next_message_id(conn: Connection, room_id: str) -> int:
     ).scalar_one()
 
 
+def lock_room(conn: Connection, room_id: str) -> bool:
+    """Hold the room's row lock until commit, so the room's writers take turns.
+
+    Check-then-write transactions (deletions, bans, moderators) take it first,
+    the room row before any other row as posting does: on PostgreSQL, moderators
+    deleting the same messages at once then neither record a deletion twice nor
+    deadlock. SQLite ignores FOR UPDATE (BEGIN IMMEDIATE serialises its writers).
+    False if there is no such room.
+    """
+    row = conn.execute(select(rooms.c.id).where(rooms.c.id == room_id).with_for_update()).first()
+    return row is not None
+
+
 def next_deletion_id(conn: Connection, room_id: str) -> int:
     return conn.execute(
         update(rooms)

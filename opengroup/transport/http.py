@@ -118,13 +118,20 @@ class Transports:
         html = await run_in_threadpool(render_home, self.community)
         return _closing(request, HTMLResponse(html))
 
+    async def method_not_allowed(self, request: Request) -> Response:
+        """The onion endpoint or the home page asked with another method: JSON 405."""
+        answer = error_response(405, f"{request.method} is not allowed on {request.url.path}")
+        return _closing(request, Response(answer.encode(), 405, media_type=JSON))
+
 
 def create_asgi_app(community: Community, router: Router, **starlette_options: object) -> Starlette:
     t = Transports(community, router)
-    methods = ["GET", "POST", "DELETE", "PUT", "PATCH"]
+    methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
     routes = [
         Route("/loki/v3/lsrpc", t.onion, methods=["POST"]),
+        Route("/loki/v3/lsrpc", t.method_not_allowed, methods=[m for m in methods if m != "POST"]),
         Route("/", t.home, methods=["GET"]),
+        Route("/", t.method_not_allowed, methods=[m for m in methods if m != "GET"]),
         Route("/{path:path}", t.direct, methods=methods),
     ]
     return Starlette(routes=routes, **starlette_options)  # type: ignore[arg-type]

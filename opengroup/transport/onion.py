@@ -108,7 +108,9 @@ def parse_inner_request(plaintext: bytes) -> ApiRequest:
         raise InnerRequestError("inner request lacks an endpoint")
     if not isinstance(method, str) or not method:
         raise InnerRequestError("inner request lacks a method")
-    headers = inner.get("headers") or {}
+    headers = inner.get("headers")
+    if headers is None:
+        headers = {}
     if not isinstance(headers, dict):
         raise InnerRequestError("inner headers must be a JSON object")
     path, _, query_string = endpoint.partition("?")
