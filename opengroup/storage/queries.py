@@ -20,6 +20,7 @@ from opengroup.storage.schema import (
     messages,
     moderators,
     pending_tokens,
+    room_activity,
     rooms,
     tokens,
 )
@@ -79,7 +80,16 @@ def insert_room(conn: Connection, room_id: str, name: str, now: float) -> bool:
 
 def delete_room(conn: Connection, room_id: str) -> bool:
     """Delete a room and everything in it; False if there was no such room."""
-    for table in (messages, deletions, moderators, bans, pending_tokens, tokens, files):
+    for table in (
+        messages,
+        deletions,
+        moderators,
+        bans,
+        pending_tokens,
+        tokens,
+        files,
+        room_activity,
+    ):
         conn.execute(delete(table).where(table.c.room_id == room_id))
     return conn.execute(delete(rooms).where(rooms.c.id == room_id)).rowcount > 0
 

@@ -126,4 +126,27 @@ files = Table(
     # NULL: never expires (room images).
     Column("expires_at", Float, nullable=True),
     Index("files_by_expiry", "expires_at"),
+    Index("files_by_uploader", "room_id", "uploader", "created_at"),
+)
+
+# One row per counted event of a shared rate limit; ``bucket`` names the limit
+# and the key it applies to (e.g. "challenge:05ab..."). Old rows are pruned.
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column("bucket", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("rate_events_by_bucket", "bucket", "at"),
+)
+
+# When each key last used a token in a room (refreshed at most every few
+# minutes, so polls stay read-only); feeds "active users" statistics.
+room_activity = Table(
+    "room_activity",
+    metadata,
+    _room_fk(),
+    Column("public_key", String(66), nullable=False),
+    Column("last_active", Float, nullable=False),
+    PrimaryKeyConstraint("room_id", "public_key"),
+    Index("room_activity_by_time", "room_id", "last_active"),
 )
