@@ -69,11 +69,10 @@ def _migration_lock(db: Database) -> Iterator[None]:
                 conn.commit()
 
 
-def upgrade(db: Database) -> None:
-    """Bring the schema to the newest revision; a no-op when it is there already."""
-    head = head_revision()
-    if current_revision(db) == head:
+def upgrade(db: Database, target: str = "head") -> None:
+    """Bring the schema to ``target`` (the newest revision); a no-op when it is there."""
+    if current_revision(db) == (head_revision() if target == "head" else target):
         return
     with _migration_lock(db), db.engine.connect() as conn:
-        command.upgrade(_alembic_config(conn), "head")
+        command.upgrade(_alembic_config(conn), target)
         conn.commit()

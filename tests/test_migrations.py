@@ -1,0 +1,117 @@
+"""Schema migrations: the tables the code expects are the tables the migrations build,
+and a database made by an older version opens in this one with its data intact."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from serverprocess import ServerProcess
+from sessionclient import Identity
+
+from opengroup.storage import migrate
+from opengroup.storage.database import Database
+from opengroup.storage.schema import metadata
+
+
+def _database(tmp_path: Path, database_url: str | None) -> Database:
+    if database_url is None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        return Database(f"sqlite:///{tmp_path / 'opengroup.db'}")
+    return Database(database_url)
+
+
+def test_migrations_build_exactly_the_tables_the_code_uses(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db)
+    with db.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    db.dispose()
+    assert differences == []
+
+
+def test_upgrade_is_a_no_op_at_the_newest_revision(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db)
+    migrate.upgrade(db)
+    assert migrate.current_revision(db) == migrate.head_revision()
+    with db.engine.connect() as conn:
+        rooms = conn.execute(sa.text("SELECT id FROM rooms")).scalars().all()
+    db.dispose()
+    assert rooms == ["main"], "the default room is created once, by the first migration"
+
+
+def test_a_database_of_the_first_version_opens_with_its_data(
+    tmp_path: Path,
+    fresh_database_url: str | None,
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    data_dir = tmp_path / "data"
+    db = _database(data_dir, fresh_database_url)
+    migrate.upgrade(db, "0001")
+    assert migrate.current_revision(db) == "0001"
+    alice = Identity.generate()
+    token = secrets.token_bytes(48)
+    data = b"\x0a\x03old" + b"\x80" + b"\x00" * 150
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE rooms SET message_seq = 7 WHERE id = 'main'"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO messages (room_id, server_id, public_key, timestamp, data,"
+                " signature, posted_at, deleted) VALUES ('main', 7, :pk, 1600000000000, :data,"
+                " :sig, :now, false)"
+            ),
+            {
+                "pk": alice.session_id,
+                "data": base64.b64encode(data).decode(),
+                "sig": base64.b64encode(alice.sign(data)).decode(),
+                "now": time.time(),
+            },
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO tokens (token_hash, room_id, public_key, expires_at)"
+                " VALUES (:h, 'main', :pk, :exp)"
+            ),
+            {
+                "h": hashlib.sha256(token).digest(),
+                "pk": alice.session_id,
+                "exp": time.time() + 3600,
+            },
+        )
+    db.dispose()
+
+    server = server_factory(data_dir=data_dir, database_url=fresh_database_url)
+    with server.client("onion") as client:
+        listed = client.request("GET", "messages", room="main", token=token.hex())
+        posted = client.post_message(alice, token.hex(), "main")
+    assert listed["status_code"] == 200, listed
+    assert [m["server_id"] for m in listed["messages"]] == [7]
+    assert listed["messages"][0]["timestamp"] == 1600000000000
+    assert posted["message"]["server_id"] == 8
+
+    db = _database(data_dir, fresh_database_url)
+    assert migrate.current_revision(db) == migrate.head_revision()
+    db.dispose()
+
+
+@pytest.mark.parametrize("revision", ["0001", "0002"])
+def test_every_revision_upgrades_from_nothing(
+    tmp_path: Path, fresh_database_url: str | None, revision: str
+) -> None:
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db, revision)
+    assert migrate.current_revision(db) == revision
+    db.dispose()
