@@ -72,9 +72,17 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read transaction: one consistent snapshot, never blocks writers."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read transaction: one consistent snapshot, never blocks writers.
+
+        SQLite's deferred transactions and PostgreSQL's REPEATABLE READ both
+        give every statement of the transaction the same view; read-only
+        transactions never fail with serialisation errors at that level.
+        """
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
