@@ -83,8 +83,44 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_onion_body_bytes", 10 * 1024 * 1024, int, "Largest onion request body."),
     Setting("max_poll_rooms", 256, int, "Most room entries in one compact_poll."),
+    Setting(
+        "max_json_depth",
+        32,
+        int,
+        "Deepest nesting of a JSON body (and of an onion request's inner JSON); 400 deeper. "
+        "0: no limit of ours.",
+    ),
+    Setting(
+        "max_pending_challenges_per_key",
+        16,
+        int,
+        "Most unclaimed challenges one public key may hold in one room; 429 above. 0: no limit.",
+    ),
+    Setting(
+        "max_tokens_per_key",
+        32,
+        int,
+        "Most live tokens one public key may hold in one room; claiming one more revokes the "
+        "oldest. 0: no limit.",
+    ),
     Setting("post_rate_limit_count", 5, int, "Posts allowed per user per room in the window."),
     Setting("post_rate_limit_seconds", 16, int, "Window of the posting rate limit; 0 disables."),
+    Setting(
+        "challenge_rate_limit_count",
+        20,
+        int,
+        "Challenges (auth_token_challenge) allowed per public key, all rooms, in the window.",
+    ),
+    Setting(
+        "challenge_rate_limit_seconds", 60, int, "Window of the challenge rate limit; 0 disables."
+    ),
+    Setting(
+        "upload_rate_limit_count",
+        10,
+        int,
+        "Uploads allowed per user per room in the window (moderators exempt).",
+    ),
+    Setting("upload_rate_limit_seconds", 60, int, "Window of the upload rate limit; 0 disables."),
     Setting("pending_token_ttl_seconds", 600, int, "How long an unclaimed challenge token lives."),
     Setting("token_ttl_seconds", 7 * 24 * 3600, int, "How long a claimed token lives."),
     Setting("file_ttl_seconds", 15 * 24 * 3600, int, "How long uploaded files are kept."),
@@ -97,6 +133,25 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("debug", "info", "warning", "error", "critical"),
     ),
     Setting("log_file", "", str, "Also write the log to this file; empty: standard error only."),
+    Setting(
+        "activity_interval_seconds",
+        300,
+        int,
+        "How stale a member's recorded last activity in a room may get before a request with "
+        "their token refreshes it (keeps most polls free of writes); feeds `opengroup stats`.",
+    ),
+    Setting(
+        "metrics_enabled",
+        False,
+        bool,
+        "Serve Prometheus metrics at GET /metrics on the main port, to metrics_allow_from only.",
+    ),
+    Setting(
+        "metrics_allow_from",
+        "127.0.0.1,::1",
+        str,
+        "Comma-separated addresses or networks (CIDR) allowed to read /metrics; others get 403.",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -152,14 +207,24 @@ class Settings:
     max_request_body_bytes: int = 16 * 1024 * 1024
     max_onion_body_bytes: int = 10 * 1024 * 1024
     max_poll_rooms: int = 256
+    max_json_depth: int = 32
+    max_pending_challenges_per_key: int = 16
+    max_tokens_per_key: int = 32
     post_rate_limit_count: int = 5
     post_rate_limit_seconds: int = 16
+    challenge_rate_limit_count: int = 20
+    challenge_rate_limit_seconds: int = 60
+    upload_rate_limit_count: int = 10
+    upload_rate_limit_seconds: int = 60
     pending_token_ttl_seconds: int = 600
     token_ttl_seconds: int = 7 * 24 * 3600
     file_ttl_seconds: int = 15 * 24 * 3600
     prune_interval_seconds: int = 600
     log_level: str = "info"
     log_file: str = ""
+    activity_interval_seconds: int = 300
+    metrics_enabled: bool = False
+    metrics_allow_from: str = "127.0.0.1,::1"
 
     @property
     def data_path(self) -> Path:

@@ -60,7 +60,32 @@ def _write_new_private_key(path: Path) -> None:
         os.unlink(tmp)
 
 
+def check_private_key_mode(path: Path) -> None:
+    """Refuse a private key any user of the machine may read or write; warn if the group may.
+
+    Whoever reads the key can decrypt every onion request sent to this server,
+    and whoever writes it can replace the server's identity. Files this server
+    writes, and ``openssl genpkey -out``, are mode 0600.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read private key {path}: {exc.strerror}") from None
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise KeyFileError(
+            f"private key {path} is readable or writable by every user of this machine "
+            f"(mode {mode:04o}); refusing to use it. Run: chmod 600 {path}"
+        )
+    if mode & (stat.S_IRGRP | stat.S_IWGRP):
+        log.warning(
+            "private key %s is readable or writable by its group (mode %04o); chmod 600 it",
+            path,
+            mode,
+        )
+
+
 def load_private_key(path: Path) -> X25519PrivateKey:
+    check_private_key_mode(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -71,9 +96,6 @@ def load_private_key(path: Path) -> X25519PrivateKey:
         raise KeyFileError(f"{path} is not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, X25519PrivateKey):
         raise KeyFileError(f"{path} holds a {type(key).__name__}, not an X25519 key")
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("private key %s is readable by others (mode %o); chmod 600 it", path, mode)
     return key
 
 

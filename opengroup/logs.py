@@ -1,8 +1,9 @@
 """Logging for the server and its workers: one format, a level, an optional file.
 
 The same dictConfig is handed to uvicorn, which applies it in every worker
-process. Request lines carry method, path, status and time, never bodies or
-tokens.
+process. Request lines (``opengroup.requests``, level info) carry transport,
+method, route pattern, status and time: never the raw path, query, body or
+token.
 """
 
 from __future__ import annotations

@@ -25,6 +25,48 @@ log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
 
+DEEP_JSON = "JSON nested too deeply"
+
+
+class JsonTooDeep(ValueError):
+    """Parsed JSON nests deeper than ``max_json_depth``: answered 400 :data:`DEEP_JSON`."""
+
+
+def json_too_deep(value: Any, limit: int) -> bool:
+    """Whether parsed JSON nests objects/arrays more than ``limit`` levels (0: no limit).
+
+    ``{}`` is one level, ``{"a": [1]}`` two. Level by level, without recursion;
+    the cost is one visit per object or array, about that of parsing it.
+    """
+    if limit <= 0:
+        return False
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        children: list[Any] = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            children += [i for i in items if type(i) is dict or type(i) is list]
+        level = children
+    return False
+
+
+def loads_json(data: bytes | str, max_depth: int) -> Any:
+    """Parse JSON nested at most ``max_depth`` levels: :class:`JsonTooDeep` if deeper,
+    ``orjson.JSONDecodeError`` if it is not JSON."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson gives up by itself past 1024 levels
+            raise JsonTooDeep(DEEP_JSON) from None
+        raise
+    if json_too_deep(value, max_depth):
+        raise JsonTooDeep(DEEP_JSON)
+    return value
+
 
 @dataclass
 class ApiRequest:
@@ -36,6 +78,7 @@ class ApiRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     path_params: dict[str, str] = field(default_factory=dict)
+    max_json_depth: int = 32  # the router sets the server's max_json_depth
 
     @property
     def room(self) -> str | None:
@@ -50,7 +93,9 @@ class ApiRequest:
         if not self.body.strip():
             raise BadRequest("a JSON body is required")
         try:
-            value = orjson.loads(self.body)
+            value = loads_json(self.body, self.max_json_depth)
+        except JsonTooDeep:
+            raise BadRequest(DEEP_JSON) from None
         except orjson.JSONDecodeError:
             raise BadRequest("body is not valid JSON") from None
         if not isinstance(value, dict):
@@ -63,6 +108,9 @@ class ApiResponse:
     status: int
     body: JsonObject
     headers: dict[str, str] = field(default_factory=dict)
+    # The matched route's pattern ("/rooms/{room_id}"), "" if none matched: what logs
+    # and metrics name a request by (never the raw path, which carries keys and ids).
+    route: str = ""
 
     def encode(self) -> bytes:
         return orjson.dumps(self.body)
@@ -93,7 +141,7 @@ class Router:
     def __init__(self, routes: list[Route]) -> None:
         self._routes = [(route, route.pattern) for route in routes]
 
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         path = "/" + path.strip("/")
         allowed = False
         for route, pattern in self._routes:
@@ -101,15 +149,26 @@ class Router:
             if found is None:
                 continue
             if route.method == method:
-                return route.handler, found.groupdict()
+                return route, found.groupdict()
             allowed = True
         if allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no such endpoint: {path}")
 
     def dispatch(self, community: Community, request: ApiRequest) -> ApiResponse:
+        """Find and run the handler; the answer names the route that matched (if any)."""
         try:
-            handler, request.path_params = self.match(request.method, request.path)
+            route, request.path_params = self.match(request.method, request.path)
+        except ApiError as exc:
+            return error_response(exc.status, exc.reason)
+        request.max_json_depth = community.settings.max_json_depth
+        response = self._run(route.handler, community, request)
+        response.route = route.path
+        return response
+
+    @staticmethod
+    def _run(handler: Handler, community: Community, request: ApiRequest) -> ApiResponse:
+        try:
             result = handler(community, request)
         except RateLimited as exc:
             retry = max(1, round(exc.retry_after_seconds + 0.5))

@@ -7,8 +7,10 @@ server is running (SQLite in WAL mode and PostgreSQL both allow it).
 from __future__ import annotations
 
 import functools
+import json
 import logging.config
 import os
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from opengroup.domain import values
 from opengroup.domain.errors import ApiError
 from opengroup.keys import KeyFileError
 from opengroup.logs import log_config
+from opengroup.metrics import multiprocess_directory
 from opengroup.urls import HTTPS_NOTE, join_url
 
 
@@ -100,17 +103,19 @@ def run_server(settings: Settings, ssl: dict[str, str] | None = None) -> None:
     print_join_urls(prepared)
     click.echo(HTTPS_NOTE)
     os.environ.update(settings.as_env())
-    uvicorn.run(
-        "opengroup.app:app_factory",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers if settings.workers > 1 else None,
-        log_config=logging_config,
-        access_log=False,
-        server_header=False,
-        **(ssl or {}),
-    )
+    # With metrics on: a fresh directory the workers add their counters up in.
+    with multiprocess_directory(settings):
+        uvicorn.run(
+            "opengroup.app:app_factory",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers if settings.workers > 1 else None,
+            log_config=logging_config,
+            access_log=False,
+            server_header=False,
+            **(ssl or {}),
+        )
 
 
 @main.command()
@@ -123,11 +128,44 @@ def url(**options: Any) -> None:
     click.echo(f"# {HTTPS_NOTE}")
 
 
+@main.command()
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+def stats(as_json: bool, **options: Any) -> None:
+    """Rooms, messages, active users (1/7/30 days) and files, per room and in total."""
+    counts = open_server(**options).community().stats()
+    if as_json:
+        click.echo(json.dumps(counts.as_json(), indent=2))
+        return
+    total = counts.total
+    windows = "/".join(total.active_users)
+    click.echo(f"rooms: {len(counts.rooms)}")
+    click.echo(f"messages: {total.messages} live, {total.deleted_messages} deleted")
+    click.echo(
+        f"active users ({windows}, distinct over all rooms): "
+        + "/".join(str(n) for n in total.active_users.values())
+    )
+    click.echo(
+        f"files: {total.uploads} uploads ({total.upload_bytes} bytes), "
+        f"{total.room_images} room images ({total.room_image_bytes} bytes)"
+    )
+    click.echo(f"\nroom\tmessages\tdeleted\tactive {windows}\tuploads\tupload bytes\timage bytes")
+    for room in counts.rooms:
+        active = "/".join(str(n) for n in room.active_users.values())
+        click.echo(
+            f"{room.room_id}\t{room.messages}\t{room.deleted_messages}\t{active}\t"
+            f"{room.uploads}\t{room.upload_bytes}\t{room.room_image_bytes}"
+        )
+
+
 @main.command("settings")
 def show_settings() -> None:
     """List every setting with its default, as a commented TOML config file."""
+    click.echo("# opengroup settings, each with its default (printed by `opengroup settings`).")
+    click.echo("# Uncomment what you change; command-line flags and OPENGROUP_* variables win.\n")
     for setting in SETTINGS:
-        click.echo(f"# {setting.help}")
+        for line in textwrap.wrap(setting.help, 76):
+            click.echo(f"# {line}")
         if setting.choices:
             click.echo(f"# One of: {', '.join(setting.choices)}.")
         click.echo(f"# Environment: OPENGROUP_{setting.name.upper()}")
@@ -230,3 +268,46 @@ def db_upgrade(**options: Any) -> None:
 
     prepared = open_server(**options)
     click.echo(f"database at revision {migrate.current_revision(prepared.db)}")
+
+
+@main.command("import-legacy")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only report what would be imported.")
+@common_options
+def import_legacy(path: str, dry_run: bool, **options: Any) -> None:
+    """Import the data directory PATH of the reference server (session-open-group-server).
+
+    Keeps the key pair, room ids, message server_ids, deletions, moderators, bans,
+    live tokens and files, so the same join URLs keep working. Safe to run again.
+    """
+    from pathlib import Path
+
+    from opengroup.legacy_import import LegacyImport, LegacyImportError
+
+    def warn(text: str) -> None:
+        click.echo(f"warning: {text}", err=True)
+
+    try:
+        run = LegacyImport(Path(path), resolve_settings(**options), dry_run=dry_run, warn=warn)
+        label = "checking" if dry_run else "importing"
+        stderr = click.get_text_stream("stderr")
+        with click.progressbar(length=run.work(), label=label, file=stderr) as bar:
+            report = run.run(bar.update)
+    except LegacyImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would import" if dry_run else "imported"
+    keys = "would copy" if dry_run else "copied"
+    click.echo(
+        f"key pair: {keys if report.keys_copied else 'already in place'} "
+        f"(public key {report.public_key})"
+    )
+    for room in report.rooms:
+        if room.skip_reason:
+            click.echo(f"room {room.room_id}: skipped")
+            continue
+        click.echo(
+            f"room {room.room_id} ({room.name}, {room.state}): {verb} {room.counts.describe()}"
+        )
+    click.echo(f"total: {verb} {report.total.describe()}")
+    if dry_run:
+        click.echo("dry run: nothing was written")

@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from opengroup import crypto
 from opengroup.config import Settings
-from opengroup.domain import values
+from opengroup.domain import limits, values
 from opengroup.domain.errors import (
     BadRequest,
     Forbidden,
@@ -30,6 +31,7 @@ from opengroup.domain.errors import (
 )
 from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
+from opengroup.storage import stats as storage_stats
 from opengroup.storage.database import Database
 from opengroup.storage.queries import Message, Room, TokenHolder
 
@@ -103,10 +105,22 @@ class Community:
 
     @staticmethod
     def _room(conn: Connection, room_id: str) -> Room:
-        room = q.get_room(conn, room_id)
+        # A NUL is in no room id, and PostgreSQL text cannot even hold one: no such room.
+        room = None if "\x00" in room_id else q.get_room(conn, room_id)
         if room is None:
             raise NotFound(f"no such room: {room_id}")
         return room
+
+    def room_overview(self) -> list[tuple[Room, int]]:
+        """Every room with its member count (for the home page), in one snapshot."""
+        now = self.clock()
+        with self.db.read() as conn:
+            return [(room, q.member_count(conn, room.id, now)) for room in q.list_rooms(conn)]
+
+    def stats(self) -> storage_stats.ServerStats:
+        """Counts for the operator (``opengroup stats``)."""
+        with self.db.read() as conn:
+            return storage_stats.server_stats(conn, self.clock())
 
     def add_room(self, room_id: str, name: str) -> bool:
         with self.db.write() as conn:
@@ -146,6 +160,7 @@ class Community:
             self._room(conn, room_id)
             if q.is_banned(conn, room_id, public_key):
                 raise Forbidden("banned from this room")
+            self._check_challenge_limits(conn, room_id, public_key, now)
             q.insert_pending_token(
                 conn,
                 room_id,
@@ -156,6 +171,32 @@ class Community:
         ephemeral, blob = crypto.seal_for(bytes.fromhex(public_key[2:]), token)
         return Challenge(ciphertext=blob, ephemeral_public_key=ephemeral)
 
+    def _check_challenge_limits(
+        self, conn: Connection, room_id: str, public_key: str, now: float
+    ) -> None:
+        """429 over the key's challenge rate (all rooms) or its pending challenges (this
+        room); otherwise count this challenge. Anyone may ask for a challenge for any
+        key, so both limits bound storage and work, not who is asking."""
+        bucket = f"challenge:{public_key}"
+        q.lock_name(conn, bucket)
+        window = limits.Window(
+            self.settings.challenge_rate_limit_count,
+            self.settings.challenge_rate_limit_seconds,
+            "challenges per public key",
+        )
+        if window.enabled:
+            window.check(q.rate_event_times(conn, bucket, window.since(now)), now)
+        most = self.settings.max_pending_challenges_per_key
+        if most > 0:
+            pending = q.pending_token_expiries(conn, room_id, public_key, now)
+            if len(pending) >= most:
+                raise RateLimited(
+                    f"at most {most} unclaimed challenges per public key per room",
+                    retry_after_seconds=max(pending[len(pending) - most] - now, 0.0),
+                )
+        if window.enabled:
+            q.add_rate_event(conn, bucket, now)
+
     def claim(self, room_id: str, token: str | None, public_key: str) -> None:
         """Turn a pending token into a live one; a repeated claim of it is fine."""
         token_hash = crypto.token_hash(_parse_token(token))
@@ -165,9 +206,17 @@ class Community:
             if q.take_pending_token(conn, room_id, public_key, token_hash, now):
                 if q.is_banned(conn, room_id, public_key):
                     raise Forbidden("banned from this room")
+                q.lock_name(conn, f"tokens:{room_id}:{public_key}")
                 q.insert_token(
                     conn, room_id, public_key, token_hash, now + self.settings.token_ttl_seconds
                 )
+                if self.settings.max_tokens_per_key > 0:
+                    # The oldest token of the key in the room gives way (documented in
+                    # docs/SECURITY.md): a device re-authenticating never gets locked out.
+                    q.evict_oldest_tokens(
+                        conn, room_id, public_key, self.settings.max_tokens_per_key, now
+                    )
+                q.touch_activity(conn, room_id, public_key, now)
                 return
             holder = q.token_holder(conn, room_id, token_hash, now)
         if holder is None or holder.public_key != public_key:
@@ -179,12 +228,29 @@ class Community:
         """The caller behind a token, or 401 (no/unknown/expired token) or 403 (banned)."""
         if not room_id:
             raise BadRequest("missing Room header")
+        now = self.clock()
         with self.db.read() as conn:
             self._room(conn, room_id)
-            holder = q.token_holder(
-                conn, room_id, crypto.token_hash(_parse_token(token)), self.clock()
-            )
-        return self._member(room_id, holder)
+            holder = q.token_holder(conn, room_id, crypto.token_hash(_parse_token(token)), now)
+        member = self._member(room_id, holder)
+        self._note_activity(member, holder, now)
+        return member
+
+    def _note_activity(self, member: Member, holder: TokenHolder | None, now: float) -> None:
+        """Refresh the member's last activity in the room, only once it is stale.
+
+        ``holder.last_active`` came with the token check, so most requests write
+        nothing; one every ``activity_interval_seconds`` per member and room does a
+        small upsert. Statistics are not worth failing the request for.
+        """
+        last = holder.last_active if holder is not None else None
+        if last is not None and now - last < self.settings.activity_interval_seconds:
+            return
+        try:
+            with self.db.write() as conn:
+                q.touch_activity(conn, member.room_id, member.public_key, now)
+        except SQLAlchemyError:
+            log.warning("could not record activity in room %s", member.room_id, exc_info=True)
 
     @staticmethod
     def _member(room_id: str, holder: TokenHolder | None) -> Member:
@@ -231,16 +297,13 @@ class Community:
         return message
 
     def _check_post_rate(self, conn: Connection, member: Member, now: float) -> None:
-        window = self.settings.post_rate_limit_seconds
-        if window <= 0:
-            return
-        recent = q.recent_post_times(conn, member.room_id, member.public_key, now - window)
-        if len(recent) >= self.settings.post_rate_limit_count:
-            retry_after = recent[-self.settings.post_rate_limit_count] + window - now
-            raise RateLimited(
-                f"at most {self.settings.post_rate_limit_count} posts per {window} s",
-                retry_after_seconds=max(retry_after, 0.0),
-            )
+        """Counted from the messages table; the caller holds the room's row lock."""
+        window = limits.Window(
+            self.settings.post_rate_limit_count, self.settings.post_rate_limit_seconds, "posts"
+        )
+        if window.enabled:
+            since = window.since(now)
+            window.check(q.recent_post_times(conn, member.room_id, member.public_key, since), now)
 
     def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
         with self.db.read() as conn:
@@ -357,9 +420,24 @@ class Community:
 
     def upload(self, member: Member, data: bytes) -> int:
         self._check_upload_size(data)
-        expires_at = self.clock() + self.settings.file_ttl_seconds
+        now = self.clock()
+        expires_at = now + self.settings.file_ttl_seconds
         with self.db.write() as conn:
+            if not member.is_moderator:
+                self._check_upload_rate(conn, member, now)
             return self._store_file(conn, member.room_id, member.public_key, data, expires_at)
+
+    def _check_upload_rate(self, conn: Connection, member: Member, now: float) -> None:
+        """Counted from the files table by uploader; moderators are exempt (as for posts)."""
+        window = limits.Window(
+            self.settings.upload_rate_limit_count,
+            self.settings.upload_rate_limit_seconds,
+            "uploads",
+        )
+        if window.enabled:
+            q.lock_name(conn, f"upload:{member.room_id}:{member.public_key}")
+            since = window.since(now)
+            window.check(q.upload_times(conn, member.room_id, member.public_key, since), now)
 
     def download(self, member: Member, file_id: int) -> bytes:
         with self.db.read() as conn:
@@ -379,17 +457,23 @@ class Community:
     ) -> RoomPoll:
         """One ``compact_poll`` entry: one read transaction, one consistent snapshot."""
         token_hash = crypto.token_hash(_parse_token(token))
+        now = self.clock()
         with self.db.read() as conn:
             self._room(conn, room_id)
-            self._member(room_id, q.token_holder(conn, room_id, token_hash, self.clock()))
-            return RoomPoll(
+            holder = q.token_holder(conn, room_id, token_hash, now)
+            member = self._member(room_id, holder)
+            polled = RoomPoll(
                 messages=self._messages(conn, room_id, messages_after, MAX_PAGE),
                 deletions=self._deletions(conn, room_id, deletions_after, MAX_PAGE),
                 moderators=q.list_moderators(conn, room_id),
             )
+        self._note_activity(member, holder, now)
+        return polled
 
     # -- housekeeping ---------------------------------------------------------
 
     def prune(self) -> dict[str, int]:
         with self.db.write() as conn:
-            return q.prune_expired(conn, self.clock())
+            # rate_events holds only the challenge limit's events so far.
+            keep = self.settings.challenge_rate_limit_seconds
+            return q.prune_expired(conn, self.clock(), rate_events_seconds=keep)

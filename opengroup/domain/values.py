@@ -16,6 +16,7 @@ from opengroup.domain.errors import BadRequest
 SESSION_ID_RE = re.compile(r"05[0-9a-f]{64}")
 ROOM_ID_RE = re.compile(r"[a-z0-9_]{2,64}")
 MAX_INT64 = 2**63 - 1
+DECIMAL_RE = re.compile(r"-?[0-9]{1,19}")
 
 
 def session_id(value: Any, field: str = "public_key") -> str:
@@ -51,7 +52,7 @@ def integer(value: Any, field: str, *, minimum: int = 0, maximum: int = MAX_INT6
         raise BadRequest(f"{field} must be an integer")
     if isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit() or len(text) > 20:
+        if not DECIMAL_RE.fullmatch(text):  # not isdigit(): "²" and "--5" pass that
             raise BadRequest(f"{field} must be an integer")
         value = int(text)
     if not isinstance(value, int):

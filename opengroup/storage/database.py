@@ -62,7 +62,8 @@ class Database:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size * 2
             kwargs["pool_recycle"] = 3600
-        self.engine = create_engine(self.url, **kwargs)
+        # hide_parameters: a database error in the log never shows message data or token hashes.
+        self.engine = create_engine(self.url, hide_parameters=True, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
 

@@ -7,10 +7,12 @@ it is stored. Nothing here knows about HTTP or permissions.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from opengroup.storage.schema import (
@@ -20,6 +22,7 @@ from opengroup.storage.schema import (
     messages,
     moderators,
     pending_tokens,
+    rate_events,
     room_activity,
     rooms,
     tokens,
@@ -49,6 +52,8 @@ class TokenHolder:
     public_key: str
     is_moderator: bool
     is_banned: bool
+    # When the key was last seen using a token in this room (None: never recorded).
+    last_active: float | None = None
 
 
 # -- rooms -------------------------------------------------------------------
@@ -167,19 +172,43 @@ def insert_token(
 def token_holder(
     conn: Connection, room_id: str, token_hash: bytes, now: float
 ) -> TokenHolder | None:
-    """The live token's owner with their rights in the room, in one round trip."""
+    """The live token's owner with their rights and last activity in the room, in one round trip."""
     is_mod = exists().where(
         moderators.c.room_id == room_id, moderators.c.public_key == tokens.c.public_key
     )
     is_banned = exists().where(bans.c.room_id == room_id, bans.c.public_key == tokens.c.public_key)
+    activity = tokens.outerjoin(
+        room_activity,
+        and_(
+            room_activity.c.room_id == tokens.c.room_id,
+            room_activity.c.public_key == tokens.c.public_key,
+        ),
+    )
     row = conn.execute(
-        select(tokens.c.public_key, is_mod, is_banned).where(
+        select(tokens.c.public_key, is_mod, is_banned, room_activity.c.last_active)
+        .select_from(activity)
+        .where(
             tokens.c.token_hash == token_hash,
             tokens.c.room_id == room_id,
             tokens.c.expires_at > now,
         )
     ).first()
-    return TokenHolder(row[0], bool(row[1]), bool(row[2])) if row else None
+    return TokenHolder(row[0], bool(row[1]), bool(row[2]), row[3]) if row else None
+
+
+def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) -> None:
+    """Record that the key used a token in the room now (one upsert, never moves back)."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    upsert = dialect.insert(room_activity).values(
+        room_id=room_id, public_key=public_key, last_active=now
+    )
+    conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[room_activity.c.room_id, room_activity.c.public_key],
+            set_={"last_active": upsert.excluded.last_active},
+            where=room_activity.c.last_active < upsert.excluded.last_active,
+        )
+    )
 
 
 def delete_token(conn: Connection, room_id: str, token_hash: bytes) -> bool:
@@ -428,16 +457,203 @@ def set_room_image(conn: Connection, room_id: str, file_id: int) -> None:
         conn.execute(delete(files).where(files.c.id == old))
 
 
+# -- limits ------------------------------------------------------------------
+
+
+def lock_name(conn: Connection, name: str) -> None:
+    """Serialise, until commit, the transactions that count and then add to ``name``.
+
+    PostgreSQL: a transaction-level advisory lock on a 64-bit hash of the name,
+    so two processes checking the same limit at once cannot both see room for
+    one more. SQLite needs nothing: ``BEGIN IMMEDIATE`` already serialises writers.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def rate_event_times(conn: Connection, bucket: str, since: float) -> list[float]:
+    """Times of the bucket's events after ``since``, ascending."""
+    rows = conn.execute(
+        select(rate_events.c.at)
+        .where(rate_events.c.bucket == bucket, rate_events.c.at > since)
+        .order_by(rate_events.c.at)
+    )
+    return [row[0] for row in rows]
+
+
+def add_rate_event(conn: Connection, bucket: str, now: float) -> None:
+    conn.execute(insert(rate_events).values(bucket=bucket, at=now))
+
+
+def pending_token_expiries(
+    conn: Connection, room_id: str, public_key: str, now: float
+) -> list[float]:
+    """When each live pending token of the key in the room expires, soonest first."""
+    rows = conn.execute(
+        select(pending_tokens.c.expires_at)
+        .where(
+            pending_tokens.c.room_id == room_id,
+            pending_tokens.c.public_key == public_key,
+            pending_tokens.c.expires_at > now,
+        )
+        .order_by(pending_tokens.c.expires_at)
+    )
+    return [row[0] for row in rows]
+
+
+def evict_oldest_tokens(
+    conn: Connection, room_id: str, public_key: str, keep: int, now: float
+) -> int:
+    """Delete the key's live tokens in the room beyond the ``keep`` newest; how many went.
+
+    Newest means latest expiry (every token gets the same lifetime when claimed).
+    """
+    rows = conn.execute(
+        select(tokens.c.token_hash)
+        .where(
+            tokens.c.room_id == room_id,
+            tokens.c.public_key == public_key,
+            tokens.c.expires_at > now,
+        )
+        .order_by(tokens.c.expires_at.desc(), tokens.c.token_hash)
+        .offset(keep)
+    ).all()
+    if not rows:
+        return 0
+    doomed = [row[0] for row in rows]
+    conn.execute(delete(tokens).where(tokens.c.token_hash.in_(doomed)))
+    return len(doomed)
+
+
+def upload_times(conn: Connection, room_id: str, uploader: str, since: float) -> list[float]:
+    """When the uploader stored files in the room after ``since`` (room images included)."""
+    rows = conn.execute(
+        select(files.c.created_at)
+        .where(
+            files.c.room_id == room_id,
+            files.c.uploader == uploader,
+            files.c.created_at > since,
+        )
+        .order_by(files.c.created_at)
+    )
+    return [row[0] for row in rows]
+
+
 # -- pruning -----------------------------------------------------------------
 
 
-def prune_expired(conn: Connection, now: float) -> dict[str, int]:
-    """Delete expired pending tokens, tokens and files; returns how many of each."""
+def prune_expired(conn: Connection, now: float, *, rate_events_seconds: float) -> dict[str, int]:
+    """Delete expired pending tokens, tokens and files, and rate events older than
+    ``rate_events_seconds`` (the longest window); returns how many of each."""
     counts = {}
     for name, table, condition in (
         ("pending_tokens", pending_tokens, pending_tokens.c.expires_at <= now),
         ("tokens", tokens, tokens.c.expires_at <= now),
         ("files", files, and_(files.c.expires_at.is_not(None), files.c.expires_at <= now)),
+        ("rate_events", rate_events, rate_events.c.at <= now - rate_events_seconds),
     ):
         counts[name] = conn.execute(delete(table).where(condition)).rowcount
     return counts
+
+
+# -- bulk import (opengroup import-legacy) -----------------------------------
+
+
+def rename_room(conn: Connection, room_id: str, name: str) -> None:
+    conn.execute(update(rooms).where(rooms.c.id == room_id).values(name=name))
+
+
+def room_counters(conn: Connection, room_id: str) -> tuple[int, int]:
+    """The room's last message server_id and last deletion number."""
+    row = conn.execute(
+        select(rooms.c.message_seq, rooms.c.deletion_seq).where(rooms.c.id == room_id)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def set_room_counters(conn: Connection, room_id: str, message_seq: int, deletion_seq: int) -> None:
+    conn.execute(
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(message_seq=message_seq, deletion_seq=deletion_seq)
+    )
+
+
+def message_fingerprints(conn: Connection, room_id: str) -> dict[int, tuple[str, int, bool]]:
+    """server_id -> (sender, timestamp, deleted) of every message of the room."""
+    rows = conn.execute(
+        select(
+            messages.c.server_id, messages.c.public_key, messages.c.timestamp, messages.c.deleted
+        ).where(messages.c.room_id == room_id)
+    )
+    return {row[0]: (row[1], row[2], bool(row[3])) for row in rows}
+
+
+def insert_messages(
+    conn: Connection, room_id: str, rows: Sequence[tuple[Message, float, bool]]
+) -> None:
+    """Insert (message, posted_at, deleted) rows with the server_ids they carry."""
+    if not rows:
+        return
+    conn.execute(
+        insert(messages),
+        [
+            {
+                "room_id": room_id,
+                "server_id": m.server_id,
+                "public_key": m.public_key,
+                "timestamp": m.timestamp,
+                "data": m.data,
+                "signature": m.signature,
+                "posted_at": posted_at,
+                "deleted": deleted,
+            }
+            for m, posted_at, deleted in rows
+        ],
+    )
+
+
+def blank_message(conn: Connection, room_id: str, server_id: int) -> None:
+    """Mark a message deleted without recording a deletion (the caller records its own)."""
+    conn.execute(
+        update(messages)
+        .where(messages.c.room_id == room_id, messages.c.server_id == server_id)
+        .values(deleted=True, data="", signature="")
+    )
+
+
+def room_deletions(conn: Connection, room_id: str) -> dict[int, int]:
+    """Deletion number -> deleted message id, for the whole room."""
+    rows = conn.execute(
+        select(deletions.c.id, deletions.c.message_id).where(deletions.c.room_id == room_id)
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def insert_deletion(conn: Connection, room_id: str, deletion_id: int, message_id: int) -> None:
+    conn.execute(insert(deletions).values(room_id=room_id, id=deletion_id, message_id=message_id))
+
+
+def known_token_hashes(
+    conn: Connection, hashes: Sequence[bytes], *, pending: bool = False
+) -> set[bytes]:
+    """Those of ``hashes`` already stored as (pending) tokens, in any room."""
+    table = pending_tokens if pending else tokens
+    found: set[bytes] = set()
+    for start in range(0, len(hashes), 500):
+        chunk = list(hashes[start : start + 500])
+        rows = conn.execute(select(table.c.token_hash).where(table.c.token_hash.in_(chunk)))
+        found.update(bytes(row[0]) for row in rows)
+    return found
+
+
+def file_rooms(conn: Connection, file_ids: Sequence[int]) -> dict[int, str]:
+    """file id -> room of those of ``file_ids`` that exist."""
+    found: dict[int, str] = {}
+    for start in range(0, len(file_ids), 500):
+        chunk = list(file_ids[start : start + 500])
+        rows = conn.execute(select(files.c.id, files.c.room_id).where(files.c.id.in_(chunk)))
+        found.update({row[0]: row[1] for row in rows})
+    return found

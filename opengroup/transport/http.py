@@ -12,18 +12,23 @@ import time
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from opengroup.api.routing import ApiRequest, ApiResponse, Router, error_response
 from opengroup.domain.community import Community
+from opengroup.domain.errors import NotFound
+from opengroup.metrics import Metrics
 from opengroup.transport import onion
-from opengroup.web.home import render_home
+from opengroup.web.home import render_home, sniff_image_type
 
 log = logging.getLogger("opengroup.requests")
 
 JSON = "application/json"
+ONION_ROUTE = "/loki/v3/lsrpc"
+WEB_IMAGE_ROUTE = "/web/rooms/{room_id}/image"
 
 
 class BodyTooLarge(Exception):
@@ -61,25 +66,42 @@ class Transports:
         keys = community.keys
         assert keys is not None, "serving needs the server's key pair"
         self.private_key = keys.private_key
+        self.metrics = Metrics(community) if self.settings.metrics_enabled else None
+
+    def _record(
+        self, transport: str, method: str, route: str, status: int, started: float, note: str = ""
+    ) -> None:
+        """The one log line (and metrics) of a request: route pattern, never path or query.
+
+        ``note`` is a fixed reason text of ours (never request data), e.g. why an
+        onion envelope was refused.
+        """
+        seconds = time.perf_counter() - started
+        log.info(
+            "%s %s %s %d %.1fms%s",
+            transport,
+            method,
+            route or "unmatched",
+            status,
+            seconds * 1000,
+            f" ({note})" if note else "",
+        )
+        if self.metrics is not None:
+            self.metrics.observe(route, method, status, transport, seconds)
 
     async def _dispatch(self, request: ApiRequest, transport: str) -> ApiResponse:
         started = time.perf_counter()
         response = await run_in_threadpool(self.router.dispatch, self.community, request)
-        log.info(
-            "%s %s %s %d %.1fms",
-            transport,
-            request.method,
-            request.path,
-            response.status,
-            (time.perf_counter() - started) * 1000,
-        )
+        self._record(transport, request.method, response.route, response.status, started)
         return response
 
     async def direct(self, request: Request) -> Response:
+        started = time.perf_counter()
         try:
             body = await read_body(request, self.settings.max_request_body_bytes)
         except BodyTooLarge:
             answer = error_response(413, "request body too large")
+            self._record("http", request.method, "", 413, started)
         else:
             query: dict[str, str] = {}
             for name, value in request.query_params.multi_items():
@@ -96,42 +118,94 @@ class Transports:
         return _closing(request, response)
 
     async def onion(self, request: Request) -> Response:
+        started = time.perf_counter()
         try:
             body = await read_body(request, self.settings.max_onion_body_bytes)
             envelope = onion.open_envelope(body, self.private_key)
         except BodyTooLarge:
-            log.info("onion request refused: body too large")
+            self._record("onion", "POST", ONION_ROUTE, 413, started, "body too large")
             return _closing(request, PlainTextResponse("onion request too large", 413))
         except onion.EnvelopeError as exc:
-            log.info("onion request refused: %s", exc)
+            self._record("onion", "POST", ONION_ROUTE, 400, started, f"bad envelope: {exc}")
+            if self.metrics is not None:
+                self.metrics.onion_failures.inc()
             return _closing(request, PlainTextResponse(f"bad onion request: {exc}", 400))
         try:
-            api_request = onion.parse_inner_request(envelope.plaintext)
+            api_request = onion.parse_inner_request(
+                envelope.plaintext, self.settings.max_json_depth
+            )
         except onion.InnerRequestError as exc:
             answer = error_response(400, str(exc))
+            self._record("onion", "POST", ONION_ROUTE, 400, started, "bad inner request")
         else:
             answer = await self._dispatch(api_request, "onion")
         sealed = onion.seal_response(envelope.key, answer.encode())
         return _closing(request, Response(sealed, 200, media_type="text/plain"))
 
     async def home(self, request: Request) -> Response:
+        started = time.perf_counter()
         html = await run_in_threadpool(render_home, self.community)
+        self._record("http", "GET", "/", 200, started)
         return _closing(request, HTMLResponse(html))
+
+    async def room_image(self, request: Request) -> Response:
+        """The home page's room images: raw bytes, sniffed type; 404 if none."""
+        started = time.perf_counter()
+        try:
+            data = await run_in_threadpool(
+                self.community.room_image, request.path_params["room_id"]
+            )
+        except NotFound:
+            self._record("http", "GET", WEB_IMAGE_ROUTE, 404, started)
+            return _closing(request, PlainTextResponse("no image", 404))
+        self._record("http", "GET", WEB_IMAGE_ROUTE, 200, started)
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300"}
+        return _closing(request, Response(data, 200, headers, media_type=sniff_image_type(data)))
+
+    async def metrics_page(self, request: Request) -> Response:
+        """Prometheus scrape, for metrics_allow_from addresses only."""
+        started = time.perf_counter()
+        assert self.metrics is not None
+        client = request.client.host if request.client else None
+        if not self.metrics.allowed(client):
+            self._record("http", "GET", "/metrics", 403, started)
+            return _closing(request, PlainTextResponse("metrics are not served to you", 403))
+        body, content_type = await run_in_threadpool(self.metrics.exposition)
+        self._record("http", "GET", "/metrics", 200, started)
+        return _closing(request, Response(body, 200, media_type=content_type))
 
     async def method_not_allowed(self, request: Request) -> Response:
         """The onion endpoint or the home page asked with another method: JSON 405."""
+        started = time.perf_counter()
         answer = error_response(405, f"{request.method} is not allowed on {request.url.path}")
+        route = ONION_ROUTE if request.url.path == ONION_ROUTE else "/"
+        self._record("http", request.method, route, 405, started)
         return _closing(request, Response(answer.encode(), 405, media_type=JSON))
+
+    async def starlette_refusal(self, request: Request, exc: Exception) -> Response:
+        """Starlette's own refusals (e.g. 405 for a method no route lists, like TRACE): the
+        one JSON error shape too, so every direct answer carries its status_code."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        answer = error_response(status, f"{request.method} {request.url.path}: refused")
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        return _closing(request, Response(answer.encode(), status, headers, media_type=JSON))
 
 
 def create_asgi_app(community: Community, router: Router, **starlette_options: object) -> Starlette:
     t = Transports(community, router)
     methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
     routes = [
-        Route("/loki/v3/lsrpc", t.onion, methods=["POST"]),
-        Route("/loki/v3/lsrpc", t.method_not_allowed, methods=[m for m in methods if m != "POST"]),
+        Route(ONION_ROUTE, t.onion, methods=["POST"]),
+        Route(ONION_ROUTE, t.method_not_allowed, methods=[m for m in methods if m != "POST"]),
         Route("/", t.home, methods=["GET"]),
         Route("/", t.method_not_allowed, methods=[m for m in methods if m != "GET"]),
-        Route("/{path:path}", t.direct, methods=methods),
+        Route(WEB_IMAGE_ROUTE, t.room_image, methods=["GET"]),
     ]
-    return Starlette(routes=routes, **starlette_options)  # type: ignore[arg-type]
+    if t.metrics is not None:
+        routes.append(Route("/metrics", t.metrics_page, methods=["GET"]))
+    routes.append(Route("/{path:path}", t.direct, methods=methods))
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: t.starlette_refusal},
+        **starlette_options,  # type: ignore[arg-type]
+    )

@@ -32,7 +32,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from opengroup import crypto
-from opengroup.api.routing import ApiRequest
+from opengroup.api.routing import DEEP_JSON, ApiRequest, JsonTooDeep, json_too_deep, loads_json
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -96,13 +96,19 @@ def _body_bytes(body: Any) -> bytes:
     return orjson.dumps(body)  # a client that sent the object itself rather than its text
 
 
-def parse_inner_request(plaintext: bytes) -> ApiRequest:
+def parse_inner_request(plaintext: bytes, max_json_depth: int = 32) -> ApiRequest:
+    """The inner request; nested at most ``max_json_depth`` levels apart from its
+    ``body``, which is held to the same limit as a direct request's body, later."""
     try:
-        inner = orjson.loads(plaintext)
+        inner = loads_json(plaintext, 0)
+    except JsonTooDeep:
+        raise InnerRequestError(DEEP_JSON) from None
     except orjson.JSONDecodeError:
         raise InnerRequestError("inner request is not JSON") from None
     if not isinstance(inner, dict):
         raise InnerRequestError("inner request must be a JSON object")
+    if json_too_deep({k: v for k, v in inner.items() if k != "body"}, max_json_depth):
+        raise InnerRequestError(DEEP_JSON)
     endpoint, method = inner.get("endpoint"), inner.get("method")
     if not isinstance(endpoint, str) or not endpoint:
         raise InnerRequestError("inner request lacks an endpoint")

@@ -1,87 +1,89 @@
-"""``GET /``: the public rooms with their join URLs and QR codes; nothing secret."""
+"""``GET /``: the public rooms with their join URLs and QR codes; nothing secret.
+
+Server-rendered from two ``string.Template`` files in ``templates/`` (no build
+step, no template engine): ``home.html`` (the page) and ``room.html`` (one
+room's card). Every value put into them is HTML-escaped here. Room images are
+served by ``GET /web/rooms/{room_id}/image`` (see ``transport/http.py``).
+"""
 
 from __future__ import annotations
 
 import html
+from importlib import resources
+from string import Template
 
 import segno
 
 from opengroup.domain.community import Community
 from opengroup.urls import join_url
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 0 auto; max-width: 60rem; padding: 1rem;
-       color: #1b1b1b; background: #fafafa; }}
-h1 {{ font-size: 1.6rem; }}
-.rooms {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(17rem, 1fr));
-         gap: 1rem; padding: 0; list-style: none; }}
-.room {{ background: #fff; border: 1px solid #ddd; border-radius: .6rem; padding: 1rem; }}
-.room h2 {{ font-size: 1.2rem; margin: 0 0 .5rem; }}
-.room svg {{ width: 100%; height: auto; max-width: 14rem; display: block; margin: .5rem auto; }}
-.url {{ font-family: ui-monospace, monospace; font-size: .75rem; word-break: break-all;
-        background: #f0f0f0; padding: .4rem; border-radius: .3rem; }}
-button {{ margin-top: .5rem; padding: .4rem .8rem; border-radius: .3rem; border: 1px solid #999;
-          background: #fff; cursor: pointer; }}
-footer {{ margin-top: 2rem; font-size: .8rem; color: #666; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p>Public rooms on this Session open group server. Paste a room's URL into Session's
-"Join Community" screen, or scan its QR code.</p>
-<ul class="rooms">
-{rooms}
-</ul>
-<footer>{count} room(s). Server public key: <span class="url">{public_key}</span></footer>
-<script>
-for (const button of document.querySelectorAll("button[data-url]")) {{
-  button.addEventListener("click", async () => {{
-    await navigator.clipboard.writeText(button.dataset.url);
-    button.textContent = "Copied";
-  }});
-}}
-</script>
-</body>
-</html>
-"""
+TITLE = "Session open groups"
 
-ROOM = """<li class="room" id="room-{id}">
-<h2>{name}</h2>
-<div class="url">{url}</div>
-{qr}
-<button type="button" data-url="{url}">Copy URL</button>
-</li>"""
+
+def _template(name: str) -> Template:
+    return Template((resources.files(__package__) / "templates" / name).read_text("utf-8"))
+
+
+PAGE = _template("home.html")
+ROOM = _template("room.html")
+
+# Magic numbers of the image types a browser shows; anything else is served as bytes.
+_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_image_type(data: bytes) -> str:
+    """The content type of an image from its first bytes (never SVG: it may carry script)."""
+    for magic, content_type in _IMAGE_SIGNATURES:
+        if data.startswith(magic):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
 
 
 def qr_svg(text: str) -> str:
     """The QR code of ``text`` as inline SVG (no external image to fetch)."""
-    return segno.make(text, error="m").svg_inline(scale=4, title=text)
+    return segno.make(text, error="m").svg_inline(
+        scale=4, light="#fff", svgclass="qr", omitsize=True, title=text
+    )
+
+
+def _avatar(room_id: str, name: str, has_image: bool) -> str:
+    """The room's image, or its initial on a plain disc."""
+    if has_image:
+        src = html.escape(f"/web/rooms/{room_id}/image")
+        return f'<img class="avatar" src="{src}" alt="" width="48" height="48">'
+    initial = html.escape((name.strip()[:1] or "#").upper())
+    return f'<span class="avatar" aria-hidden="true">{initial}</span>'
 
 
 def render_home(community: Community) -> str:
     keys = community.keys
     assert keys is not None
     public_url = community.settings.effective_public_url
-    items = []
-    for room in community.rooms():
+    cards = []
+    for room, members in community.room_overview():
         url = join_url(public_url, room.id, keys.public_hex)
-        items.append(
-            ROOM.format(
+        cards.append(
+            ROOM.substitute(
                 id=html.escape(room.id),
                 name=html.escape(room.name),
-                url=html.escape(url),
+                avatar=_avatar(room.id, room.name, room.image_file_id is not None),
+                member_count=members,
+                member_text=f"{members} member" + ("" if members == 1 else "s"),
                 qr=qr_svg(url),
+                url=html.escape(url),
             )
         )
-    return PAGE.format(
-        title="Session open groups",
-        rooms="\n".join(items),
-        count=len(items),
+    rooms = "\n".join(cards) or '<li class="empty">No rooms yet.</li>'
+    return PAGE.substitute(
+        title=html.escape(TITLE),
+        rooms=rooms,
+        room_count_text=f"{len(cards)} room" + ("" if len(cards) == 1 else "s"),
         public_key=keys.public_hex,
     )

@@ -1,0 +1,917 @@
+"""The benchmark runner: a real server on loopback, real users, a load, numbers.
+
+For each history size M (``--messages``, comma-separated for several), it makes a
+fresh data dir (and, with ``--database-url``, a fresh PostgreSQL database that
+it drops at the end), adds 9 rooms with ``python -m opengroup rooms add``,
+writes M messages into ``main`` directly through the server's storage layer,
+starts ``python -m opengroup serve --workers W``, gets K users real tokens in
+all 10 rooms (challenge and claim over HTTP), then runs each scenario: a
+warm-up, then D measured seconds at concurrency C.
+
+Before that, in the same run and with the same load generator, it measures two
+fixed references: the framework ceiling (``bench.ceiling_app:fixed_json``) and
+the onion ceiling (``bench.ceiling_app:onion_echo``), each on uvicorn with
+uvloop and httptools and W workers. Every result is printed with its ratio to
+both, as a table and as one JSON line per scenario.
+
+    python -m bench.run --duration 5 --users 100 --messages 1000   # quick
+    python -m bench.run --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import random
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from bench import loadgen
+from bench.loadgen import HttpConnection, Job, User, http_request
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+MAIN_ROOM = "main"
+EXTRA_ROOMS = [f"room{i:02d}" for i in range(1, 10)]
+PAGE_SIZE = 4096
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+HISTORY_AUTHORS = 100
+HISTORY_DISTINCT = 500
+
+# scenario key -> (name, load generator kind, rooms polled per request, needs posting)
+SCENARIOS = {
+    "a": ("a_poll_1_room", "poll", 1),
+    "b": ("b_poll_10_rooms", "poll", 10),
+    "c": ("c_post", "post", 1),
+    "d": ("d_mix_95_5", "mix", 1),
+}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE / 2**20
+    except OSError:
+        return 0.0
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process's main thread, of all its other threads)."""
+    main = others = 0.0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0, 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        if int(tid) == pid:
+            main += used
+        else:
+            others += used
+    return main, others
+
+
+def tree_cpu_s(pid: int) -> float:
+    return sum(cpu_s(p) for p in descendants(pid))
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The uvicorn worker processes under the supervisor ``pid`` (spawned children)."""
+    return [p for p in descendants(pid) if p != pid and "spawn_main" in cmdline(p)]
+
+
+def pids_matching(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (PostgreSQL backends name their db)."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and text in cmdline(int(e))]
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+class Service:
+    """A server subprocess in its own session, its output in a log file."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self.db_name: str | None = None  # a PostgreSQL database whose backends' CPU to count
+        self.port = int(cmd[cmd.index("--port") + 1])
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def wait_ready(self, path: str = "/", timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.name} exited early:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                status, _ = asyncio.run(one_request(self.port, "GET", path))
+                if status < 500:
+                    # give every worker a moment to bind its loop before measuring
+                    time.sleep(1.0)
+                    return
+            time.sleep(0.2)
+        raise SystemExit(f"{self.name} did not answer in {timeout} s")
+
+    def workers(self) -> list[int]:
+        return worker_pids(self.proc.pid) or [self.proc.pid]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+async def one_request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn = await HttpConnection.open(HOST, port)
+    try:
+        return await conn.request(http_request(HOST, port, method, path, body, headers))
+    finally:
+        conn.close()
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENGROUP_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    env.update(extra or {})
+    return env
+
+
+# --------------------------------------------------------------------------- database
+
+
+class PostgresDatabase:
+    """A fresh database on the server of ``admin_url``, dropped by :meth:`drop`."""
+
+    def __init__(self, admin_url: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        parts = urlsplit(admin_url)
+        self.admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+        self.name = f"opengroup_bench_{secrets.token_hex(5)}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        self.url = urlunsplit((parts.scheme, parts.netloc, "/" + self.name, "", ""))
+
+    def drop(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+            )
+
+
+def cli(data_dir: Path, database_url: str | None, *commands: list[str]) -> None:
+    """Run ``python -m opengroup COMMAND --data-dir .. [--database-url ..]``, all at once."""
+    running = []
+    for command in commands:
+        cmd = [sys.executable, "-m", "opengroup", *command, "--data-dir", str(data_dir)]
+        if database_url:
+            cmd += ["--database-url", database_url]
+        running.append(
+            (cmd, subprocess.Popen(cmd, cwd=REPO_ROOT, env=server_env(), text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        )  # fmt: skip
+    for cmd, proc in running:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{out}")
+
+
+def insert_history(
+    data_dir: Path, database_url: str | None, count: int, authors: list[User]
+) -> float:
+    """M signed messages in ``main``, written in one transaction through the server's
+    storage layer (its Database and schema); the room's id counter is set to match.
+    Returns the seconds it took."""
+    from sqlalchemy import insert, update
+
+    from opengroup.config import load_settings
+    from opengroup.storage.database import Database
+    from opengroup.storage.schema import messages, rooms
+
+    started = time.monotonic()
+    settings = load_settings(
+        overrides={"data_dir": str(data_dir), "database_url": database_url or ""}, env={}
+    )
+    rng = random.Random(1)
+    distinct = []
+    for i in range(min(HISTORY_DISTINCT, max(count, 1))):
+        author = authors[i % len(authors)]
+        data = loadgen.padded_message(rng)
+        distinct.append(
+            (
+                author.session_id,
+                base64.b64encode(data).decode(),
+                base64.b64encode(loadgen.sign(author.private, data)).decode(),
+            )
+        )
+    now = time.time()
+    db = Database(settings.effective_database_url)
+    try:
+        with db.write() as conn:
+            batch: list[dict[str, Any]] = []
+            for server_id in range(1, count + 1):
+                public_key, data, signature = distinct[server_id % len(distinct)]
+                posted_at = now - (count - server_id) * 0.5
+                batch.append(
+                    {
+                        "room_id": MAIN_ROOM,
+                        "server_id": server_id,
+                        "public_key": public_key,
+                        "timestamp": int(posted_at * 1000),
+                        "data": data,
+                        "signature": signature,
+                        "posted_at": posted_at,
+                        "deleted": False,
+                    }
+                )
+                if len(batch) == 5000:
+                    conn.execute(insert(messages), batch)
+                    batch = []
+            if batch:
+                conn.execute(insert(messages), batch)
+            conn.execute(update(rooms).where(rooms.c.id == MAIN_ROOM).values(message_seq=count))
+    finally:
+        db.dispose()
+    return time.monotonic() - started
+
+
+# --------------------------------------------------------------------------- users
+
+
+def server_public_key(data_dir: Path) -> bytes:
+    key = load_pem_public_key((data_dir / "x25519_public_key.pem").read_bytes())
+    return key.public_bytes_raw()  # type: ignore[union-attr]
+
+
+def decrypt_challenge(user: User, challenge: dict[str, str]) -> str:
+    """The token (hex) inside a challenge encrypted to the user's key."""
+    private = X25519PrivateKey.from_private_bytes(user.private)
+    key = loadgen.loki_key(private, base64.b64decode(challenge["ephemeral_public_key"]))
+    blob = base64.b64decode(challenge["ciphertext"])
+    return AESGCM(key).decrypt(blob[:12], blob[12:], None).hex()
+
+
+async def _authenticate_all(port: int, users: list[User], rooms: list[str], conns: int) -> None:
+    queue: asyncio.Queue[tuple[User, str]] = asyncio.Queue()
+    for user in users:
+        for room in rooms:
+            queue.put_nowait((user, room))
+
+    async def one_connection() -> None:
+        conn = await HttpConnection.open(HOST, port)
+        try:
+            while not queue.empty():
+                user, room = queue.get_nowait()
+                path = f"/auth_token_challenge?public_key={user.session_id}"
+                status, body = await conn.request(
+                    http_request(HOST, port, "GET", path, headers={"Room": room})
+                )
+                if status != 200:
+                    raise SystemExit(f"challenge failed: {status} {body[:200]!r}")
+                token = decrypt_challenge(user, orjson.loads(body)["challenge"])
+                claim = orjson.dumps({"public_key": user.session_id})
+                headers = {"Room": room, "Authorization": token, "Content-Type": "application/json"}
+                status, body = await conn.request(
+                    http_request(HOST, port, "POST", "/claim_auth_token", claim, headers)
+                )
+                if status != 200:
+                    raise SystemExit(f"claim failed: {status} {body[:200]!r}")
+                user.tokens[room] = token
+                if conn.closed:
+                    conn = await HttpConnection.open(HOST, port)
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(conns)))
+
+
+async def _heads(port: int, user: User, rooms: list[str]) -> dict[str, int]:
+    """Newest message server_id of each room (0 if empty), read like a client."""
+    heads = {}
+    for room in rooms:
+        headers = {"Room": room, "Authorization": user.tokens[room]}
+        status, body = await one_request(port, "GET", "/messages?limit=1", headers=headers)
+        if status != 200:
+            raise SystemExit(f"GET /messages failed: {status} {body[:200]!r}")
+        found = orjson.loads(body)["messages"]
+        heads[room] = max((m["server_id"] for m in found), default=0)
+    return heads
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Measured:
+    """One scenario's numbers."""
+
+    name: str
+    requests: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    errors: dict[str, int]
+    loadgen_cpu_pct: float
+    loadgen_cpu_pct_per_process: list[float]
+    server_cpu_pct: float = 0.0
+    postgres_cpu_pct: float | None = None  # approximate: backends sampled every 0.5 s
+    postgres_backends_seen: int | None = None
+    server_loop_thread_cpu_pct: float = 0.0  # workers' event loop threads, summed
+    server_other_threads_cpu_pct: float = 0.0  # workers' thread pools (and others), summed
+    server_rss_mb: float = 0.0
+    server_rss_mb_max_worker: float = 0.0
+    server_rss_mb_per_process: dict[str, float] = field(default_factory=dict)
+    polls: int = 0
+    posts: int = 0
+    messages_seen: int = 0
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
+    return sorted_values[index] / 1e6
+
+
+def drive(
+    name: str,
+    job: Job,
+    processes: int,
+    target: Service | None = None,
+    profile_to: Path | None = None,
+    py_spy: str = "py-spy",
+    py_spy_args: str = "",
+) -> Measured:
+    """Run the load generator processes against ``job.port`` and merge what they saw."""
+    ctx = multiprocessing.get_context("spawn")
+    procs, pipes = [], []
+    first = 0
+    for i in range(processes):
+        n = job.total_conns // processes + (1 if i < job.total_conns % processes else 0)
+        part = Job(**{**job.__dict__, "connections": n, "first_conn": first, "seed": i + 1})
+        first += n
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=loadgen.worker_main, args=(part, child), daemon=True)
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    for pipe in pipes:
+        kind, payload = pipe.recv()
+        if kind != "ready":
+            raise SystemExit(f"load generator failed: {payload}")
+    t_go = time.perf_counter_ns() + 200_000_000
+    for pipe in pipes:
+        pipe.send(("go", t_go))
+    t_measure = t_go + int(job.warmup_s * 1e9)
+    t_end = t_measure + int(job.duration_s * 1e9)
+
+    def sleep_until(t_ns: int) -> None:
+        time.sleep(max(0.0, (t_ns - time.perf_counter_ns()) / 1e9))
+
+    server_cpu0 = server_cpu = 0.0
+    rss: dict[int, float] = {}
+    # PostgreSQL backends come and go (a pool's overflow connections): keep each one's CPU
+    # when first seen (0 if it started in the window) and when last seen.
+    db_first: dict[int, float] = {}
+    db_last: dict[int, float] = {}
+
+    def sample_db(at_start: bool) -> None:
+        if target is None or not target.db_name:
+            return
+        for pid in pids_matching(target.db_name):
+            used = cpu_s(pid)
+            db_first.setdefault(pid, used if at_start else 0.0)
+            db_last[pid] = used
+
+    spy = None
+    workers0: dict[int, tuple[float, float]] = {}
+    workers1: dict[int, tuple[float, float]] = {}
+    if target is not None:
+        sleep_until(t_measure)
+        server_cpu0 = tree_cpu_s(target.proc.pid)
+        sample_db(at_start=True)
+        workers0 = {pid: thread_cpu_s(pid) for pid in target.workers()}
+        if profile_to is not None:
+            spy = subprocess.Popen(
+                [py_spy, "record", "--pid", str(target.workers()[0]), "--duration",
+                 str(int(job.duration_s)), "--format", "speedscope", "--output", str(profile_to),
+                 *shlex.split(py_spy_args)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        while time.perf_counter_ns() < t_end - 500_000_000:
+            for pid in descendants(target.proc.pid):
+                rss[pid] = max(rss.get(pid, 0.0), rss_mb(pid))
+            sample_db(at_start=False)
+            time.sleep(0.5)
+        sleep_until(t_end)
+        server_cpu = tree_cpu_s(target.proc.pid) - server_cpu0
+        sample_db(at_start=False)
+        workers1 = {pid: thread_cpu_s(pid) for pid in workers0}
+    results: list[loadgen.Result] = []
+    for pipe in pipes:
+        kind, payload = pipe.recv()
+        if kind != "result":
+            raise SystemExit(f"load generator failed: {payload}")
+        results.append(payload)
+    for proc in procs:
+        proc.join(10)
+    if spy is not None:
+        spy.wait(60)
+
+    import array
+
+    latencies: list[int] = []
+    errors: dict[str, int] = {}
+    for r in results:
+        a = array.array("q")
+        a.frombytes(r.latencies_ns)
+        latencies.extend(a)
+        for k, v in r.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    latencies.sort()
+    count = len(latencies)
+    measured = Measured(
+        name=name,
+        requests=count,
+        rps=count / job.duration_s,
+        p50_ms=percentile(latencies, 0.50),
+        p90_ms=percentile(latencies, 0.90),
+        p99_ms=percentile(latencies, 0.99),
+        mean_ms=(sum(latencies) / count / 1e6) if count else 0.0,
+        max_ms=latencies[-1] / 1e6 if latencies else 0.0,
+        errors=errors,
+        loadgen_cpu_pct=100 * sum(r.cpu_s for r in results) / job.duration_s,
+        loadgen_cpu_pct_per_process=[round(100 * r.cpu_s / job.duration_s, 1) for r in results],
+        polls=sum(r.polls for r in results),
+        posts=sum(r.posts for r in results),
+        messages_seen=sum(r.messages_seen for r in results),
+    )
+    if target is not None:
+        measured.server_cpu_pct = 100 * server_cpu / job.duration_s
+        if target.db_name:
+            database_cpu = sum(db_last[p] - db_first[p] for p in db_last)
+            measured.postgres_cpu_pct = 100 * database_cpu / job.duration_s
+            measured.postgres_backends_seen = len(db_last)
+        for pid, (main0, others0) in workers0.items():
+            main1, others1 = workers1[pid]
+            measured.server_loop_thread_cpu_pct += 100 * (main1 - main0) / job.duration_s
+            measured.server_other_threads_cpu_pct += 100 * (others1 - others0) / job.duration_s
+        workers = set(target.workers())
+        measured.server_rss_mb = sum(rss.values())
+        measured.server_rss_mb_per_process = {
+            ("worker" if pid in workers else "supervisor" if pid == target.proc.pid else "helper")
+            + f"_{pid}": round(v, 1)
+            for pid, v in sorted(rss.items())
+        }
+        measured.server_rss_mb_max_worker = max(
+            (v for pid, v in rss.items() if pid in workers), default=0.0
+        )
+    return measured
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Config:
+    args: argparse.Namespace
+    tmp: Path
+    ceilings: dict[str, Measured] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    json_out: Any = None
+
+
+def base_job(args: argparse.Namespace, kind: str, port: int, pub: bytes) -> Job:
+    return Job(
+        kind=kind, host=HOST, port=port, server_public=pub, rooms=[MAIN_ROOM], users=[],
+        heads={}, connections=0, first_conn=0, total_conns=args.concurrency,
+        warmup_s=args.warmup, duration_s=args.duration,
+    )  # fmt: skip
+
+
+def measure_ceilings(cfg: Config, users: list[User], before: tuple[str, int] | None) -> None:
+    """Both reference apps, with the same generator, concurrency and request as (a).
+    ``before``: the (backend, M) group measured next, for the report."""
+    args = cfg.args
+    key_dir = cfg.tmp / "ceiling-keys"
+    if not key_dir.exists():
+        cli(key_dir, None, ["url"])  # makes a key pair (and a throwaway SQLite file)
+    pub = server_public_key(key_dir)
+    fake_users = [User(u.private, u.session_id, {MAIN_ROOM: secrets.token_hex(48)}) for u in users]
+    env = server_env({"BENCH_ONION_PRIVATE_KEY_FILE": str(key_dir / "x25519_private_key.pem")})
+    for app, kind, label in (
+        ("fixed_json", "fixed", "framework_ceiling"),
+        ("onion_echo", "poll", "onion_ceiling"),
+    ):
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "uvicorn", f"bench.ceiling_app:{app}", "--host", HOST,
+            "--port", str(port), "--workers", str(args.workers), "--loop", "uvloop",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        service = Service(label, cmd, env, cfg.tmp / f"{label}.log")
+        try:
+            service.wait_ready()
+            job = base_job(args, kind, port, pub)
+            job.users = fake_users
+            job.heads = {MAIN_ROOM: 1}
+            measured = drive(label, job, args.loadgen_processes, service)
+        finally:
+            service.stop()
+        cfg.ceilings[label] = measured
+        where = {"backend": before[0], "messages": before[1]} if before else {}
+        report(cfg, measured, {"target": "ceiling", "app": f"bench.ceiling_app:{app}", **where})
+
+
+def report(cfg: Config, m: Measured, extra: dict[str, Any]) -> None:
+    args = cfg.args
+    line: dict[str, Any] = {
+        "scenario": m.name,
+        **extra,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "loadgen_processes": args.loadgen_processes,
+        **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in m.__dict__.items()},
+    }
+    line.pop("name")
+    for label, short in (("framework_ceiling", "framework"), ("onion_ceiling", "onion")):
+        ceiling = cfg.ceilings.get(label)
+        if ceiling is not None and ceiling.rps and m.name != label:
+            line[f"vs_{short}_ceiling"] = round(m.rps / ceiling.rps, 3)
+    line["load_average"] = load_average()
+    text = json.dumps(line, sort_keys=False)
+    print("JSON " + text, flush=True)
+    if cfg.json_out is not None:
+        cfg.json_out.write(text + "\n")
+        cfg.json_out.flush()
+    cfg.rows.append(line)
+
+
+def run_server_scenarios(cfg: Config, backend: str, messages: int, users: list[User]) -> None:
+    args = cfg.args
+    data_dir = cfg.tmp / f"data-{backend}-{messages}"
+    pg = PostgresDatabase(args.database_url) if backend == "postgresql" else None
+    db_url = pg.url if pg else None
+    service = None
+    try:
+        started = time.monotonic()
+        cli(data_dir, db_url, ["db", "upgrade"])
+        cli(data_dir, db_url, *(["rooms", "add", room, f"Bench {room}"] for room in EXTRA_ROOMS))
+        history_s = insert_history(data_dir, db_url, messages, users[:HISTORY_AUTHORS])
+        port = free_port()
+        env = server_env(
+            {
+                "OPENGROUP_LOG_LEVEL": "warning",
+                "OPENGROUP_POST_RATE_LIMIT_SECONDS": "0",
+                "OPENGROUP_DELETIONS_FORMAT": "objects",
+            }
+        )
+        cmd = [sys.executable, "-m", "opengroup", "serve", "--workers", str(args.workers),
+               "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]  # fmt: skip
+        if db_url:
+            cmd += ["--database-url", db_url]
+        service = Service(
+            f"opengroup-{backend}-{messages}",
+            cmd,
+            env,
+            cfg.tmp / f"server-{backend}-{messages}.log",
+        )
+        service.db_name = pg.name if pg else None
+        service.wait_ready("/rooms")
+        auth_started = time.monotonic()
+        rooms = [MAIN_ROOM, *EXTRA_ROOMS]
+        for user in users:
+            user.tokens = {}
+        asyncio.run(_authenticate_all(port, users, rooms, 16))
+        print(
+            f"# setup {backend} M={messages}: history {history_s:.1f} s, "
+            f"{len(users)} users x {len(rooms)} rooms: tokens in "
+            f"{time.monotonic() - auth_started:.1f} s, "
+            f"total {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
+        pub = server_public_key(data_dir)
+        for key in args.scenarios:
+            name, kind, n_rooms = SCENARIOS[key]
+            job = base_job(args, kind, port, pub)
+            job.rooms = rooms[:n_rooms]
+            job.users = users
+            job.heads = asyncio.run(_heads(port, users[0], job.rooms))
+            profile = None
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = args.profile / f"{name}-{backend}-M{messages}.speedscope.json"
+            measured = drive(
+                name, job, args.loadgen_processes, service, profile, args.py_spy, args.py_spy_args
+            )
+            report(
+                cfg,
+                measured,
+                {"target": "opengroup", "backend": backend, "messages": messages,
+                 "users": len(users), "main_room_head": job.heads[MAIN_ROOM]},
+            )  # fmt: skip
+            if measured.errors:
+                tail = service.log.read_text(errors="replace")[-2000:]
+                if tail.strip():
+                    print(f"# server log tail:\n{tail}", flush=True)
+    finally:
+        if service is not None:
+            service.stop()
+        if pg is not None:
+            pg.drop()
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """The human summary: one row per measurement (the JSON lines carry more)."""
+    head = (
+        f"{'scenario':<18} {'backend':<10} {'M':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
+        f"{'p99 ms':>7} {'vs fw':>6} {'vs onion':>8} {'srv+pg cpu%':>11} {'gen cpu%':>8} "
+        f"{'rss MB':>7} {'max wkr':>7}  errors"
+    )
+    print(head)
+    print("-" * len(head))
+
+    def ratio(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.3f}" if key in r else "-"
+
+    for r in rows:
+        cpu = f"{r['server_cpu_pct']:.0f}"
+        if r.get("postgres_cpu_pct") is not None:
+            cpu += f"+{r['postgres_cpu_pct']:.0f}"
+        print(
+            f"{r['scenario']:<18} {r.get('backend', '-'):<10} {r.get('messages', '-')!s:>7} "
+            f"{r['rps']:>8.0f} {r['p50_ms']:>7.1f} {r['p90_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+            f"{ratio(r, 'vs_framework_ceiling'):>6} {ratio(r, 'vs_onion_ceiling'):>8} "
+            f"{cpu:>11} {r['loadgen_cpu_pct']:>8.0f} "
+            f"{r['server_rss_mb']:>7.0f} {r['server_rss_mb_max_worker']:>7.0f}  {r['errors'] or ''}"
+        )
+
+
+def target_checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    """The issue's targets against what was measured: (what, measured, met)."""
+    found = {
+        (r["scenario"][0], r["backend"], r["messages"]): r
+        for r in rows
+        if r.get("target") == "opengroup"
+    }
+    checks: list[tuple[str, str, bool]] = []
+    sizes = sorted({m for _, _, m in found})
+    for (key, backend, m), r in sorted(found.items()):
+        where = f"{backend} M={m}"
+        onion = r.get("vs_onion_ceiling")
+        floor = {"a": 0.50, "b": 0.25, "c": 0.25}.get(key)
+        if floor is not None and onion is not None:
+            checks.append(
+                (
+                    f"({key}) >= {floor:.0%} of onion ceiling, {where}",
+                    f"{onion:.1%}",
+                    onion >= floor,
+                )
+            )
+        if key == "a":
+            checks.append((f"(a) p99 < 25 ms, {where}", f"{r['p99_ms']:.1f} ms", r["p99_ms"] < 25))
+    for backend in sorted({b for _, b, _ in found}):
+        small, large = found.get(("a", backend, 1000)), found.get(("a", backend, 100_000))
+        if small and large:
+            ratio = large["rps"] / small["rps"]
+            checks.append(
+                (f"(a) M=100,000 within 10% of M=1,000, {backend}", f"{ratio:.2f}x", ratio >= 0.9)
+            )
+        if sizes:
+            at = [r for (_, b, m), r in found.items() if b == backend and m == sizes[-1]]
+            worst = max(r["server_rss_mb_max_worker"] for r in at) if at else 0.0
+            checks.append(
+                (
+                    f"RSS < 150 MB per worker, {backend} M={sizes[-1]}",
+                    f"{worst:.0f} MB",
+                    worst < 150,
+                )
+            )
+    for m in sizes:
+        lite, pg = found.get(("a", "sqlite", m)), found.get(("a", "postgresql", m))
+        if lite and pg and pg["rps"]:
+            slower = lite["rps"] / pg["rps"]
+            checks.append(
+                (f"(a) PostgreSQL within 1.5x of SQLite, M={m}", f"{slower:.2f}x", slower <= 1.5)
+            )
+    return checks
+
+
+def print_targets(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    checks = target_checks(rows)
+    if not checks:
+        return
+    print(
+        f"\ntargets (stated for C=64, K=1000, 2 workers; this run: C={args.concurrency}, "
+        f"K={args.users}, {args.workers} workers):"
+    )
+    for what, value, met in checks:
+        print(f"  {'met ' if met else 'MISS'}  {what}: {value}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    p.add_argument(
+        "--scenarios", default="a,b,c,d",
+        help="comma-separated: a=poll 1 room, b=poll 10 rooms, c=post, d=95%% polls/5%% posts",
+    )  # fmt: skip
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
+    p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per scenario")
+    p.add_argument("--concurrency", type=int, default=64, help="connections in flight (C)")
+    p.add_argument("--users", type=int, default=1000, help="users with tokens in all rooms (K)")
+    p.add_argument(
+        "--messages", default="1000", help="history size M of main; comma-separated for several"
+    )
+    p.add_argument("--workers", type=int, default=2, help="server (and ceiling) worker processes")
+    p.add_argument(
+        "--backend", choices=("sqlite", "postgresql", "both"), default=None,
+        help="storage to run the server on (default sqlite; postgresql if --database-url)",
+    )  # fmt: skip
+    p.add_argument(
+        "--database-url", default=None,
+        help=f"PostgreSQL server for the postgresql backend (default {DEFAULT_PG}): a fresh "
+        "database is created there for each history size and dropped afterwards",
+    )  # fmt: skip
+    p.add_argument("--loadgen-processes", type=int, default=2, help="load generator processes")
+    p.add_argument("--json-out", type=Path, default=None, help="also append the JSON lines here")
+    p.add_argument(
+        "--ceilings", choices=("once", "each", "none"), default="once",
+        help="measure the two reference apps once at the start, before each backend and "
+        "history size (ratios then use the nearest, on a machine whose load changes), or not",
+    )  # fmt: skip
+    p.add_argument("--no-ceilings", action="store_true", help="same as --ceilings none")
+    p.add_argument(
+        "--profile", type=Path, default=None,
+        help="record each scenario with py-spy (first worker) into this directory",
+    )  # fmt: skip
+    p.add_argument("--py-spy", default=default_py_spy(), help="py-spy executable for --profile")
+    p.add_argument(
+        "--py-spy-args", default="", help="extra py-spy record flags, e.g. '--gil' or '--native'"
+    )
+    p.add_argument("--keep-tmp", action="store_true", help="keep the data dirs and logs")
+    args = p.parse_args(argv)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for s in args.scenarios:
+        if s not in SCENARIOS:
+            p.error(f"unknown scenario {s!r}; pick from {', '.join(SCENARIOS)}")
+    args.messages = [int(m) for m in str(args.messages).split(",")]
+    if args.no_ceilings:
+        args.ceilings = "none"
+    backend = args.backend or ("postgresql" if args.database_url else "sqlite")
+    args.backends = ["sqlite", "postgresql"] if backend == "both" else [backend]
+    args.database_url = args.database_url or DEFAULT_PG
+    if args.concurrency < args.loadgen_processes:
+        p.error("--concurrency must be at least --loadgen-processes")
+    return args
+
+
+def default_py_spy() -> str:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
+
+
+@contextlib.contextmanager
+def workspace(keep: bool) -> Iterator[Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="opengroup-bench-"))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"# kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    with workspace(args.keep_tmp) as tmp:
+        cfg = Config(args, tmp)
+        if args.json_out:
+            cfg.json_out = open(args.json_out, "a")  # noqa: SIM115
+        print(
+            f"# {platform.node()}: {os.cpu_count()} cpus, Python {platform.python_version()}, "
+            f"load average {load_average()}; C={args.concurrency} K={args.users} "
+            f"W={args.workers} D={args.duration}s warm-up={args.warmup}s "
+            f"generator processes={args.loadgen_processes}",
+            flush=True,
+        )
+        started = time.monotonic()
+        users = [User.generate() for _ in range(args.users)]
+        try:
+            if args.ceilings == "once":
+                measure_ceilings(cfg, users, None)
+            for backend in args.backends:
+                for messages in args.messages:
+                    if args.ceilings == "each":
+                        measure_ceilings(cfg, users, (backend, messages))
+                    run_server_scenarios(cfg, backend, messages, users)
+        finally:
+            if cfg.json_out is not None:
+                cfg.json_out.close()
+        print()
+        print_table(cfg.rows)
+        print_targets(cfg.rows, args)
+        print(f"# done in {time.monotonic() - started:.0f} s; load average {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
