@@ -109,7 +109,8 @@ SETTINGS: tuple[Setting, ...] = (
         "challenge_rate_limit_count",
         20,
         int,
-        "Challenges (auth_token_challenge) allowed per public key, all rooms, in the window.",
+        "Challenges (auth_token_challenge) allowed per public key, all rooms, in the window "
+        "(a room's moderators are exempt there).",
     ),
     Setting(
         "challenge_rate_limit_seconds", 60, int, "Window of the challenge rate limit; 0 disables."

@@ -42,5 +42,8 @@ def log_config(settings: Settings) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
             "alembic": {"handlers": [], "level": "WARNING", "propagate": True},
+            # Never below WARNING, even at log level debug: SQL logging shows parameters
+            # (message data, token hashes).
+            "sqlalchemy": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }

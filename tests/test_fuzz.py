@@ -22,8 +22,8 @@ leaves the stored data exactly as it was (a fingerprint of the tables, read
 from the database itself, before and after).
 
 Budget: OPENGROUP_FUZZ_EXAMPLES examples per property (default 200). The run
-is derandomized, so CI sees the same examples every time; a long run with
-another budget explores further (see docs/SECURITY.md).
+is derandomized, so CI sees the same examples every time; OPENGROUP_FUZZ_RANDOM=1
+draws new ones on every run (see docs/SECURITY.md for a long run).
 """
 
 from __future__ import annotations
@@ -60,11 +60,15 @@ from sessionclient import (
 )
 
 EXAMPLES = int(os.environ.get("OPENGROUP_FUZZ_EXAMPLES", "200"))
+# CI: the same examples every run. OPENGROUP_FUZZ_RANDOM=1: new ground every run (reproduce
+# a failure with the printed @reproduce_failure blob, or pytest --hypothesis-seed=N).
+RANDOM = bool(os.environ.get("OPENGROUP_FUZZ_RANDOM"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=True,
+    derandomize=not RANDOM,
     database=None,
+    print_blob=True,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
         HealthCheck.too_slow,

@@ -8,9 +8,10 @@
 
 Over a limit: 429 with `retry_after` (seconds, integer) in the body and a
 `Retry-After` header over direct HTTP. Refused requests are not counted.
-Moderators are exempt from the posting and upload limits; challenges are
-asked for before anyone is known, so nobody is exempt from that limit. A 0
-in either setting of a limit turns it off. The posting limit's behaviour is
+Moderators are exempt from all three in their rooms (from the challenge limit
+so that nobody can keep them from signing in by asking for challenges for
+their key; the 16 unclaimed challenges per key and room still apply). A 0 in
+either setting of a limit turns it off. The posting limit's behaviour is
 pinned in test_messages.py and test_multi_process.py.
 
 The module's server runs with small limits and short windows; a second
@@ -172,6 +173,16 @@ def test_the_challenge_limit_of_one_key_leaves_other_keys_alone(client: Client) 
     assert challenge(client, identity)["status_code"] == 429
 
     assert challenge(client, Identity.generate())["status_code"] == 200
+
+
+def test_moderators_are_exempt_from_the_challenge_limit_in_their_room_only(
+    client: Client, module_moderator: Persona
+) -> None:
+    identity = module_moderator.identity
+    in_their_room = [challenge(client, identity) for _ in range(CHALLENGES + 2)]
+
+    assert statuses(in_their_room) == [200] * (CHALLENGES + 2)
+    assert_rate_limited(challenge(client, identity, SECOND_ROOM), WINDOW_SECONDS, "challenges")
 
 
 def test_challenges_are_served_again_after_the_retry_hint(setup_client: Client) -> None:

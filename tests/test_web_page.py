@@ -212,18 +212,23 @@ def test_room_image_loads_in_the_browser(
         assert size == [True, 24, 16]
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_each_qr_code_decodes_to_its_room_join_url(
-    server: ServerProcess,
-    context: BrowserContext,
-    shown_rooms: list[ShownRoom],
-    tmp_path: Path,
+    server: ServerProcess, browser: Browser, shown_rooms: list[ShownRoom], scheme: str
 ) -> None:
-    page = open_home(context, server)
-    for room in shown_rooms:
-        shot = ARTIFACTS / f"web-page-qr-{room.id}.png"
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, device_scale_factor=2, color_scheme=scheme
+    )
+    try:
+        page = open_home(context, server)
         ARTIFACTS.mkdir(exist_ok=True)
-        page.locator(f"#room-{room.id} svg.qr").screenshot(path=str(shot))
-        assert decode_qr(shot) == join_url(server, room.id)
+        page.screenshot(path=str(ARTIFACTS / f"web-page-{scheme}.png"), full_page=True)
+        for room in shown_rooms:
+            shot = ARTIFACTS / f"web-page-qr-{room.id}-{scheme}.png"
+            page.locator(f"#room-{room.id} svg.qr").screenshot(path=str(shot))
+            assert decode_qr(shot) == join_url(server, room.id)
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize(

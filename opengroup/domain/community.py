@@ -176,7 +176,9 @@ class Community:
     ) -> None:
         """429 over the key's challenge rate (all rooms) or its pending challenges (this
         room); otherwise count this challenge. Anyone may ask for a challenge for any
-        key, so both limits bound storage and work, not who is asking."""
+        key, so both limits bound storage and work, not who is asking. The room's
+        moderators are exempt from the rate (never from the pending limit): they must
+        be able to sign in while someone floods challenges for their key."""
         bucket = f"challenge:{public_key}"
         q.lock_name(conn, bucket)
         window = limits.Window(
@@ -185,7 +187,11 @@ class Community:
             "challenges per public key",
         )
         if window.enabled:
-            window.check(q.rate_event_times(conn, bucket, window.since(now)), now)
+            try:
+                window.check(q.rate_event_times(conn, bucket, window.since(now)), now)
+            except RateLimited:
+                if not q.is_moderator(conn, room_id, public_key):
+                    raise
         most = self.settings.max_pending_challenges_per_key
         if most > 0:
             pending = q.pending_token_expiries(conn, room_id, public_key, now)

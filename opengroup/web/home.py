@@ -48,9 +48,7 @@ def sniff_image_type(data: bytes) -> str:
 
 def qr_svg(text: str) -> str:
     """The QR code of ``text`` as inline SVG (no external image to fetch)."""
-    return segno.make(text, error="m").svg_inline(
-        scale=4, light="#fff", svgclass="qr", omitsize=True, title=text
-    )
+    return segno.make(text, error="m").svg_inline(scale=4, svgclass="qr", omitsize=True, title=text)
 
 
 def _avatar(room_id: str, name: str, has_image: bool) -> str:
