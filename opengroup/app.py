@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +23,7 @@ from opengroup.config import Settings, load_settings
 from opengroup.domain.community import Community
 from opengroup.keys import ServerKeys, load_or_create_keys
 from opengroup.storage import migrate
-from opengroup.storage.database import Database
+from opengroup.storage.database import THREADS, Database
 from opengroup.transport.http import create_asgi_app
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # As many request threads as pooled connections (see storage.database.THREADS).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         interval = max(settings.prune_interval_seconds, 1)
         pruner = asyncio.create_task(_prune_forever(community, interval))
         try:

@@ -235,9 +235,9 @@ class Community:
         if not room_id:
             raise BadRequest("missing Room header")
         now = self.clock()
+        token_hash = crypto.token_hash(_parse_token(token))
         with self.db.read() as conn:
-            self._room(conn, room_id)
-            holder = q.token_holder(conn, room_id, crypto.token_hash(_parse_token(token)), now)
+            holder = self._token_holder(conn, room_id, token_hash, now)
         member = self._member(room_id, holder)
         self._note_activity(member, holder, now)
         return member
@@ -257,6 +257,16 @@ class Community:
                 q.touch_activity(conn, member.room_id, member.public_key, now)
         except SQLAlchemyError:
             log.warning("could not record activity in room %s", member.room_id, exc_info=True)
+
+    def _token_holder(
+        self, conn: Connection, room_id: str, token_hash: bytes, now: float
+    ) -> TokenHolder | None:
+        """The token's holder; a token found proves the room exists, so the room
+        itself is looked up (for a 404) only when the token is not found."""
+        holder = None if "\x00" in room_id else q.token_holder(conn, room_id, token_hash, now)
+        if holder is None:
+            self._room(conn, room_id)
+        return holder
 
     @staticmethod
     def _member(room_id: str, holder: TokenHolder | None) -> Member:
@@ -465,8 +475,7 @@ class Community:
         token_hash = crypto.token_hash(_parse_token(token))
         now = self.clock()
         with self.db.read() as conn:
-            self._room(conn, room_id)
-            holder = q.token_holder(conn, room_id, token_hash, now)
+            holder = self._token_holder(conn, room_id, token_hash, now)
             member = self._member(room_id, holder)
             polled = RoomPoll(
                 messages=self._messages(conn, room_id, messages_after, MAX_PAGE),

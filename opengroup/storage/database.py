@@ -20,6 +20,9 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Threads that run requests in one worker, and so connections kept open: a pool
+# smaller than the thread count closes and reopens connections all the time.
+THREADS = 16
 
 
 def normalise_url(url: str) -> str:
@@ -49,7 +52,7 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """One engine (a connection pool) and the two kinds of transaction we use."""
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, pool_size: int = THREADS) -> None:
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -57,10 +60,10 @@ class Database:
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = pool_size * 2
+            kwargs["max_overflow"] = 8
         elif self.dialect == "postgresql":
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = pool_size * 2
+            kwargs["max_overflow"] = 8
             kwargs["pool_recycle"] = 3600
         # hide_parameters: a database error in the log never shows message data or token hashes.
         self.engine = create_engine(self.url, hide_parameters=True, **kwargs)
