@@ -430,6 +430,23 @@ class Client:
             "POST", "compact_poll", body={"requests": requests}, transport=transport
         )
 
+    def all_messages(self, persona: Persona, page_size: int = 256) -> list[dict[str, Any]]:
+        """Every live message of the persona's room, paging GET messages from the start."""
+        found: list[dict[str, Any]] = []
+        cursor = 0
+        while True:
+            page = self.request(
+                "GET",
+                f"messages?from_server_id={cursor}&limit={page_size}",
+                room=persona.room,
+                token=persona.token,
+            )
+            assert page["status_code"] == 200, page
+            if not page["messages"]:
+                return found
+            found.extend(page["messages"])
+            cursor = page["messages"][-1]["server_id"]
+
 
 def make_message_body(
     identity: Identity, padded: bytes, signature: bytes, timestamp: int

@@ -128,24 +128,6 @@ def transport_of(k: int) -> Transport:
     return TRANSPORTS[k % 2]
 
 
-def read_all_messages(client: Client, persona: Persona) -> list[dict[str, Any]]:
-    """Every live message of the room, by paging GET /messages from the start."""
-    found: list[dict[str, Any]] = []
-    cursor = 0
-    while True:
-        page = client.request(
-            "GET",
-            f"messages?from_server_id={cursor}&limit={PAGE}",
-            room=persona.room,
-            token=persona.token,
-        )
-        assert page["status_code"] == 200, page
-        if not page["messages"]:
-            return found
-        found.extend(page["messages"])
-        cursor = page["messages"][-1]["server_id"]
-
-
 def read_all_deletions(client: Client, persona: Persona) -> list[dict[str, Any]]:
     """Every deletion entry of the room ({id, deleted_message_id}), paging by number."""
     found: list[dict[str, Any]] = []
@@ -257,7 +239,7 @@ def posting_run(processes: list[ServerProcess], cli: CliRunner, setup_client: Cl
         finally:
             done.set()
         run.polled = polling.result(timeout=120)
-    run.stored = read_all_messages(setup_client, reader)
+    run.stored = setup_client.all_messages(reader, PAGE)
     return run
 
 
@@ -384,7 +366,7 @@ def test_concurrent_deletions_by_several_moderators_leave_one_deletion_entry_per
         entries = read_all_deletions(other, author_view)
     assert sorted(e["deleted_message_id"] for e in entries) == sorted(ids)
     assert [e["id"] for e in entries] == list(range(1, len(ids) + 1))
-    assert read_all_messages(setup_client, author_view) == []
+    assert setup_client.all_messages(author_view, PAGE) == []
 
 
 def test_concurrent_bans_of_one_key_all_succeed_and_delete_each_message_once(

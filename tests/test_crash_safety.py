@@ -228,24 +228,6 @@ def burst_and_kill(
 # --------------------------------------------------------------------------- reading back
 
 
-def read_all_messages(client: Client, persona: Persona) -> list[dict[str, Any]]:
-    """Every live message of the room, paging GET /messages from the start."""
-    found: list[dict[str, Any]] = []
-    cursor = 0
-    while True:
-        page = client.request(
-            "GET",
-            f"messages?from_server_id={cursor}&limit={PAGE}",
-            room=persona.room,
-            token=persona.token,
-        )
-        assert page["status_code"] == 200, page
-        if not page["messages"]:
-            return found
-        found.extend(page["messages"])
-        cursor = page["messages"][-1]["server_id"]
-
-
 def signature_is_valid(session_id: str, data_b64: str, signature_b64: str) -> bool:
     """XEdDSA check of a stored message, independent of the server's own code."""
     signature = base64.b64decode(signature_b64, validate=True)
@@ -290,7 +272,7 @@ def test_a_killed_server_keeps_every_acknowledged_write_and_shows_no_torn_one(
 
     # Messages: every acknowledged one, exactly as acknowledged ...
     reader = users[0]
-    stored = read_all_messages(setup_client, reader)
+    stored = setup_client.all_messages(reader, PAGE)
     by_id = {m["server_id"]: m for m in stored}
     ids = [m["server_id"] for m in stored]
     assert len(by_id) == len(stored), [i for i, n in Counter(ids).items() if n > 1]
