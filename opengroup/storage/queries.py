@@ -10,8 +10,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -66,10 +80,17 @@ def list_rooms(conn: Connection) -> list[Room]:
     return [Room(*row) for row in rows]
 
 
+# The statements of every poll and authenticated request are built once, here, with
+# named bind parameters: building a select() costs several times more than running
+# it (SQLAlchemy then still finds the compiled form in its cache). Rarer
+# statements are built where they run.
+_GET_ROOM = select(rooms.c.id, rooms.c.name, rooms.c.image_file_id).where(
+    rooms.c.id == bindparam("room_id")
+)
+
+
 def get_room(conn: Connection, room_id: str) -> Room | None:
-    row = conn.execute(
-        select(rooms.c.id, rooms.c.name, rooms.c.image_file_id).where(rooms.c.id == room_id)
-    ).first()
+    row = conn.execute(_GET_ROOM, {"room_id": room_id}).first()
     return Room(*row) if row else None
 
 
@@ -169,10 +190,8 @@ def insert_token(
     )
 
 
-def token_holder(
-    conn: Connection, room_id: str, token_hash: bytes, now: float
-) -> TokenHolder | None:
-    """The live token's owner with their rights and last activity in the room, in one round trip."""
+def _token_holder_statement() -> Select[Any]:
+    room_id: BindParameter[str] = bindparam("room_id")
     is_mod = exists().where(
         moderators.c.room_id == room_id, moderators.c.public_key == tokens.c.public_key
     )
@@ -184,14 +203,26 @@ def token_holder(
             room_activity.c.public_key == tokens.c.public_key,
         ),
     )
-    row = conn.execute(
+    return (
         select(tokens.c.public_key, is_mod, is_banned, room_activity.c.last_active)
         .select_from(activity)
         .where(
-            tokens.c.token_hash == token_hash,
+            tokens.c.token_hash == bindparam("token_hash"),
             tokens.c.room_id == room_id,
-            tokens.c.expires_at > now,
+            tokens.c.expires_at > bindparam("now"),
         )
+    )
+
+
+_TOKEN_HOLDER = _token_holder_statement()
+
+
+def token_holder(
+    conn: Connection, room_id: str, token_hash: bytes, now: float
+) -> TokenHolder | None:
+    """The live token's owner with their rights and last activity in the room, in one round trip."""
+    row = conn.execute(
+        _TOKEN_HOLDER, {"room_id": room_id, "token_hash": token_hash, "now": now}
     ).first()
     return TokenHolder(row[0], bool(row[1]), bool(row[2]), row[3]) if row else None
 
@@ -232,13 +263,15 @@ def member_count(conn: Connection, room_id: str, now: float) -> int:
 # -- moderators and bans -----------------------------------------------------
 
 
+_LIST_MODERATORS = (
+    select(moderators.c.public_key)
+    .where(moderators.c.room_id == bindparam("room_id"))
+    .order_by(moderators.c.public_key)
+)
+
+
 def list_moderators(conn: Connection, room_id: str) -> list[str]:
-    rows = conn.execute(
-        select(moderators.c.public_key)
-        .where(moderators.c.room_id == room_id)
-        .order_by(moderators.c.public_key)
-    )
-    return [row[0] for row in rows]
+    return list(conn.execute(_LIST_MODERATORS, {"room_id": room_id}).scalars())
 
 
 def is_moderator(conn: Connection, room_id: str, public_key: str) -> bool:
@@ -332,25 +365,26 @@ def insert_message(conn: Connection, room_id: str, message: Message, now: float)
     )
 
 
+_LIVE_MESSAGES = select(*_MESSAGE_COLUMNS).where(
+    messages.c.room_id == bindparam("room_id"), ~messages.c.deleted
+)
+_MESSAGES_AFTER = (
+    _LIVE_MESSAGES.where(messages.c.server_id > bindparam("after"))
+    .order_by(messages.c.server_id)
+    .limit(bindparam("limit"))
+)
+_NEWEST_MESSAGES = _LIVE_MESSAGES.order_by(messages.c.server_id.desc()).limit(bindparam("limit"))
+
+
 def messages_after(conn: Connection, room_id: str, after: int, limit: int) -> list[Message]:
     """The oldest ``limit`` live messages with server_id > after, ascending."""
-    rows = conn.execute(
-        select(*_MESSAGE_COLUMNS)
-        .where(messages.c.room_id == room_id, messages.c.server_id > after, ~messages.c.deleted)
-        .order_by(messages.c.server_id)
-        .limit(limit)
-    )
+    rows = conn.execute(_MESSAGES_AFTER, {"room_id": room_id, "after": after, "limit": limit})
     return [Message(*row) for row in rows]
 
 
 def newest_messages(conn: Connection, room_id: str, limit: int) -> list[Message]:
     """The newest ``limit`` live messages, ascending."""
-    rows = conn.execute(
-        select(*_MESSAGE_COLUMNS)
-        .where(messages.c.room_id == room_id, ~messages.c.deleted)
-        .order_by(messages.c.server_id.desc())
-        .limit(limit)
-    )
+    rows = conn.execute(_NEWEST_MESSAGES, {"room_id": room_id, "limit": limit})
     return [Message(*row) for row in reversed(rows.all())]
 
 
@@ -388,6 +422,20 @@ def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:
     conn.execute(insert(deletions).values(room_id=room_id, id=deletion_id, message_id=server_id))
 
 
+def _deletions_statements(by_number: bool) -> tuple[Select[Any], Select[Any]]:
+    key = deletions.c.id if by_number else deletions.c.message_id
+    query = select(deletions.c.id, deletions.c.message_id).where(
+        deletions.c.room_id == bindparam("room_id")
+    )
+    after = query.where(key > bindparam("after")).order_by(key).limit(bindparam("limit"))
+    newest = query.order_by(key.desc()).limit(bindparam("limit"))
+    return after, newest
+
+
+# by_number -> (deletions after a cursor, the newest deletions)
+_DELETIONS = {by_number: _deletions_statements(by_number) for by_number in (True, False)}
+
+
 def deletions_after(
     conn: Connection, room_id: str, after: int | None, limit: int, *, by_number: bool
 ) -> list[tuple[int, int]]:
@@ -397,13 +445,12 @@ def deletions_after(
     format); otherwise by the deleted message's id (the seed's ``ids`` format).
     Without ``after``, the newest ``limit`` are returned, still ascending.
     """
-    key = deletions.c.id if by_number else deletions.c.message_id
-    query = select(deletions.c.id, deletions.c.message_id).where(deletions.c.room_id == room_id)
+    after_statement, newest_statement = _DELETIONS[by_number]
     if after is None:
-        rows = conn.execute(query.order_by(key.desc()).limit(limit)).all()
-        rows.reverse()
+        rows = conn.execute(newest_statement, {"room_id": room_id, "limit": limit}).all()[::-1]
     else:
-        rows = conn.execute(query.where(key > after).order_by(key).limit(limit)).all()
+        params = {"room_id": room_id, "after": after, "limit": limit}
+        rows = conn.execute(after_statement, params).all()
     return [(row[0], row[1]) for row in rows]
 
 
