@@ -12,7 +12,7 @@ from typing import Any
 from opengroup.api.formats import deletions_json, message_json
 from opengroup.api.routing import ApiRequest, JsonObject
 from opengroup.domain import values
-from opengroup.domain.community import Community
+from opengroup.domain.community import Community, PollRequest, RoomPoll
 from opengroup.domain.errors import ApiError, BadRequest, PayloadTooLarge
 
 
@@ -27,25 +27,28 @@ def _empty_result(room_id: Any, status: int, reason: str) -> JsonObject:
     }
 
 
-def _poll_one(og: Community, entry: Any) -> JsonObject:
+def _parse_entry(entry: Any) -> PollRequest:
     if not isinstance(entry, dict):
-        return _empty_result("", 400, "each request must be a JSON object")
+        raise BadRequest("each request must be a JSON object")
     room_id = entry.get("room_id")
-    try:
-        if not isinstance(room_id, str) or not room_id:
-            raise BadRequest("room_id is required")
-        messages_after = values.optional_integer(
+    if not isinstance(room_id, str) or not room_id:
+        raise BadRequest("room_id is required")
+    token = entry.get("auth_token")
+    return PollRequest(
+        room_id=room_id,
+        token=token if isinstance(token, str) else None,
+        messages_after=values.optional_integer(
             entry.get("from_message_server_id"), "from_message_server_id"
-        )
-        deletions_after = values.optional_integer(
+        ),
+        deletions_after=values.optional_integer(
             entry.get("from_deletion_server_id"), "from_deletion_server_id"
-        )
-        token = entry.get("auth_token")
-        polled = og.poll_room(
-            room_id, token if isinstance(token, str) else None, messages_after, deletions_after
-        )
-    except ApiError as exc:
-        return _empty_result(room_id, exc.status, exc.reason)
+        ),
+    )
+
+
+def _result(og: Community, room_id: str, polled: RoomPoll | ApiError) -> JsonObject:
+    if isinstance(polled, ApiError):
+        return _empty_result(room_id, polled.status, polled.reason)
     return {
         "room_id": room_id,
         "status_code": 200,
@@ -61,4 +64,19 @@ def compact_poll(og: Community, req: ApiRequest) -> JsonObject:
         raise BadRequest("requests must be a list")
     if len(entries) > og.settings.max_poll_rooms:
         raise PayloadTooLarge(f"at most {og.settings.max_poll_rooms} rooms per poll")
-    return {"results": [_poll_one(og, entry) for entry in entries]}
+    # Each entry parsed, or the answer to its own bad request; then the good ones
+    # polled together (one snapshot), their answers put back in their places.
+    parsed: list[PollRequest | JsonObject] = []
+    for entry in entries:
+        try:
+            parsed.append(_parse_entry(entry))
+        except ApiError as exc:
+            room_id = entry.get("room_id") if isinstance(entry, dict) else ""
+            parsed.append(_empty_result(room_id, exc.status, exc.reason))
+    polled = iter(og.poll([p for p in parsed if isinstance(p, PollRequest)]))
+    return {
+        "results": [
+            _result(og, p.room_id, next(polled)) if isinstance(p, PollRequest) else p
+            for p in parsed
+        ]
+    }

@@ -22,6 +22,7 @@ from opengroup import crypto
 from opengroup.config import Settings
 from opengroup.domain import limits, values
 from opengroup.domain.errors import (
+    ApiError,
     BadRequest,
     Forbidden,
     NotFound,
@@ -55,6 +56,16 @@ class Member:
 class Challenge:
     ciphertext: bytes
     ephemeral_public_key: bytes
+
+
+@dataclass(frozen=True)
+class PollRequest:
+    """One ``compact_poll`` entry: a room, the caller's token there, and their cursors."""
+
+    room_id: str
+    token: str | None
+    messages_after: int | None
+    deletions_after: int | None
 
 
 @dataclass(frozen=True)
@@ -249,14 +260,32 @@ class Community:
         nothing; one every ``activity_interval_seconds`` per member and room does a
         small upsert. Statistics are not worth failing the request for.
         """
-        last = holder.last_active if holder is not None else None
-        if last is not None and now - last < self.settings.activity_interval_seconds:
+        self._note_activities([(member, holder)], now)
+
+    def _note_activities(
+        self, seen: Sequence[tuple[Member, TokenHolder | None]], now: float
+    ) -> None:
+        """:meth:`_note_activity` for several members, in one write transaction if any
+        (rows in a fixed order: two such transactions never wait for each other in a circle)."""
+        interval = self.settings.activity_interval_seconds
+        stale = sorted(
+            {
+                (member.room_id, member.public_key)
+                for member, holder in seen
+                if holder is None
+                or holder.last_active is None
+                or now - holder.last_active >= interval
+            }
+        )
+        if not stale:
             return
         try:
             with self.db.write() as conn:
-                q.touch_activity(conn, member.room_id, member.public_key, now)
+                for room_id, public_key in stale:
+                    q.touch_activity(conn, room_id, public_key, now)
         except SQLAlchemyError:
-            log.warning("could not record activity in room %s", member.room_id, exc_info=True)
+            rooms = ", ".join(sorted({room_id for room_id, _key in stale}))
+            log.warning("could not record activity in room %s", rooms, exc_info=True)
 
     def _token_holder(
         self, conn: Connection, room_id: str, token_hash: bytes, now: float
@@ -464,26 +493,40 @@ class Community:
 
     # -- polling --------------------------------------------------------------
 
-    def poll_room(
-        self,
-        room_id: str,
-        token: str | None,
-        messages_after: int | None,
-        deletions_after: int | None,
-    ) -> RoomPoll:
-        """One ``compact_poll`` entry: one read transaction, one consistent snapshot."""
-        token_hash = crypto.token_hash(_parse_token(token))
+    def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | ApiError]:
+        """The entries of one ``compact_poll``, in order, all in one read transaction
+        (one consistent snapshot of every room polled). An entry that is refused gets
+        its error; the others still get their answer."""
+        if not requests:
+            return []
         now = self.clock()
+        results: list[RoomPoll | ApiError] = []
+        seen: list[tuple[Member, TokenHolder | None]] = []
         with self.db.read() as conn:
-            holder = self._token_holder(conn, room_id, token_hash, now)
-            member = self._member(room_id, holder)
-            polled = RoomPoll(
-                messages=self._messages(conn, room_id, messages_after, MAX_PAGE),
-                deletions=self._deletions(conn, room_id, deletions_after, MAX_PAGE),
-                moderators=q.list_moderators(conn, room_id),
-            )
-        self._note_activity(member, holder, now)
-        return polled
+            for request in requests:
+                try:
+                    member, holder = self._poller(conn, request, now)
+                except ApiError as exc:
+                    results.append(exc)
+                    continue
+                seen.append((member, holder))
+                room_id = request.room_id
+                results.append(
+                    RoomPoll(
+                        messages=self._messages(conn, room_id, request.messages_after, MAX_PAGE),
+                        deletions=self._deletions(conn, room_id, request.deletions_after, MAX_PAGE),
+                        moderators=q.list_moderators(conn, room_id),
+                    )
+                )
+        self._note_activities(seen, now)
+        return results
+
+    def _poller(
+        self, conn: Connection, request: PollRequest, now: float
+    ) -> tuple[Member, TokenHolder | None]:
+        token_hash = crypto.token_hash(_parse_token(request.token))
+        holder = self._token_holder(conn, request.room_id, token_hash, now)
+        return self._member(request.room_id, holder), holder
 
     # -- housekeeping ---------------------------------------------------------
 
