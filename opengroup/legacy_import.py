@@ -90,7 +90,7 @@ from opengroup import crypto
 from opengroup.config import Settings
 from opengroup.domain import values
 from opengroup.keys import KeyFileError, load_private_key
-from opengroup.storage import migrate
+from opengroup.storage import bulk, migrate
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.queries import Message
@@ -391,9 +391,9 @@ def plan_room(
     if existing is not None:
         plan.new_room = False
         plan.rename = existing.name != room.name
-    ours_messages = q.message_fingerprints(conn, room.id) if existing and conn else {}
-    ours_deletions = q.room_deletions(conn, room.id) if existing and conn else {}
-    message_seq, deletion_seq = q.room_counters(conn, room.id) if existing and conn else (0, 0)
+    ours_messages = bulk.message_fingerprints(conn, room.id) if existing and conn else {}
+    ours_deletions = bulk.room_deletions(conn, room.id) if existing and conn else {}
+    message_seq, deletion_seq = bulk.room_counters(conn, room.id) if existing and conn else (0, 0)
 
     # Deletions first: they also say which messages are deleted.
     source_deletions: list[tuple[int, int]] = []
@@ -491,7 +491,7 @@ def _plan_tokens(
             token_hash = crypto.token_hash(raw)
             if token_hash not in found or found[token_hash][1] < expires_at:
                 found[token_hash] = (key, expires_at)
-        known = q.known_token_hashes(conn, list(found), pending=pending) if conn else set()
+        known = bulk.known_token_hashes(conn, list(found), pending=pending) if conn else set()
         target.extend(
             (token_hash, key, expires_at)
             for token_hash, (key, expires_at) in found.items()
@@ -537,7 +537,7 @@ def _plan_files(
             warn(f"room {room.id}: file {file_id} is missing from {path.parent}; skipped")
             continue
         candidates.append((file_id, path, uploaded, expires_at))
-    owners = q.file_rooms(conn, [c[0] for c in candidates]) if conn else {}
+    owners = bulk.file_rooms(conn, [c[0] for c in candidates]) if conn else {}
     for candidate in candidates:
         owner = owners.get(candidate[0])
         if owner is None:
@@ -557,7 +557,7 @@ def apply_plan(
     if plan.new_room:
         q.insert_room(conn, room_id, plan.room.name, now)
     elif plan.rename:
-        q.rename_room(conn, room_id, plan.room.name)
+        bulk.rename_room(conn, room_id, plan.room.name)
     q.lock_room(conn, room_id)
 
     batch: list[tuple[Message, float, bool]] = []
@@ -573,17 +573,17 @@ def apply_plan(
             message = Message(server_id, _session_id(public_key) or "", stamp, data, signature)
         batch.append((message, stamp / 1000, plan.messages[server_id]))
         if len(batch) >= MESSAGE_BATCH:
-            q.insert_messages(conn, room_id, batch)
+            bulk.insert_messages(conn, room_id, batch)
             advance(len(batch))
             batch = []
-    q.insert_messages(conn, room_id, batch)
+    bulk.insert_messages(conn, room_id, batch)
     advance(len(batch))
     for server_id in plan.blank:
-        q.blank_message(conn, room_id, server_id)
+        bulk.blank_message(conn, room_id, server_id)
     for number, message_id in plan.deletions:
-        q.insert_deletion(conn, room_id, number, message_id)
+        bulk.insert_deletion(conn, room_id, number, message_id)
     if plan.raise_counters:
-        q.set_room_counters(conn, room_id, plan.message_seq, plan.deletion_seq)
+        bulk.set_room_counters(conn, room_id, plan.message_seq, plan.deletion_seq)
 
     for key in plan.moderators:
         q.add_moderator(conn, room_id, key, now)

@@ -1,0 +1,112 @@
+"""Statements only ``opengroup import-legacy`` needs: bulk copies that keep ids.
+
+Kept apart from :mod:`opengroup.storage.queries` (what the server runs) so
+that module reads as the server's own storage interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, insert, select, update
+
+from opengroup.storage.queries import Message
+from opengroup.storage.schema import deletions, files, messages, pending_tokens, rooms, tokens
+
+
+def rename_room(conn: Connection, room_id: str, name: str) -> None:
+    conn.execute(update(rooms).where(rooms.c.id == room_id).values(name=name))
+
+
+def room_counters(conn: Connection, room_id: str) -> tuple[int, int]:
+    """The room's last message server_id and last deletion number."""
+    row = conn.execute(
+        select(rooms.c.message_seq, rooms.c.deletion_seq).where(rooms.c.id == room_id)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def set_room_counters(conn: Connection, room_id: str, message_seq: int, deletion_seq: int) -> None:
+    conn.execute(
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(message_seq=message_seq, deletion_seq=deletion_seq)
+    )
+
+
+def message_fingerprints(conn: Connection, room_id: str) -> dict[int, tuple[str, int, bool]]:
+    """server_id -> (sender, timestamp, deleted) of every message of the room."""
+    rows = conn.execute(
+        select(
+            messages.c.server_id, messages.c.public_key, messages.c.timestamp, messages.c.deleted
+        ).where(messages.c.room_id == room_id)
+    )
+    return {row[0]: (row[1], row[2], bool(row[3])) for row in rows}
+
+
+def insert_messages(
+    conn: Connection, room_id: str, rows: Sequence[tuple[Message, float, bool]]
+) -> None:
+    """Insert (message, posted_at, deleted) rows with the server_ids they carry."""
+    if not rows:
+        return
+    conn.execute(
+        insert(messages),
+        [
+            {
+                "room_id": room_id,
+                "server_id": m.server_id,
+                "public_key": m.public_key,
+                "timestamp": m.timestamp,
+                "data": m.data,
+                "signature": m.signature,
+                "posted_at": posted_at,
+                "deleted": deleted,
+            }
+            for m, posted_at, deleted in rows
+        ],
+    )
+
+
+def blank_message(conn: Connection, room_id: str, server_id: int) -> None:
+    """Mark a message deleted without recording a deletion (the caller records its own)."""
+    conn.execute(
+        update(messages)
+        .where(messages.c.room_id == room_id, messages.c.server_id == server_id)
+        .values(deleted=True, data="", signature="")
+    )
+
+
+def room_deletions(conn: Connection, room_id: str) -> dict[int, int]:
+    """Deletion number -> deleted message id, for the whole room."""
+    rows = conn.execute(
+        select(deletions.c.id, deletions.c.message_id).where(deletions.c.room_id == room_id)
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def insert_deletion(conn: Connection, room_id: str, deletion_id: int, message_id: int) -> None:
+    conn.execute(insert(deletions).values(room_id=room_id, id=deletion_id, message_id=message_id))
+
+
+def known_token_hashes(
+    conn: Connection, hashes: Sequence[bytes], *, pending: bool = False
+) -> set[bytes]:
+    """Those of ``hashes`` already stored as (pending) tokens, in any room."""
+    table = pending_tokens if pending else tokens
+    found: set[bytes] = set()
+    for start in range(0, len(hashes), 500):
+        chunk = list(hashes[start : start + 500])
+        rows = conn.execute(select(table.c.token_hash).where(table.c.token_hash.in_(chunk)))
+        found.update(bytes(row[0]) for row in rows)
+    return found
+
+
+def file_rooms(conn: Connection, file_ids: Sequence[int]) -> dict[int, str]:
+    """file id -> room of those of ``file_ids`` that exist."""
+    found: dict[int, str] = {}
+    for start in range(0, len(file_ids), 500):
+        chunk = list(file_ids[start : start + 500])
+        rows = conn.execute(select(files.c.id, files.c.room_id).where(files.c.id.in_(chunk)))
+        found.update({row[0]: row[1] for row in rows})
+    return found
