@@ -95,11 +95,22 @@ def fresh_database_url(backend: Backend) -> Iterator[str | None]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str | None
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str | None,
 ) -> Iterator[ServerProcess]:
-    """One server per test module, on a fresh data dir (and fresh database)."""
+    """One server per test module, on a fresh data dir (and fresh database).
+
+    A module sets other settings with module-level ``SERVER_ENV`` (environment
+    variables) and ``SERVER_ARGS`` (extra ``serve`` arguments).
+    """
     data_dir = tmp_path_factory.mktemp("server") / "data"
-    proc = ServerProcess(data_dir, database_url=database_url)
+    proc = ServerProcess(
+        data_dir,
+        database_url=database_url,
+        extra_args=getattr(request.module, "SERVER_ARGS", ()),
+        env=getattr(request.module, "SERVER_ENV", None),
+    )
     proc.start()
     yield proc
     proc.stop()

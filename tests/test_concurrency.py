@@ -57,18 +57,6 @@ PAGE = 50
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str | None
-) -> Iterator[ServerProcess]:
-    """This module's first process (overrides conftest's: rate limit off, numbered deletions)."""
-    data_dir = tmp_path_factory.mktemp("server") / "data"
-    proc = ServerProcess(data_dir, database_url=database_url, env=SERVER_ENV)
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def peer(server: ServerProcess) -> Iterator[ServerProcess]:
     """The second process: same data dir (key pair, SQLite file) and database, other port."""
     proc = ServerProcess(server.data_dir, database_url=server.database_url, env=SERVER_ENV)

@@ -32,7 +32,6 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,18 +121,6 @@ class Ledger:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str | None
-) -> Iterator[ServerProcess]:
-    """This module's server (overrides conftest's: rate limits off)."""
-    data_dir = tmp_path_factory.mktemp("server") / "data"
-    proc = ServerProcess(data_dir, database_url=database_url, env=SERVER_ENV)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture(scope="module")

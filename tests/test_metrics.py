@@ -17,7 +17,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -133,20 +133,9 @@ def connections_to_each_worker(server: ServerProcess, workers: int) -> dict[int,
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str | None
-) -> Iterator[ServerProcess]:
-    """The module's server: metrics on, two worker processes."""
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("server") / "data",
-        database_url=database_url,
-        extra_args=["--workers", "2"],
-        env=METRICS_ON,
-    )
-    proc.start()
-    yield proc
-    proc.stop()
+# The module's server: metrics on, two worker processes.
+SERVER_ENV = METRICS_ON
+SERVER_ARGS = ["--workers", "2"]
 
 
 # --------------------------------------------------------------------------- on and off

@@ -23,13 +23,12 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serverprocess import ServerProcess
 from sessionclient import (
     DEFAULT_ROOM,
     Client,
@@ -343,22 +342,10 @@ MATRIX = [
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str | None
-) -> Iterator[ServerProcess]:
-    """The module's server, with the per-key sign-in limits off: the table signs the
-    same moderator keys in a hundred times in a minute while keeping their first
-    tokens, which those limits rightly refuse (they are pinned in test_limits.py
-    and test_rate_limits.py)."""
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("server") / "data",
-        database_url=database_url,
-        env={"OPENGROUP_CHALLENGE_RATE_LIMIT_SECONDS": "0", "OPENGROUP_MAX_TOKENS_PER_KEY": "0"},
-    )
-    proc.start()
-    yield proc
-    proc.stop()
+# The per-key sign-in limits are off here: the table signs the same moderator keys
+# in a hundred times in a minute while keeping their first tokens, which those
+# limits rightly refuse (they are pinned in test_limits.py and test_rate_limits.py).
+SERVER_ENV = {"OPENGROUP_CHALLENGE_RATE_LIMIT_SECONDS": "0", "OPENGROUP_MAX_TOKENS_PER_KEY": "0"}
 
 
 @pytest.fixture(scope="module")
