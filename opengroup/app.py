@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> Starlette:
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
+            await community.close()
             prepared.db.dispose()
 
     return create_asgi_app(community, router, lifespan=lifespan)

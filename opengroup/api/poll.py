@@ -58,7 +58,7 @@ def _result(og: Community, room_id: str, polled: RoomPoll | ApiError) -> JsonObj
     }
 
 
-def compact_poll(og: Community, req: ApiRequest) -> JsonObject:
+async def compact_poll(og: Community, req: ApiRequest) -> JsonObject:
     entries = req.json().get("requests")
     if not isinstance(entries, list):
         raise BadRequest("requests must be a list")
@@ -73,7 +73,7 @@ def compact_poll(og: Community, req: ApiRequest) -> JsonObject:
         except ApiError as exc:
             room_id = entry.get("room_id") if isinstance(entry, dict) else ""
             parsed.append(_empty_result(room_id, exc.status, exc.reason))
-    polled = iter(og.poll([p for p in parsed if isinstance(p, PollRequest)]))
+    polled = iter(await og.poll([p for p in parsed if isinstance(p, PollRequest)]))
     return {
         "results": [
             _result(og, p.room_id, next(polled)) if isinstance(p, PollRequest) else p

@@ -1,21 +1,24 @@
 """One routing table for both ways in: direct HTTP and onion requests.
 
 A transport turns whatever arrived into an :class:`ApiRequest` and hands it
-to :meth:`Router.dispatch`, which finds the handler, runs it, and turns the
-result, or the :class:`~opengroup.domain.errors.ApiError` it raised, into an
-:class:`ApiResponse` whose JSON body always carries ``status_code``. No
-exception leaves ``dispatch``: an unexpected one is logged and answered 500
-without details.
+to :meth:`Router.dispatch`, which finds the handler, runs it (a plain function
+in a worker thread, since the database calls block; an ``async`` one, the hot
+``compact_poll``, on the event loop), and turns the result, or the
+:class:`~opengroup.domain.errors.ApiError` it raised, into an
+:class:`ApiResponse` whose JSON body always carries ``status_code``. No exception
+leaves ``dispatch``: an unexpected one is logged and answered 500 without details.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 import orjson
 
 from opengroup.domain.community import Community
@@ -116,7 +119,7 @@ class ApiResponse:
         return orjson.dumps(self.body)
 
 
-Handler = Callable[[Community, ApiRequest], JsonObject]
+Handler = Callable[[Community, ApiRequest], JsonObject | Awaitable[JsonObject]]
 
 _PARAM_RE = re.compile(r"\{(\w+)\}")
 
@@ -155,21 +158,24 @@ class Router:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no such endpoint: {path}")
 
-    def dispatch(self, community: Community, request: ApiRequest) -> ApiResponse:
+    async def dispatch(self, community: Community, request: ApiRequest) -> ApiResponse:
         """Find and run the handler; the answer names the route that matched (if any)."""
         try:
             route, request.path_params = self.match(request.method, request.path)
         except ApiError as exc:
             return error_response(exc.status, exc.reason)
         request.max_json_depth = community.settings.max_json_depth
-        response = self._run(route.handler, community, request)
+        response = await self._run(route.handler, community, request)
         response.route = route.path
         return response
 
     @staticmethod
-    def _run(handler: Handler, community: Community, request: ApiRequest) -> ApiResponse:
+    async def _run(handler: Handler, community: Community, request: ApiRequest) -> ApiResponse:
         try:
-            result = handler(community, request)
+            if inspect.iscoroutinefunction(handler):
+                result = await handler(community, request)
+            else:
+                result = await anyio.to_thread.run_sync(handler, community, request)
         except RateLimited as exc:
             retry = max(1, round(exc.retry_after_seconds + 0.5))
             response = error_response(exc.status, exc.reason, {"Retry-After": str(retry)})

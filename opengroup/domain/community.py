@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import anyio.to_thread
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,6 +35,7 @@ from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
 from opengroup.storage import stats as storage_stats
 from opengroup.storage.database import Database
+from opengroup.storage.pollreader import PollLookup, PollReader, open_poll_reader
 from opengroup.storage.queries import Message, Room, TokenHolder
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class Community:
         self.settings = settings
         self.keys = keys
         self.clock = clock
+        self._poll_reader: PollReader | None = None
 
     # -- rooms ----------------------------------------------------------------
 
@@ -267,16 +270,7 @@ class Community:
     ) -> None:
         """:meth:`_note_activity` for several members, in one write transaction if any
         (rows in a fixed order: two such transactions never wait for each other in a circle)."""
-        interval = self.settings.activity_interval_seconds
-        stale = sorted(
-            {
-                (member.room_id, member.public_key)
-                for member, holder in seen
-                if holder is None
-                or holder.last_active is None
-                or now - holder.last_active >= interval
-            }
-        )
+        stale = self._stale_activities(seen, now)
         if not stale:
             return
         try:
@@ -286,6 +280,21 @@ class Community:
         except SQLAlchemyError:
             rooms = ", ".join(sorted({room_id for room_id, _key in stale}))
             log.warning("could not record activity in room %s", rooms, exc_info=True)
+
+    def _stale_activities(
+        self, seen: Sequence[tuple[Member, TokenHolder | None]], now: float
+    ) -> list[tuple[str, str]]:
+        """(room, key) of the members whose activity record is due, sorted."""
+        interval = self.settings.activity_interval_seconds
+        return sorted(
+            {
+                (member.room_id, member.public_key)
+                for member, holder in seen
+                if holder is None
+                or holder.last_active is None
+                or now - holder.last_active >= interval
+            }
+        )
 
     def _token_holder(
         self, conn: Connection, room_id: str, token_hash: bytes, now: float
@@ -493,40 +502,67 @@ class Community:
 
     # -- polling --------------------------------------------------------------
 
-    def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | ApiError]:
-        """The entries of one ``compact_poll``, in order, all in one read transaction
-        (one consistent snapshot of every room polled). An entry that is refused gets
-        its error; the others still get their answer."""
-        if not requests:
-            return []
+    async def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | ApiError]:
+        """The entries of one ``compact_poll``, in order, read from one snapshot of
+        every room polled. An entry that is refused gets its error; the others still
+        get their answer.
+
+        The hot path: it runs on the event loop and reads through
+        :mod:`opengroup.storage.pollreader`, not SQLAlchemy. Only a stale activity
+        record (at most once per ``activity_interval_seconds`` per member and room)
+        is written, in a worker thread.
+        """
         now = self.clock()
+        lookups: list[PollLookup] = []
+        refused: dict[int, ApiError] = {}
+        for index, request in enumerate(requests):
+            try:
+                if "\x00" in request.room_id:  # in no room id; PostgreSQL text cannot hold it
+                    raise NotFound(f"no such room: {request.room_id}")
+                token_hash = crypto.token_hash(_parse_token(request.token))
+            except ApiError as exc:
+                refused[index] = exc
+                continue
+            lookups.append(
+                PollLookup(
+                    request.room_id, token_hash, request.messages_after, request.deletions_after
+                )
+            )
+        by_number = self.settings.deletions_format == "objects"
+        found = iter(
+            await self.poll_reader().read(lookups, now, MAX_PAGE, by_number) if lookups else []
+        )
         results: list[RoomPoll | ApiError] = []
         seen: list[tuple[Member, TokenHolder | None]] = []
-        with self.db.read() as conn:
-            for request in requests:
-                try:
-                    member, holder = self._poller(conn, request, now)
-                except ApiError as exc:
-                    results.append(exc)
-                    continue
-                seen.append((member, holder))
-                room_id = request.room_id
-                results.append(
-                    RoomPoll(
-                        messages=self._messages(conn, room_id, request.messages_after, MAX_PAGE),
-                        deletions=self._deletions(conn, room_id, request.deletions_after, MAX_PAGE),
-                        moderators=q.list_moderators(conn, room_id),
-                    )
-                )
-        self._note_activities(seen, now)
+        for index, request in enumerate(requests):
+            if index in refused:
+                results.append(refused[index])
+                continue
+            rows = next(found)
+            try:
+                if not rows.room_exists:
+                    raise NotFound(f"no such room: {request.room_id}")
+                member = self._member(request.room_id, rows.holder)
+            except ApiError as exc:
+                results.append(exc)
+                continue
+            seen.append((member, rows.holder))
+            results.append(RoomPoll(rows.messages, rows.deletions, rows.moderators))
+        if self._stale_activities(seen, now):
+            await anyio.to_thread.run_sync(self._note_activities, seen, now)
         return results
 
-    def _poller(
-        self, conn: Connection, request: PollRequest, now: float
-    ) -> tuple[Member, TokenHolder | None]:
-        token_hash = crypto.token_hash(_parse_token(request.token))
-        holder = self._token_holder(conn, request.room_id, token_hash, now)
-        return self._member(request.room_id, holder), holder
+    def poll_reader(self) -> PollReader:
+        """This process's :class:`PollReader`, opened on first use."""
+        if self._poll_reader is None:
+            self._poll_reader = open_poll_reader(self.db)
+        return self._poll_reader
+
+    async def close(self) -> None:
+        """Close what :meth:`poll` opened (the database itself is the caller's)."""
+        if self._poll_reader is not None:
+            await self._poll_reader.close()
+            self._poll_reader = None
 
     # -- housekeeping ---------------------------------------------------------
 

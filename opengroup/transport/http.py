@@ -1,8 +1,7 @@
 """The ASGI application: direct HTTP, the onion endpoint and the home page.
 
-Both ways in build an :class:`ApiRequest` and hand it to the one router. The
-router and the database are synchronous, so dispatch runs in a worker thread
-and the event loop stays free to read and write sockets.
+Both ways in build an :class:`ApiRequest` and hand it to the one router, which
+decides where each handler runs (see :mod:`opengroup.api.routing`).
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ class Transports:
 
     async def _dispatch(self, request: ApiRequest, transport: str) -> ApiResponse:
         started = time.perf_counter()
-        response = await run_in_threadpool(self.router.dispatch, self.community, request)
+        response = await self.router.dispatch(self.community, request)
         self._record(transport, request.method, response.route, response.status, started)
         return response
 
