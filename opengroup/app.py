@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from opengroup.api.routes import router
 from opengroup.config import Settings, load_settings
@@ -66,7 +67,7 @@ async def _prune_forever(community: Community, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ASGIApp:
     prepared = prepare(settings)
     community = prepared.community()
 
@@ -88,6 +89,6 @@ def create_app(settings: Settings) -> Starlette:
     return create_asgi_app(community, router, lifespan=lifespan)
 
 
-def app_factory() -> Starlette:
+def app_factory() -> ASGIApp:
     """Entry point for uvicorn workers: settings come from the environment."""
     return create_app(load_settings())

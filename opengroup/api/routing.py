@@ -143,6 +143,9 @@ def error_response(status: int, reason: str, headers: dict[str, str] | None = No
 class Router:
     def __init__(self, routes: list[Route]) -> None:
         self._routes = [(route, route.pattern) for route in routes]
+        self._async = {
+            route.handler for route in routes if inspect.iscoroutinefunction(route.handler)
+        }
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         path = "/" + path.strip("/")
@@ -169,10 +172,11 @@ class Router:
         response.route = route.path
         return response
 
-    @staticmethod
-    async def _run(handler: Handler, community: Community, request: ApiRequest) -> ApiResponse:
+    async def _run(
+        self, handler: Handler, community: Community, request: ApiRequest
+    ) -> ApiResponse:
         try:
-            if inspect.iscoroutinefunction(handler):
+            if handler in self._async:
                 result = await handler(community, request)
             else:
                 result = await anyio.to_thread.run_sync(handler, community, request)

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opengroup.api.routing import ApiRequest, ApiResponse, Router, error_response
 from opengroup.domain.community import Community
@@ -30,8 +31,46 @@ ONION_ROUTE = "/loki/v3/lsrpc"
 WEB_IMAGE_ROUTE = "/web/rooms/{room_id}/image"
 
 
+PLAIN = b"text/plain; charset=utf-8"
+
+
 class BodyTooLarge(Exception):
     pass
+
+
+async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """:func:`read_body` for a bare ASGI app."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _asks_to_close(scope: Scope) -> bool:
+    return any(
+        name == b"connection" and value.lower() == b"close" for name, value in scope["headers"]
+    )
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: bytes, close: bool) -> None:
+    """A whole answer of a bare ASGI app, with ``Connection: close`` in kind (see _closing)."""
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -116,19 +155,25 @@ class Transports:
         response = Response(answer.encode(), answer.status, answer.headers, media_type=JSON)
         return _closing(request, response)
 
-    async def onion(self, request: Request) -> Response:
+    async def onion(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /loki/v3/lsrpc``, as a bare ASGI app: every poll of every client comes
+        this way, and Starlette's request and routing machinery would cost more here
+        than the rest of a poll."""
         started = time.perf_counter()
+        close = _asks_to_close(scope)
         try:
-            body = await read_body(request, self.settings.max_onion_body_bytes)
+            body = await read_asgi_body(scope, receive, self.settings.max_onion_body_bytes)
             envelope = onion.open_envelope(body, self.private_key)
         except BodyTooLarge:
             self._record("onion", "POST", ONION_ROUTE, 413, started, "body too large")
-            return _closing(request, PlainTextResponse("onion request too large", 413))
+            await _send(send, 413, b"onion request too large", PLAIN, close)
+            return
         except onion.EnvelopeError as exc:
             self._record("onion", "POST", ONION_ROUTE, 400, started, f"bad envelope: {exc}")
             if self.metrics is not None:
                 self.metrics.onion_failures.inc()
-            return _closing(request, PlainTextResponse(f"bad onion request: {exc}", 400))
+            await _send(send, 400, f"bad onion request: {exc}".encode(), PLAIN, close)
+            return
         try:
             api_request = onion.parse_inner_request(
                 envelope.plaintext, self.settings.max_json_depth
@@ -139,7 +184,7 @@ class Transports:
         else:
             answer = await self._dispatch(api_request, "onion")
         sealed = onion.seal_response(envelope.key, answer.encode())
-        return _closing(request, Response(sealed, 200, media_type="text/plain"))
+        await _send(send, 200, sealed, PLAIN, close)
 
     async def home(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -190,11 +235,25 @@ class Transports:
         return _closing(request, Response(answer.encode(), status, headers, media_type=JSON))
 
 
-def create_asgi_app(community: Community, router: Router, **starlette_options: object) -> Starlette:
+class OnionFirst:
+    """Hands ``POST /loki/v3/lsrpc`` straight to :meth:`Transports.onion`; the rest to
+    the Starlette app (which also answers other methods there with a 405)."""
+
+    def __init__(self, transports: Transports, app: ASGIApp) -> None:
+        self.transports = transports
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == ONION_ROUTE and scope["method"] == "POST":
+            await self.transports.onion(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_asgi_app(community: Community, router: Router, **starlette_options: object) -> ASGIApp:
     t = Transports(community, router)
     methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
     routes = [
-        Route(ONION_ROUTE, t.onion, methods=["POST"]),
         Route(ONION_ROUTE, t.method_not_allowed, methods=[m for m in methods if m != "POST"]),
         Route("/", t.home, methods=["GET"]),
         Route("/", t.method_not_allowed, methods=[m for m in methods if m != "GET"]),
@@ -203,8 +262,9 @@ def create_asgi_app(community: Community, router: Router, **starlette_options: o
     if t.metrics is not None:
         routes.append(Route("/metrics", t.metrics_page, methods=["GET"]))
     routes.append(Route("/{path:path}", t.direct, methods=methods))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: t.starlette_refusal},
         **starlette_options,  # type: ignore[arg-type]
     )
+    return OnionFirst(t, app)
