@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ClauseElement, and_, bindparam, exists, false, select
+from sqlalchemy import ClauseElement, and_, bindparam, exists, false, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 
@@ -62,8 +62,8 @@ class RoomRows:
     """What the database holds for one :class:`PollLookup`.
 
     ``room_exists`` False: no such room (the rest is empty). ``holder`` None: no
-    live token with that hash in the room. The lists are read whatever the
-    holder, and the caller drops them when the holder may not see them.
+    live token with that hash in the room. Messages and deletions are read only
+    for a holder who may see them (not banned).
     """
 
     room_exists: bool
@@ -73,8 +73,15 @@ class RoomRows:
     moderators: list[str]
 
 
-def _statements() -> dict[str, ClauseElement]:
-    """The poll's statements (bind parameters by name), for both dialects."""
+def _moderator_list(dialect: Dialect) -> Any:
+    """The room's moderators as one value: an array, or SQLite's comma-joined text."""
+    key = moderators.c.public_key
+    aggregate = func.array_agg(key) if dialect.name == "postgresql" else func.group_concat(key, ",")
+    return select(aggregate).where(moderators.c.room_id == rooms.c.id).scalar_subquery()
+
+
+def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
+    """The poll's statements (bind parameters by name)."""
     room_id = bindparam("room_id")
     live_token = and_(
         tokens.c.room_id == rooms.c.id,
@@ -85,15 +92,21 @@ def _statements() -> dict[str, ClauseElement]:
         room_activity.c.room_id == rooms.c.id,
         room_activity.c.public_key == tokens.c.public_key,
     )
-    is_mod = exists().where(
-        moderators.c.room_id == rooms.c.id, moderators.c.public_key == tokens.c.public_key
-    )
     is_banned = exists().where(
         bans.c.room_id == rooms.c.id, bans.c.public_key == tokens.c.public_key
     )
-    # One row if the room exists; its token columns are NULL if the token is not live there.
-    holder = (
-        select(tokens.c.public_key, is_mod, is_banned, room_activity.c.last_active)
+    # The head of a room: one row if it exists, with its counters, the token's holder
+    # (NULLs if the token is not live there) and the moderators. Mostly the only
+    # statement of a poll: the counters tell whether there is anything past the cursors.
+    head = (
+        select(
+            rooms.c.message_seq,
+            rooms.c.deletion_seq,
+            tokens.c.public_key,
+            is_banned,
+            room_activity.c.last_active,
+            _moderator_list(dialect),
+        )
         .select_from(rooms.outerjoin(tokens, live_token).outerjoin(room_activity, activity))
         .where(rooms.c.id == room_id)
     )
@@ -106,14 +119,11 @@ def _statements() -> dict[str, ClauseElement]:
     ).where(messages.c.room_id == room_id, messages.c.deleted == false())
     limit = bindparam("limit")
     statements: dict[str, ClauseElement] = {
-        "holder": holder,
+        "head": head,
         "messages_after": live.where(messages.c.server_id > bindparam("after"))
         .order_by(messages.c.server_id)
         .limit(limit),
         "messages_newest": live.order_by(messages.c.server_id.desc()).limit(limit),
-        "moderators": select(moderators.c.public_key)
-        .where(moderators.c.room_id == room_id)
-        .order_by(moderators.c.public_key),
     }
     for name, key in (("by_number", deletions.c.id), ("by_message", deletions.c.message_id)):
         query = select(deletions.c.id, deletions.c.message_id).where(deletions.c.room_id == room_id)
@@ -139,60 +149,103 @@ class Statement:
 def compile_statements(dialect: Dialect) -> dict[str, Statement]:
     """Every poll statement, compiled for ``dialect``."""
     texts = {}
-    for name, stmt in _statements().items():
+    for name, stmt in _statements(dialect).items():
         compiled = stmt.compile(dialect=dialect)
         constants = {key: value for key, value in compiled.params.items() if value is not None}
         texts[name] = Statement(str(compiled), constants)
     return texts
 
 
-@dataclass(frozen=True)
-class _Query:
-    """One statement of a poll: its SQL name, parameters, and whether its rows come
-    newest first (to be turned ascending)."""
-
-    name: str
-    params: dict[str, Any]
-    reverse: bool = False
+Query = tuple[Statement, dict[str, Any]]
 
 
-def _queries(lookup: PollLookup, now: float, limit: int, by_number: bool) -> list[_Query]:
-    """The four statements of one room, in the order :func:`_room_rows` reads them."""
-    room = {"room_id": lookup.room_id}
-    kind = "by_number" if by_number else "by_message"
-    if lookup.messages_after is None:
-        msgs = _Query("messages_newest", {**room, "limit": limit}, reverse=True)
-    else:
-        msgs = _Query("messages_after", {**room, "after": lookup.messages_after, "limit": limit})
-    if lookup.deletions_after is None:
-        dels = _Query(f"deletions_newest_{kind}", {**room, "limit": limit}, reverse=True)
-    else:
-        params = {**room, "after": lookup.deletions_after, "limit": limit}
-        dels = _Query(f"deletions_after_{kind}", params)
-    holder = _Query("holder", {**room, "token_hash": lookup.token_hash, "now": now})
-    return [holder, msgs, dels, _Query("moderators", room)]
+class _Plan:
+    """One poll, statement by statement: first every room's head, then, for the
+    rooms whose holder may read and whose counters are past a cursor, the messages
+    and deletions. Both readers follow it; only how they execute differs."""
 
+    def __init__(
+        self,
+        sql: dict[str, Statement],
+        lookups: Sequence[PollLookup],
+        now: float,
+        limit: int,
+        by_number: bool,
+    ) -> None:
+        self.sql = sql
+        self.lookups = lookups
+        self.limit = limit
+        self.by_number = by_number
+        self.heads = [
+            (
+                sql["head"],
+                {"room_id": lookup.room_id, "token_hash": lookup.token_hash, "now": now},
+            )
+            for lookup in lookups
+        ]
 
-def _room_rows(queries: list[_Query], results: list[list[Sequence[Any]]]) -> RoomRows:
-    """Rows of the four statements of :func:`_queries` to a :class:`RoomRows`."""
-    holder_rows, msg_rows, del_rows, mod_rows = (
-        rows[::-1] if query.reverse else rows for query, rows in zip(queries, results, strict=True)
-    )
-    if not holder_rows:
-        return RoomRows(False, None, [], [], [])
-    public_key, is_mod, is_banned, last_active = holder_rows[0]
-    holder = (
-        None
-        if public_key is None
-        else TokenHolder(public_key, bool(is_mod), bool(is_banned), last_active)
-    )
-    return RoomRows(
-        room_exists=True,
-        holder=holder,
-        messages=[Message(*row) for row in msg_rows],
-        deletions=[(row[0], row[1]) for row in del_rows],
-        moderators=[row[0] for row in mod_rows],
-    )
+    def follow_ups(self, head_rows: list[Sequence[Any] | None]) -> list[Query | None]:
+        """Two per room: its messages and its deletions statement, None where not needed."""
+        queries: list[Query | None] = []
+        for lookup, row in zip(self.lookups, head_rows, strict=True):
+            if row is None or row[2] is None or row[3]:  # no room, no holder, or banned
+                queries += [None, None]
+                continue
+            message_seq, deletion_seq = row[0], row[1]
+            queries.append(self._messages(lookup, message_seq))
+            # Deletions are numbered by deletion_seq, and each names a message id up to message_seq.
+            queries.append(self._deletions(lookup, deletion_seq if self.by_number else message_seq))
+        return queries
+
+    def _messages(self, lookup: PollLookup, message_seq: int) -> Query | None:
+        room = lookup.room_id
+        if lookup.messages_after is None:
+            return self.sql["messages_newest"], {"room_id": room, "limit": self.limit}
+        if lookup.messages_after >= message_seq:
+            return None
+        params = {"room_id": room, "after": lookup.messages_after, "limit": self.limit}
+        return self.sql["messages_after"], params
+
+    def _deletions(self, lookup: PollLookup, top: int) -> Query | None:
+        kind = "by_number" if self.by_number else "by_message"
+        room = lookup.room_id
+        if lookup.deletions_after is None:
+            return self.sql[f"deletions_newest_{kind}"], {"room_id": room, "limit": self.limit}
+        if lookup.deletions_after >= top:
+            return None
+        params = {"room_id": room, "after": lookup.deletions_after, "limit": self.limit}
+        return self.sql[f"deletions_after_{kind}"], params
+
+    def answers(
+        self, head_rows: list[Sequence[Any] | None], follow_up_rows: list[list[Any]]
+    ) -> list[RoomRows]:
+        """Rows (the heads', then two lists per room as :meth:`follow_ups`) to answers."""
+        answers = []
+        for index, (lookup, row) in enumerate(zip(self.lookups, head_rows, strict=True)):
+            if row is None:
+                answers.append(RoomRows(False, None, [], [], []))
+                continue
+            _message_seq, _deletion_seq, public_key, is_banned, last_active, mods = row
+            moderator_keys = sorted(mods.split(",") if isinstance(mods, str) else mods or [])
+            holder = None
+            if public_key is not None:
+                is_mod = public_key in moderator_keys
+                holder = TokenHolder(public_key, is_mod, bool(is_banned), last_active)
+            msg_rows, del_rows = follow_up_rows[2 * index], follow_up_rows[2 * index + 1]
+            if lookup.messages_after is None:
+                msg_rows = msg_rows[::-1]  # read newest first
+            if lookup.deletions_after is None:
+                del_rows = del_rows[::-1]
+            answers.append(
+                RoomRows(
+                    room_exists=True,
+                    holder=holder,
+                    messages=[Message(*r) for r in msg_rows],
+                    deletions=[(r[0], r[1]) for r in del_rows],
+                    moderators=moderator_keys,
+                )
+            )
+        return answers
 
 
 class PollReader(Protocol):
@@ -219,27 +272,28 @@ class SqlitePollReader:
     async def read(
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
     ) -> list[RoomRows]:
+        plan = _Plan(self._sql, lookups, now, limit, by_number)
         execute = self._conn.execute
-        answers = []
         execute("BEGIN")
         try:
-            for lookup in lookups:
-                queries = _queries(lookup, now, limit, by_number)
-                results = [
-                    execute(self._sql[q.name].sql, self._sql[q.name].params(q.params)).fetchall()
-                    for q in queries
-                ]
-                answers.append(_room_rows(queries, results))
+            heads = [execute(stmt.sql, stmt.params(p)).fetchone() for stmt, p in plan.heads]
+            follow_ups = [
+                [] if query is None else execute(query[0].sql, query[0].params(query[1])).fetchall()
+                for query in plan.follow_ups(heads)
+            ]
         finally:
             execute("COMMIT")
-        return answers
+        return plan.answers(heads, follow_ups)
 
     async def close(self) -> None:
         self._conn.close()
 
 
 class PostgresPollReader:
-    """Reads on a small async pool; one pipeline (one round trip) per poll."""
+    """Reads on a small async pool: a round trip for the heads of all rooms polled,
+    and only if some room has news past its cursor, a second for those. Each is one
+    statement or one pipeline; two round trips may see two snapshots, which only
+    means the second may find a little more than the counters promised."""
 
     def __init__(self, conninfo: str) -> None:
         from psycopg_pool import AsyncConnectionPool
@@ -266,26 +320,28 @@ class PostgresPollReader:
     ) -> list[RoomRows]:
         if not self._opened:
             await self._open()
-        plan = [_queries(lookup, now, limit, by_number) for lookup in lookups]
+        plan = _Plan(self._sql, lookups, now, limit, by_number)
         async with self._pool.connection() as conn:
-            async with conn.pipeline():
-                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                cursors = [
-                    [
-                        await conn.execute(
-                            self._sql[q.name].sql, self._sql[q.name].params(q.params)
-                        )
-                        for q in queries
-                    ]
-                    for queries in plan
-                ]
-                await conn.execute("COMMIT")
-            results = [[await cur.fetchall() for cur in room] for room in cursors]
-        return [_room_rows(queries, rows) for queries, rows in zip(plan, results, strict=True)]
+            heads = [rows[0] if rows else None for rows in await _run(conn, plan.heads)]
+            follow_ups = plan.follow_ups(heads)
+            wanted = [query for query in follow_ups if query is not None]
+            found = iter(await _run(conn, wanted) if wanted else [])
+        rows = [[] if query is None else next(found) for query in follow_ups]
+        return plan.answers(heads, rows)
 
     async def close(self) -> None:
         if self._opened:
             await self._pool.close()
+
+
+async def _run(conn: Any, queries: Sequence[Query]) -> list[list[Any]]:
+    """Every query's rows; several go in one pipeline (one round trip)."""
+    if len(queries) == 1:
+        stmt, params = queries[0]
+        return [await (await conn.execute(stmt.sql, stmt.params(params))).fetchall()]
+    async with conn.pipeline():
+        cursors = [await conn.execute(stmt.sql, stmt.params(params)) for stmt, params in queries]
+    return [await cursor.fetchall() for cursor in cursors]
 
 
 def open_poll_reader(db: Database) -> PollReader:
