@@ -41,10 +41,9 @@ from opengroup.storage.schema import (
     tokens,
 )
 
-# Connections of the PostgreSQL reader's pool, per process. A poll holds one for
-# a single round trip, so a few serve many polls in flight.
-POSTGRES_POOL_MIN = 2
-POSTGRES_POOL_MAX = 8
+# Batches of polls read at once by one process (each on its own connection); the
+# polls that arrive meanwhile wait for the next. See PostgresPollReader.
+POSTGRES_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -176,12 +175,16 @@ class _Plan:
         self.lookups = lookups
         self.limit = limit
         self.by_number = by_number
-        self.heads = [
+        self.now = now
+
+    def heads(self) -> list[Query]:
+        """One head statement per room (the SQLite reader's; PostgreSQL batches them)."""
+        return [
             (
-                sql["head"],
-                {"room_id": lookup.room_id, "token_hash": lookup.token_hash, "now": now},
+                self.sql["head"],
+                {"room_id": lookup.room_id, "token_hash": lookup.token_hash, "now": self.now},
             )
-            for lookup in lookups
+            for lookup in self.lookups
         ]
 
     def follow_ups(self, head_rows: list[Sequence[Any] | None]) -> list[Query | None]:
@@ -276,7 +279,7 @@ class SqlitePollReader:
         execute = self._conn.execute
         execute("BEGIN")
         try:
-            heads = [execute(stmt.sql, stmt.params(p)).fetchone() for stmt, p in plan.heads]
+            heads = [execute(stmt.sql, stmt.params(p)).fetchone() for stmt, p in plan.heads()]
             follow_ups = [
                 [] if query is None else execute(query[0].sql, query[0].params(query[1])).fetchall()
                 for query in plan.follow_ups(heads)
@@ -289,11 +292,48 @@ class SqlitePollReader:
         self._conn.close()
 
 
+# The heads of many rooms (of many polls) in one statement: one row per room
+# that exists, numbered by its place in the arrays; the same columns as "head".
+POSTGRES_HEADS_SQL = """
+SELECT
+    req.n,
+    rooms.message_seq,
+    rooms.deletion_seq,
+    tokens.public_key,
+    EXISTS (SELECT FROM bans WHERE bans.room_id = rooms.id AND bans.public_key = tokens.public_key),
+    room_activity.last_active,
+    ARRAY (SELECT public_key FROM moderators WHERE moderators.room_id = rooms.id)
+FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
+    WITH ORDINALITY AS req (room_id, token_hash, now, n)
+JOIN rooms ON rooms.id = req.room_id
+LEFT JOIN tokens ON tokens.room_id = rooms.id
+    AND tokens.token_hash = req.token_hash AND tokens.expires_at > req.now
+LEFT JOIN room_activity ON room_activity.room_id = rooms.id
+    AND room_activity.public_key = tokens.public_key
+"""
+
+
+@dataclass
+class _Waiting:
+    """A poll waiting for the next batch."""
+
+    plan: _Plan
+    now: float
+    answer: asyncio.Future[list[RoomRows]]
+
+
 class PostgresPollReader:
-    """Reads on a small async pool: a round trip for the heads of all rooms polled,
-    and only if some room has news past its cursor, a second for those. Each is one
-    statement or one pipeline; two round trips may see two snapshots, which only
-    means the second may find a little more than the counters promised."""
+    """Polls batched into round trips on a few async connections.
+
+    A round trip costs far more than a row, in the server's CPU and PostgreSQL's,
+    so the polls that arrive while earlier ones are being read wait for the next
+    batch: one statement reads the heads of every room of every poll in it, and
+    only if some room has news past its cursor, one pipeline reads those. At most
+    ``POSTGRES_BATCHES`` batches are in flight per process. Nothing is cached: a
+    poll is answered from reads that started after it arrived. The two round trips
+    of a batch may see two snapshots, which only means the second may find a little
+    more than the counters promised.
+    """
 
     def __init__(self, conninfo: str) -> None:
         from psycopg_pool import AsyncConnectionPool
@@ -301,33 +341,74 @@ class PostgresPollReader:
         self._sql = compile_statements(postgresql.psycopg.dialect())
         self._pool = AsyncConnectionPool(
             conninfo,
-            min_size=POSTGRES_POOL_MIN,
-            max_size=POSTGRES_POOL_MAX,
+            min_size=1,
+            max_size=POSTGRES_BATCHES,
             kwargs={"autocommit": True},
             open=False,
         )
         self._opened = False
         self._opening = asyncio.Lock()
-
-    async def _open(self) -> None:
-        async with self._opening:
-            if not self._opened:
-                await self._pool.open(wait=True)
-                self._opened = True
+        self._waiting: list[_Waiting] = []
+        self._batches = 0
 
     async def read(
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
     ) -> list[RoomRows]:
-        if not self._opened:
-            await self._open()
-        plan = _Plan(self._sql, lookups, now, limit, by_number)
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append(
+            _Waiting(_Plan(self._sql, lookups, now, limit, by_number), now, answer)
+        )
+        if self._batches < POSTGRES_BATCHES:
+            self._batches += 1
+            asyncio.create_task(self._run_batches())  # noqa: RUF006 (it ends by itself)
+        return await answer
+
+    async def _run_batches(self) -> None:
+        """Read batches until no poll is waiting."""
+        try:
+            if not self._opened:
+                async with self._opening:
+                    if not self._opened:
+                        await self._pool.open(wait=True)
+                        self._opened = True
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    answers = await self._read_batch(batch)
+                except Exception as exc:  # every poll of the batch fails with it
+                    for waiting in batch:
+                        if not waiting.answer.done():
+                            waiting.answer.set_exception(exc)
+                else:
+                    for waiting, rows in zip(batch, answers, strict=True):
+                        if not waiting.answer.done():  # not given up on
+                            waiting.answer.set_result(rows)
+        finally:
+            self._batches -= 1
+
+    async def _read_batch(self, batch: list[_Waiting]) -> list[list[RoomRows]]:
+        lookups = [(w, lookup) for w in batch for lookup in w.plan.lookups]
+        params = {
+            "room_ids": [lookup.room_id for _, lookup in lookups],
+            "token_hashes": [lookup.token_hash for _, lookup in lookups],
+            "nows": [w.now for w, _ in lookups],
+        }
         async with self._pool.connection() as conn:
-            heads = [rows[0] if rows else None for rows in await _run(conn, plan.heads)]
-            follow_ups = plan.follow_ups(heads)
-            wanted = [query for query in follow_ups if query is not None]
+            rows = await (await conn.execute(POSTGRES_HEADS_SQL, params)).fetchall()
+            by_position: dict[int, Sequence[Any]] = {row[0]: row[1:] for row in rows}
+            heads, start = [], 0
+            for w in batch:
+                count = len(w.plan.lookups)
+                heads.append([by_position.get(start + i + 1) for i in range(count)])
+                start += count
+            follow_ups = [w.plan.follow_ups(h) for w, h in zip(batch, heads, strict=True)]
+            wanted = [q for queries in follow_ups for q in queries if q is not None]
             found = iter(await _run(conn, wanted) if wanted else [])
-        rows = [[] if query is None else next(found) for query in follow_ups]
-        return plan.answers(heads, rows)
+        answers = []
+        for w, h, queries in zip(batch, heads, follow_ups, strict=True):
+            rows_of = [[] if q is None else next(found) for q in queries]
+            answers.append(w.plan.answers(h, rows_of))
+        return answers
 
     async def close(self) -> None:
         if self._opened:
