@@ -13,7 +13,9 @@ through both processes and both transports. What must hold:
   exactly one deletion entry per message; concurrent bans and moderator
   additions are idempotent; a claim retried at once through both processes
   succeeds every time;
-- concurrent uploads all get distinct file ids, and every file downloads.
+- concurrent uploads all get distinct file ids, and every file downloads;
+- polls at the same moment, of different rooms, tokens and cursors, each get
+  exactly their own answer (a process may read many waiting polls at once).
 """
 
 from __future__ import annotations
@@ -272,6 +274,76 @@ def test_a_poller_following_the_cursor_sees_every_message_exactly_once(
     # strictly increasing: no message arrives twice, none below the cursor shows up late
     assert all(a < b for a, b in itertools.pairwise(polled_ids)), polled_ids
     assert posting_run.polled == posting_run.stored
+
+
+# --------------------------------------------------------------------------- polling at once
+
+POLLERS = 12
+POLLS_EACH = 15
+
+
+def test_concurrent_polls_each_get_exactly_their_own_answer(
+    processes: list[ServerProcess], cli: CliRunner, setup_client: Client
+) -> None:
+    rooms = [new_room(cli, "polled") for _ in range(3)]
+    members = [
+        Persona(identity, setup_client.authenticate(identity, room), room)
+        for room in rooms
+        for identity in (Identity.generate(), Identity.generate())
+    ]
+    posted: dict[str, list[int]] = {room: [] for room in rooms}
+    for n, member in enumerate(members):
+        for _ in range(n % 3 + 1):
+            sent = setup_client.post_message(member.identity, member.token, member.room)
+            assert sent["status_code"] == 200, sent
+            posted[member.room].append(sent["message"]["server_id"])
+    moderator = make_moderators(cli, setup_client, rooms[0], 1)[0]
+    banned = members[1]
+    result = setup_client.request(
+        "POST", "block_list", body={"public_key": banned.session_id},
+        room=banned.room, token=moderator.token,
+    )  # fmt: skip
+    assert result["status_code"] == 200, result
+    # Entries that differ in every way: rooms, tokens (good, banned, unknown) and
+    # cursors (none, each point of the history); each with the answer it must get.
+    entries: list[dict[str, Any]] = []
+    expected: list[tuple[int, list[int]]] = []
+    for member in members:
+        for cursor in (None, 0, 1, 2):
+            entries.append(
+                {"room_id": member.room, "auth_token": member.token,
+                 "from_message_server_id": cursor}
+            )  # fmt: skip
+            after = [i for i in posted[member.room] if cursor is None or i > cursor]
+            expected.append((403, []) if member is banned else (200, after))
+    entries.append({"room_id": rooms[2], "auth_token": secrets.token_hex(32)})
+    expected.append((401, []))
+    # Polls of one entry each, and of several at once.
+    polls = [[n] for n in range(len(entries))]
+    polls += [random.Random(n).sample(range(len(entries)), 4) for n in range(8)]
+
+    def check(which: int, answer: dict[str, Any]) -> None:
+        got = [
+            (r["status_code"], [m["server_id"] for m in r["messages"]]) for r in answer["results"]
+        ]
+        assert got == [expected[n] for n in polls[which]], [entries[n] for n in polls[which]]
+
+    def poll_many(i: int, barrier: threading.Barrier) -> list[tuple[int, dict[str, Any]]]:
+        with Connections(processes) as conns:
+            barrier.wait()
+            answers = []
+            for k in range(POLLS_EACH):
+                which = (i * POLLS_EACH + k) % len(polls)
+                requests = [entries[n] for n in polls[which]]
+                answer = conns.pick(i + k).compact_poll(requests, transport=transport_of(k))
+                answers.append((which, answer))
+            return answers
+
+    for which in range(len(polls)):  # alone
+        check(which, setup_client.compact_poll([entries[n] for n in polls[which]]))
+    for answers in run_together(poll_many, POLLERS):  # among many others at once
+        for which, answer in answers:
+            check(which, answer)
 
 
 # --------------------------------------------------------------------------- deleting at once
