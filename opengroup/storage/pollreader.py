@@ -10,11 +10,14 @@ handed straight to the driver:
 - SQLite: one query-only connection per process, used on the event loop
   thread. In WAL mode a reader never waits for the writer, and the reads of a
   poll take tens of microseconds: less than handing them to a thread would.
-- PostgreSQL: a small pool of async connections (``psycopg_pool``); all the
-  statements of one poll go out in one pipeline, so a poll of any number of
-  rooms is one round trip.
+- PostgreSQL: a few async connections (``psycopg_pool``). A round trip costs
+  more than the rows it brings, so polls that arrive together are read together:
+  see :class:`PostgresPollReader`.
 
-Either way the reads of one poll share one snapshot (one transaction).
+Both read a room's *head* first: its message and deletion counters, the token's
+holder and the moderators, in one statement. Messages and deletions are read
+only when the counters are past the poll's cursors, so a client that is up to
+date (nearly every poll) costs one indexed lookup per room.
 """
 
 from __future__ import annotations
@@ -366,14 +369,10 @@ class PostgresPollReader:
     async def _run_batches(self) -> None:
         """Read batches until no poll is waiting."""
         try:
-            if not self._opened:
-                async with self._opening:
-                    if not self._opened:
-                        await self._pool.open(wait=True)
-                        self._opened = True
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
+                    await self._open()
                     answers = await self._read_batch(batch)
                 except Exception as exc:  # every poll of the batch fails with it
                     for waiting in batch:
@@ -385,6 +384,12 @@ class PostgresPollReader:
                             waiting.answer.set_result(rows)
         finally:
             self._batches -= 1
+
+    async def _open(self) -> None:
+        async with self._opening:
+            if not self._opened:
+                await self._pool.open(wait=True)
+                self._opened = True
 
     async def _read_batch(self, batch: list[_Waiting]) -> list[list[RoomRows]]:
         lookups = [(w, lookup) for w in batch for lookup in w.plan.lookups]
