@@ -3,8 +3,9 @@
 Every operation a client or the operator can perform is one method here. A
 method checks the rules (who may, which limits), opens exactly one
 transaction, and raises an :mod:`opengroup.domain.errors` exception when the
-answer is no. Nothing is kept in the process between calls, so any number of
-processes can serve the same database.
+answer is no. Nothing but open connections is kept in the process between
+calls, so any number of processes can serve the same database. ``poll``, the
+hot path, is the one ``async`` method: see :mod:`opengroup.storage.pollreader`.
 """
 
 from __future__ import annotations
