@@ -1,9 +1,11 @@
 """Engines and transactions for SQLite (the embedded default) and PostgreSQL.
 
 SQLite runs in WAL mode so readers never wait for the one writer, and write
-transactions start with ``BEGIN IMMEDIATE``: several worker processes then
-queue on the write lock (``busy_timeout``) instead of failing when a reader
-tries to become a writer. ``synchronous=NORMAL`` keeps every committed
+transactions start with ``BEGIN IMMEDIATE`` (never a reader that later fails
+to become a writer). Our writers first queue on a :class:`WriteLock`, shared
+by the threads and the processes of the database, so they wait their turn in
+the kernel rather than in SQLite's sleeping busy handler; ``busy_timeout``
+still covers any other writer. ``synchronous=NORMAL`` keeps every committed
 transaction across a killed process (only a power cut may lose the last few).
 """
 
@@ -16,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from opengroup.storage.writelock import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +71,12 @@ class Database:
             kwargs["pool_recycle"] = 3600
         # hide_parameters: a database error in the log never shows message data or token hashes.
         self.engine = create_engine(self.url, hide_parameters=True, **kwargs)
+        # SQLite: our write transactions queue here rather than in SQLite's busy handler.
+        self._write_lock: WriteLock | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+            if parsed.database and parsed.database != ":memory:":
+                self._write_lock = WriteLock(parsed.database)
 
     @property
     def is_sqlite(self) -> bool:
@@ -90,12 +98,28 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: all of it commits, or none of it does."""
+        """A write transaction: all of it commits, or none of it does.
+
+        On SQLite it runs under the :class:`WriteLock`, from ``BEGIN IMMEDIATE``
+        to the commit or rollback.
+        """
         with self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-            with conn.begin():
+            with self.writing(), conn.begin():
                 yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold it from the start of a write transaction to its end: the SQLite file's
+        :class:`WriteLock` (PostgreSQL needs none: its writers wait on row locks)."""
+        if self._write_lock is None:
+            yield
+            return
+        with self._write_lock.held():
+            yield
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
