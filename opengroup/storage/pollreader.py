@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 
 from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
+from opengroup.storage.driversql import Statement, compile_statements
 from opengroup.storage.queries import Message, TokenHolder
 from opengroup.storage.schema import (
     bans,
@@ -136,26 +137,9 @@ def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
     return statements
 
 
-@dataclass(frozen=True)
-class Statement:
-    """A poll statement compiled for one dialect: its SQL text (named parameters),
-    and the constants SQLAlchemy bound in it (e.g. SQLite's ``OFFSET 0``)."""
-
-    sql: str
-    constants: dict[str, Any]
-
-    def params(self, ours: dict[str, Any]) -> dict[str, Any]:
-        return {**self.constants, **ours} if self.constants else ours
-
-
-def compile_statements(dialect: Dialect) -> dict[str, Statement]:
+def compile_poll_statements(dialect: Dialect) -> dict[str, Statement]:
     """Every poll statement, compiled for ``dialect``."""
-    texts = {}
-    for name, stmt in _statements(dialect).items():
-        compiled = stmt.compile(dialect=dialect)
-        constants = {key: value for key, value in compiled.params.items() if value is not None}
-        texts[name] = Statement(str(compiled), constants)
-    return texts
+    return compile_statements(_statements(dialect), dialect)
 
 
 Query = tuple[Statement, dict[str, Any]]
@@ -268,7 +252,7 @@ class SqlitePollReader:
     """Reads on one query-only connection, on the calling (event loop) thread."""
 
     def __init__(self, path: str) -> None:
-        self._sql = compile_statements(sqlite.dialect(paramstyle="named"))
+        self._sql = compile_poll_statements(sqlite.dialect(paramstyle="named"))
         # Used by one thread at a time (the event loop's); created wherever the app is built.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
@@ -341,7 +325,7 @@ class PostgresPollReader:
     def __init__(self, conninfo: str) -> None:
         from psycopg_pool import AsyncConnectionPool
 
-        self._sql = compile_statements(postgresql.psycopg.dialect())
+        self._sql = compile_poll_statements(postgresql.psycopg.dialect())
         self._pool = AsyncConnectionPool(
             conninfo,
             min_size=1,

@@ -1,0 +1,42 @@
+"""SQLAlchemy Core statements compiled once, then run on the database driver itself.
+
+The hottest paths (``compact_poll``'s reads, posting a message) cost over ten
+times more through SQLAlchemy's execution layer (statement building, cache
+lookups, pool events, parameter and result processing) than the database
+spends answering them. Their statements are still written in SQLAlchemy Core
+against :mod:`opengroup.storage.schema`, one definition for both backends, but
+compiled to SQL text once per process and handed straight to ``sqlite3`` or
+``psycopg``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ClauseElement
+from sqlalchemy.engine import Dialect
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement compiled for one dialect: its SQL text (named parameters), and
+    the constants SQLAlchemy bound in it (e.g. SQLite's ``OFFSET 0``)."""
+
+    sql: str
+    constants: dict[str, Any]
+
+    def params(self, ours: dict[str, Any]) -> dict[str, Any]:
+        return {**self.constants, **ours} if self.constants else ours
+
+
+def compile_statements(
+    statements: dict[str, ClauseElement], dialect: Dialect
+) -> dict[str, Statement]:
+    """Every statement of ``statements``, compiled for ``dialect``."""
+    texts = {}
+    for name, stmt in statements.items():
+        compiled = stmt.compile(dialect=dialect)
+        constants = {key: value for key, value in compiled.params.items() if value is not None}
+        texts[name] = Statement(str(compiled), constants)
+    return texts
