@@ -288,6 +288,35 @@ def test_simultaneous_posts_by_one_user_through_all_processes_accept_exactly_the
     assert sorted(statuses) == [200] * RATE_LIMIT_COUNT + [429] * RATE_LIMIT_COUNT
 
 
+def test_simultaneous_posts_some_refused_get_gapless_ids_each_stored_once(
+    entries: Entries,
+) -> None:
+    """Posts that arrive together are written together (on SQLite in one transaction),
+    and some of them are refused: a refused post takes no server_id and leaves no
+    trace, and the others are stored exactly as acknowledged."""
+    posters = [entries.authenticate(Identity.generate()) for _ in range(3)]
+    head = ok(post(entries.at(0), entries.authenticate(Identity.generate())))
+    attempts = [(p, k) for p in posters for k in range(2 * RATE_LIMIT_COUNT)]
+    barrier = threading.Barrier(len(attempts), timeout=30)
+
+    def attempt(job: tuple[Persona, int]) -> dict[str, Any]:
+        persona, k = job
+        barrier.wait()
+        return post(entries.at(k), persona, f"{persona.identity.session_id} {k}")
+
+    with ThreadPoolExecutor(len(attempts)) as pool:
+        answers = list(pool.map(attempt, attempts))
+    assert sorted(a["status_code"] for a in answers) == (
+        [200] * (len(posters) * RATE_LIMIT_COUNT) + [429] * (len(posters) * RATE_LIMIT_COUNT)
+    )
+    acknowledged = {a["message"]["server_id"]: a["message"] for a in answers if "message" in a}
+    first = head["message"]["server_id"] + 1
+    assert sorted(acknowledged) == list(range(first, first + len(acknowledged)))
+    stored = poll_messages(entries.at(1), posters[0], first - 1)
+    assert {m["server_id"]: m for m in stored} == acknowledged
+    assert len(stored) == len(acknowledged)
+
+
 # --------------------------------------------------------------------------- files
 
 

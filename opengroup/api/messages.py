@@ -9,15 +9,16 @@ from opengroup.domain.community import MAX_PAGE, Community
 from opengroup.domain.errors import BadRequest
 
 
-def post_message(og: Community, req: ApiRequest) -> JsonObject:
-    member = og.authenticate(req.room, req.token)
+async def post_message(og: Community, req: ApiRequest) -> JsonObject:
+    """On the event loop; the write goes to a worker thread (see Community.post)."""
+    member = await og.authenticate_async(req.room, req.token)
     body = req.json()
     if not isinstance(body.get("timestamp"), int):
         raise BadRequest("timestamp must be an integer (milliseconds)")
     timestamp = values.integer(body["timestamp"], "timestamp", minimum=1)
     if body.get("public_key") is not None:
         values.session_id(body["public_key"])  # checked, but the token says who posts
-    message = og.post(member, timestamp, body.get("data"), body.get("signature"))
+    message = await og.post(member, timestamp, body.get("data"), body.get("signature"))
     return {"message": message_json(message)}
 
 

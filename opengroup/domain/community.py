@@ -4,8 +4,9 @@ Every operation a client or the operator can perform is one method here. A
 method checks the rules (who may, which limits), opens exactly one
 transaction, and raises an :mod:`opengroup.domain.errors` exception when the
 answer is no. Nothing but open connections is kept in the process between
-calls, so any number of processes can serve the same database. ``poll``, the
-hot path, is the one ``async`` method: see :mod:`opengroup.storage.pollreader`.
+calls, so any number of processes can serve the same database. The hot paths
+are ``async``: ``poll`` (see :mod:`opengroup.storage.pollreader`) and ``post``
+(see :mod:`opengroup.storage.postwriter`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from opengroup.storage import queries as q
 from opengroup.storage import stats as storage_stats
 from opengroup.storage.database import Database
 from opengroup.storage.pollreader import PollLookup, PollReader, open_poll_reader
+from opengroup.storage.postwriter import PostTransaction, PostWriter
 from opengroup.storage.queries import Message, Room, TokenHolder
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ class Community:
         self.keys = keys
         self.clock = clock
         self._poll_reader: PollReader | None = None
+        self._posts = PostWriter(db)
 
     # -- rooms ----------------------------------------------------------------
 
@@ -257,6 +260,24 @@ class Community:
         self._note_activity(member, holder, now)
         return member
 
+    async def authenticate_async(self, room_id: str | None, token: str | None) -> Member:
+        """:meth:`authenticate` for handlers on the event loop (posting): the poll
+        reader looks the token up (SQLite inline, PostgreSQL on its async pool), and
+        only a stale activity record is written, in a worker thread."""
+        if not room_id:
+            raise BadRequest("missing Room header")
+        now = self.clock()
+        token_hash = crypto.token_hash(_parse_token(token))
+        room_exists, holder = False, None
+        if "\x00" not in room_id:  # in no room id; PostgreSQL text cannot even hold one
+            room_exists, holder = await self.poll_reader().token_holder(room_id, token_hash, now)
+        if not room_exists:
+            raise NotFound(f"no such room: {room_id}")
+        member = self._member(room_id, holder)
+        if self._stale_activities([(member, holder)], now):
+            await anyio.to_thread.run_sync(self._note_activity, member, holder, now)
+        return member
+
     def _note_activity(self, member: Member, holder: TokenHolder | None, now: float) -> None:
         """Refresh the member's last activity in the room, only once it is stale.
 
@@ -326,8 +347,13 @@ class Community:
 
     # -- messages -------------------------------------------------------------
 
-    def post(self, member: Member, timestamp: int, data: str, signature: str) -> Message:
-        """Store a signed message; ``data`` and ``signature`` are base64 as the client sent."""
+    async def post(self, member: Member, timestamp: int, data: str, signature: str) -> Message:
+        """Store a signed message; ``data`` and ``signature`` are base64 as the client sent.
+
+        The checks run on the event loop; the write runs in a worker thread, on SQLite
+        in one transaction with the other posts waiting at that moment
+        (:mod:`opengroup.storage.postwriter`).
+        """
         raw = values.base64_bytes(data, "data")
         raw_signature = values.base64_bytes(signature, "signature")
         if not raw:
@@ -343,22 +369,24 @@ class Community:
         ):
             raise BadRequest("signature does not match the data and the sender's key")
         now = self.clock()
-        with self.db.write() as conn:
-            server_id = q.next_message_id(conn, member.room_id)
-            if not member.is_moderator:
-                self._check_post_rate(conn, member, now)
-            message = Message(server_id, member.public_key, timestamp, data, signature)
-            q.insert_message(conn, member.room_id, message, now)
-        return message
-
-    def _check_post_rate(self, conn: Connection, member: Member, now: float) -> None:
-        """Counted from the messages table; the caller holds the room's row lock."""
         window = limits.Window(
             self.settings.post_rate_limit_count, self.settings.post_rate_limit_seconds, "posts"
         )
-        if window.enabled:
-            since = window.since(now)
-            window.check(q.recent_post_times(conn, member.room_id, member.public_key, since), now)
+
+        def store(tx: PostTransaction) -> Message:
+            # The id first: on PostgreSQL that locks the room row, so two posts of one
+            # key cannot both count themselves under the rate limit.
+            server_id = tx.next_message_id(member.room_id)
+            if server_id is None:
+                raise NotFound(f"no such room: {member.room_id}")
+            if window.enabled and not member.is_moderator:
+                since = window.since(now)
+                window.check(tx.recent_post_times(member.room_id, member.public_key, since), now)
+            message = Message(server_id, member.public_key, timestamp, data, signature)
+            tx.insert_message(member.room_id, message, now)
+            return message
+
+        return await self._posts.write(store)
 
     def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
         with self.db.read() as conn:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ClauseElement
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 
@@ -40,3 +41,10 @@ def compile_statements(
         constants = {key: value for key, value in compiled.params.items() if value is not None}
         texts[name] = Statement(str(compiled), constants)
     return texts
+
+
+def driver_dialect(backend: str) -> Dialect:
+    """The dialect to compile for, for ``backend``'s driver: named parameters either way."""
+    if backend == "sqlite":
+        return sqlite.dialect(paramstyle="named")
+    return postgresql.psycopg.dialect()

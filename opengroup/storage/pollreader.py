@@ -1,4 +1,4 @@
-"""The reads of ``compact_poll``, run on the database driver itself.
+"""The reads of ``compact_poll`` (and posting's token check), run on the database driver itself.
 
 Every Session client polls every few seconds, so this is the server's hottest
 path. Run through SQLAlchemy's execution layer (pool checkout, parameter and
@@ -145,6 +145,16 @@ def compile_poll_statements(dialect: Dialect) -> dict[str, Statement]:
 Query = tuple[Statement, dict[str, Any]]
 
 
+def _holder_and_moderators(head: Sequence[Any]) -> tuple[TokenHolder | None, list[str]]:
+    """From a room's head row: the token's holder (None: no live token), the moderators."""
+    _message_seq, _deletion_seq, public_key, is_banned, last_active, mods = head
+    moderator_keys = sorted(mods.split(",") if isinstance(mods, str) else mods or [])
+    if public_key is None:
+        return None, moderator_keys
+    is_mod = public_key in moderator_keys
+    return TokenHolder(public_key, is_mod, bool(is_banned), last_active), moderator_keys
+
+
 class _Plan:
     """One poll, statement by statement: first every room's head, then, for the
     rooms whose holder may read and whose counters are past a cursor, the messages
@@ -215,12 +225,7 @@ class _Plan:
             if row is None:
                 answers.append(RoomRows(False, None, [], [], []))
                 continue
-            _message_seq, _deletion_seq, public_key, is_banned, last_active, mods = row
-            moderator_keys = sorted(mods.split(",") if isinstance(mods, str) else mods or [])
-            holder = None
-            if public_key is not None:
-                is_mod = public_key in moderator_keys
-                holder = TokenHolder(public_key, is_mod, bool(is_banned), last_active)
+            holder, moderator_keys = _holder_and_moderators(row)
             msg_rows, del_rows = follow_up_rows[2 * index], follow_up_rows[2 * index + 1]
             if lookup.messages_after is None:
                 msg_rows = msg_rows[::-1]  # read newest first
@@ -243,6 +248,13 @@ class PollReader(Protocol):
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
     ) -> list[RoomRows]:
         """The rows of every lookup, in order, from one snapshot."""
+        ...
+
+    async def token_holder(
+        self, room_id: str, token_hash: bytes, now: float
+    ) -> tuple[bool, TokenHolder | None]:
+        """Whether the room exists, and the holder of the live token there: a token
+        check for handlers on the event loop (the room's head statement alone)."""
         ...
 
     async def close(self) -> None: ...
@@ -274,6 +286,14 @@ class SqlitePollReader:
         finally:
             execute("COMMIT")
         return plan.answers(heads, follow_ups)
+
+    async def token_holder(
+        self, room_id: str, token_hash: bytes, now: float
+    ) -> tuple[bool, TokenHolder | None]:
+        head = self._sql["head"]
+        params = {"room_id": room_id, "token_hash": token_hash, "now": now}
+        row = self._conn.execute(head.sql, head.params(params)).fetchone()
+        return (False, None) if row is None else (True, _holder_and_moderators(row)[0])
 
     async def close(self) -> None:
         self._conn.close()
@@ -398,6 +418,17 @@ class PostgresPollReader:
             rows_of = [[] if q is None else next(found) for q in queries]
             answers.append(w.plan.answers(h, rows_of))
         return answers
+
+    async def token_holder(
+        self, room_id: str, token_hash: bytes, now: float
+    ) -> tuple[bool, TokenHolder | None]:
+        """One statement on the readers' pool, not batched with the polls."""
+        await self._open()
+        head = self._sql["head"]
+        params = {"room_id": room_id, "token_hash": token_hash, "now": now}
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(head.sql, head.params(params))).fetchone()
+        return (False, None) if row is None else (True, _holder_and_moderators(row)[0])
 
     async def close(self) -> None:
         if self._opened:

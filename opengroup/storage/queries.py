@@ -2,7 +2,9 @@
 
 The domain layer decides what happens and opens the transaction
 (``Database.read()`` / ``Database.write()``); these functions only say how
-it is stored. Nothing here knows about HTTP or permissions.
+it is stored. Nothing here knows about HTTP or permissions. The two hot paths
+run their own statements on the driver: :mod:`opengroup.storage.pollreader`
+(``compact_poll``) and :mod:`opengroup.storage.postwriter` (posting).
 """
 
 from __future__ import annotations
@@ -118,16 +120,6 @@ def delete_room(conn: Connection, room_id: str) -> bool:
     ):
         conn.execute(delete(table).where(table.c.room_id == room_id))
     return conn.execute(delete(rooms).where(rooms.c.id == room_id)).rowcount > 0
-
-
-def next_message_id(conn: Connection, room_id: str) -> int:
-    """Hand out the room's next message server_id; locks the room row until commit."""
-    return conn.execute(
-        update(rooms)
-        .where(rooms.c.id == room_id)
-        .values(message_seq=rooms.c.message_seq + 1)
-        .returning(rooms.c.message_seq)
-    ).scalar_one()
 
 
 def lock_room(conn: Connection, room_id: str) -> bool:
@@ -335,34 +327,6 @@ _MESSAGE_COLUMNS = (
     messages.c.data,
     messages.c.signature,
 )
-
-
-def recent_post_times(conn: Connection, room_id: str, public_key: str, since: float) -> list[float]:
-    rows = conn.execute(
-        select(messages.c.posted_at)
-        .where(
-            messages.c.room_id == room_id,
-            messages.c.public_key == public_key,
-            messages.c.posted_at > since,
-        )
-        .order_by(messages.c.posted_at)
-    )
-    return [row[0] for row in rows]
-
-
-def insert_message(conn: Connection, room_id: str, message: Message, now: float) -> None:
-    conn.execute(
-        insert(messages).values(
-            room_id=room_id,
-            server_id=message.server_id,
-            public_key=message.public_key,
-            timestamp=message.timestamp,
-            data=message.data,
-            signature=message.signature,
-            posted_at=now,
-            deleted=False,
-        )
-    )
 
 
 _LIVE_MESSAGES = select(*_MESSAGE_COLUMNS).where(
