@@ -25,7 +25,7 @@ from opengroup.config import Settings, load_settings
 from opengroup.domain.community import Community
 from opengroup.keys import ServerKeys, load_or_create_keys
 from opengroup.storage import migrate
-from opengroup.storage.database import THREADS, Database
+from opengroup.storage.database import SQLITE_CHECKPOINT_SECONDS, THREADS, Database
 from opengroup.transport.http import create_asgi_app
 
 log = logging.getLogger(__name__)
@@ -41,20 +41,21 @@ class Prepared:
         return Community(self.db, self.settings, self.keys)
 
 
-def open_database(settings: Settings) -> Database:
-    """Open (creating the data dir for SQLite) and upgrade the database."""
+def open_database(settings: Settings, *, serving: bool = False) -> Database:
+    """Open (creating the data dir for SQLite) and upgrade the database. ``serving``:
+    for a server process, which checkpoints SQLite's WAL in the background."""
     if not settings.database_url:
         settings.data_path.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, background_checkpoints=serving)
     migrate.upgrade(db)
     return db
 
 
-def prepare(settings: Settings, *, with_keys: bool = True) -> Prepared:
+def prepare(settings: Settings, *, with_keys: bool = True, serving: bool = False) -> Prepared:
     keys = None
     if with_keys:
         keys = load_or_create_keys(settings.private_key_path, settings.public_key_path)
-    return Prepared(settings, open_database(settings), keys)
+    return Prepared(settings, open_database(settings, serving=serving), keys)
 
 
 async def _prune_forever(community: Community, interval: float) -> None:
@@ -68,8 +69,18 @@ async def _prune_forever(community: Community, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _checkpoint_forever(db: Database) -> None:
+    """SQLite: checkpoint the WAL now and then, in a worker thread (see Database.checkpoint)."""
+    while True:
+        await asyncio.sleep(SQLITE_CHECKPOINT_SECONDS)
+        try:
+            await run_in_threadpool(db.checkpoint)
+        except Exception:
+            log.exception("WAL checkpoint failed; will retry")
+
+
 def create_app(settings: Settings) -> ASGIApp:
-    prepared = prepare(settings)
+    prepared = prepare(settings, serving=True)
     community = prepared.community()
 
     @contextlib.asynccontextmanager
@@ -82,13 +93,16 @@ def create_app(settings: Settings) -> ASGIApp:
         gc.collect()
         gc.freeze()
         interval = max(settings.prune_interval_seconds, 1)
-        pruner = asyncio.create_task(_prune_forever(community, interval))
+        tasks = [asyncio.create_task(_prune_forever(community, interval))]
+        if prepared.db.is_sqlite:
+            tasks.append(asyncio.create_task(_checkpoint_forever(prepared.db)))
         try:
             yield
         finally:
-            pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await community.close()
             prepared.db.dispose()
 
