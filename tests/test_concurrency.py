@@ -276,6 +276,39 @@ def test_a_poller_following_the_cursor_sees_every_message_exactly_once(
     assert posting_run.polled == posting_run.stored
 
 
+ROOMS_AT_ONCE = 3
+
+
+def test_concurrent_posts_to_several_rooms_are_all_stored_and_numbered_per_room(
+    processes: list[ServerProcess], cli: CliRunner, setup_client: Client
+) -> None:
+    """Posts waiting together are written in one transaction per process, which locks
+    the rows of several rooms: both processes must take them in one order (else, on
+    PostgreSQL, each waits for the other and one group of posts fails)."""
+    rooms = [new_room(cli, "several") for _ in range(ROOMS_AT_ONCE)]
+    posters = [
+        Persona(identity, setup_client.authenticate(identity, room), room)
+        for room in rooms
+        for identity in (Identity.generate(), Identity.generate(), Identity.generate())
+    ]
+
+    def poster(i: int, barrier: threading.Barrier) -> list[dict[str, Any]]:
+        persona = posters[i]
+        with Connections(processes) as conns:
+            barrier.wait()
+            return [
+                conns.pick(i + k).post_message(persona.identity, persona.token, persona.room)
+                for k in range(POSTS_EACH)
+            ]
+
+    answers = [a for per in run_together(poster, len(posters)) for a in per]
+    assert [a for a in answers if a["status_code"] != 200] == []
+    for room in rooms:
+        reader = next(p for p in posters if p.room == room)
+        stored = [m["server_id"] for m in setup_client.all_messages(reader, PAGE)]
+        assert stored == list(range(1, POSTS_EACH * len(posters) // ROOMS_AT_ONCE + 1))
+
+
 # --------------------------------------------------------------------------- polling at once
 
 POLLERS = 12

@@ -350,8 +350,8 @@ class Community:
     async def post(self, member: Member, timestamp: int, data: str, signature: str) -> Message:
         """Store a signed message; ``data`` and ``signature`` are base64 as the client sent.
 
-        The checks run on the event loop; the write runs in a worker thread, on SQLite
-        in one transaction with the other posts waiting at that moment
+        The checks run on the event loop; the write runs in a worker thread, in one
+        transaction with the other posts waiting at that moment
         (:mod:`opengroup.storage.postwriter`).
         """
         raw = values.base64_bytes(data, "data")
@@ -386,7 +386,7 @@ class Community:
             tx.insert_message(member.room_id, message, now)
             return message
 
-        return await self._posts.write(store)
+        return await self._posts.write(member.room_id, store)
 
     def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
         with self.db.read() as conn:

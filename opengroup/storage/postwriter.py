@@ -1,4 +1,4 @@
-"""Posting's write transactions: on the driver itself, and on SQLite in groups.
+"""Posting's write transactions: on the driver itself, and in groups.
 
 Posting is the write clients make most, and two things made it slow.
 
@@ -8,29 +8,31 @@ SQLite spends on it. So its statements, still SQLAlchemy Core, are compiled
 once (:mod:`opengroup.storage.driversql`) and run on a pooled connection's own
 ``sqlite3`` or ``psycopg`` object.
 
-SQLite has one writer at a time, so posts are written one after another, and
-what bounds posting is how long each write holds the lock. Little of that is
-SQLite's work: it is taking the lock, ``BEGIN`` and ``COMMIT``, handing the
-work to a thread and back, and waiting between statements for Python's GIL,
-which the worker's event loop holds for up to milliseconds at a time. So on
-SQLite the posts waiting at the same moment share one transaction (group
-commit) and pay those costs once:
+And posts are written one after another: SQLite has one writer at a time,
+and on PostgreSQL the posts of a room wait for each other on the room's row
+(which hands out their ids) until commit. What bounds posting is then how
+long each write holds its lock, and little of that is the database's work: on
+SQLite it is taking the lock, ``BEGIN`` and ``COMMIT``, handing the work to a
+thread and back, and waiting between statements for Python's GIL, which the
+worker's event loop holds for up to milliseconds at a time; on PostgreSQL it
+is the commit's flush to disk. So the posts waiting at the same moment share
+one transaction (group commit) and pay those costs once:
 
 - :meth:`PostWriter.write` queues the post and waits. If no group of this
   process is being written, a group starts at once; otherwise the post waits
   for the group in progress to end.
 - A group is every post queued since the previous group started. One worker
-  thread writes it in one transaction, under the database's write lock
-  (:meth:`Database.writing`), each post inside a savepoint: a post refused (a
-  rate limit, no such room) is rolled back alone, leaves no trace and does not
-  disturb the others.
+  thread writes it in one transaction (on SQLite under the database's write
+  lock, :meth:`Database.writing`), each post inside a savepoint: a post
+  refused (a rate limit, no such room) is rolled back alone, leaves no trace
+  and does not disturb the others.
+- The posts of a group are written room by room, rooms in the order of their
+  ids (and each room's posts in the order they came): the groups of two
+  processes then lock rooms in the same order and never wait for each other
+  in a circle.
 - After the commit each post gets its result. If the transaction itself
   failed, nothing of the group was stored and each post fails with
   :class:`GroupWriteFailed`.
-
-PostgreSQL has no such bottleneck (posters of different rooms do not wait for
-each other, and the server already groups commits), so there each post is its
-own transaction in a worker thread.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -126,6 +129,15 @@ class PostTransaction:
 Work = Callable[[PostTransaction], Any]
 
 
+@dataclass
+class _Post:
+    """A post waiting for its group: its room, what to write, where the answer goes."""
+
+    room_id: str
+    work: Work
+    answer: asyncio.Future[Any]
+
+
 class GroupWriteFailed(RuntimeError):
     """The transaction of a post's group failed: the post was not stored."""
 
@@ -136,20 +148,17 @@ class PostWriter:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
-        self._grouped = db.is_sqlite
-        self._queue: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._queue: list[_Post] = []
         self._writer: asyncio.Task[None] | None = None  # writing groups, while any wait
 
-    async def write(self, work: Callable[[PostTransaction], T]) -> T:
-        """``work(tx)`` in a committed transaction: its result, or its exception (then
-        nothing it did is stored). ``work`` runs in a worker thread."""
-        if not self._grouped:
-            return await anyio.to_thread.run_sync(self._write_alone, work)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, future))
+    async def write(self, room_id: str, work: Callable[[PostTransaction], T]) -> T:
+        """``work(tx)``, a post to ``room_id``, in a committed transaction: its result, or
+        its exception (then nothing it did is stored). ``work`` runs in a worker thread."""
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Post(room_id, work, answer))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_groups())
-        return await future
+        return await answer
 
     @contextmanager
     def _transaction(self) -> Iterator[PostTransaction]:
@@ -165,31 +174,28 @@ class PostWriter:
                 raise
             conn.commit()
 
-    def _write_alone(self, work: Callable[[PostTransaction], T]) -> T:
-        with self._transaction() as tx:
-            return work(tx)
-
     async def _write_groups(self) -> None:
         """Write groups until none is waiting (the one task of this process doing so)."""
-        group: list[tuple[Work, asyncio.Future[Any]]] = []
+        group: list[_Post] = []
         try:
             while self._queue:
                 group, self._queue = self._queue, []
-                works = [work for work, _future in group]
+                group.sort(key=lambda post: post.room_id)  # stable: each room's posts in order
+                works = [post.work for post in group]
                 try:
                     outcomes = await anyio.to_thread.run_sync(self._write_group, works)
                 except Exception as exc:
-                    for _work, future in group:
+                    for post in group:
                         failed = GroupWriteFailed("the transaction of this post failed")
                         failed.__cause__ = exc
-                        _settle(future, None, failed)
+                        _settle(post.answer, None, failed)
                     continue
-                for (_work, future), (result, error) in zip(group, outcomes, strict=True):
-                    _settle(future, result, error)
+                for post, (result, error) in zip(group, outcomes, strict=True):
+                    _settle(post.answer, result, error)
         finally:
             self._writer = None
-            for _work, future in group + self._queue:  # left only if cancelled (stopping)
-                future.cancel()
+            for post in group + self._queue:  # left unanswered only if cancelled (stopping)
+                post.answer.cancel()
             self._queue = []
 
     def _write_group(self, works: list[Work]) -> list[tuple[Any, Exception | None]]:
