@@ -306,17 +306,23 @@ SELECT
     req.n,
     rooms.message_seq,
     rooms.deletion_seq,
-    tokens.public_key,
-    EXISTS (SELECT FROM bans WHERE bans.room_id = rooms.id AND bans.public_key = tokens.public_key),
-    room_activity.last_active,
+    holder.public_key,
+    EXISTS (SELECT FROM bans WHERE bans.room_id = rooms.id AND bans.public_key = holder.public_key),
+    (SELECT last_active FROM room_activity
+        WHERE room_activity.room_id = rooms.id AND room_activity.public_key = holder.public_key),
     ARRAY (SELECT public_key FROM moderators WHERE moderators.room_id = rooms.id)
 FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
     WITH ORDINALITY AS req (room_id, token_hash, now, n)
 JOIN rooms ON rooms.id = req.room_id
-LEFT JOIN tokens ON tokens.room_id = rooms.id
-    AND tokens.token_hash = req.token_hash AND tokens.expires_at > req.now
-LEFT JOIN room_activity ON room_activity.room_id = rooms.id
-    AND room_activity.public_key = tokens.public_key
+LEFT JOIN LATERAL (
+    SELECT tokens.public_key FROM tokens
+    WHERE tokens.token_hash = req.token_hash AND tokens.room_id = req.room_id
+        AND tokens.expires_at > req.now
+    -- OFFSET 0 keeps this a lookup per entry by the token's hash (the primary key),
+    -- whatever the table statistics say: joined freely, a new database's planner
+    -- scanned every token of the room instead.
+    OFFSET 0
+) AS holder ON true
 """
 
 
@@ -424,11 +430,10 @@ class PostgresPollReader:
     ) -> tuple[bool, TokenHolder | None]:
         """One statement on the readers' pool, not batched with the polls."""
         await self._open()
-        head = self._sql["head"]
-        params = {"room_id": room_id, "token_hash": token_hash, "now": now}
+        params = {"room_ids": [room_id], "token_hashes": [token_hash], "nows": [now]}
         async with self._pool.connection() as conn:
-            row = await (await conn.execute(head.sql, head.params(params))).fetchone()
-        return (False, None) if row is None else (True, _holder_and_moderators(row)[0])
+            row = await (await conn.execute(POSTGRES_HEADS_SQL, params)).fetchone()
+        return (False, None) if row is None else (True, _holder_and_moderators(row[1:])[0])
 
     async def close(self) -> None:
         if self._opened:
