@@ -260,6 +260,29 @@ class PollReader(Protocol):
     async def close(self) -> None: ...
 
 
+# The heads of several rooms in one statement: one row per room that exists,
+# numbered by its place in the poll; the same columns as "head". {entries} is one
+# "(?, ?, ?, ?)" per room: position, room id, token hash, now.
+SQLITE_HEADS_SQL = """
+WITH req (n, room_id, token_hash, now) AS (VALUES {entries})
+SELECT
+    req.n,
+    rooms.message_seq,
+    rooms.deletion_seq,
+    tokens.public_key,
+    EXISTS (SELECT 1 FROM bans
+        WHERE bans.room_id = rooms.id AND bans.public_key = tokens.public_key),
+    room_activity.last_active,
+    (SELECT group_concat(public_key, ',') FROM moderators WHERE moderators.room_id = rooms.id)
+FROM req
+JOIN rooms ON rooms.id = req.room_id
+LEFT JOIN tokens ON tokens.token_hash = req.token_hash AND tokens.room_id = rooms.id
+    AND tokens.expires_at > req.now
+LEFT JOIN room_activity ON room_activity.room_id = rooms.id
+    AND room_activity.public_key = tokens.public_key
+"""
+
+
 class SqlitePollReader:
     """Reads on one query-only connection, on the calling (event loop) thread."""
 
@@ -270,6 +293,7 @@ class SqlitePollReader:
         conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA query_only = ON")
         self._conn = conn
+        self._many_heads: dict[int, str] = {}  # SQLITE_HEADS_SQL for n rooms
 
     async def read(
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
@@ -278,7 +302,7 @@ class SqlitePollReader:
         execute = self._conn.execute
         execute("BEGIN")
         try:
-            heads = [execute(stmt.sql, stmt.params(p)).fetchone() for stmt, p in plan.heads()]
+            heads = self._heads(plan)
             follow_ups = [
                 [] if query is None else execute(query[0].sql, query[0].params(query[1])).fetchall()
                 for query in plan.follow_ups(heads)
@@ -286,6 +310,26 @@ class SqlitePollReader:
         finally:
             execute("COMMIT")
         return plan.answers(heads, follow_ups)
+
+    def _heads(self, plan: _Plan) -> list[Sequence[Any] | None]:
+        """The head row of every room of the poll (None: no such room): one statement
+        for one room, and one for all of them when there are several."""
+        if len(plan.lookups) == 1:
+            stmt, params = plan.heads()[0]
+            return [self._conn.execute(stmt.sql, stmt.params(params)).fetchone()]
+        count = len(plan.lookups)
+        sql = self._many_heads.get(count)
+        if sql is None:
+            sql = self._many_heads[count] = SQLITE_HEADS_SQL.format(
+                entries=", ".join(["(?, ?, ?, ?)"] * count)
+            )
+        params = [
+            value
+            for n, lookup in enumerate(plan.lookups)
+            for value in (n, lookup.room_id, lookup.token_hash, plan.now)
+        ]
+        by_position = {row[0]: row[1:] for row in self._conn.execute(sql, params)}
+        return [by_position.get(n) for n in range(count)]
 
     async def token_holder(
         self, room_id: str, token_hash: bytes, now: float
