@@ -532,9 +532,9 @@ class Community:
     # -- polling --------------------------------------------------------------
 
     async def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | ApiError]:
-        """The entries of one ``compact_poll``, in order, read from one snapshot of
-        every room polled. An entry that is refused gets its error; the others still
-        get their answer.
+        """The entries of one ``compact_poll``, in order, read together (see the
+        readers for what shares a snapshot). An entry that is refused gets its error;
+        the others still get their answer.
 
         The hot path: it runs on the event loop and reads through
         :mod:`opengroup.storage.pollreader`, not SQLAlchemy. Only a stale activity
