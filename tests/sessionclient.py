@@ -37,6 +37,10 @@ IV_SIZE = 12
 HMAC_KEY = b"LOKI"
 DEFAULT_ROOM = "main"
 PUBLIC_KEY_PEM_NAME = "x25519_public_key.pem"
+# The server closes a connection idle for 5 s (uvicorn's keep-alive timeout). A client
+# that kept it as long could send a request just as it closes ("server disconnected
+# without sending a response"), so test clients let idle connections go sooner.
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 
 
 # --------------------------------------------------------------------------- crypto primitives
@@ -262,7 +266,7 @@ class Client:
         self.null_body_style: NullBodyStyle = null_body_style
         # trust_env=False: a proxy from the environment must not sit in front of loopback.
         self.http = http_client or httpx.Client(
-            base_url=self.base_url, timeout=timeout, trust_env=False
+            base_url=self.base_url, timeout=timeout, trust_env=False, limits=CLIENT_LIMITS
         )
 
     def close(self) -> None:

@@ -49,6 +49,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from serverprocess import ServerProcess
 from sessionclient import (
+    CLIENT_LIMITS,
     DEFAULT_ROOM,
     ONION_PATH,
     Client,
@@ -635,7 +636,9 @@ def storage(server: ServerProcess) -> Iterator[Storage]:
 @pytest.fixture(scope="module")
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     """A raw HTTP client of the module's server; every call times out rather than hang."""
-    with httpx.Client(base_url=server.base_url, timeout=TIMEOUT, trust_env=False) as c:
+    with httpx.Client(
+        base_url=server.base_url, timeout=TIMEOUT, trust_env=False, limits=CLIENT_LIMITS
+    ) as c:
         yield c
 
 
