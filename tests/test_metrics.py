@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,22 +113,25 @@ class PinnedConnection:
 
 
 def connections_to_each_worker(server: ServerProcess, workers: int) -> dict[int, PinnedConnection]:
-    """Open keep-alive connections until one reaches each worker (bounded tries)."""
+    """Open keep-alive connections until one reaches each worker (for at most 30 s: a
+    worker still starting accepts none, and the kernel hands them all to the other)."""
     pinned: dict[int, PinnedConnection] = {}
-    for _ in range(60):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         conn = PinnedConnection(server)
         status, _ = conn.get("/rooms")
         assert status == 200
         pid = conn.worker_pid()
         if pid in pinned:
             conn.close()
+            time.sleep(0.05)
         else:
             pinned[pid] = conn
         if len(pinned) == workers:
             return pinned
     for conn in pinned.values():
         conn.close()
-    raise AssertionError(f"60 connections reached only workers {sorted(pinned)}")
+    raise AssertionError(f"in 30 s, connections reached only workers {sorted(pinned)}")
 
 
 # --------------------------------------------------------------------------- fixtures
