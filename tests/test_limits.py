@@ -278,6 +278,15 @@ def test_the_default_max_json_depth_is_32(client: Client) -> None:
     assert_error(over, 400, DEEP_JSON)
 
 
+def test_brackets_inside_strings_do_not_count_as_nesting(tight_client: Client) -> None:
+    """More ``{`` and ``[`` than the limit, all in strings: shallow JSON, served."""
+    brackets = "{[" * (TIGHT_JSON_DEPTH * 4)
+    body = json.dumps({"requests": [], "pad": brackets})
+    result = call_raw(tight_client, "POST", "compact_poll", body, {"X-Pad": brackets})
+
+    assert result == {"status_code": 200, "results": []}
+
+
 @pytest.mark.parametrize(
     "body",
     [

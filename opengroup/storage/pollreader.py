@@ -193,8 +193,7 @@ class _Plan:
                 continue
             message_seq, deletion_seq = row[0], row[1]
             queries.append(self._messages(lookup, message_seq))
-            # Deletions are numbered by deletion_seq, and each names a message id up to message_seq.
-            queries.append(self._deletions(lookup, deletion_seq if self.by_number else message_seq))
+            queries.append(self._deletions(lookup, deletion_seq, message_seq))
         return queries
 
     def _messages(self, lookup: PollLookup, message_seq: int) -> Query | None:
@@ -206,7 +205,11 @@ class _Plan:
         params = {"room_id": room, "after": lookup.messages_after, "limit": self.limit}
         return self.sql["messages_after"], params
 
-    def _deletions(self, lookup: PollLookup, top: int) -> Query | None:
+    def _deletions(self, lookup: PollLookup, deletion_seq: int, message_seq: int) -> Query | None:
+        if deletion_seq == 0:  # the room has never had a deletion
+            return None
+        # Deletions are numbered by deletion_seq, and each names a message id up to message_seq.
+        top = deletion_seq if self.by_number else message_seq
         kind = "by_number" if self.by_number else "by_message"
         room = lookup.room_id
         if lookup.deletions_after is None:
@@ -247,7 +250,8 @@ class PollReader(Protocol):
     async def read(
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
     ) -> list[RoomRows]:
-        """The rows of every lookup, in order, from one snapshot."""
+        """The rows of every lookup, in order. The heads of all of them come from one
+        snapshot; messages and deletions, when any are due, from one that may be later."""
         ...
 
     async def token_holder(
@@ -299,13 +303,18 @@ class SqlitePollReader:
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
     ) -> list[RoomRows]:
         plan = _Plan(self._sql, lookups, now, limit, by_number)
+        heads = self._heads(plan)  # one statement: one snapshot of every room's head
+        queries = plan.follow_ups(heads)
+        if not any(queries):  # nearly every poll: nothing past the cursors
+            return plan.answers(heads, [[]] * len(queries))
+        # The follow-ups share a later snapshot, which may hold a little more than the
+        # heads promised: a message past the counter, a deletion the next poll would bring.
         execute = self._conn.execute
         execute("BEGIN")
         try:
-            heads = self._heads(plan)
             follow_ups = [
                 [] if query is None else execute(query[0].sql, query[0].params(query[1])).fetchall()
-                for query in plan.follow_ups(heads)
+                for query in queries
             ]
         finally:
             execute("COMMIT")

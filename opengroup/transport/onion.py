@@ -32,7 +32,14 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from opengroup import crypto
-from opengroup.api.routing import DEEP_JSON, ApiRequest, JsonTooDeep, json_too_deep, loads_json
+from opengroup.api.routing import (
+    DEEP_JSON,
+    ApiRequest,
+    JsonTooDeep,
+    cannot_nest_deeper,
+    json_too_deep,
+    loads_json,
+)
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -107,7 +114,9 @@ def parse_inner_request(plaintext: bytes, max_json_depth: int = 32) -> ApiReques
         raise InnerRequestError("inner request is not JSON") from None
     if not isinstance(inner, dict):
         raise InnerRequestError("inner request must be a JSON object")
-    if json_too_deep({k: v for k, v in inner.items() if k != "body"}, max_json_depth):
+    if not cannot_nest_deeper(plaintext, max_json_depth) and json_too_deep(
+        {k: v for k, v in inner.items() if k != "body"}, max_json_depth
+    ):
         raise InnerRequestError(DEEP_JSON)
     endpoint, method = inner.get("endpoint"), inner.get("method")
     if not isinstance(endpoint, str) or not endpoint:
