@@ -38,6 +38,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 8080, int, "TCP port to listen on."),
     Setting("workers", 1, int, "Number of worker processes."),
     Setting(
+        "keep_alive_seconds",
+        5,
+        int,
+        "How long an idle HTTP connection is kept open for its next request. A proxy or "
+        "service node that reuses connections must let them go sooner than this.",
+    ),
+    Setting(
         "database_url",
         "",
         str,
@@ -197,6 +204,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 1
+    keep_alive_seconds: int = 5
     database_url: str = ""
     public_url: str = ""
     x25519_private_key: str = ""

@@ -176,6 +176,16 @@ def test_nginx_example_proxies_to_the_default_address_with_the_servers_body_limi
         assert active.count(directive) == servers, directive
 
 
+def test_nginx_example_lets_idle_upstream_connections_go_before_the_server_does() -> None:
+    """Else nginx may send a request on a connection the server is closing (502)."""
+    active = "\n".join(line.split("#", 1)[0] for line in NGINX.read_text().splitlines())
+    upstream = re.search(r"upstream opengroup \{(.*?)\}", active, re.S)
+    assert upstream, "no upstream block"
+    timeout = re.search(r"keepalive_timeout (\d+)s;", upstream[1])
+    assert timeout, "the upstream block sets no keepalive_timeout (nginx's default is 60 s)"
+    assert int(timeout[1]) < Settings().keep_alive_seconds
+
+
 def test_readme_points_at_every_deployment_file() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     for path in sorted(DEPLOY.iterdir()):

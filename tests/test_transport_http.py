@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -418,3 +420,38 @@ def test_home_page_uses_the_configured_public_url(
     url = join_url_of("https://chat.example.org", DEFAULT_ROOM, other)
     assert url in page
     assert f"127.0.0.1:{other.port}/main" not in page
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def idle_seconds_until_closed(port: int, wait_at_most: float) -> float | None:
+    """Send one keep-alive request on a raw socket, read the answer, then wait: the
+    seconds until the server closed the idle connection, or None if it did not."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_at_most) as sock:
+        sock.sendall(b"GET /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        answered = time.monotonic()
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            return None
+        assert closed
+        return time.monotonic() - answered
+
+
+def test_an_idle_connection_is_closed_after_keep_alive_seconds(
+    server_factory: Callable[..., ServerProcess], server: ServerProcess
+) -> None:
+    short = server_factory(env={"OPENGROUP_KEEP_ALIVE_SECONDS": "1"})
+
+    idle_short = idle_seconds_until_closed(short.port, wait_at_most=10)
+    idle_default = idle_seconds_until_closed(server.port, wait_at_most=2.5)
+
+    assert idle_short is not None and 0.8 <= idle_short < 3, idle_short
+    assert idle_default is None  # the default keeps it 5 s

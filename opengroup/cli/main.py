@@ -114,6 +114,10 @@ def run_server(settings: Settings, ssl: dict[str, str] | None = None) -> None:
             log_config=logging_config,
             access_log=False,
             server_header=False,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            # The client's address matters only to /metrics' allow-list; without
+            # metrics, X-Forwarded-For is not even looked at.
+            proxy_headers=settings.metrics_enabled,
             **(ssl or {}),
         )
 
