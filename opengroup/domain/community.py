@@ -374,17 +374,18 @@ class Community:
         )
 
         def store(tx: PostTransaction) -> Message:
-            # The id first: on PostgreSQL that locks the room row, so two posts of one
-            # key cannot both count themselves under the rate limit.
-            server_id = tx.next_message_id(member.room_id)
-            if server_id is None:
-                raise NotFound(f"no such room: {member.room_id}")
+            # Every refusal before the one write (see PostTransaction).
+            room_id, public_key = member.room_id, member.public_key
             if window.enabled and not member.is_moderator:
-                since = window.since(now)
-                window.check(tx.recent_post_times(member.room_id, member.public_key, since), now)
-            message = Message(server_id, member.public_key, timestamp, data, signature)
-            tx.insert_message(member.room_id, message, now)
-            return message
+                # The room locked first (PostgreSQL), so two posts of one key cannot
+                # both count themselves under the limit.
+                if not tx.lock_room(room_id):
+                    raise NotFound(f"no such room: {room_id}")
+                window.check(tx.recent_post_times(room_id, public_key, window.since(now)), now)
+            server_id = tx.insert_next_message(room_id, public_key, timestamp, data, signature, now)
+            if server_id is None:
+                raise NotFound(f"no such room: {room_id}")
+            return Message(server_id, public_key, timestamp, data, signature)
 
         return await self._posts.write(member.room_id, store)
 

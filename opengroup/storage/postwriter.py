@@ -23,9 +23,12 @@ one transaction (group commit) and pay those costs once:
   for the group in progress to end.
 - A group is every post queued since the previous group started. One worker
   thread writes it in one transaction (on SQLite under the database's write
-  lock, :meth:`Database.writing`), each post inside a savepoint: a post
-  refused (a rate limit, no such room) is rolled back alone, leaves no trace
-  and does not disturb the others.
+  lock, :meth:`Database.writing`). A post is refused (a rate limit, no such
+  room) before it writes anything, and its write is its last step, on
+  PostgreSQL one statement that takes the room's next id and stores the
+  message (one round trip per post). So a refusal leaves no trace and does not
+  disturb the others, without a savepoint per post; a post that fails *after*
+  it started writing fails its whole group.
 - The posts of a group are written room by room, rooms in the order of their
   ids (and each room's posts in the order they came): the groups of two
   processes then lock rooms in the same order and never wait for each other
@@ -45,85 +48,104 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import ClauseElement, bindparam, false, insert, select, update
+from sqlalchemy.engine import Dialect
 
 from opengroup.storage.database import Database
 from opengroup.storage.driversql import Statement, compile_statements, driver_dialect
-from opengroup.storage.queries import Message
 from opengroup.storage.schema import messages, rooms
 
 T = TypeVar("T")
 
 
-def _statements() -> dict[str, ClauseElement]:
-    return {
-        "next_message_id": update(rooms)
-        .where(rooms.c.id == bindparam("room_id"))
+def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
+    room_id = bindparam("room_id", type_=rooms.c.id.type)
+    next_message_id = (
+        update(rooms)
+        .where(rooms.c.id == room_id)
         .values(message_seq=rooms.c.message_seq + 1)
-        .returning(rooms.c.message_seq),
+        .returning(rooms.c.message_seq)
+    )
+    columns = ["public_key", "timestamp", "data", "signature", "posted_at"]
+    values = {name: bindparam(name, type_=messages.c[name].type) for name in columns}
+    statements: dict[str, ClauseElement] = {
+        # FOR UPDATE (PostgreSQL; SQLite's writer holds the whole database anyway).
+        "lock_room": select(rooms.c.message_seq).where(rooms.c.id == room_id).with_for_update(),
         "recent_post_times": select(messages.c.posted_at)
         .where(
-            messages.c.room_id == bindparam("room_id"),
+            messages.c.room_id == room_id,
             messages.c.public_key == bindparam("public_key"),
             messages.c.posted_at > bindparam("since"),
         )
         .order_by(messages.c.posted_at),
-        "insert_message": insert(messages).values(
-            room_id=bindparam("room_id"),
-            server_id=bindparam("server_id"),
-            public_key=bindparam("public_key"),
-            timestamp=bindparam("timestamp"),
-            data=bindparam("data"),
-            signature=bindparam("signature"),
-            posted_at=bindparam("posted_at"),
-            deleted=false(),
-        ),
     }
+    if dialect.name == "postgresql":
+        # The room's next id and the message in one statement: one round trip.
+        next_id = next_message_id.cte("next_id")
+        stored = select(room_id, next_id.c.message_seq, *values.values(), false())
+        statements["insert_next_message"] = (
+            insert(messages)
+            .from_select(["room_id", "server_id", *columns, "deleted"], stored)
+            .returning(messages.c.server_id)
+            .add_cte(next_id)
+        )
+    else:  # SQLite has no UPDATE in a WITH: two statements, in the process itself
+        statements["next_message_id"] = next_message_id
+        statements["insert_message"] = insert(messages).values(
+            room_id=room_id, server_id=bindparam("server_id"), deleted=false(), **values
+        )
+    return statements
 
 
 class PostTransaction:
-    """The statements a post may run in its transaction."""
+    """The statements a post may run in its group's transaction.
+
+    A post reads first (:meth:`lock_room`, :meth:`recent_post_times`) and writes
+    last, once (:meth:`insert_next_message`): :attr:`wrote` tells the group
+    whether a post that failed had started writing.
+    """
 
     def __init__(self, conn: Any, sql: dict[str, Statement]) -> None:
         self._conn = conn  # the driver's connection: sqlite3 or psycopg
         self._sql = sql
+        self.wrote = False
 
     def _execute(self, name: str, params: dict[str, Any]) -> Any:
         statement = self._sql[name]
         return self._conn.execute(statement.sql, statement.params(params))
 
-    def next_message_id(self, room_id: str) -> int | None:
-        """Hand out the room's next message server_id (None: no such room). On
-        PostgreSQL this locks the room row until commit: its posters take turns."""
-        row = self._execute("next_message_id", {"room_id": room_id}).fetchone()
-        return None if row is None else int(row[0])
+    def lock_room(self, room_id: str) -> bool:
+        """Whether the room exists; on PostgreSQL its row stays locked until commit, so
+        the room's posters take turns from here on."""
+        return self._execute("lock_room", {"room_id": room_id}).fetchone() is not None
 
     def recent_post_times(self, room_id: str, public_key: str, since: float) -> list[float]:
         """When the key posted in the room after ``since``, ascending."""
         params = {"room_id": room_id, "public_key": public_key, "since": since}
         return [row[0] for row in self._execute("recent_post_times", params).fetchall()]
 
-    def insert_message(self, room_id: str, message: Message, now: float) -> None:
+    def insert_next_message(
+        self, room_id: str, public_key: str, timestamp: int, data: str, signature: str, now: float
+    ) -> int | None:
+        """Store a message under the room's next server_id: that id, or None (and nothing
+        stored) if there is no such room. On PostgreSQL this locks the room row until
+        commit."""
+        self.wrote = True
         params = {
             "room_id": room_id,
-            "server_id": message.server_id,
-            "public_key": message.public_key,
-            "timestamp": message.timestamp,
-            "data": message.data,
-            "signature": message.signature,
+            "public_key": public_key,
+            "timestamp": timestamp,
+            "data": data,
+            "signature": signature,
             "posted_at": now,
         }
-        self._execute("insert_message", params)
-
-    # Each post of a group runs inside a savepoint (see PostWriter._write_group).
-    def savepoint(self) -> None:
-        self._conn.execute("SAVEPOINT post")
-
-    def release_savepoint(self) -> None:
-        self._conn.execute("RELEASE post")
-
-    def rollback_to_savepoint(self) -> None:
-        self._conn.execute("ROLLBACK TO post")
-        self._conn.execute("RELEASE post")
+        if "insert_next_message" in self._sql:
+            row = self._execute("insert_next_message", params).fetchone()
+            return None if row is None else int(row[0])
+        row = self._execute("next_message_id", {"room_id": room_id}).fetchone()
+        if row is None:
+            return None
+        self._execute("insert_message", {**params, "server_id": row[0]})
+        return int(row[0])
 
 
 Work = Callable[[PostTransaction], Any]
@@ -147,7 +169,8 @@ class PostWriter:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
+        dialect = driver_dialect(db.dialect)
+        self._sql = compile_statements(_statements(dialect), dialect)
         self._queue: list[_Post] = []
         self._writer: asyncio.Task[None] | None = None  # writing groups, while any wait
 
@@ -199,19 +222,19 @@ class PostWriter:
             self._queue = []
 
     def _write_group(self, works: list[Work]) -> list[tuple[Any, Exception | None]]:
-        """Every work in one transaction, each in a savepoint: (result, error) each."""
+        """Every work in one transaction: (result, error) each. A work that fails
+        before it writes is refused alone; one that fails after fails the group."""
         outcomes: list[tuple[Any, Exception | None]] = []
         with self._transaction() as tx:
             for work in works:
-                tx.savepoint()
+                tx.wrote = False
                 try:
                     result = work(tx)
                 except Exception as exc:
-                    # If this fails too the transaction is broken: the whole group fails.
-                    tx.rollback_to_savepoint()
+                    if tx.wrote:
+                        raise  # a half-written post: the transaction rolls back, all fail
                     outcomes.append((None, exc))
                 else:
-                    tx.release_savepoint()
                     outcomes.append((result, None))
         return outcomes
 
