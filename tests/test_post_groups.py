@@ -1,16 +1,17 @@
 """Posts written together (group commit, opengroup/storage/postwriter.py).
 
-The posts waiting at one moment share one transaction. A post refused before
-it writes anything (a rate limit, no such room) is answered alone and the
-others are stored; a post that fails after it started writing takes its whole
-group down, so no half-written post and no gap in the ids is ever committed.
-These run the writer on the real database of the run's backend.
+The posts waiting at one moment share one transaction. A post refused by its
+rate limit writes nothing: it is answered alone and the others are stored,
+with no gap in their ids. The limit counts the key's posts already stored and
+those accepted earlier in the same group. If the transaction fails, no post
+of the group is stored and none takes an id. These run the writer on the real
+database of the run's backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,17 +19,28 @@ import sqlalchemy as sa
 
 from opengroup.storage import migrate
 from opengroup.storage.database import Database
-from opengroup.storage.postwriter import GroupWriteFailed, PostTransaction, PostWriter
+from opengroup.storage.postwriter import GroupWriteFailed, NewPost, PostWriter
 
 ROOM = "main"  # made by the first migration
+ALICE, BOB = "05" + "aa" * 32, "05" + "bb" * 32
 
 
 class Refused(Exception):
     pass
 
 
-class Broke(Exception):
-    pass
+def at_most(count: int):
+    """A rate check allowing ``count`` posts in the window."""
+
+    def check(recent: Sequence[float]) -> None:
+        if len(recent) >= count:
+            raise Refused(len(recent))
+
+    return check
+
+
+def new_post(data: str, key: str = ALICE, room: str = ROOM, check=None) -> NewPost:
+    return NewPost(room, key, 1, data, "sig", posted_at=100.0, limit_since=0.0, check=check)
 
 
 @pytest.fixture
@@ -40,57 +52,80 @@ def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
     database.dispose()
 
 
-def post(text: str, room: str = ROOM):
-    def work(tx: PostTransaction) -> int | None:
-        return tx.insert_next_message(room, "05" + "ab" * 32, 1, text, "sig", 0.0)
-
-    return work
-
-
-def refuse_after_reading(tx: PostTransaction) -> None:
-    assert tx.lock_room(ROOM)
-    raise Refused
-
-
-def break_after_writing(tx: PostTransaction) -> None:
-    tx.insert_next_message(ROOM, "05" + "ab" * 32, 1, "half", "sig", 0.0)
-    raise Broke
-
-
 def stored(db: Database) -> list[tuple[int, str]]:
     with db.engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT server_id, data FROM messages ORDER BY server_id"))
         return [(row[0], row[1]) for row in rows]
 
 
-async def write_together(writer: PostWriter, *works) -> list[object]:
+def write_together(writer: PostWriter, *posts: NewPost) -> list[object]:
     """Queued in one go, so the writer takes them as one group."""
-    return await asyncio.gather(*(writer.write(ROOM, w) for w in works), return_exceptions=True)
+
+    async def run() -> list[object]:
+        return await asyncio.gather(*(writer.write(p) for p in posts), return_exceptions=True)
+
+    return asyncio.run(run())
 
 
-def test_a_post_refused_before_writing_is_answered_alone(db: Database) -> None:
+def server_ids(results: list[object]) -> list[object]:
+    return [getattr(r, "server_id", r) for r in results]
+
+
+def test_posts_of_a_group_get_consecutive_ids_in_the_order_they_came(db: Database) -> None:
     writer = PostWriter(db)
-    results = asyncio.run(write_together(writer, post("one"), refuse_after_reading, post("two")))
+    results = write_together(writer, new_post("one"), new_post("two", BOB), new_post("three"))
 
-    assert results[0] == 1 and results[2] == 2
+    assert server_ids(results) == [1, 2, 3]
+    assert stored(db) == [(1, "one"), (2, "two"), (3, "three")]
+
+
+def test_a_refused_post_is_answered_alone_and_takes_no_id(db: Database) -> None:
+    writer = PostWriter(db)
+    results = write_together(
+        writer, new_post("one"), new_post("no", BOB, check=at_most(0)), new_post("two")
+    )
+
+    assert server_ids(results)[0::2] == [1, 2]
     assert isinstance(results[1], Refused)
     assert stored(db) == [(1, "one"), (2, "two")]
 
 
+def test_the_limit_counts_stored_posts_and_those_earlier_in_the_group(db: Database) -> None:
+    writer = PostWriter(db)
+    first = write_together(writer, new_post("one", check=at_most(2)))
+    group = write_together(
+        writer,
+        new_post("two", check=at_most(2)),
+        new_post("three", check=at_most(2)),  # the window holds "one" and "two"
+        new_post("bob's", BOB, check=at_most(2)),  # another key: its own window
+    )
+
+    assert server_ids(first) == [1]
+    assert server_ids(group)[0::2] == [2, 3]
+    assert isinstance(group[1], Refused) and group[1].args == (2,)
+    assert stored(db) == [(1, "one"), (2, "two"), (3, "bob's")]
+
+
 def test_no_such_room_stores_nothing_and_takes_no_id(db: Database) -> None:
     writer = PostWriter(db)
-    results = asyncio.run(write_together(writer, post("lost", room="nowhere"), post("one")))
+    results = write_together(
+        writer,
+        new_post("lost", room="nowhere"),
+        new_post("lost too", room="nowhere", check=at_most(5)),
+        new_post("one"),
+    )
 
-    assert results == [None, 1]
+    assert server_ids(results) == [None, None, 1]
     assert stored(db) == [(1, "one")]
 
 
-def test_a_post_failing_after_it_wrote_fails_its_whole_group(db: Database) -> None:
+def test_a_failed_transaction_fails_every_post_of_its_group(db: Database) -> None:
     writer = PostWriter(db)
-    group = asyncio.run(write_together(writer, post("one"), break_after_writing, post("two")))
-    after = asyncio.run(write_together(writer, post("three")))
+    broken = new_post("broken")
+    broken.data = None  # type: ignore[assignment]  # NOT NULL: the insert fails
+    group = write_together(writer, new_post("one"), broken, new_post("two", BOB))
+    after = write_together(writer, new_post("three"))
 
     assert all(isinstance(result, GroupWriteFailed) for result in group), group
-    assert isinstance(group[1].__cause__, Broke)
-    assert after == [1]  # the failed group took no ids
+    assert server_ids(after) == [1]  # the failed group took no ids
     assert stored(db) == [(1, "three")]

@@ -38,7 +38,7 @@ from opengroup.storage import queries as q
 from opengroup.storage import stats as storage_stats
 from opengroup.storage.database import Database
 from opengroup.storage.pollreader import PollLookup, PollReader, open_poll_reader
-from opengroup.storage.postwriter import PostTransaction, PostWriter
+from opengroup.storage.postwriter import NewPost, PostWriter
 from opengroup.storage.queries import Message, Room, TokenHolder
 
 log = logging.getLogger(__name__)
@@ -372,22 +372,22 @@ class Community:
         window = limits.Window(
             self.settings.post_rate_limit_count, self.settings.post_rate_limit_seconds, "posts"
         )
-
-        def store(tx: PostTransaction) -> Message:
-            # Every refusal before the one write (see PostTransaction).
-            room_id, public_key = member.room_id, member.public_key
-            if window.enabled and not member.is_moderator:
-                # The room locked first (PostgreSQL), so two posts of one key cannot
-                # both count themselves under the limit.
-                if not tx.lock_room(room_id):
-                    raise NotFound(f"no such room: {room_id}")
-                window.check(tx.recent_post_times(room_id, public_key, window.since(now)), now)
-            server_id = tx.insert_next_message(room_id, public_key, timestamp, data, signature, now)
-            if server_id is None:
-                raise NotFound(f"no such room: {room_id}")
-            return Message(server_id, public_key, timestamp, data, signature)
-
-        return await self._posts.write(member.room_id, store)
+        limited = window.enabled and not member.is_moderator
+        message = await self._posts.write(
+            NewPost(
+                member.room_id,
+                member.public_key,
+                timestamp,
+                data,
+                signature,
+                posted_at=now,
+                limit_since=window.since(now),
+                check=(lambda recent: window.check(recent, now)) if limited else None,
+            )
+        )
+        if message is None:
+            raise NotFound(f"no such room: {member.room_id}")
+        return message
 
     def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
         with self.db.read() as conn:

@@ -167,12 +167,14 @@ class _Plan:
         now: float,
         limit: int,
         by_number: bool,
+        heads_only: bool = False,
     ) -> None:
         self.sql = sql
         self.lookups = lookups
         self.limit = limit
         self.by_number = by_number
         self.now = now
+        self.heads_only = heads_only  # a token check: the heads, never messages
 
     def heads(self) -> list[Query]:
         """One head statement per room (the SQLite reader's; PostgreSQL batches them)."""
@@ -188,8 +190,8 @@ class _Plan:
         """Two per room: its messages and its deletions statement, None where not needed."""
         queries: list[Query | None] = []
         for lookup, row in zip(self.lookups, head_rows, strict=True):
-            if row is None or row[2] is None or row[3]:  # no room, no holder, or banned
-                queries += [None, None]
+            if self.heads_only or row is None or row[2] is None or row[3]:
+                queries += [None, None]  # a token check, no room, no holder, or banned
                 continue
             message_seq, deletion_seq = row[0], row[1]
             queries.append(self._messages(lookup, message_seq))
@@ -384,7 +386,6 @@ class _Waiting:
     """A poll waiting for the next batch."""
 
     plan: _Plan
-    now: float
     answer: asyncio.Future[list[RoomRows]]
 
 
@@ -420,10 +421,12 @@ class PostgresPollReader:
     async def read(
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
     ) -> list[RoomRows]:
+        return await self._read(_Plan(self._sql, lookups, now, limit, by_number))
+
+    async def _read(self, plan: _Plan) -> list[RoomRows]:
+        """The plan's answers, from the next batch."""
         answer = asyncio.get_running_loop().create_future()
-        self._waiting.append(
-            _Waiting(_Plan(self._sql, lookups, now, limit, by_number), now, answer)
-        )
+        self._waiting.append(_Waiting(plan, answer))
         if self._batches < POSTGRES_BATCHES:
             self._batches += 1
             asyncio.create_task(self._run_batches())  # noqa: RUF006 (it ends by itself)
@@ -459,7 +462,7 @@ class PostgresPollReader:
         params = {
             "room_ids": [lookup.room_id for _, lookup in lookups],
             "token_hashes": [lookup.token_hash for _, lookup in lookups],
-            "nows": [w.now for w, _ in lookups],
+            "nows": [w.plan.now for w, _ in lookups],
         }
         async with self._pool.connection() as conn:
             rows = await (await conn.execute(POSTGRES_HEADS_SQL, params)).fetchall()
@@ -481,12 +484,10 @@ class PostgresPollReader:
     async def token_holder(
         self, room_id: str, token_hash: bytes, now: float
     ) -> tuple[bool, TokenHolder | None]:
-        """One statement on the readers' pool, not batched with the polls."""
-        await self._open()
-        params = {"room_ids": [room_id], "token_hashes": [token_hash], "nows": [now]}
-        async with self._pool.connection() as conn:
-            row = await (await conn.execute(POSTGRES_HEADS_SQL, params)).fetchone()
-        return (False, None) if row is None else (True, _holder_and_moderators(row[1:])[0])
+        """The room's head, read in the next batch with the polls."""
+        lookup = PollLookup(room_id, token_hash, None, None)
+        [rows] = await self._read(_Plan(self._sql, [lookup], now, 0, False, heads_only=True))
+        return rows.room_exists, rows.holder
 
     async def close(self) -> None:
         if self._opened:

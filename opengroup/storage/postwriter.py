@@ -15,24 +15,24 @@ long each write holds its lock, and little of that is the database's work: on
 SQLite it is taking the lock, ``BEGIN`` and ``COMMIT``, handing the work to a
 thread and back, and waiting between statements for Python's GIL, which the
 worker's event loop holds for up to milliseconds at a time; on PostgreSQL it
-is the commit's flush to disk. So the posts waiting at the same moment share
-one transaction (group commit) and pay those costs once:
+is the round trips and the commit's flush to disk. So the posts waiting at the
+same moment share one transaction (group commit) and pay those costs once:
 
 - :meth:`PostWriter.write` queues the post and waits. If no group of this
   process is being written, a group starts at once; otherwise the post waits
   for the group in progress to end.
 - A group is every post queued since the previous group started. One worker
   thread writes it in one transaction (on SQLite under the database's write
-  lock, :meth:`Database.writing`). A post is refused (a rate limit, no such
-  room) before it writes anything, and its write is its last step, on
-  PostgreSQL one statement that takes the room's next id and stores the
-  message (one round trip per post). So a refusal leaves no trace and does not
-  disturb the others, without a savepoint per post; a post that fails *after*
-  it started writing fails its whole group.
-- The posts of a group are written room by room, rooms in the order of their
-  ids (and each room's posts in the order they came): the groups of two
-  processes then lock rooms in the same order and never wait for each other
-  in a circle.
+  lock, :meth:`Database.writing`), room by room, rooms in the order of their
+  ids: the groups of two processes then lock rooms in the same order and never
+  wait for each other in a circle.
+- A room's posts are judged first, in the order they came: a rate-limited
+  post is checked against the key's posts in the window, those stored and
+  those accepted earlier in the group (after the room's row is locked, so two
+  processes cannot both count the same window). Then the accepted ones take
+  their ids with one ``UPDATE ... RETURNING`` and are stored with one
+  ``executemany`` (one pipeline on PostgreSQL). A refusal writes nothing, so
+  it needs no savepoint and disturbs nobody.
 - After the commit each post gets its result. If the transaction itself
   failed, nothing of the group was stored and each post fails with
   :class:`GroupWriteFailed`.
@@ -41,123 +41,71 @@ one transaction (group commit) and pay those costs once:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import ClauseElement, bindparam, false, insert, select, update
-from sqlalchemy.engine import Dialect
 
 from opengroup.storage.database import Database
 from opengroup.storage.driversql import Statement, compile_statements, driver_dialect
+from opengroup.storage.queries import Message
 from opengroup.storage.schema import messages, rooms
 
-T = TypeVar("T")
+# A rate limit's rule, from the domain: given the times of the key's posts in the
+# window, return to accept the post or raise to refuse it.
+RateCheck = Callable[[Sequence[float]], None]
 
 
-def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
-    room_id = bindparam("room_id", type_=rooms.c.id.type)
-    next_message_id = (
-        update(rooms)
-        .where(rooms.c.id == room_id)
-        .values(message_seq=rooms.c.message_seq + 1)
-        .returning(rooms.c.message_seq)
-    )
-    columns = ["public_key", "timestamp", "data", "signature", "posted_at"]
-    values = {name: bindparam(name, type_=messages.c[name].type) for name in columns}
-    statements: dict[str, ClauseElement] = {
-        # FOR UPDATE (PostgreSQL; SQLite's writer holds the whole database anyway).
+def _statements() -> dict[str, ClauseElement]:
+    room_id = bindparam("room_id")
+    return {
+        # FOR UPDATE on PostgreSQL; SQLite's writer holds the whole database anyway.
         "lock_room": select(rooms.c.message_seq).where(rooms.c.id == room_id).with_for_update(),
-        "recent_post_times": select(messages.c.posted_at)
-        .where(
+        "recent_post_times": select(messages.c.posted_at).where(
             messages.c.room_id == room_id,
             messages.c.public_key == bindparam("public_key"),
             messages.c.posted_at > bindparam("since"),
-        )
-        .order_by(messages.c.posted_at),
+        ),
+        # The room's next `count` ids (the last of them returned); locks the row.
+        "take_ids": update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(message_seq=rooms.c.message_seq + bindparam("count"))
+        .returning(rooms.c.message_seq),
+        "insert_message": insert(messages).values(
+            room_id=room_id,
+            server_id=bindparam("server_id"),
+            public_key=bindparam("public_key"),
+            timestamp=bindparam("timestamp"),
+            data=bindparam("data"),
+            signature=bindparam("signature"),
+            posted_at=bindparam("posted_at"),
+            deleted=false(),
+        ),
     }
-    if dialect.name == "postgresql":
-        # The room's next id and the message in one statement: one round trip.
-        next_id = next_message_id.cte("next_id")
-        stored = select(room_id, next_id.c.message_seq, *values.values(), false())
-        statements["insert_next_message"] = (
-            insert(messages)
-            .from_select(["room_id", "server_id", *columns, "deleted"], stored)
-            .returning(messages.c.server_id)
-            .add_cte(next_id)
-        )
-    else:  # SQLite has no UPDATE in a WITH: two statements, in the process itself
-        statements["next_message_id"] = next_message_id
-        statements["insert_message"] = insert(messages).values(
-            room_id=room_id, server_id=bindparam("server_id"), deleted=false(), **values
-        )
-    return statements
-
-
-class PostTransaction:
-    """The statements a post may run in its group's transaction.
-
-    A post reads first (:meth:`lock_room`, :meth:`recent_post_times`) and writes
-    last, once (:meth:`insert_next_message`): :attr:`wrote` tells the group
-    whether a post that failed had started writing.
-    """
-
-    def __init__(self, conn: Any, sql: dict[str, Statement]) -> None:
-        self._conn = conn  # the driver's connection: sqlite3 or psycopg
-        self._sql = sql
-        self.wrote = False
-
-    def _execute(self, name: str, params: dict[str, Any]) -> Any:
-        statement = self._sql[name]
-        return self._conn.execute(statement.sql, statement.params(params))
-
-    def lock_room(self, room_id: str) -> bool:
-        """Whether the room exists; on PostgreSQL its row stays locked until commit, so
-        the room's posters take turns from here on."""
-        return self._execute("lock_room", {"room_id": room_id}).fetchone() is not None
-
-    def recent_post_times(self, room_id: str, public_key: str, since: float) -> list[float]:
-        """When the key posted in the room after ``since``, ascending."""
-        params = {"room_id": room_id, "public_key": public_key, "since": since}
-        return [row[0] for row in self._execute("recent_post_times", params).fetchall()]
-
-    def insert_next_message(
-        self, room_id: str, public_key: str, timestamp: int, data: str, signature: str, now: float
-    ) -> int | None:
-        """Store a message under the room's next server_id: that id, or None (and nothing
-        stored) if there is no such room. On PostgreSQL this locks the room row until
-        commit."""
-        self.wrote = True
-        params = {
-            "room_id": room_id,
-            "public_key": public_key,
-            "timestamp": timestamp,
-            "data": data,
-            "signature": signature,
-            "posted_at": now,
-        }
-        if "insert_next_message" in self._sql:
-            row = self._execute("insert_next_message", params).fetchone()
-            return None if row is None else int(row[0])
-        row = self._execute("next_message_id", {"room_id": room_id}).fetchone()
-        if row is None:
-            return None
-        self._execute("insert_message", {**params, "server_id": row[0]})
-        return int(row[0])
-
-
-Work = Callable[[PostTransaction], Any]
 
 
 @dataclass
-class _Post:
-    """A post waiting for its group: its room, what to write, where the answer goes."""
+class NewPost:
+    """A message to store, and the rate limit it is held to (None: exempt)."""
 
     room_id: str
-    work: Work
-    answer: asyncio.Future[Any]
+    public_key: str
+    timestamp: int
+    data: str
+    signature: str
+    posted_at: float
+    # With a limit: the key's posts after `limit_since` are handed to `check`.
+    limit_since: float = 0.0
+    check: RateCheck | None = None
+    answer: asyncio.Future[Message | None] = field(init=False, repr=False)
+
+
+# What a post of a group came to: its message (None: no such room), or why it was refused.
+Outcome = tuple[Message | None, Exception | None]
 
 
 class GroupWriteFailed(RuntimeError):
@@ -165,78 +113,157 @@ class GroupWriteFailed(RuntimeError):
 
 
 class PostWriter:
-    """Runs posting's write transactions for code on the event loop."""
+    """Stores posts for code on the event loop, in groups."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        dialect = driver_dialect(db.dialect)
-        self._sql = compile_statements(_statements(dialect), dialect)
-        self._queue: list[_Post] = []
+        self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
+        self._queue: list[NewPost] = []
         self._writer: asyncio.Task[None] | None = None  # writing groups, while any wait
 
-    async def write(self, room_id: str, work: Callable[[PostTransaction], T]) -> T:
-        """``work(tx)``, a post to ``room_id``, in a committed transaction: its result, or
-        its exception (then nothing it did is stored). ``work`` runs in a worker thread."""
-        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Post(room_id, work, answer))
+    async def write(self, post: NewPost) -> Message | None:
+        """Store ``post`` in a committed transaction: its message with its server id,
+        None if there is no such room, or the exception its ``check`` raised."""
+        post.answer = asyncio.get_running_loop().create_future()
+        self._queue.append(post)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_groups())
-        return await answer
-
-    @contextmanager
-    def _transaction(self) -> Iterator[PostTransaction]:
-        """A write transaction on the driver: all of it commits, or none of it does."""
-        with closing(self._db.engine.raw_connection()) as pooled, self._db.writing():
-            conn = pooled.driver_connection
-            if self._db.is_sqlite:
-                conn.execute("BEGIN IMMEDIATE")  # PostgreSQL: the first statement begins
-            try:
-                yield PostTransaction(conn, self._sql)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+        return await post.answer
 
     async def _write_groups(self) -> None:
         """Write groups until none is waiting (the one task of this process doing so)."""
-        group: list[_Post] = []
+        group: list[NewPost] = []
         try:
             while self._queue:
                 group, self._queue = self._queue, []
                 group.sort(key=lambda post: post.room_id)  # stable: each room's posts in order
-                works = [post.work for post in group]
                 try:
-                    outcomes = await anyio.to_thread.run_sync(self._write_group, works)
+                    outcomes = await anyio.to_thread.run_sync(self._write_group, group)
                 except Exception as exc:
                     for post in group:
                         failed = GroupWriteFailed("the transaction of this post failed")
                         failed.__cause__ = exc
                         _settle(post.answer, None, failed)
                     continue
-                for post, (result, error) in zip(group, outcomes, strict=True):
-                    _settle(post.answer, result, error)
+                for post, (message, error) in zip(group, outcomes, strict=True):
+                    _settle(post.answer, message, error)
         finally:
             self._writer = None
             for post in group + self._queue:  # left unanswered only if cancelled (stopping)
                 post.answer.cancel()
             self._queue = []
 
-    def _write_group(self, works: list[Work]) -> list[tuple[Any, Exception | None]]:
-        """Every work in one transaction: (result, error) each. A work that fails
-        before it writes is refused alone; one that fails after fails the group."""
-        outcomes: list[tuple[Any, Exception | None]] = []
-        with self._transaction() as tx:
-            for work in works:
-                tx.wrote = False
-                try:
-                    result = work(tx)
-                except Exception as exc:
-                    if tx.wrote:
-                        raise  # a half-written post: the transaction rolls back, all fail
-                    outcomes.append((None, exc))
-                else:
-                    outcomes.append((result, None))
+    def _write_group(self, group: list[NewPost]) -> list[Outcome]:
+        """The group (sorted by room) in one transaction: an outcome per post."""
+        outcomes: list[Outcome] = []
+        with closing(self._db.engine.raw_connection()) as pooled, self._db.writing():
+            conn = pooled.driver_connection
+            if self._db.is_sqlite:
+                conn.execute("BEGIN IMMEDIATE")  # PostgreSQL: the first statement begins
+            try:
+                for room_id, posts in groupby(group, key=lambda post: post.room_id):
+                    outcomes += _RoomBatch(conn, self._sql, room_id, list(posts)).write()
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
         return outcomes
+
+
+class _RoomBatch:
+    """The posts of one group to one room, written on the group's connection."""
+
+    def __init__(
+        self, conn: Any, sql: dict[str, Statement], room_id: str, posts: list[NewPost]
+    ) -> None:
+        self.conn = conn  # the driver's connection: sqlite3 or psycopg
+        self.sql = sql
+        self.room_id = room_id
+        self.posts = posts
+
+    def _execute(self, name: str, params: dict[str, Any]) -> Any:
+        statement = self.sql[name]
+        return self.conn.execute(statement.sql, statement.params(params))
+
+    def write(self) -> list[Outcome]:
+        no_room: list[Outcome] = [(None, None)] * len(self.posts)  # and nothing written
+        refusals = self._judge()
+        if refusals is None:
+            return no_room
+        accepted = [post for post, refused in zip(self.posts, refusals, strict=True) if not refused]
+        first = 0
+        if accepted:
+            taken = self._take_ids(len(accepted))
+            if taken is None:
+                return no_room
+            first = taken
+            self._insert(accepted, first)
+        ids = iter(range(first, first + len(accepted)))
+        return [
+            (None, refused) if refused else (_message(post, next(ids)), None)
+            for post, refused in zip(self.posts, refusals, strict=True)
+        ]
+
+    def _judge(self) -> list[Exception | None] | None:
+        """Each post's refusal (None: accepted), in order; None if there is no such room."""
+        limited = [post for post in self.posts if post.check is not None]
+        if not limited:
+            return [None] * len(self.posts)
+        if self._execute("lock_room", {"room_id": self.room_id}).fetchone() is None:
+            return None
+        recent: dict[str, list[float]] = {}  # the key's posts: stored, then accepted here
+        refusals: list[Exception | None] = []
+        for post in self.posts:
+            if post.check is None:
+                refusals.append(None)
+                continue
+            times = recent.get(post.public_key)
+            if times is None:
+                times = recent[post.public_key] = self._recent_times(post)
+            try:
+                post.check([t for t in times if t > post.limit_since])
+            except Exception as refusal:
+                refusals.append(refusal)
+                continue
+            times.append(post.posted_at)
+            refusals.append(None)
+        return refusals
+
+    def _recent_times(self, post: NewPost) -> list[float]:
+        params = {"room_id": self.room_id, "public_key": post.public_key, "since": post.limit_since}
+        return [row[0] for row in self._execute("recent_post_times", params).fetchall()]
+
+    def _take_ids(self, count: int) -> int | None:
+        """The first of ``count`` new server ids of the room (locking its row until
+        commit), or None if there is no such room."""
+        row = self._execute("take_ids", {"room_id": self.room_id, "count": count}).fetchone()
+        return None if row is None else int(row[0]) - count + 1
+
+    def _insert(self, accepted: list[NewPost], first: int) -> None:
+        """The accepted posts under ids ``first``, ``first + 1``, ...: one pipeline on
+        PostgreSQL."""
+        if not accepted:
+            return
+        statement = self.sql["insert_message"]
+        rows = [
+            statement.params(
+                {
+                    "room_id": self.room_id,
+                    "server_id": first + n,
+                    "public_key": post.public_key,
+                    "timestamp": post.timestamp,
+                    "data": post.data,
+                    "signature": post.signature,
+                    "posted_at": post.posted_at,
+                }
+            )
+            for n, post in enumerate(accepted)
+        ]
+        self.conn.cursor().executemany(statement.sql, rows)
+
+
+def _message(post: NewPost, server_id: int) -> Message:
+    return Message(server_id, post.public_key, post.timestamp, post.data, post.signature)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
