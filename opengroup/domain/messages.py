@@ -1,0 +1,105 @@
+"""Messages: posting (the hot write, see :mod:`opengroup.storage.postwriter`),
+reading and deleting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection
+
+from opengroup import crypto
+from opengroup.domain import limits, values
+from opengroup.domain.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from opengroup.domain.parts import MAX_PAGE, CommunityPart, Member
+from opengroup.storage import queries as q
+from opengroup.storage.postwriter import NewPost, PostWriter
+from opengroup.storage.queries import Message
+
+
+class Messages(CommunityPart):
+    """Posting, reading and deleting messages."""
+
+    _posts: PostWriter
+
+    async def post(self, member: Member, timestamp: int, data: str, signature: str) -> Message:
+        """Store a signed message; ``data`` and ``signature`` are base64 as the client sent.
+
+        The checks run on the event loop; the write runs in a worker thread, in one
+        transaction with the other posts waiting at that moment
+        (:mod:`opengroup.storage.postwriter`).
+        """
+        raw = values.base64_bytes(data, "data")
+        raw_signature = values.base64_bytes(signature, "signature")
+        if not raw:
+            raise BadRequest("data is empty")
+        if len(raw_signature) != crypto.SIGNATURE_SIZE:
+            raise BadRequest("signature must be 64 bytes")
+        if len(raw) > self.settings.max_message_bytes:
+            raise PayloadTooLarge(
+                f"message data is {len(raw)} bytes; the limit is {self.settings.max_message_bytes}"
+            )
+        if self.settings.verify_signatures and not crypto.verify_signature(
+            bytes.fromhex(member.public_key[2:]), raw, raw_signature
+        ):
+            raise BadRequest("signature does not match the data and the sender's key")
+        now = self.clock()
+        window = limits.Window(
+            self.settings.post_rate_limit_count, self.settings.post_rate_limit_seconds, "posts"
+        )
+        limited = window.enabled and not member.is_moderator
+        message = await self._posts.write(
+            NewPost(
+                member.room_id,
+                member.public_key,
+                timestamp,
+                data,
+                signature,
+                posted_at=now,
+                limit_since=window.since(now),
+                check=(lambda recent: window.check(recent, now)) if limited else None,
+            )
+        )
+        if message is None:
+            raise NotFound(f"no such room: {member.room_id}")
+        return message
+
+    def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
+        with self.db.read() as conn:
+            return self._messages(conn, member.room_id, after, limit)
+
+    @staticmethod
+    def _messages(conn: Connection, room_id: str, after: int | None, limit: int) -> list[Message]:
+        limit = min(limit, MAX_PAGE)
+        if after is None:
+            return q.newest_messages(conn, room_id, limit)
+        return q.messages_after(conn, room_id, after, limit)
+
+    def deletions(
+        self, member: Member, after: int | None, limit: int = MAX_PAGE
+    ) -> list[tuple[int, int]]:
+        with self.db.read() as conn:
+            return self._deletions(conn, member.room_id, after, limit)
+
+    def _deletions(
+        self, conn: Connection, room_id: str, after: int | None, limit: int
+    ) -> list[tuple[int, int]]:
+        by_number = self.settings.deletions_format == "objects"
+        return q.deletions_after(conn, room_id, after, min(limit, MAX_PAGE), by_number=by_number)
+
+    def delete_messages(self, member: Member, server_ids: Sequence[int]) -> None:
+        """Delete all of them or none: the sender's own, or any for a moderator."""
+        wanted = list(dict.fromkeys(server_ids))
+        with self.db.write() as conn:
+            q.lock_room(conn, member.room_id)  # concurrent deleters: one deletion entry each
+            found = q.message_senders(conn, member.room_id, wanted)
+            missing = [i for i in wanted if i not in found]
+            if missing:
+                raise NotFound(f"no such message: {missing[0]}")
+            if not member.is_moderator:
+                for server_id in wanted:
+                    if found[server_id][0] != member.public_key:
+                        raise Forbidden(f"message {server_id} is not yours to delete")
+            for server_id in wanted:
+                if not found[server_id][1]:
+                    q.mark_deleted(conn, member.room_id, server_id)

@@ -1,0 +1,41 @@
+"""Rooms: listing them for clients and the home page, and the operator's add,
+delete and counts.
+"""
+
+from __future__ import annotations
+
+from opengroup.domain.parts import CommunityPart
+from opengroup.storage import queries as q
+from opengroup.storage import stats as storage_stats
+from opengroup.storage.queries import Room
+
+
+class Rooms(CommunityPart):
+    """The rooms themselves."""
+
+    def rooms(self) -> list[Room]:
+        with self.db.read() as conn:
+            return q.list_rooms(conn)
+
+    def room(self, room_id: str) -> Room:
+        with self.db.read() as conn:
+            return self._room(conn, room_id)
+
+    def room_overview(self) -> list[tuple[Room, int]]:
+        """Every room with its member count (for the home page), in one snapshot."""
+        now = self.clock()
+        with self.db.read() as conn:
+            return [(room, q.member_count(conn, room.id, now)) for room in q.list_rooms(conn)]
+
+    def stats(self) -> storage_stats.ServerStats:
+        """Counts for the operator (``opengroup stats``)."""
+        with self.db.read() as conn:
+            return storage_stats.server_stats(conn, self.clock())
+
+    def add_room(self, room_id: str, name: str) -> bool:
+        with self.db.write() as conn:
+            return q.insert_room(conn, room_id, name, self.clock())
+
+    def delete_room(self, room_id: str) -> bool:
+        with self.db.write() as conn:
+            return q.delete_room(conn, room_id)
