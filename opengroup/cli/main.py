@@ -286,7 +286,7 @@ def import_legacy(path: str, dry_run: bool, **options: Any) -> None:
     """
     from pathlib import Path
 
-    from opengroup.legacy import LegacyImport, LegacyImportError
+    from opengroup.legacy_import import LegacyImport, LegacyImportError
 
     def warn(text: str) -> None:
         click.echo(f"warning: {text}", err=True)

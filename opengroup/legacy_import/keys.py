@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from opengroup import crypto
 from opengroup.config import Settings
 from opengroup.keys import load_private_key
-from opengroup.legacy.errors import LegacyImportError
-from opengroup.legacy.source import LegacyDataDir
+from opengroup.legacy_import.errors import LegacyImportError
+from opengroup.legacy_import.source import LegacyDataDir
 
 
 def _write_exclusive(path: Path, data: bytes, mode: int) -> None:

@@ -1,6 +1,6 @@
 """``opengroup import-legacy``: take over a data directory of the Rust reference server.
 
-The reference server's data dir and tables are described in ``opengroup/legacy/source.py``.
+The reference server's data dir and tables are described in ``opengroup/legacy_import/source.py``.
 
 What the import does, and its decisions:
 
@@ -43,11 +43,11 @@ from pathlib import Path
 
 from opengroup.config import Settings
 from opengroup.domain import values
-from opengroup.legacy.apply import Advance, apply_plan
-from opengroup.legacy.errors import LegacyImportError
-from opengroup.legacy.keys import check_keys, install_keys
-from opengroup.legacy.plan import Counts, RoomPlan, Warn, plan_room
-from opengroup.legacy.source import LegacyDataDir, LegacyRoom, reading
+from opengroup.legacy_import.apply import Advance, apply_plan
+from opengroup.legacy_import.errors import LegacyImportError
+from opengroup.legacy_import.keys import check_keys, install_keys
+from opengroup.legacy_import.plan import Counts, RoomPlan, Warn, plan_room
+from opengroup.legacy_import.source import LegacyDataDir, LegacyRoom, reading
 from opengroup.storage import migrate
 from opengroup.storage.database import Database
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from opengroup import crypto
 from opengroup.config import Settings
-from opengroup.legacy.source import (
+from opengroup.legacy_import.source import (
     LegacyDataDir,
     LegacyRoom,
     LegacyRoomDb,

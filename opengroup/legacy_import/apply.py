@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection
 
-from opengroup.legacy.errors import LegacyImportError
-from opengroup.legacy.plan import RoomPlan
-from opengroup.legacy.source import LegacyRoomDb, int_or_none, session_id_or_none
+from opengroup.legacy_import.errors import LegacyImportError
+from opengroup.legacy_import.plan import RoomPlan
+from opengroup.legacy_import.source import LegacyRoomDb, int_or_none, session_id_or_none
 from opengroup.storage import bulk
 from opengroup.storage import queries as q
 from opengroup.storage.queries import Message

@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from opengroup import crypto
 from opengroup.domain import values
 from opengroup.keys import KeyFileError
-from opengroup.legacy.errors import LegacyImportError
+from opengroup.legacy_import.errors import LegacyImportError
 
 PRIVATE_KEY_NAME = "x25519_private_key.pem"
 PUBLIC_KEY_NAME = "x25519_public_key.pem"
