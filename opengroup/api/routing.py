@@ -75,7 +75,11 @@ def loads_json(data: bytes | str, max_depth: int) -> Any:
         if "depth limit" in str(exc):  # orjson gives up by itself past 1024 levels
             raise JsonTooDeep(DEEP_JSON) from None
         raise
-    if not cannot_nest_deeper(data, max_depth) and json_too_deep(value, max_depth):
+    if (
+        max_depth > 0
+        and not cannot_nest_deeper(data, max_depth)
+        and json_too_deep(value, max_depth)
+    ):
         raise JsonTooDeep(DEEP_JSON)
     return value
 
