@@ -337,6 +337,24 @@ def test_deletions_in_the_default_format_are_deleted_message_ids(
     assert poll_one(client, entry(user, from_deletion_server_id=ids[2]))["deletions"] == []
 
 
+def test_without_a_deletion_cursor_a_poll_gets_the_rooms_newest_deletions(
+    client: Client, server: ServerProcess, make_persona: PersonaFactory
+) -> None:
+    """Before its first deletion a room has none to give; after it, every poll
+    without a deletion cursor gets it, whatever the message cursor."""
+    member = make_persona(room=add_room(server))
+    ids = [post(client, member)["server_id"] for _ in range(2)]
+    before = poll_one(client, entry(member))
+    delete(client, member, [ids[0]])
+
+    after = poll_one(client, entry(member))
+    up_to_date = poll_one(client, entry(member, from_message_server_id=ids[1]))
+
+    assert before["deletions"] == []
+    assert after["deletions"] == [ids[0]]
+    assert up_to_date["deletions"] == [ids[0]] and up_to_date["messages"] == []
+
+
 def test_deletions_in_the_objects_format_page_by_deletion_number(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
