@@ -41,8 +41,8 @@ SETTINGS: tuple[Setting, ...] = (
         "keep_alive_seconds",
         5,
         int,
-        "How long an idle HTTP connection is kept open for its next request. A proxy or "
-        "service node that reuses connections must let them go sooner than this.",
+        "How long an idle HTTP connection is kept open for its next request (0: closed "
+        "as soon as it is idle). A proxy that reuses connections must let them go sooner.",
     ),
     Setting(
         "database_url",

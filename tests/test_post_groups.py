@@ -39,8 +39,15 @@ def at_most(count: int):
     return check
 
 
-def new_post(data: str, key: str = ALICE, room: str = ROOM, check=None) -> NewPost:
-    return NewPost(room, key, 1, data, "sig", posted_at=100.0, limit_since=0.0, check=check)
+def new_post(
+    data: str,
+    key: str = ALICE,
+    room: str = ROOM,
+    check=None,
+    posted_at: float = 100.0,
+    limit_since: float = 0.0,
+) -> NewPost:
+    return NewPost(room, key, 1, data, "sig", posted_at, limit_since=limit_since, check=check)
 
 
 @pytest.fixture
@@ -104,6 +111,24 @@ def test_the_limit_counts_stored_posts_and_those_earlier_in_the_group(db: Databa
     assert server_ids(group)[0::2] == [2, 3]
     assert isinstance(group[1], Refused) and group[1].args == (2,)
     assert stored(db) == [(1, "one"), (2, "two"), (3, "bob's")]
+
+
+def test_posts_before_the_window_do_not_count(db: Database) -> None:
+    """Stored or earlier in the group, a post at or before ``limit_since`` is outside."""
+    writer = PostWriter(db)
+    one_allowed = at_most(1)
+    stored_early = write_together(writer, new_post("at 10", posted_at=10.0, check=one_allowed))
+    group = write_together(
+        writer,
+        new_post("at 60", posted_at=60.0, limit_since=10.0, check=one_allowed),
+        new_post("at 100", posted_at=100.0, limit_since=60.0, check=one_allowed),
+        new_post("at 101", posted_at=101.0, limit_since=61.0, check=one_allowed),
+    )
+
+    assert server_ids(stored_early) == [1]
+    assert server_ids(group)[:2] == [2, 3]  # "at 10" left the first's window, "at 60" the second's
+    assert isinstance(group[2], Refused)  # "at 100" is in its window
+    assert stored(db) == [(1, "at 10"), (2, "at 60"), (3, "at 100")]
 
 
 def test_no_such_room_stores_nothing_and_takes_no_id(db: Database) -> None:

@@ -63,8 +63,12 @@ RateCheck = Callable[[Sequence[float]], None]
 def _statements() -> dict[str, ClauseElement]:
     room_id = bindparam("room_id")
     return {
-        # FOR UPDATE on PostgreSQL; SQLite's writer holds the whole database anyway.
-        "lock_room": select(rooms.c.message_seq).where(rooms.c.id == room_id).with_for_update(),
+        # PostgreSQL: FOR NO KEY UPDATE, the lock take_ids' UPDATE takes anyway (it lets
+        # the rows that refer to the room be written meanwhile). SQLite's writer holds
+        # the whole database anyway.
+        "lock_room": select(rooms.c.message_seq)
+        .where(rooms.c.id == room_id)
+        .with_for_update(key_share=True),
         "recent_post_times": select(messages.c.posted_at).where(
             messages.c.room_id == room_id,
             messages.c.public_key == bindparam("public_key"),
@@ -190,7 +194,9 @@ class _RoomBatch:
         refusals = self._judge()
         if refusals is None:
             return no_room
-        accepted = [post for post, refused in zip(self.posts, refusals, strict=True) if not refused]
+        accepted = [
+            post for post, refused in zip(self.posts, refusals, strict=True) if refused is None
+        ]
         first = 0
         if accepted:
             taken = self._take_ids(len(accepted))
@@ -200,7 +206,7 @@ class _RoomBatch:
             self._insert(accepted, first)
         ids = iter(range(first, first + len(accepted)))
         return [
-            (None, refused) if refused else (_message(post, next(ids)), None)
+            (_message(post, next(ids)), None) if refused is None else (None, refused)
             for post, refused in zip(self.posts, refusals, strict=True)
         ]
 
@@ -211,15 +217,19 @@ class _RoomBatch:
             return [None] * len(self.posts)
         if self._execute("lock_room", {"room_id": self.room_id}).fetchone() is None:
             return None
-        recent: dict[str, list[float]] = {}  # the key's posts: stored, then accepted here
+        # Each key's posts in its earliest window of the batch: stored, then accepted here.
+        since: dict[str, float] = {}
+        for post in limited:
+            since[post.public_key] = min(
+                post.limit_since, since.get(post.public_key, post.limit_since)
+            )
+        recent = {key: self._recent_times(key, start) for key, start in since.items()}
         refusals: list[Exception | None] = []
         for post in self.posts:
             if post.check is None:
                 refusals.append(None)
                 continue
-            times = recent.get(post.public_key)
-            if times is None:
-                times = recent[post.public_key] = self._recent_times(post)
+            times = recent[post.public_key]
             try:
                 post.check([t for t in times if t > post.limit_since])
             except Exception as refusal:
@@ -229,8 +239,9 @@ class _RoomBatch:
             refusals.append(None)
         return refusals
 
-    def _recent_times(self, post: NewPost) -> list[float]:
-        params = {"room_id": self.room_id, "public_key": post.public_key, "since": post.limit_since}
+    def _recent_times(self, public_key: str, since: float) -> list[float]:
+        """When the key posted in the room after ``since`` (one round trip each)."""
+        params = {"room_id": self.room_id, "public_key": public_key, "since": since}
         return [row[0] for row in self._execute("recent_post_times", params).fetchall()]
 
     def _take_ids(self, count: int) -> int | None:
