@@ -1,4 +1,4 @@
-"""How domain objects look on the wire (SPEC.md section 3)."""
+"""How domain objects look on the wire (docs/spec/SPEC.md section 3)."""
 
 from __future__ import annotations
 

@@ -27,10 +27,13 @@ def room_counters(conn: Connection, room_id: str) -> tuple[int, int]:
 
 
 def set_room_counters(conn: Connection, room_id: str, message_seq: int, deletion_seq: int) -> None:
+    """Set the id counters; the room's seqno becomes at least the last message id (the
+    seqno imported messages took), so it never goes back."""
+    seqno = conn.execute(select(rooms.c.seqno).where(rooms.c.id == room_id)).scalar_one()
     conn.execute(
         update(rooms)
         .where(rooms.c.id == room_id)
-        .values(message_seq=message_seq, deletion_seq=deletion_seq)
+        .values(message_seq=message_seq, deletion_seq=deletion_seq, seqno=max(seqno, message_seq))
     )
 
 
@@ -47,7 +50,8 @@ def message_fingerprints(conn: Connection, room_id: str) -> dict[int, tuple[str,
 def insert_messages(
     conn: Connection, room_id: str, rows: Sequence[tuple[Message, float, bool]]
 ) -> None:
-    """Insert (message, posted_at, deleted) rows with the server_ids they carry."""
+    """Insert (message, posted_at, deleted) rows with the server_ids they carry (and as
+    many seqnos: imported history reads, to the community API, as posted in id order)."""
     if not rows:
         return
     conn.execute(
@@ -62,6 +66,9 @@ def insert_messages(
                 "signature": m.signature,
                 "posted_at": posted_at,
                 "deleted": deleted,
+                "seqno": m.server_id,
+                "seqno_data": m.server_id,
+                "seqno_created": m.server_id,
             }
             for m, posted_at, deleted in rows
         ],

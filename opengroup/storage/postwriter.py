@@ -74,11 +74,14 @@ def _statements() -> dict[str, ClauseElement]:
             messages.c.public_key == bindparam("public_key"),
             messages.c.posted_at > bindparam("since"),
         ),
-        # The room's next `count` ids (the last of them returned); locks the row.
+        # The room's next `count` ids and seqnos (the last of each returned); locks the row.
         "take_ids": update(rooms)
         .where(rooms.c.id == room_id)
-        .values(message_seq=rooms.c.message_seq + bindparam("count"))
-        .returning(rooms.c.message_seq),
+        .values(
+            message_seq=rooms.c.message_seq + bindparam("count"),
+            seqno=rooms.c.seqno + bindparam("count"),
+        )
+        .returning(rooms.c.message_seq, rooms.c.seqno),
         "insert_message": insert(messages).values(
             room_id=room_id,
             server_id=bindparam("server_id"),
@@ -88,6 +91,11 @@ def _statements() -> dict[str, ClauseElement]:
             signature=bindparam("signature"),
             posted_at=bindparam("posted_at"),
             deleted=false(),
+            seqno=bindparam("seqno"),
+            seqno_data=bindparam("seqno"),
+            seqno_created=bindparam("seqno"),
+            whisper_to=bindparam("whisper_to"),
+            whisper_mods=bindparam("whisper_mods"),
         ),
     }
 
@@ -102,6 +110,8 @@ class NewPost:
     data: str
     signature: str
     posted_at: float
+    whisper_to: str | None = None
+    whisper_mods: bool = False
     # With a limit: the key's posts after `limit_since` are handed to `check`.
     limit_since: float = 0.0
     check: RateCheck | None = None
@@ -197,18 +207,22 @@ class _RoomBatch:
         accepted = [
             post for post, refused in zip(self.posts, refusals, strict=True) if refused is None
         ]
-        first = 0
+        first = first_seqno = 0
         if accepted:
             taken = self._take_ids(len(accepted))
             if taken is None:
                 return no_room
-            first = taken
-            self._insert(accepted, first)
-        ids = iter(range(first, first + len(accepted)))
-        return [
-            (_message(post, next(ids)), None) if refused is None else (None, refused)
-            for post, refused in zip(self.posts, refusals, strict=True)
-        ]
+            first, first_seqno = taken
+            self._insert(accepted, first, first_seqno)
+        ids = iter(range(len(accepted)))
+        outcomes: list[Outcome] = []
+        for post, refused in zip(self.posts, refusals, strict=True):
+            if refused is None:
+                n = next(ids)
+                outcomes.append((_message(post, first + n, first_seqno + n), None))
+            else:
+                outcomes.append((None, refused))
+        return outcomes
 
     def _judge(self) -> list[Exception | None] | None:
         """Each post's refusal (None: accepted), in order; None if there is no such room."""
@@ -244,15 +258,15 @@ class _RoomBatch:
         params = {"room_id": self.room_id, "public_key": public_key, "since": since}
         return [row[0] for row in self._execute("recent_post_times", params).fetchall()]
 
-    def _take_ids(self, count: int) -> int | None:
-        """The first of ``count`` new server ids of the room (locking its row until
-        commit), or None if there is no such room."""
+    def _take_ids(self, count: int) -> tuple[int, int] | None:
+        """The first of ``count`` new server ids and seqnos of the room (locking its
+        row until commit), or None if there is no such room."""
         row = self._execute("take_ids", {"room_id": self.room_id, "count": count}).fetchone()
-        return None if row is None else int(row[0]) - count + 1
+        return None if row is None else (int(row[0]) - count + 1, int(row[1]) - count + 1)
 
-    def _insert(self, accepted: list[NewPost], first: int) -> None:
-        """The accepted posts under ids ``first``, ``first + 1``, ...: one pipeline on
-        PostgreSQL."""
+    def _insert(self, accepted: list[NewPost], first: int, first_seqno: int) -> None:
+        """The accepted posts under ids ``first``, ``first + 1``, ... and seqnos
+        ``first_seqno``, ...: one pipeline on PostgreSQL."""
         if not accepted:
             return
         statement = self.sql["insert_message"]
@@ -266,6 +280,9 @@ class _RoomBatch:
                     "data": post.data,
                     "signature": post.signature,
                     "posted_at": post.posted_at,
+                    "seqno": first_seqno + n,
+                    "whisper_to": post.whisper_to,
+                    "whisper_mods": post.whisper_mods,
                 }
             )
             for n, post in enumerate(accepted)
@@ -273,8 +290,10 @@ class _RoomBatch:
         self.conn.cursor().executemany(statement.sql, rows)
 
 
-def _message(post: NewPost, server_id: int) -> Message:
-    return Message(server_id, post.public_key, post.timestamp, post.data, post.signature)
+def _message(post: NewPost, server_id: int, seqno: int) -> Message:
+    return Message(
+        server_id, post.public_key, post.timestamp, post.data, post.signature, seqno, post.posted_at
+    )
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

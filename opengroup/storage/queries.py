@@ -35,10 +35,14 @@ from opengroup.storage.schema import (
     bans,
     deletions,
     files,
+    future_permissions,
     messages,
     moderators,
     pending_tokens,
+    permission_overrides,
+    pins,
     rate_events,
+    reactions,
     room_activity,
     rooms,
     tokens,
@@ -59,6 +63,8 @@ class Message:
     timestamp: int
     data: str
     signature: str
+    seqno: int = 0
+    posted_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,10 @@ def delete_room(conn: Connection, room_id: str) -> bool:
         tokens,
         files,
         room_activity,
+        reactions,
+        pins,
+        permission_overrides,
+        future_permissions,
     ):
         conn.execute(delete(table).where(table.c.room_id == room_id))
     return conn.execute(delete(rooms).where(rooms.c.id == room_id)).rowcount > 0
@@ -375,13 +385,37 @@ def live_message_ids_by(conn: Connection, room_id: str, public_key: str) -> list
     return [row[0] for row in rows]
 
 
+def next_seqno(conn: Connection, room_id: str) -> int:
+    """Take the room's next seqno (the community API's change counter)."""
+    return conn.execute(
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(seqno=rooms.c.seqno + 1)
+        .returning(rooms.c.seqno)
+    ).scalar_one()
+
+
 def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:
-    """Blank a message and record its deletion under the room's next deletion number."""
+    """Blank a message (its reactions and pin go with it) and record its deletion for
+    both APIs: under the room's next deletion number (v2) and its next seqno (v3)."""
+    seqno = next_seqno(conn, room_id)
     conn.execute(
         update(messages)
         .where(messages.c.room_id == room_id, messages.c.server_id == server_id)
-        .values(deleted=True, data="", signature="")
+        .values(
+            deleted=True,
+            data="",
+            signature="",
+            seqno=seqno,
+            seqno_data=seqno,
+            whisper_to=None,
+            whisper_mods=False,
+        )
     )
+    for table in (reactions, pins):
+        conn.execute(
+            delete(table).where(table.c.room_id == room_id, table.c.message_id == server_id)
+        )
     deletion_id = next_deletion_id(conn, room_id)
     conn.execute(insert(deletions).values(room_id=room_id, id=deletion_id, message_id=server_id))
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 
-def _room_fk() -> Column:
+def _room_fk() -> Column[str]:
     return Column("room_id", String(64), ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False)
 
 
@@ -47,6 +47,17 @@ rooms = Table(
     Column("deletion_seq", BigInteger, nullable=False, default=0),
     Column("image_file_id", BigInteger, nullable=True),
     Column("created_at", Float, nullable=False),
+    Column("description", Text, nullable=True),
+    # The community API's counters: ``seqno`` grows with every post, edit, deletion
+    # and reaction change (each changed message takes the new value);
+    # ``info_updates`` with every change of name, description, image, pins or staff.
+    Column("seqno", BigInteger, nullable=False, default=0),
+    Column("info_updates", BigInteger, nullable=False, default=0),
+    # What a user without an override of their own may do in the room.
+    Column("default_read", Boolean, nullable=False, default=True),
+    Column("default_accessible", Boolean, nullable=False, default=True),
+    Column("default_write", Boolean, nullable=False, default=True),
+    Column("default_upload", Boolean, nullable=False, default=True),
 )
 
 messages = Table(
@@ -60,8 +71,19 @@ messages = Table(
     Column("signature", Text, nullable=False),
     Column("posted_at", Float, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
+    # The room seqno of the message's latest change of any kind, of its latest change
+    # of data (post, edit, deletion), and of its posting: what messages/since pages by
+    # and tells apart (a new message, an edit or deletion, or new reactions only).
+    Column("seqno", BigInteger, nullable=False, default=0),
+    Column("seqno_data", BigInteger, nullable=False, default=0),
+    Column("seqno_created", BigInteger, nullable=False, default=0),
+    Column("edited_at", Float, nullable=True),
+    # A whisper: to one session id, and/or to the room's moderators.
+    Column("whisper_to", String(66), nullable=True),
+    Column("whisper_mods", Boolean, nullable=False, default=False),
     PrimaryKeyConstraint("room_id", "server_id"),
     Index("messages_by_sender", "room_id", "public_key", "posted_at"),
+    Index("messages_by_seqno", "room_id", "seqno"),
 )
 
 deletions = Table(
@@ -80,7 +102,21 @@ moderators = Table(
     _room_fk(),
     Column("public_key", String(66), nullable=False),
     Column("added_at", Float, nullable=False),
+    # An admin is a moderator who may also change the room and its staff. A hidden
+    # one is left out of the staff lists that non-moderators see.
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("visible", Boolean, nullable=False, default=True),
     PrimaryKeyConstraint("room_id", "public_key"),
+)
+
+# Moderators and admins of every room (hidden by default).
+global_moderators = Table(
+    "global_moderators",
+    metadata,
+    Column("public_key", String(66), primary_key=True),
+    Column("added_at", Float, nullable=False),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("visible", Boolean, nullable=False, default=False),
 )
 
 bans = Table(
@@ -89,7 +125,17 @@ bans = Table(
     _room_fk(),
     Column("public_key", String(66), nullable=False),
     Column("banned_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # NULL: until lifted
     PrimaryKeyConstraint("room_id", "public_key"),
+)
+
+# Bans from every room (and from sending or receiving direct messages).
+global_bans = Table(
+    "global_bans",
+    metadata,
+    Column("public_key", String(66), primary_key=True),
+    Column("banned_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
 )
 
 pending_tokens = Table(
@@ -125,6 +171,7 @@ files = Table(
     Column("created_at", Float, nullable=False),
     # NULL: never expires (room images).
     Column("expires_at", Float, nullable=True),
+    Column("filename", Text, nullable=True),  # as the uploader named it, if they did
     Index("files_by_expiry", "expires_at"),
     Index("files_by_uploader", "room_id", "uploader", "created_at"),
 )
@@ -149,4 +196,106 @@ room_activity = Table(
     Column("last_active", Float, nullable=False),
     PrimaryKeyConstraint("room_id", "public_key"),
     Index("room_activity_by_time", "room_id", "last_active"),
+)
+
+
+def _autoincrement_id() -> Column[int]:
+    # SQLite numbers rows by itself only for a column declared INTEGER PRIMARY KEY.
+    return Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+
+
+# One user's permissions in one room where they differ from the room's defaults
+# (NULL: the default).
+permission_overrides = Table(
+    "permission_overrides",
+    metadata,
+    _room_fk(),
+    Column("public_key", String(66), nullable=False),
+    Column("read", Boolean, nullable=True),
+    Column("accessible", Boolean, nullable=True),
+    Column("write", Boolean, nullable=True),
+    Column("upload", Boolean, nullable=True),
+    PrimaryKeyConstraint("room_id", "public_key"),
+)
+
+# Permission overrides to apply at a later time (NULL: left as it is then).
+future_permissions = Table(
+    "future_permissions",
+    metadata,
+    _autoincrement_id(),
+    _room_fk(),
+    Column("public_key", String(66), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("read", Boolean, nullable=True),
+    Column("write", Boolean, nullable=True),
+    Column("upload", Boolean, nullable=True),
+    Index("future_permissions_by_time", "at"),
+)
+
+# The community API's identities, as they first and last signed a request.
+users = Table(
+    "users",
+    metadata,
+    Column("session_id", String(66), primary_key=True),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+# A Session id ("05...") named by the operator or a moderator, and the blinded id
+# ("15...") it signs in as on this server. ``blinded_abs`` is the blinded key with
+# its sign bit cleared, the same for both candidates; ``blinded_id`` is the one
+# seen, once it is.
+blinded_ids = Table(
+    "blinded_ids",
+    metadata,
+    Column("session_id", String(66), primary_key=True),
+    Column("blinded_abs", String(66), nullable=False),
+    Column("blinded_id", String(66), nullable=True),
+    Index("blinded_ids_by_abs", "blinded_abs"),
+)
+
+# The nonce of every signed request, kept until its timestamp leaves the accepted
+# window: a request can never be replayed.
+request_nonces = Table(
+    "request_nonces",
+    metadata,
+    Column("nonce", LargeBinary(16), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("request_nonces_by_expiry", "expires_at"),
+)
+
+reactions = Table(
+    "reactions",
+    metadata,
+    _room_fk(),
+    Column("message_id", BigInteger, nullable=False),
+    Column("reaction", Text, nullable=False),
+    Column("public_key", String(66), nullable=False),
+    Column("reacted_at", Float, nullable=False),
+    PrimaryKeyConstraint("room_id", "message_id", "reaction", "public_key"),
+)
+
+pins = Table(
+    "pins",
+    metadata,
+    _room_fk(),
+    Column("message_id", BigInteger, nullable=False),
+    Column("pinned_at", Float, nullable=False),
+    Column("pinned_by", String(66), nullable=False),
+    PrimaryKeyConstraint("room_id", "message_id"),
+)
+
+# Blinded direct messages ("message requests"): opaque to the server.
+direct_messages = Table(
+    "direct_messages",
+    metadata,
+    _autoincrement_id(),
+    Column("sender", String(66), nullable=False),
+    Column("recipient", String(66), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("posted_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("direct_messages_by_recipient", "recipient", "id"),
+    Index("direct_messages_by_sender", "sender", "id"),
+    Index("direct_messages_by_expiry", "expires_at"),
 )
