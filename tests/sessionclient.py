@@ -3,7 +3,7 @@
 It does the client side of the cryptography itself and never imports the
 server package: a bug shared by client and server code would otherwise hide
 itself. Behaviour follows what the 2021 Session clients do on the wire
-(see shared/research/client-protocol.md).
+(see docs/spec/client-protocol.md).
 """
 
 from __future__ import annotations
@@ -311,7 +311,10 @@ class Client:
     def _request_http(
         self, method: str, endpoint: str, body: object | None, headers: dict[str, object]
     ) -> dict[str, Any]:
-        """Direct call; the HTTP status must equal the body's status_code (SPEC 2.2)."""
+        """Direct call; the HTTP status must equal the body's status_code.
+
+        See docs/spec/SPEC.md section 2.2.
+        """
         str_headers = {k: str(v) for k, v in headers.items()}
         content: bytes | None = None
         if body is not None:
@@ -344,7 +347,10 @@ class Client:
     def _request_onion(
         self, method: str, endpoint: str, body: object | None, headers: dict[str, object]
     ) -> dict[str, Any]:
-        """Call through /loki/v3/lsrpc: outer status 200, inner flat JSON (SPEC 2.1)."""
+        """Call through /loki/v3/lsrpc: outer status 200, inner flat JSON.
+
+        See docs/spec/SPEC.md section 2.1.
+        """
         blob, key = build_onion_request(
             self.server_public_key, endpoint, method, self._onion_body_text(body), headers
         )

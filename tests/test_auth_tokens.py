@@ -1,4 +1,4 @@
-"""Auth tokens: challenge, claim, use, revoke, expiry (SPEC.md 3 "auth tokens").
+"""Auth tokens: challenge, claim, use, revoke, expiry (docs/spec/SPEC.md section 3, "auth tokens").
 
 A client asks for a challenge with its Session id, decrypts it with its own
 X25519 key to a 48-byte token, claims it, and then sends it hex-encoded in

@@ -1,5 +1,6 @@
-"""The operator's admin commands (SPEC.md section 4): `opengroup ...` and the drop-in
-`session-open-group-server`.
+"""The operator's admin commands: `opengroup ...` and the drop-in `session-open-group-server`.
+
+The contract: docs/spec/SPEC.md section 4.
 
 Admin commands act on the data directly, so they are run here next to the
 module's running server, and every change must be visible to clients at once.

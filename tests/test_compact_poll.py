@@ -1,7 +1,7 @@
 """compact_poll: messages, deletions and moderators of many rooms in one request.
 
-SPEC.md section 3 (last paragraphs) and client-protocol.md section 4. Clients
-match results by position and drop (or choke on) a result that lacks one of
+docs/spec/SPEC.md section 3 (last paragraphs) and docs/spec/client-protocol.md
+section 4. Clients match results by position and drop (or choke on) a result that lacks one of
 the five keys, so: exactly one result per entry, in request order, each with
 `room_id`, `status_code`, `messages`, `deletions` and `moderators` (empty lists
 on error). A broken entry fails alone; missing, null or empty tokens and

@@ -1,4 +1,4 @@
-"""Many clients at once, through several processes on one database (SPEC.md section 5).
+"""Many clients at once, through several processes on one database (docs/spec/SPEC.md section 5).
 
 Two `opengroup serve` processes share one database (posting rate limit off,
 deletions in the numbered `objects` format so every deletion entry can be

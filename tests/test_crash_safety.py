@@ -1,8 +1,8 @@
 """Crash safety: a server killed mid-burst loses no acknowledged write and shows no torn one.
 
-SPEC.md section 5: "No acknowledged write is lost when a process is killed; a
-crash mid-request leaves no half-written state." Several users post messages
-and upload files at once (threads, both transports, rate limits off);
+docs/spec/SPEC.md section 5: "No acknowledged write is lost when a process is
+killed; a crash mid-request leaves no half-written state." Several users post
+messages and upload files at once (threads, both transports, rate limits off);
 the server is killed with SIGKILL while requests are in flight, at three
 moments (at the first acknowledgement, a little later, and well into the
 burst), and restarted on the same data dir and database. Then:

@@ -1,4 +1,6 @@
-"""Files: upload into a room, download from it (SPEC.md 3 "ids", "POST /files", "files").
+"""Files: upload into a room, download from it.
+
+The contract: docs/spec/SPEC.md section 3 ("ids", "POST /files", "files").
 
 `POST /files {"file": <base64>}` answers `{"status_code": 200, "result": <id>}`
 with a random integer id in [2^31, 2^53); `GET /files/<id>` gives the bytes

@@ -1,6 +1,6 @@
 """Fuzzing: hostile or random input never crashes the server, hangs it, or changes its data.
 
-Hypothesis generates, against the real running server (SPEC.md sections 2 and 3):
+Hypothesis generates, against the real running server (docs/spec/SPEC.md sections 2 and 3):
 
 - onion blobs: random bytes, wrong length prefixes, truncations, flipped bits,
   bad metadata (no key, a wrong key, low-order points), and well-formed

@@ -51,7 +51,10 @@ def server_side_key(server_priv: X25519PrivateKey, ephemeral_hex: str) -> bytes:
 
 
 def open_envelope(server_priv: X25519PrivateKey, blob: bytes) -> tuple[dict[str, Any], bytes]:
-    """Parse and decrypt an lsrpc body as SPEC 2.1 describes; returns (inner JSON, key)."""
+    """Parse and decrypt an lsrpc body; returns (inner JSON, key).
+
+    As docs/spec/SPEC.md section 2.1 describes it.
+    """
     (n,) = struct.unpack("<I", blob[:4])
     ciphertext = blob[4 : 4 + n]
     metadata = json.loads(blob[4 + n :].decode("utf-8"))

@@ -1,7 +1,7 @@
 """Messages: posting, reading, deleting, and the list of deletions.
 
-SPEC.md section 3 ("messages", "paging", "limits", "idempotence") and
-client-protocol.md section 3. What clients depend on: the POST answer echoes
+docs/spec/SPEC.md section 3 ("messages", "paging", "limits", "idempotence")
+and docs/spec/client-protocol.md section 3. What clients depend on: the POST answer echoes
 `data`, `signature` and the client's `timestamp` exactly (clients de-duplicate
 on them and verify the signature over the served bytes), `server_id`s are
 integers counting up from 1 per room, the sender is the token's key whatever

@@ -1,11 +1,11 @@
 """Moderation: moderators and bans, per room.
 
-SPEC.md section 3 ("idempotence", `GET /block_list`, public keys) and its
-"Later additions" paragraph (`POST /moderators`, `DELETE /moderators/:pk`,
-`POST /ban_and_delete_all`); research/client-protocol.md section 7 (which
-clients call what, and read only `status_code`). Who may call what, endpoint
-by endpoint, is pinned by test_permissions.py; this file checks what the
-moderation calls do.
+docs/spec/SPEC.md section 3 ("idempotence", `GET /block_list`, public keys)
+and its "Later additions" paragraph (`POST /moderators`,
+`DELETE /moderators/:pk`, `POST /ban_and_delete_all`);
+docs/spec/client-protocol.md section 7 (which clients call what, and read
+only `status_code`). Who may call what, endpoint by endpoint, is pinned by
+test_permissions.py; this file checks what the moderation calls do.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def ok(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def assert_refused(result: dict[str, Any], status: int) -> None:
-    """An error answer: the status, and a short reason text (SPEC.md 3, errors)."""
+    """An error answer: the status, and a short reason text.
+
+    See docs/spec/SPEC.md section 3, "errors".
+    """
     assert result["status_code"] == status, result
     assert isinstance(result.get("error"), str) and result["error"], result
 

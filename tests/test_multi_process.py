@@ -1,4 +1,4 @@
-"""Several server processes, one database (SPEC.md section 5).
+"""Several server processes, one database (docs/spec/SPEC.md section 5).
 
 Everything that matters lives in the database, nothing in one process's
 memory, so any number of `opengroup serve` processes (or workers of one

@@ -1,4 +1,4 @@
-"""Setting up a server (SPEC.md section 4): zero configuration, key files, settings.
+"""Setting up a server: zero configuration, key files, settings (docs/spec/SPEC.md section 4).
 
 `opengroup serve` with no flags must work in an empty directory: data in
 ./data, an openssl-compatible X25519 key pair, a default room `main`, and the
@@ -66,7 +66,7 @@ def openssl_public_pem(private_path: Path) -> bytes:
 
 
 def join_url(base: str, room: str, public_key: bytes) -> str:
-    """The join URL SPEC.md section 4 prescribes."""
+    """The join URL docs/spec/SPEC.md section 4 prescribes."""
     return f"{base}/{room}?public_key={public_key.hex()}"
 
 

@@ -1,8 +1,8 @@
 """Who may call what: one table over every endpoint of opengroup/api/routes.py.
 
 Each row is (endpoint, persona, expected status), run over both transports.
-The expectations come from SPEC.md section 3 ("no auth", errors, room image)
-and the seed's "Authorization" column:
+The expectations come from docs/spec/SPEC.md section 3 ("no auth", errors,
+room image) and the "Authorization" column of docs/spec/seed-api.txt:
 
 - `GET /rooms`, `GET /rooms/:id`, `GET /rooms/:id/image` need no token;
   `GET /auth_token_challenge` needs none either, but refuses a banned key;

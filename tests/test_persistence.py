@@ -1,4 +1,4 @@
-"""Nothing acknowledged is lost across restarts (SPEC.md section 5).
+"""Nothing acknowledged is lost across restarts (docs/spec/SPEC.md section 5).
 
 The module's server is arranged with a bit of everything (messages, a
 deletion, tokens, a moderator, a ban, a file, a room image) and then

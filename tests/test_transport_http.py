@@ -1,4 +1,4 @@
-"""Direct HTTP (SPEC.md 2.2) and the home page (SPEC.md 4).
+"""Direct HTTP (docs/spec/SPEC.md section 2.2) and the home page (section 4).
 
 Every endpoint is also served at its own path, for operators, tests and
 tools. The HTTP status always equals the body's `status_code`, and every
@@ -365,7 +365,7 @@ def qr_encodes(svg: str, text: str) -> bool:
 
 
 def join_url_of(base: str, room: str, server: ServerProcess) -> str:
-    """The join URL SPEC.md 4 prescribes: BASE/ROOM?public_key=<64 hex>."""
+    """The join URL docs/spec/SPEC.md section 4 prescribes: BASE/ROOM?public_key=<64 hex>."""
     return f"{base}/{room}?public_key={server.public_key.hex()}"
 
 

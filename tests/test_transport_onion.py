@@ -1,4 +1,6 @@
-"""Onion requests: the `/loki/v3/lsrpc` envelope (SPEC.md 2.1, client-protocol.md section 1).
+"""Onion requests: the `/loki/v3/lsrpc` envelope.
+
+The contract: docs/spec/SPEC.md section 2.1 and docs/spec/client-protocol.md section 1.
 
 Every Session client reaches the server only through this endpoint: a 4-byte
 little-endian length, the AES-GCM ciphertext of the inner request, then JSON

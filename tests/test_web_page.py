@@ -1,4 +1,4 @@
-"""The human page at `GET /` (SPEC.md section 4), checked in a real headless Chromium.
+"""The human page at `GET /` (docs/spec/SPEC.md section 4), checked in a headless Chromium.
 
 The page lists every room with its name, member count, image, join URL, a QR
 code of that URL and a copy button, and carries nothing secret. Room images
