@@ -1,13 +1,15 @@
 """The cryptography Session clients expect, built from `cryptography` and `xeddsa`.
 
-Three constructions, all from SPEC.md:
+Three constructions, from docs/spec/SPEC.md sections 2.1 and 3:
 
 * the "LOKI" channel: key = HMAC-SHA256(key=b"LOKI", msg=X25519(ours, theirs)),
   messages sealed with AES-256-GCM as ``IV(12) | ciphertext | tag(16)``; used
   for onion requests and for auth-token challenges;
 * XEdDSA signature checks of posted messages, accepting both the XEdDSA
   form (sign bit 0) and the older libsignal form that carries the sign bit of
-  the Ed25519 key in the top bit of the signature's last byte.
+  the Ed25519 key in the top bit of the signature's last byte;
+* auth tokens: 48 random bytes; the database keeps only their SHA-256 hash
+  (the hashing is our choice: docs/SECURITY.md).
 """
 
 from __future__ import annotations

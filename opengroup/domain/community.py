@@ -4,11 +4,24 @@ Every operation a client or the operator can perform is one method of
 :class:`Community`, written in the module of its capability: ``rooms``,
 ``membership``, ``messages``, ``moderation``, ``files`` and ``polling``, with
 what they share in ``parts``. A method checks the rules (who may, which
-limits), opens exactly one transaction, and raises an
-:mod:`opengroup.domain.errors` exception when the answer is no. Nothing but
-open connections is kept in the process between calls, so any number of
-processes can serve the same database. The hot paths are ``async``: ``poll``
-(see :mod:`opengroup.storage.pollreader`) and ``post`` (see
+limits), reads and writes through :mod:`opengroup.storage`, and raises an
+:mod:`opengroup.domain.errors` exception when the answer is no.
+
+Most methods open one transaction. The exceptions:
+
+- ``authenticate`` and ``authenticate_async``: a read, then a write only when
+  the member's activity record is stale;
+- ``revoke``: ``authenticate``, then the write that deletes the token;
+- ``poll``: the rooms' heads, then messages and deletions only when something
+  is past a cursor, then one write for the stale activity records;
+- ``post``: one transaction shared with the other posts waiting at that moment
+  (group commit).
+
+A handler usually calls two methods: ``authenticate`` (``authenticate_async``
+on the event loop), then the operation. Nothing but open connections is kept
+in the process between calls, so any number of processes can serve the same
+database. The hot paths are ``async``: ``poll`` (see
+:mod:`opengroup.storage.pollreader`) and ``post`` (see
 :mod:`opengroup.storage.postwriter`).
 """
 

@@ -1,10 +1,17 @@
-"""Every statement the server runs, as small functions over an open connection.
+"""The statements of the ordinary paths, as small functions over a SQLAlchemy connection.
 
 The domain layer decides what happens and opens the transaction
 (``Database.read()`` / ``Database.write()``); these functions only say how
-it is stored. Nothing here knows about HTTP or permissions. The two hot paths
-run their own statements on the driver: :mod:`opengroup.storage.pollreader`
-(``compact_poll``) and :mod:`opengroup.storage.postwriter` (posting).
+it is stored. Nothing here knows about HTTP or permissions.
+
+Other statements live elsewhere:
+
+- the hot paths run theirs on the driver: :mod:`opengroup.storage.pollreader`
+  (``compact_poll``, posting's token check) and :mod:`opengroup.storage.postwriter`
+  (posting);
+- :mod:`opengroup.storage.stats`: the counts of ``opengroup stats`` and the metrics;
+- :mod:`opengroup.storage.bulk`: the legacy import's bulk writes;
+- :mod:`opengroup.storage.migrate` and ``migrations/``: the schema, through Alembic.
 """
 
 from __future__ import annotations
