@@ -1,12 +1,12 @@
 """SQLAlchemy Core statements compiled once, then run on the database driver itself.
 
-The hottest paths (``compact_poll``'s reads, posting a message) cost over ten
-times more through SQLAlchemy's execution layer (statement building, cache
-lookups, pool events, parameter and result processing) than the database
-spends answering them. Their statements are still written in SQLAlchemy Core
-against :mod:`opengroup.storage.schema`, one definition for both backends, but
+The hottest paths (``compact_poll``'s reads, posting a message) skip
+SQLAlchemy's execution layer, which costs more than the database's own work
+there. Their statements are still written in SQLAlchemy Core against
+:mod:`opengroup.storage.schema`, one definition for both backends, but are
 compiled to SQL text once per process and handed straight to ``sqlite3`` or
-``psycopg``.
+``psycopg``. The measurements: bench/RESULTS.md ("Design notes moved from the
+code").
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """The reads of ``compact_poll`` (and posting's token check), run on the database driver itself.
 
 Every Session client polls every few seconds, so this is the server's hottest
-path. Run through SQLAlchemy's execution layer (pool checkout, parameter and
-result processing) the reads of one room cost over ten times what SQLite
-itself spends answering them, so here the statements, still SQLAlchemy Core
-built from :mod:`opengroup.storage.schema`, are compiled once to SQL text and
-handed straight to the driver:
+path. The statements, still SQLAlchemy Core built from
+:mod:`opengroup.storage.schema`, are compiled once to SQL text and handed
+straight to the driver (:mod:`opengroup.storage.driversql`; the measurements
+are in bench/RESULTS.md, "Design notes moved from the code"):
 
 - SQLite: one query-only connection per process, used on the event loop
-  thread. In WAL mode a reader never waits for the writer, and the reads of a
-  poll take tens of microseconds: less than handing them to a thread would.
+  thread. In WAL mode a reader never waits for the writer, and a poll's reads
+  cost less than handing them to a thread would.
 - PostgreSQL: a few async connections (``psycopg_pool``). A round trip costs
   more than the rows it brings, so polls that arrive together are read together:
   see :class:`PostgresPollReader`.

@@ -1,22 +1,11 @@
 """Posting's write transactions: on the driver itself, and in groups.
 
-Posting is the write clients make most, and two things made it slow.
-
-Through SQLAlchemy's execution layer its transaction cost about 0.8 ms of
-CPU, mostly building and cache-keying statements, against about 50 us that
-SQLite spends on it. So its statements, still SQLAlchemy Core, are compiled
-once (:mod:`opengroup.storage.driversql`) and run on a pooled connection's own
-``sqlite3`` or ``psycopg`` object.
-
-And posts are written one after another: SQLite has one writer at a time,
-and on PostgreSQL the posts of a room wait for each other on the room's row
-(which hands out their ids) until commit. What bounds posting is then how
-long each write holds its lock, and little of that is the database's work: on
-SQLite it is taking the lock, ``BEGIN`` and ``COMMIT``, handing the work to a
-thread and back, and waiting between statements for Python's GIL, which the
-worker's event loop holds for up to milliseconds at a time; on PostgreSQL it
-is the round trips and the commit's flush to disk. So the posts waiting at the
-same moment share one transaction (group commit) and pay those costs once:
+Posting is the write clients make most. Its statements are SQLAlchemy Core,
+compiled once (:mod:`opengroup.storage.driversql`) and run on a pooled
+connection's own ``sqlite3`` or ``psycopg`` object. Posts are written one
+after another (one writer on SQLite; on PostgreSQL a room's posts wait on its
+row until commit), and most of a write's cost comes once per transaction. So
+the posts waiting at the same moment share one transaction (group commit):
 
 - :meth:`PostWriter.write` queues the post and waits. If no group of this
   process is being written, a group starts at once; otherwise the post waits
@@ -36,6 +25,9 @@ same moment share one transaction (group commit) and pay those costs once:
 - After the commit each post gets its result. If the transaction itself
   failed, nothing of the group was stored and each post fails with
   :class:`GroupWriteFailed`.
+
+The measurements behind this shape are in bench/RESULTS.md ("Design notes
+moved from the code").
 """
 
 from __future__ import annotations

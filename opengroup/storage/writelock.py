@@ -2,9 +2,9 @@
 
 SQLite allows one write transaction at a time. A second ``BEGIN IMMEDIATE``
 does not wait in a queue: SQLite's busy handler sleeps and retries, backing
-off from 1 ms to 100 ms between attempts. With a few dozen request threads
-over several worker processes posting at once, most of a post's time was that
-sleeping, and the slowest posts waited for over a second.
+off from 1 ms to 100 ms between attempts, so under load writers sleep while
+the lock is free (measurements: bench/RESULTS.md, "Design notes moved from
+the code").
 
 So our own write transactions queue on a lock first: a ``threading.Lock``
 for the threads of one process, then an exclusive ``flock`` on a file beside
