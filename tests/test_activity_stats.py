@@ -150,11 +150,31 @@ def test_using_a_token_leaves_recent_activity_alone(
 def test_polls_with_recent_activity_write_nothing(
     server: ServerProcess, make_persona: PersonaFactory
 ) -> None:
+    # While writers are locked out, a recently active member's polls and requests
+    # are answered (a write would wait for the lock), and the recorded time stays.
     member = make_persona()
-    with server.client("onion", timeout=5.0) as quick, writers_locked_out(server):
-        for _ in range(5):  # a write would wait for the lock and time out
-            use_token(quick, member, "compact_poll")
-            use_token(quick, member, "direct")
+    recent = time.time() - INTERVAL + 60
+    set_last_active(server, DEFAULT_ROOM, member.session_id, recent)
+    answered = threading.Event()
+    failures: list[Exception] = []
+
+    def poll_and_read() -> None:
+        try:
+            with server.client("onion", timeout=30.0) as quick:
+                for _ in range(5):
+                    use_token(quick, member, "compact_poll")
+                    use_token(quick, member, "direct")
+        except Exception as exc:  # reported on the test's thread, below
+            failures.append(exc)
+        answered.set()
+
+    with writers_locked_out(server):
+        user = threading.Thread(target=poll_and_read)
+        user.start()
+        assert answered.wait(10.0), "a request with recent activity waited for the write lock"
+    user.join(30)
+    assert failures == []
+    assert last_active(server, DEFAULT_ROOM, member.session_id) == recent
 
 
 def test_a_stale_poll_waits_for_the_lock_then_records_activity(
