@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from opengroup.api.routes import router
+from opengroup.api.v3.routes import router as community_router
 from opengroup.config import Settings, load_settings
 from opengroup.domain.community import Community
 from opengroup.keys import ServerKeys, load_or_create_keys
@@ -82,6 +83,7 @@ async def _checkpoint_forever(db: Database) -> None:
 def create_app(settings: Settings) -> ASGIApp:
     prepared = prepare(settings, serving=True)
     community = prepared.community()
+    community.users.link_named_people()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -106,7 +108,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await community.close()
             prepared.db.dispose()
 
-    return create_asgi_app(community, router, lifespan=lifespan)
+    return create_asgi_app(community, router, community_router, lifespan=lifespan)
 
 
 def app_factory() -> ASGIApp:

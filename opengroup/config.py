@@ -32,208 +32,215 @@ class Setting:
     choices: tuple[str, ...] = ()
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", "./data", str, "Directory for the SQLite database and the key pair."),
-    Setting("host", "0.0.0.0", str, "Address to listen on."),
-    Setting("port", 8080, int, "TCP port to listen on."),
-    Setting("workers", 1, int, "Number of worker processes."),
-    Setting(
-        "keep_alive_seconds",
-        5,
-        int,
-        "How long an idle HTTP connection is kept open for its next request (0: closed "
-        "as soon as it is idle). A proxy that reuses connections must let them go sooner.",
-    ),
-    Setting(
-        "database_url",
-        "",
-        str,
-        "SQLAlchemy URL of the database; empty means SQLite at DATA_DIR/opengroup.db. "
-        "postgresql://user@host/db selects PostgreSQL.",
-    ),
-    Setting(
-        "public_url",
-        "",
-        str,
-        "Base URL clients use to reach this server (e.g. http://chat.example.org), used in "
-        "join URLs; empty means http://HOST:PORT.",
-    ),
-    Setting(
-        "x25519_private_key",
-        "",
-        str,
-        "Path of the server's X25519 private key (PEM); empty: DATA_DIR/x25519_private_key.pem.",
-    ),
-    Setting(
-        "x25519_public_key",
-        "",
-        str,
-        "Path of the server's X25519 public key (PEM); empty: DATA_DIR/x25519_public_key.pem.",
-    ),
-    Setting(
-        "deletions_format",
-        "ids",
-        str,
-        "Shape of deletions in compact_poll and GET /deleted_messages: 'ids' (the seed "
-        "document: a list of deleted message ids) or 'objects' (what released Session clients "
-        "read: [{id, deleted_message_id}]).",
-        choices=("ids", "objects"),
-    ),
-    Setting("verify_signatures", True, bool, "Reject messages whose XEdDSA signature is invalid."),
-    Setting("max_upload_bytes", 10_000_000, int, "Largest file or room image, decoded."),
-    Setting("max_message_bytes", 100_000, int, "Largest message 'data', decoded."),
-    Setting(
-        "max_request_body_bytes",
-        16 * 1024 * 1024,
-        int,
-        "Largest direct HTTP request body (room for a base64 upload of max_upload_bytes).",
-    ),
-    Setting("max_onion_body_bytes", 10 * 1024 * 1024, int, "Largest onion request body."),
-    Setting("max_poll_rooms", 256, int, "Most room entries in one compact_poll."),
-    Setting(
-        "max_json_depth",
-        32,
-        int,
-        "Deepest nesting of a JSON body (and of an onion request's inner JSON); 400 deeper. "
-        "0: no limit of ours.",
-    ),
-    Setting(
-        "max_pending_challenges_per_key",
-        16,
-        int,
-        "Most unclaimed challenges one public key may hold in one room; 429 above. 0: no limit.",
-    ),
-    Setting(
-        "max_tokens_per_key",
-        32,
-        int,
-        "Most live tokens one public key may hold in one room; claiming one more revokes the "
-        "oldest. 0: no limit.",
-    ),
-    Setting("post_rate_limit_count", 5, int, "Posts allowed per user per room in the window."),
-    Setting("post_rate_limit_seconds", 16, int, "Window of the posting rate limit; 0 disables."),
-    Setting(
-        "challenge_rate_limit_count",
-        20,
-        int,
-        "Challenges (auth_token_challenge) allowed per public key, all rooms, in the window "
-        "(a room's moderators are exempt there).",
-    ),
-    Setting(
-        "challenge_rate_limit_seconds", 60, int, "Window of the challenge rate limit; 0 disables."
-    ),
-    Setting(
-        "upload_rate_limit_count",
-        10,
-        int,
-        "Uploads allowed per user per room in the window (moderators exempt).",
-    ),
-    Setting("upload_rate_limit_seconds", 60, int, "Window of the upload rate limit; 0 disables."),
-    Setting("pending_token_ttl_seconds", 600, int, "How long an unclaimed challenge token lives."),
-    Setting("token_ttl_seconds", 7 * 24 * 3600, int, "How long a claimed token lives."),
-    Setting("file_ttl_seconds", 15 * 24 * 3600, int, "How long uploaded files are kept."),
-    Setting("prune_interval_seconds", 600, int, "How often expired tokens and files are pruned."),
-    Setting(
-        "log_level",
-        "info",
-        str,
-        "Log level.",
-        choices=("debug", "info", "warning", "error", "critical"),
-    ),
-    Setting("log_file", "", str, "Also write the log to this file; empty: standard error only."),
-    Setting(
-        "activity_interval_seconds",
-        300,
-        int,
-        "How stale a member's recorded last activity in a room may get before a request with "
-        "their token refreshes it (keeps most polls free of writes); feeds `opengroup stats`.",
-    ),
-    Setting(
-        "metrics_enabled",
-        False,
-        bool,
-        "Serve Prometheus metrics at GET /metrics on the main port, to metrics_allow_from only.",
-    ),
-    Setting(
-        "metrics_allow_from",
-        "127.0.0.1,::1",
-        str,
-        "Comma-separated addresses or networks (CIDR) allowed to read /metrics; others get 403.",
-    ),
-)
-
-SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
-
-
-def _coerce(setting: Setting, value: Any, source: str) -> Any:
-    """Turn a raw value (a string from the environment, or a TOML value) into the type."""
-    try:
-        if setting.type is bool:
-            if isinstance(value, bool):
-                result: Any = value
-            elif str(value).strip().lower() in ("1", "true", "yes", "on"):
-                result = True
-            elif str(value).strip().lower() in ("0", "false", "no", "off"):
-                result = False
-            else:
-                raise ValueError
-        elif setting.type is int:
-            if isinstance(value, bool):
-                raise ValueError
-            result = int(value)
-        else:
-            result = str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{source}: {setting.name} must be {setting.type.__name__}, got {value!r}"
-        ) from None
-    if setting.choices and result not in setting.choices:
-        raise ConfigError(
-            f"{source}: {setting.name} must be one of {', '.join(setting.choices)}, got {value!r}"
-        )
-    if setting.type is int and result < 0:
-        raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
-    return result
+def _setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
+    """A field of :class:`Settings`: its default, with the help text (and choices) that
+    ``opengroup settings``, the README and error messages show."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The resolved settings of one server; built by :func:`load_settings`."""
+    """The resolved settings of one server; built by :func:`load_settings`.
 
-    data_dir: str = "./data"
-    host: str = "0.0.0.0"
-    port: int = 8080
-    workers: int = 1
-    keep_alive_seconds: int = 5
-    database_url: str = ""
-    public_url: str = ""
-    x25519_private_key: str = ""
-    x25519_public_key: str = ""
-    deletions_format: str = "ids"
-    verify_signatures: bool = True
-    max_upload_bytes: int = 10_000_000
-    max_message_bytes: int = 100_000
-    max_request_body_bytes: int = 16 * 1024 * 1024
-    max_onion_body_bytes: int = 10 * 1024 * 1024
-    max_poll_rooms: int = 256
-    max_json_depth: int = 32
-    max_pending_challenges_per_key: int = 16
-    max_tokens_per_key: int = 32
-    post_rate_limit_count: int = 5
-    post_rate_limit_seconds: int = 16
-    challenge_rate_limit_count: int = 20
-    challenge_rate_limit_seconds: int = 60
-    upload_rate_limit_count: int = 10
-    upload_rate_limit_seconds: int = 60
-    pending_token_ttl_seconds: int = 600
-    token_ttl_seconds: int = 7 * 24 * 3600
-    file_ttl_seconds: int = 15 * 24 * 3600
-    prune_interval_seconds: int = 600
-    log_level: str = "info"
-    log_file: str = ""
-    activity_interval_seconds: int = 300
-    metrics_enabled: bool = False
-    metrics_allow_from: str = "127.0.0.1,::1"
+    Each field is one setting: its default, and in its metadata its help text (and
+    its choices, if it has any). :data:`SETTINGS` is read from here.
+    """
+
+    data_dir: str = _setting(
+        "./data",
+        "Directory for the SQLite database and the key pair.",
+    )
+    host: str = _setting(
+        "0.0.0.0",
+        "Address to listen on.",
+    )
+    port: int = _setting(
+        8080,
+        "TCP port to listen on.",
+    )
+    workers: int = _setting(
+        1,
+        "Number of worker processes.",
+    )
+    keep_alive_seconds: int = _setting(
+        5,
+        (
+            "How long an idle HTTP connection is kept open for its next request (0: closed "
+            "as soon as it is idle). A proxy that reuses connections must let them go sooner."
+        ),
+    )
+    database_url: str = _setting(
+        "",
+        (
+            "SQLAlchemy URL of the database; empty means SQLite at DATA_DIR/opengroup.db. "
+            "postgresql://user@host/db selects PostgreSQL."
+        ),
+    )
+    public_url: str = _setting(
+        "",
+        (
+            "Base URL clients use to reach this server (e.g. http://chat.example.org), used in "
+            "join URLs; empty means http://HOST:PORT."
+        ),
+    )
+    x25519_private_key: str = _setting(
+        "",
+        "Path of the server's X25519 private key (PEM); empty: DATA_DIR/x25519_private_key.pem.",
+    )
+    x25519_public_key: str = _setting(
+        "",
+        "Path of the server's X25519 public key (PEM); empty: DATA_DIR/x25519_public_key.pem.",
+    )
+    deletions_format: str = _setting(
+        "ids",
+        (
+            "Shape of deletions in compact_poll and GET /deleted_messages: 'ids' (the seed "
+            "document: a list of deleted message ids) or 'objects' (what released Session clients "
+            "read: [{id, deleted_message_id}])."
+        ),
+        choices=("ids", "objects"),
+    )
+    verify_signatures: bool = _setting(
+        True,
+        "Reject messages whose XEdDSA signature is invalid.",
+    )
+    max_upload_bytes: int = _setting(
+        10_000_000,
+        "Largest file or room image, decoded.",
+    )
+    max_message_bytes: int = _setting(
+        100_000,
+        "Largest message 'data', decoded.",
+    )
+    max_request_body_bytes: int = _setting(
+        16 * 1024 * 1024,
+        "Largest direct HTTP request body (room for a base64 upload of max_upload_bytes).",
+    )
+    max_onion_body_bytes: int = _setting(
+        10 * 1024 * 1024,
+        "Largest onion request body.",
+    )
+    max_poll_rooms: int = _setting(
+        256,
+        "Most room entries in one compact_poll.",
+    )
+    max_json_depth: int = _setting(
+        32,
+        (
+            "Deepest nesting of a JSON body (and of an onion request's inner JSON); 400 deeper. "
+            "0: no limit of ours."
+        ),
+    )
+    max_pending_challenges_per_key: int = _setting(
+        16,
+        "Most unclaimed challenges one public key may hold in one room; 429 above. 0: no limit.",
+    )
+    max_tokens_per_key: int = _setting(
+        32,
+        (
+            "Most live tokens one public key may hold in one room; claiming one more revokes the "
+            "oldest. 0: no limit."
+        ),
+    )
+    post_rate_limit_count: int = _setting(
+        5,
+        "Posts allowed per user per room in the window.",
+    )
+    post_rate_limit_seconds: int = _setting(
+        16,
+        "Window of the posting rate limit; 0 disables.",
+    )
+    challenge_rate_limit_count: int = _setting(
+        20,
+        (
+            "Challenges (auth_token_challenge) allowed per public key, all rooms, in the window "
+            "(a room's moderators are exempt there)."
+        ),
+    )
+    challenge_rate_limit_seconds: int = _setting(
+        60,
+        "Window of the challenge rate limit; 0 disables.",
+    )
+    upload_rate_limit_count: int = _setting(
+        10,
+        "Uploads allowed per user per room in the window (moderators exempt).",
+    )
+    upload_rate_limit_seconds: int = _setting(
+        60,
+        "Window of the upload rate limit; 0 disables.",
+    )
+    pending_token_ttl_seconds: int = _setting(
+        600,
+        "How long an unclaimed challenge token lives.",
+    )
+    token_ttl_seconds: int = _setting(
+        7 * 24 * 3600,
+        "How long a claimed token lives.",
+    )
+    file_ttl_seconds: int = _setting(
+        15 * 24 * 3600,
+        "How long uploaded files are kept.",
+    )
+    prune_interval_seconds: int = _setting(
+        600,
+        "How often expired tokens and files are pruned.",
+    )
+    log_level: str = _setting(
+        "info",
+        "Log level.",
+        choices=("debug", "info", "warning", "error", "critical"),
+    )
+    log_file: str = _setting(
+        "",
+        "Also write the log to this file; empty: standard error only.",
+    )
+    activity_interval_seconds: int = _setting(
+        300,
+        (
+            "How stale a member's recorded last activity in a room may get before a request with "
+            "their token refreshes it (keeps most polls free of writes); feeds `opengroup stats`."
+        ),
+    )
+    require_blinded_ids: bool = _setting(
+        True,
+        "Community API: refuse requests signed with an unblinded ('00') key, as current "
+        "Session clients expect (capability 'blind').",
+    )
+    request_time_window_seconds: int = _setting(
+        24 * 3600,
+        "Community API: how far a signed request's timestamp may be from the server's "
+        "time, either way; 425 beyond. Its nonce is kept until then, so it is never "
+        "accepted twice.",
+    )
+    upload_ttl_seconds: int = _setting(
+        3600,
+        "Community API: how long an upload lives until a post names it in 'files' (then "
+        "file_ttl_seconds from the post). Room images never expire.",
+    )
+    max_dm_bytes: int = _setting(
+        100_000,
+        "Largest direct message (message request), decoded.",
+    )
+    dm_ttl_seconds: int = _setting(
+        15 * 24 * 3600,
+        "How long an unfetched or fetched direct message is kept.",
+    )
+    max_batch_requests: int = _setting(
+        64,
+        "Most sub-requests in one /batch or /sequence; 413 above.",
+    )
+    active_users_cutoff_seconds: int = _setting(
+        7 * 24 * 3600,
+        "A room's active users are those seen in it within this time.",
+    )
+    metrics_enabled: bool = _setting(
+        False,
+        "Serve Prometheus metrics at GET /metrics on the main port, to metrics_allow_from only.",
+    )
+    metrics_allow_from: str = _setting(
+        "127.0.0.1,::1",
+        "Comma-separated addresses or networks (CIDR) allowed to read /metrics; others get 403.",
+    )
 
     @property
     def data_path(self) -> Path:
@@ -271,6 +278,45 @@ class Settings:
                 ("true" if value else "false") if isinstance(value, bool) else str(value)
             )
         return out
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.default, type(f.default), f.metadata["help"], f.metadata["choices"])
+    for f in dataclasses.fields(Settings)
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, value: Any, source: str) -> Any:
+    """Turn a raw value (a string from the environment, or a TOML value) into the type."""
+    try:
+        if setting.type is bool:
+            if isinstance(value, bool):
+                result: Any = value
+            elif str(value).strip().lower() in ("1", "true", "yes", "on"):
+                result = True
+            elif str(value).strip().lower() in ("0", "false", "no", "off"):
+                result = False
+            else:
+                raise ValueError
+        elif setting.type is int:
+            if isinstance(value, bool):
+                raise ValueError
+            result = int(value)
+        else:
+            result = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}: {setting.name} must be {setting.type.__name__}, got {value!r}"
+        ) from None
+    if setting.choices and result not in setting.choices:
+        raise ConfigError(
+            f"{source}: {setting.name} must be one of {', '.join(setting.choices)}, got {value!r}"
+        )
+    if setting.type is int and result < 0:
+        raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
+    return result
 
 
 def load_settings(

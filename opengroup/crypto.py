@@ -1,10 +1,16 @@
-"""The cryptography Session clients expect, built from `cryptography` and `xeddsa`.
+"""The cryptography Session clients expect, built from `cryptography`, `PyNaCl` and
+`xeddsa` (15-blinding and signed requests are in :mod:`opengroup.blinding` and
+:mod:`opengroup.domain.signed_requests`).
 
-Three constructions, from docs/spec/SPEC.md sections 2.1 and 3:
+These constructions, from docs/spec/SPEC.md sections 2.1 and 3 and
+docs/spec/sogs-v3.md section 3:
 
 * the "LOKI" channel: key = HMAC-SHA256(key=b"LOKI", msg=X25519(ours, theirs)),
   messages sealed with AES-256-GCM as ``IV(12) | ciphertext | tag(16)``; used
   for onion requests and for auth-token challenges;
+* the onion channel with ``enc_type`` xchacha20: key = BLAKE2b-256(X25519(ours,
+  theirs) | their public key | ours), sealed with XChaCha20-Poly1305 as
+  ``nonce(24) | ciphertext | tag(16)``;
 * XEdDSA signature checks of posted messages, accepting both the XEdDSA
   form (sign bit 0) and the older libsignal form that carries the sign bit of
   the Ed25519 key in the top bit of the signature's last byte;
@@ -24,8 +30,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nacl.bindings import crypto_aead as aead
+from nacl.exceptions import CryptoError
 
 IV_SIZE = 12
+XCHACHA_NONCE_SIZE = 24
 TAG_SIZE = 16
 KEY_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -57,6 +66,34 @@ def open_sealed(key: bytes, blob: bytes) -> bytes:
     try:
         return AESGCM(key).decrypt(blob[:IV_SIZE], blob[IV_SIZE:], None)
     except InvalidTag:
+        raise DecryptionError("ciphertext does not authenticate") from None
+
+
+def xchacha_key(private_key: X25519PrivateKey, peer_public: bytes) -> bytes:
+    """The onion key for ``enc_type`` xchacha20: BLAKE2b-256 of the X25519 shared secret,
+    the client's (ephemeral) public key and ours."""
+    try:
+        shared = private_key.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError as exc:
+        raise DecryptionError(f"bad X25519 public key: {exc}") from None
+    own = public_bytes(private_key)
+    return hashlib.blake2b(shared + peer_public + own, digest_size=KEY_SIZE).digest()
+
+
+def seal_xchacha(key: bytes, plaintext: bytes) -> bytes:
+    """XChaCha20-Poly1305 with a fresh random nonce, laid out as nonce(24) | ciphertext."""
+    nonce = os.urandom(XCHACHA_NONCE_SIZE)
+    return nonce + aead.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, None, nonce, key)
+
+
+def open_xchacha(key: bytes, blob: bytes) -> bytes:
+    """Inverse of :func:`seal_xchacha`."""
+    if len(blob) < XCHACHA_NONCE_SIZE + TAG_SIZE:
+        raise DecryptionError("ciphertext too short")
+    nonce, ciphertext = blob[:XCHACHA_NONCE_SIZE], blob[XCHACHA_NONCE_SIZE:]
+    try:
+        return aead.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, None, nonce, key)
+    except CryptoError:
         raise DecryptionError("ciphertext does not authenticate") from None
 
 

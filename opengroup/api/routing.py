@@ -21,67 +21,13 @@ from typing import Any
 import anyio.to_thread
 import orjson
 
+from opengroup.api.jsonbody import DEEP_JSON, JsonTooDeep, loads_json
 from opengroup.domain.community import Community
 from opengroup.domain.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, RateLimited
 
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
-
-DEEP_JSON = "JSON nested too deeply"
-
-
-class JsonTooDeep(ValueError):
-    """Parsed JSON nests deeper than ``max_json_depth``: answered 400 :data:`DEEP_JSON`."""
-
-
-def json_too_deep(value: Any, limit: int) -> bool:
-    """Whether parsed JSON nests objects/arrays more than ``limit`` levels (0: no limit).
-
-    ``{}`` is one level, ``{"a": [1]}`` two. Level by level, without recursion;
-    the cost is one visit per object or array, about that of parsing it.
-    """
-    if limit <= 0:
-        return False
-    level = [value] if isinstance(value, (dict, list)) else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > limit:
-            return True
-        children: list[Any] = []
-        for container in level:
-            items = container.values() if type(container) is dict else container
-            children += [i for i in items if type(i) is dict or type(i) is list]
-        level = children
-    return False
-
-
-def cannot_nest_deeper(data: bytes | str, limit: int) -> bool:
-    """A quick bound from the text: every level opens with a ``{`` or ``[``, so text
-    with at most ``limit`` of them (in strings or not) cannot nest deeper. Nearly
-    every request passes here and skips :func:`json_too_deep`."""
-    if isinstance(data, str):
-        return data.count("{") + data.count("[") <= limit
-    return data.count(b"{") + data.count(b"[") <= limit
-
-
-def loads_json(data: bytes | str, max_depth: int) -> Any:
-    """Parse JSON nested at most ``max_depth`` levels: :class:`JsonTooDeep` if deeper,
-    ``orjson.JSONDecodeError`` if it is not JSON."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        if "depth limit" in str(exc):  # orjson gives up by itself past 1024 levels
-            raise JsonTooDeep(DEEP_JSON) from None
-        raise
-    if (
-        max_depth > 0
-        and not cannot_nest_deeper(data, max_depth)
-        and json_too_deep(value, max_depth)
-    ):
-        raise JsonTooDeep(DEEP_JSON)
-    return value
 
 
 @dataclass
@@ -93,6 +39,8 @@ class ApiRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # The query as sent, undecoded: what a community API signature covers.
+    query_string: str = ""
     path_params: dict[str, str] = field(default_factory=dict)
     max_json_depth: int = 32  # the router sets the server's max_json_depth
 

@@ -37,7 +37,10 @@ from opengroup.domain.messages import Messages
 from opengroup.domain.moderation import Moderation
 from opengroup.domain.parts import MAX_PAGE, Member
 from opengroup.domain.polling import Polling, PollRequest, RoomPoll
+from opengroup.domain.posts import Posts
+from opengroup.domain.room_info import RoomInfo
 from opengroup.domain.rooms import Rooms
+from opengroup.domain.users import Users
 from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
@@ -62,12 +65,26 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         self.clock = clock
         self._poll_reader = None
         self._posts = PostWriter(db)
+        # The community API's parts: composed, each given what it uses.
+        self.server_public_key = keys.public_key if keys is not None else b""
+        self.users = Users(db, settings, self.server_public_key, clock)
+        self.posts = Posts(db, settings, self._posts, clock)
+        self.room_info = RoomInfo(db, settings, self.users, clock)
 
     async def close(self) -> None:
         """Close what :meth:`poll` opened (the database itself is the caller's)."""
         if self._poll_reader is not None:
             await self._poll_reader.close()
             self._poll_reader = None
+
+    def note_room_activity(self, room_id: str, session_id: str) -> None:
+        """Record that a community API user was active in a room (when stale)."""
+        now = self.clock()
+        with self.db.read() as conn:
+            last = q.last_activity(conn, room_id, session_id)
+        if last is None or now - last >= self.settings.activity_interval_seconds:
+            with self.db.write() as conn:
+                q.touch_activity(conn, room_id, session_id, now)
 
     def prune(self) -> dict[str, int]:
         with self.db.write() as conn:

@@ -10,7 +10,8 @@ from sqlalchemy import Connection
 
 from opengroup import crypto
 from opengroup.domain import limits, values
-from opengroup.domain.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from opengroup.domain.access import check_may_delete
+from opengroup.domain.errors import BadRequest, NotFound, PayloadTooLarge
 from opengroup.domain.parts import MAX_PAGE, CommunityPart, Member
 from opengroup.storage import queries as q
 from opengroup.storage.postwriter import NewPost, PostWriter
@@ -96,10 +97,10 @@ class Messages(CommunityPart):
             missing = [i for i in wanted if i not in found]
             if missing:
                 raise NotFound(f"no such message: {missing[0]}")
-            if not member.is_moderator:
-                for server_id in wanted:
-                    if found[server_id][0] != member.public_key:
-                        raise Forbidden(f"message {server_id} is not yours to delete")
+            for server_id in wanted:
+                check_may_delete(
+                    found[server_id][0], [member.public_key], member.is_moderator, server_id
+                )
             for server_id in wanted:
                 if not found[server_id][1]:
                     q.mark_deleted(conn, member.room_id, server_id)

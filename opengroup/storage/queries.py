@@ -114,7 +114,9 @@ def insert_room(conn: Connection, room_id: str, name: str, now: float) -> bool:
     if get_room(conn, room_id) is not None:
         return False
     conn.execute(
-        insert(rooms).values(id=room_id, name=name, message_seq=0, deletion_seq=0, created_at=now)
+        insert(rooms).values(
+            id=room_id, name=name, message_seq=0, deletion_seq=0, created_at=now, info_updates=1
+        )
     )
     return True
 
@@ -249,6 +251,14 @@ def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) 
             where=room_activity.c.last_active < upsert.excluded.last_active,
         )
     )
+
+
+def last_activity(conn: Connection, room_id: str, public_key: str) -> float | None:
+    return conn.execute(
+        select(room_activity.c.last_active).where(
+            room_activity.c.room_id == room_id, room_activity.c.public_key == public_key
+        )
+    ).scalar_one_or_none()
 
 
 def delete_token(conn: Connection, room_id: str, token_hash: bytes) -> bool:

@@ -6,6 +6,7 @@ decides where each handler runs (see :mod:`opengroup.api.routing`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -18,16 +19,21 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opengroup.api.routing import ApiRequest, ApiResponse, Router, error_response
+from opengroup.api.v3.calls import Answer
+from opengroup.api.v3.routing import Router as CommunityRouter
 from opengroup.domain.community import Community
 from opengroup.domain.errors import NotFound
 from opengroup.metrics import Metrics
-from opengroup.transport import onion
+from opengroup.transport import onion, onion_v4
 from opengroup.web.home import render_home, sniff_image_type
 
 log = logging.getLogger("opengroup.requests")
 
 JSON = "application/json"
 ONION_ROUTE = "/loki/v3/lsrpc"
+ONION_V4_ROUTE = "/oxen/v4/lsrpc"
+ONION_V3_ROUTES = (ONION_ROUTE, "/oxen/v3/lsrpc")
+LEGACY_PREFIX = "/legacy"
 WEB_IMAGE_ROUTE = "/web/rooms/{room_id}/image"
 
 
@@ -97,9 +103,12 @@ def _closing(request: Request, response: Response) -> Response:
 class Transports:
     """The request handlers of the ASGI app, bound to one community and router."""
 
-    def __init__(self, community: Community, router: Router) -> None:
+    def __init__(
+        self, community: Community, router: Router, community_router: CommunityRouter
+    ) -> None:
         self.community = community
         self.router = router
+        self.community_router = community_router
         self.settings = community.settings
         keys = community.keys
         assert keys is not None, "serving needs the server's key pair"
@@ -133,6 +142,24 @@ class Transports:
         self._record(transport, request.method, response.route, response.status, started)
         return response
 
+    async def _dispatch_v3(self, request: ApiRequest, transport: str) -> Answer:
+        started = time.perf_counter()
+        answer, route = await self.community_router.dispatch(self.community, request)
+        self._record(transport, request.method, route, answer.status, started)
+        return answer
+
+    def _legacy(self, request: ApiRequest) -> ApiRequest | None:
+        """The v2 request a path under ``/legacy/`` names (None: not under it)."""
+        if request.path == LEGACY_PREFIX or request.path.startswith(LEGACY_PREFIX + "/"):
+            return dataclasses.replace(request, path=request.path[len(LEGACY_PREFIX) :] or "/")
+        return None
+
+    def _speaks_v2(self, request: ApiRequest) -> bool:
+        """A path at the root is the v2 API's where the v3 API has no such route."""
+        return not self.community_router.knows(request.method, request.path) and self.router.knows(
+            request.method, request.path
+        )
+
     async def direct(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
@@ -148,10 +175,17 @@ class Transports:
                 method=request.method,
                 path=request.url.path,
                 query=query,
+                query_string=request.url.query,
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=body,
             )
-            answer = await self._dispatch(api_request, "http")
+            legacy = self._legacy(api_request)
+            if legacy is None and not self._speaks_v2(api_request):
+                v3 = await self._dispatch_v3(api_request, "http")
+                response = Response(v3.body, v3.status, dict(v3.headers), media_type=None)
+                response.headers["content-type"] = v3.content_type
+                return _closing(request, response)
+            answer = await self._dispatch(legacy or api_request, "http")
         response = Response(answer.encode(), answer.status, answer.headers, media_type=JSON)
         return _closing(request, response)
 
@@ -175,16 +209,60 @@ class Transports:
             await _send(send, 400, f"bad onion request: {exc}".encode(), PLAIN, close)
             return
         try:
-            api_request = onion.parse_inner_request(
+            api_request, v3_api = onion.parse_inner_request(
                 envelope.plaintext, self.settings.max_json_depth
             )
         except onion.InnerRequestError as exc:
             answer = error_response(400, str(exc))
             self._record("onion", "POST", ONION_ROUTE, 400, started, "bad inner request")
         else:
-            answer = await self._dispatch(api_request, "onion")
-        sealed = onion.seal_response(envelope.key, answer.encode())
+            legacy = self._legacy(api_request) if v3_api else None
+            if v3_api and legacy is None:
+                v3 = await self._dispatch_v3(api_request, "onion")
+                # The v3 API through a v3 envelope: the body of a success, else its status.
+                plain = v3.body if 200 <= v3.status < 300 else b'{"status_code":%d}' % v3.status
+                await _send(send, 200, onion.seal_response(envelope, plain), PLAIN, close)
+                return
+            answer = await self._dispatch(legacy or api_request, "onion")
+        sealed = onion.seal_response(envelope, answer.encode())
         await _send(send, 200, sealed, PLAIN, close)
+
+    async def onion_v4(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /oxen/v4/lsrpc``: what every current client sends. The v3 API, or the
+        v2 API for an endpoint under ``/legacy/``; the answer is bencoded, sealed, raw."""
+        started = time.perf_counter()
+        close = _asks_to_close(scope)
+        try:
+            body = await read_asgi_body(scope, receive, self.settings.max_onion_body_bytes)
+            envelope = onion.open_envelope(body, self.private_key)
+        except BodyTooLarge:
+            self._record("onion4", "POST", ONION_V4_ROUTE, 413, started, "body too large")
+            await _send(send, 413, b"onion request too large", PLAIN, close)
+            return
+        except onion.EnvelopeError as exc:
+            self._record("onion4", "POST", ONION_V4_ROUTE, 400, started, f"bad envelope: {exc}")
+            if self.metrics is not None:
+                self.metrics.onion_failures.inc()
+            await _send(send, 400, f"bad onion request: {exc}".encode(), PLAIN, close)
+            return
+        try:
+            api_request = onion_v4.parse_request(envelope.plaintext, self.settings.max_json_depth)
+        except onion.InnerRequestError as exc:
+            self._record("onion4", "POST", ONION_V4_ROUTE, 400, started, "bad inner request")
+            plain = onion_v4.encode_response(
+                400, PLAIN.decode(), {}, f"Invalid v4 onion request: {exc}".encode()
+            )
+        else:
+            legacy = self._legacy(api_request)
+            if legacy is not None:
+                v2 = await self._dispatch(legacy, "onion4")
+                plain = onion_v4.encode_response(v2.status, JSON, dict(v2.headers), v2.encode())
+            else:
+                v3 = await self._dispatch_v3(api_request, "onion4")
+                plain = onion_v4.encode_response(
+                    v3.status, v3.content_type, dict(v3.headers), v3.body
+                )
+        await _send(send, 200, envelope.seal(plain), b"application/octet-stream", close)
 
     async def home(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -222,7 +300,8 @@ class Transports:
         """The onion endpoint or the home page asked with another method: JSON 405."""
         started = time.perf_counter()
         answer = error_response(405, f"{request.method} is not allowed on {request.url.path}")
-        route = ONION_ROUTE if request.url.path == ONION_ROUTE else "/"
+        path = request.url.path
+        route = path if path in (*ONION_V3_ROUTES, ONION_V4_ROUTE) else "/"
         self._record("http", request.method, route, 405, started)
         return _closing(request, Response(answer.encode(), 405, media_type=JSON))
 
@@ -244,17 +323,28 @@ class OnionFirst:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == ONION_ROUTE and scope["method"] == "POST":
-            await self.transports.onion(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "POST":
+            if scope["path"] in ONION_V3_ROUTES:
+                await self.transports.onion(scope, receive, send)
+                return
+            if scope["path"] == ONION_V4_ROUTE:
+                await self.transports.onion_v4(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
-def create_asgi_app(community: Community, router: Router, **starlette_options: object) -> ASGIApp:
-    t = Transports(community, router)
+def create_asgi_app(
+    community: Community,
+    router: Router,
+    community_router: CommunityRouter,
+    **starlette_options: object,
+) -> ASGIApp:
+    t = Transports(community, router, community_router)
     methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
+    not_post = [m for m in methods if m != "POST"]
     routes = [
-        Route(ONION_ROUTE, t.method_not_allowed, methods=[m for m in methods if m != "POST"]),
+        *(Route(path, t.method_not_allowed, methods=not_post) for path in ONION_V3_ROUTES),
+        Route(ONION_V4_ROUTE, t.method_not_allowed, methods=not_post),
         Route("/", t.home, methods=["GET"]),
         Route("/", t.method_not_allowed, methods=[m for m in methods if m != "GET"]),
         Route(WEB_IMAGE_ROUTE, t.room_image, methods=["GET"]),

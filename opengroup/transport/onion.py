@@ -1,4 +1,5 @@
-"""Onion requests (v3): the envelope the last service node POSTs to ``/loki/v3/lsrpc``.
+"""Onion requests: the envelope the last service node POSTs to ``/loki/v3/lsrpc`` or
+``/oxen/v4/lsrpc``, and the v3 framing of the request inside it.
 
 Request body, byte by byte::
 
@@ -9,7 +10,9 @@ Request body, byte by byte::
     e.g. 2c 01 00 00 | 300 bytes of ciphertext | {"ephemeral_key": "<64 hex>", "host": ..}
 
 The AES-256-GCM key is HMAC-SHA256(key=b"LOKI", msg=X25519(server key,
-ephemeral_key)). The plaintext is the inner request::
+ephemeral_key)); with ``"enc_type": "xchacha20"`` in the metadata the blob is
+nonce(24) | XChaCha20-Poly1305 ct+tag instead (see :mod:`opengroup.crypto`).
+The v3 plaintext is the inner request (the v4 one: :mod:`.onion_v4`)::
 
     {"endpoint": "messages?limit=5", "method": "GET", "body": "null",
      "headers": {"Room": "main", "Authorization": "ab12..."}}
@@ -25,21 +28,22 @@ from __future__ import annotations
 import base64
 import struct
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from opengroup import crypto
-from opengroup.api.routing import (
+from opengroup.api.jsonbody import (
     DEEP_JSON,
-    ApiRequest,
     JsonTooDeep,
     cannot_nest_deeper,
     json_too_deep,
     loads_json,
 )
+from opengroup.api.routing import ApiRequest
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -52,10 +56,33 @@ class InnerRequestError(ValueError):
     """The blob decrypted but the request inside is malformed; answered encrypted, 400."""
 
 
+class Cipher(Enum):
+    """How an onion request and its answer are sealed (``enc_type`` in the metadata)."""
+
+    AES_GCM = "aes-gcm"
+    XCHACHA20 = "xchacha20"
+
+
+# The names clients give enc_type (aes-gcm is the default: desktop sends none).
+CIPHER_NAMES = {
+    "aes-gcm": Cipher.AES_GCM,
+    "gcm": Cipher.AES_GCM,
+    "xchacha20": Cipher.XCHACHA20,
+    "xchacha20-poly1305": Cipher.XCHACHA20,
+}
+
+
 @dataclass(frozen=True)
 class OpenedEnvelope:
     key: bytes
     plaintext: bytes
+    cipher: Cipher = Cipher.AES_GCM
+
+    def seal(self, data: bytes) -> bytes:
+        """``data`` sealed for the requester, as its request was."""
+        if self.cipher is Cipher.XCHACHA20:
+            return crypto.seal_xchacha(self.key, data)
+        return crypto.seal(self.key, data)
 
 
 def open_envelope(body: bytes, private_key: X25519PrivateKey) -> OpenedEnvelope:
@@ -69,19 +96,29 @@ def open_envelope(body: bytes, private_key: X25519PrivateKey) -> OpenedEnvelope:
         metadata = orjson.loads(metadata_bytes)
     except orjson.JSONDecodeError:
         raise EnvelopeError("metadata is not JSON") from None
-    ephemeral = metadata.get("ephemeral_key") if isinstance(metadata, dict) else None
+    if not isinstance(metadata, dict):
+        raise EnvelopeError("metadata is not a JSON object")
+    ephemeral = metadata.get("ephemeral_key")
     if (
         not isinstance(ephemeral, str)
         or len(ephemeral) != 64
         or not HEX_DIGITS.issuperset(ephemeral)
     ):
         raise EnvelopeError("metadata lacks a 64-hex-digit ephemeral_key")
+    enc_type = metadata.get("enc_type", "aes-gcm")
+    cipher = CIPHER_NAMES.get(enc_type) if isinstance(enc_type, str) else None
+    if cipher is None:
+        raise EnvelopeError("unknown enc_type")
     try:
-        key = crypto.loki_key(private_key, bytes.fromhex(ephemeral))
-        plaintext = crypto.open_sealed(key, ciphertext)
+        if cipher is Cipher.XCHACHA20:
+            key = crypto.xchacha_key(private_key, bytes.fromhex(ephemeral))
+            plaintext = crypto.open_xchacha(key, ciphertext)
+        else:
+            key = crypto.loki_key(private_key, bytes.fromhex(ephemeral))
+            plaintext = crypto.open_sealed(key, ciphertext)
     except crypto.DecryptionError as exc:
         raise EnvelopeError(str(exc)) from None
-    return OpenedEnvelope(key, plaintext)
+    return OpenedEnvelope(key, plaintext, cipher)
 
 
 def _header_value(value: Any) -> str:
@@ -103,9 +140,11 @@ def _body_bytes(body: Any) -> bytes:
     return orjson.dumps(body)  # a client that sent the object itself rather than its text
 
 
-def parse_inner_request(plaintext: bytes, max_json_depth: int = 32) -> ApiRequest:
-    """The inner request; nested at most ``max_json_depth`` levels apart from its
-    ``body``, which is held to the same limit as a direct request's body, later."""
+def parse_inner_request(plaintext: bytes, max_json_depth: int) -> tuple[ApiRequest, bool]:
+    """The inner request, and whether it is for the v3 API (its endpoint starts with
+    ``/``; 2021 clients write v2 endpoints without). Nested at most ``max_json_depth``
+    levels apart from its ``body``, which is held to the same limit as a direct
+    request's body, later."""
     try:
         inner = loads_json(plaintext, 0)
     except JsonTooDeep:
@@ -132,15 +171,17 @@ def parse_inner_request(plaintext: bytes, max_json_depth: int = 32) -> ApiReques
     query: dict[str, str] = {}
     for name, value in parse_qsl(query_string, keep_blank_values=True):
         query.setdefault(name, value)
-    return ApiRequest(
+    request = ApiRequest(
         method=method.upper(),
-        path="/" + path.lstrip("/"),
+        path="/" + unquote(path).lstrip("/"),
         query=query,
+        query_string=query_string,
         headers={str(k).lower(): _header_value(v) for k, v in headers.items() if v is not None},
         body=_body_bytes(inner.get("body")),
     )
+    return request, endpoint.startswith("/")
 
 
-def seal_response(key: bytes, response_json: bytes) -> bytes:
-    """The HTTP body of the answer: base64 of IV | ciphertext | tag."""
-    return base64.b64encode(crypto.seal(key, response_json))
+def seal_response(envelope: OpenedEnvelope, response_json: bytes) -> bytes:
+    """The HTTP body of a v3 onion answer: base64 of the sealed answer."""
+    return base64.b64encode(envelope.seal(response_json))

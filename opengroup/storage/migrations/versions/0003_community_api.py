@@ -51,7 +51,8 @@ def upgrade() -> None:
     op.execute(
         "UPDATE messages SET seqno = server_id, seqno_data = server_id, seqno_created = server_id"
     )
-    op.execute("UPDATE rooms SET seqno = message_seq")
+    # info_updates starts at 1: clients that ask with 0 (desktop always does) get the details.
+    op.execute("UPDATE rooms SET seqno = message_seq, info_updates = 1")
     op.create_index("messages_by_seqno", "messages", ["room_id", "seqno"])
 
     op.add_column("moderators", _flag("admin", False))

@@ -1,0 +1,120 @@
+"""Capabilities, and many requests in one: ``/batch`` and ``/sequence``."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from opengroup.api.routing import ApiRequest
+from opengroup.api.v3.calls import JSON, Answer, Call
+from opengroup.domain import values
+from opengroup.domain.errors import BadRequest, PayloadTooLarge
+
+METHODS = ("GET", "POST", "PUT", "DELETE")
+BATCH_PATHS = ("/batch", "/sequence")
+
+
+def capability_list(call: Call) -> list[str]:
+    found = ["reactions", "sogs"]
+    if call.community.settings.require_blinded_ids:
+        found.append("blind")
+    return sorted(found)
+
+
+def capabilities(call: Call) -> Answer:
+    """``{"capabilities": [...]}``; 412 with ``missing`` if ``?required=`` names one we
+    lack."""
+    found = capability_list(call)
+    required = [c for c in call.request.query.get("required", "").split(",") if c]
+    missing = [c for c in required if c not in found]
+    if missing:
+        return Answer.json({"capabilities": found, "missing": missing}, 412)
+    return Answer.json({"capabilities": found})
+
+
+def batch(call: Call) -> list[dict[str, Any]]:
+    """Every sub-request, in order, each answered in its place (a malformed one too)."""
+    return [_run(call, item) for item in _items(call)]
+
+
+def sequence(call: Call) -> list[dict[str, Any]]:
+    """Sub-requests in order until the first that does not succeed (its answer included)."""
+    answers = []
+    for item in _items(call):
+        answers.append(_run(call, item))
+        if not 200 <= answers[-1]["code"] < 300:
+            break
+    return answers
+
+
+def _items(call: Call) -> list[Any]:
+    items = call.json()
+    if not isinstance(items, list):
+        raise BadRequest("the body must be a JSON list of requests")
+    most = call.community.settings.max_batch_requests
+    if len(items) > most:
+        raise PayloadTooLarge(f"at most {most} requests in one batch")
+    return items
+
+
+def _run(call: Call, item: Any) -> dict[str, Any]:
+    try:
+        request = _sub_request(item)
+    except BadRequest as exc:
+        answer = Answer.text(400, exc.reason)
+    else:
+        answer = call.sub_request(request)
+    return _item_answer(answer)
+
+
+def _sub_request(item: Any) -> ApiRequest:
+    """One item ``{method, path, headers?, json? | b64? | bytes?}`` as a request."""
+    if not isinstance(item, dict):
+        raise BadRequest("a batch item must be a JSON object")
+    method, path = item.get("method"), item.get("path")
+    if method not in METHODS:
+        raise BadRequest(f"a batch item's method must be one of {', '.join(METHODS)}")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise BadRequest("a batch item's path must start with /")
+    path, _, query_string = path.partition("?")
+    if path.rstrip("/") in BATCH_PATHS:
+        raise BadRequest("a batch cannot hold another batch")
+    bodies = [key for key in ("json", "b64", "bytes") if key in item]
+    if len(bodies) > 1:
+        raise BadRequest("a batch item has at most one of json, b64 and bytes")
+    body = b""
+    if bodies == ["json"]:
+        body = orjson.dumps(item["json"])
+    elif bodies == ["b64"]:
+        body = values.base64_bytes(item["b64"], "b64")
+    elif bodies == ["bytes"]:
+        if not isinstance(item["bytes"], str):
+            raise BadRequest("bytes must be a string")
+        body = item["bytes"].encode()
+    headers = item.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise BadRequest("a batch item's headers must be an object")
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        query.setdefault(name, value)
+    return ApiRequest(
+        method=method,
+        path=path,
+        query=query,
+        query_string=query_string,
+        headers={str(k).lower(): str(v) for k, v in headers.items()},
+        body=body,
+    )
+
+
+def _item_answer(answer: Answer) -> dict[str, Any]:
+    """``{code, headers, body}``: the body as JSON if it is JSON, else base64."""
+    headers = {"content-type": answer.content_type, **answer.headers}
+    if answer.content_type == JSON:
+        body: Any = answer.json_value()
+    else:
+        body = base64.b64encode(answer.body).decode()
+    return {"code": answer.status, "headers": headers, "body": body}

@@ -1,0 +1,59 @@
+"""The community API's routing table: every endpoint, and who may call it.
+
+Read it as the permission table of the API: the router authenticates the
+signer and checks the access named here before any handler runs; the domain
+then applies its own rules (who may delete which message, ...).
+"""
+
+from __future__ import annotations
+
+from opengroup.api.v3 import general, messages, rooms
+from opengroup.api.v3.calls import Access
+from opengroup.api.v3.routing import Route, Router
+
+ANYONE = Access.ANYONE
+USER = Access.USER
+BLINDED = Access.BLINDED
+VISIBLE = Access.ROOM_VISIBLE
+READER = Access.ROOM_READER
+MEMBER = Access.ROOM_MEMBER
+WRITER = Access.ROOM_WRITER
+UPLOADER = Access.ROOM_UPLOADER
+MODERATOR = Access.ROOM_MODERATOR
+ADMIN = Access.ROOM_ADMIN
+
+ROOM = "/room/{token}"
+REACTIONS = ROOM + "/reactions/{message_id}"
+
+ROUTES = [
+    # general
+    Route("GET", "/capabilities", general.capabilities, ANYONE),
+    Route("POST", "/batch", general.batch, ANYONE),
+    Route("POST", "/sequence", general.sequence, ANYONE),
+    # rooms
+    Route("GET", "/rooms", rooms.list_rooms, ANYONE),
+    Route("GET", ROOM, rooms.get_room, VISIBLE),
+    Route("PUT", ROOM, rooms.update_room, ADMIN),
+    Route("GET", ROOM + "/pollInfo/{info_updated}", rooms.poll_info, READER),
+    Route("POST", ROOM + "/pin/{message_id}", rooms.pin, ADMIN),
+    Route("POST", ROOM + "/unpin/all", rooms.unpin_all, ADMIN),
+    Route("POST", ROOM + "/unpin/{message_id}", rooms.unpin, ADMIN),
+    # messages
+    Route("GET", ROOM + "/messages/since/{seqno}", messages.since, READER),
+    Route("GET", ROOM + "/messages/recent", messages.recent, READER),
+    Route("GET", ROOM + "/messages/before/{message_id}", messages.before, READER),
+    Route("GET", ROOM + "/message/{message_id}", messages.get_message, READER),
+    Route("POST", ROOM + "/message", messages.post_message, WRITER),
+    Route("PUT", ROOM + "/message/{message_id}", messages.edit_message, WRITER),
+    Route("DELETE", ROOM + "/message/{message_id}", messages.delete_message, WRITER),
+    # reactions
+    Route("PUT", ROOM + "/reaction/{message_id}/{reaction}", messages.add_reaction, MEMBER),
+    Route("DELETE", ROOM + "/reaction/{message_id}/{reaction}", messages.remove_reaction, MEMBER),
+    Route("DELETE", ROOM + "/reactions/{message_id}", messages.clear_reactions, MODERATOR),
+    Route(
+        "DELETE", ROOM + "/reactions/{message_id}/{reaction}", messages.clear_reactions, MODERATOR
+    ),
+    Route("GET", ROOM + "/reactors/{message_id}/{reaction}", messages.reactors, READER),
+]
+
+router = Router(ROUTES)

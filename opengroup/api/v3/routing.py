@@ -1,0 +1,173 @@
+"""The community API's router: match a route, authenticate the signer once, check
+the route's :class:`~opengroup.api.v3.calls.Access`, run the handler, and turn
+any refusal into the plain-text answer clients expect.
+
+Handlers run in a worker thread (they use the database's blocking calls); a
+``/batch`` runs its sub-requests through :meth:`Router.handle` in that same
+thread, as the outer request's signer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import anyio.to_thread
+
+from opengroup.api.routing import ApiRequest
+from opengroup.api.v3.calls import Access, Answer, Call, Handler
+from opengroup.domain import signed_requests
+from opengroup.domain.access import view_room
+from opengroup.domain.community import Community
+from opengroup.domain.errors import (
+    ApiError,
+    Banned,
+    MethodNotAllowed,
+    NotFound,
+    NotPermitted,
+    RateLimited,
+    Unauthorized,
+)
+from opengroup.domain.users import User
+
+log = logging.getLogger(__name__)
+
+AUTH_REQUIRED = "X-SOGS-* request authentication required"
+
+_PARAM_RE = re.compile(r"\{(\w+)(:path)?\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    """``Route("GET", "/room/{token}/message/{message_id}", handler, Access.ROOM_READER)``.
+
+    ``{name}`` matches one path segment; ``{name:path}`` the rest of the path."""
+
+    method: str
+    path: str
+    handler: Handler
+    access: Access
+
+    def pattern(self) -> re.Pattern[str]:
+        def group(found: re.Match[str]) -> str:
+            return f"(?P<{found[1]}>.+)" if found[2] else f"(?P<{found[1]}>[^/]+)"
+
+        return re.compile("^" + _PARAM_RE.sub(group, self.path) + "$")
+
+
+class Router:
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = list(routes)
+        self._patterns = [(route, route.pattern()) for route in routes]
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for ``path`` (trailing ``/`` ignored): 404 or 405 if none."""
+        path = "/" + path.strip("/")
+        allowed = False
+        for route, pattern in self._patterns:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route, found.groupdict()
+            allowed = True
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}")
+        raise NotFound(f"no such endpoint: {path}")
+
+    def knows(self, method: str, path: str) -> bool:
+        """Whether a route of this method matches the path."""
+        try:
+            self.match(method, path)
+        except ApiError:
+            return False
+        return True
+
+    async def dispatch(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
+        """Answer a request in a worker thread; also the matched route's pattern ("" if
+        none matched), which logs and metrics name it by."""
+        return await anyio.to_thread.run_sync(self._handle, community, request, False, None)
+
+    def handle_as(self, community: Community, request: ApiRequest, signer: User | None) -> Answer:
+        """Answer a sub-request of a batch, as the batch's signer (its own signature
+        headers, if any, are not read)."""
+        return self._handle(community, request, True, signer)[0]
+
+    def _handle(
+        self, community: Community, request: ApiRequest, as_batch: bool, signer: User | None
+    ) -> tuple[Answer, str]:
+        route_name = ""
+        try:
+            route, params = self.match(request.method, request.path)
+            route_name = route.path
+            user = signer if as_batch else self._signer(community, request)
+            call = Call(
+                community,
+                request,
+                params,
+                user,
+                sub_request=lambda sub: self.handle_as(community, sub, user),
+            )
+            self._check_access(call, route.access)
+            result = route.handler(call)
+            answer = result if isinstance(result, Answer) else Answer.json(result)
+        except RateLimited as exc:
+            retry = max(1, round(exc.retry_after_seconds + 0.5))
+            answer = Answer.text(exc.status, exc.reason, {"retry-after": str(retry)})
+        except ApiError as exc:
+            answer = Answer.text(exc.status, exc.reason)
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            answer = Answer.text(500, "internal server error")
+        return answer, route_name
+
+    @staticmethod
+    def _signer(community: Community, request: ApiRequest) -> User | None:
+        """The user who signed the request (None: unsigned)."""
+        if not signed_requests.is_signed(request.headers):
+            return None
+        signed_path = unquote(request.path)
+        if request.query_string:
+            signed_path += "?" + request.query_string
+        settings = community.settings
+        signed = signed_requests.read_signature(
+            request.headers,
+            request.method,
+            signed_path,
+            request.body,
+            server_public_key=community.server_public_key,
+            now=community.clock(),
+            window_seconds=settings.request_time_window_seconds,
+            require_blinded=settings.require_blinded_ids,
+        )
+        return community.users.admit(signed)
+
+    @staticmethod
+    def _check_access(call: Call, access: Access) -> None:
+        user = call.user
+        if access.needs_user and user is None:
+            raise Unauthorized(AUTH_REQUIRED)
+        if access is Access.BLINDED and user is not None and not user.blinded:
+            raise Unauthorized("this route needs a blinded id")
+        if not access.needs_room:
+            return
+        community = call.community
+        keys = user.keys if user is not None else ()
+        with community.db.read() as conn:
+            call.room = view_room(conn, call.params["token"], keys, community.clock())
+        rights = call.room.access
+        if rights.banned:
+            raise Banned("banned from this room")
+        needed = {
+            Access.ROOM_READER: rights.read,
+            Access.ROOM_MEMBER: rights.read,
+            Access.ROOM_WRITER: rights.write,
+            Access.ROOM_UPLOADER: rights.upload,
+            Access.ROOM_MODERATOR: rights.moderator,
+            Access.ROOM_ADMIN: rights.admin,
+        }
+        if not needed.get(access, True):
+            raise NotPermitted(f"this needs {access.value}")

@@ -1,0 +1,116 @@
+"""Who may do what in a room: the one place that decides, for both APIs.
+
+A user's rights in a room come from, strongest first:
+
+1. staff: a room or global admin or moderator may do everything a user may,
+   and is never held back by a ban or an override;
+2. a ban (of the room, or of the whole server) that has not expired: nothing;
+3. the user's own overrides of read, accessible, write and upload;
+4. the room's defaults.
+
+Anonymous callers (no signature) get the room's defaults for reading, and may
+never write or upload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from opengroup.domain.errors import NoSuchRoom, NotPermitted
+from opengroup.storage import people, roomdetails
+from opengroup.storage.roomdetails import RoomDetails
+
+
+@dataclass(frozen=True)
+class RoomAccess:
+    """One caller's rights in one room."""
+
+    read: bool
+    accessible: bool
+    write: bool
+    upload: bool
+    moderator: bool = False  # of this room or of every room
+    admin: bool = False
+    global_moderator: bool = False
+    global_admin: bool = False
+    banned: bool = False
+    # Visible staff (False: a hidden moderator or admin).
+    visible: bool = False
+
+    @property
+    def may_see_room(self) -> bool:
+        """Whether the room exists as far as the caller can tell."""
+        return self.accessible or self.read or self.moderator
+
+
+@dataclass(frozen=True)
+class RoomView:
+    """A room and the caller's rights in it."""
+
+    room: RoomDetails
+    access: RoomAccess
+
+    @property
+    def id(self) -> str:
+        return self.room.id
+
+
+def room_access(conn: Connection, room: RoomDetails, keys: Sequence[str], now: float) -> RoomAccess:
+    """The rights of the person known under ``keys`` (none: anonymous) in ``room``."""
+    defaults = RoomAccess(
+        read=room.default_read,
+        accessible=room.default_accessible,
+        write=room.default_write,
+        upload=room.default_upload,
+    )
+    if not keys:
+        return RoomAccess(
+            read=defaults.read, accessible=defaults.accessible, write=False, upload=False
+        )
+    own = people.room_role(conn, room.id, keys)
+    server = people.global_role(conn, keys)
+    if own is not None or server is not None:
+        admin = (own is not None and own.admin) or (server is not None and server.admin)
+        return RoomAccess(
+            read=True,
+            accessible=True,
+            write=True,
+            upload=True,
+            moderator=True,
+            admin=admin,
+            global_moderator=server is not None,
+            global_admin=server is not None and server.admin,
+            visible=(own is not None and own.visible) or (server is not None and server.visible),
+        )
+    if people.is_room_banned(conn, room.id, keys, now) or people.is_globally_banned(
+        conn, keys, now
+    ):
+        return RoomAccess(read=False, accessible=False, write=False, upload=False, banned=True)
+    overrides = people.overrides(conn, room.id, keys)
+    return RoomAccess(
+        read=overrides.get("read", defaults.read),
+        accessible=overrides.get("accessible", defaults.accessible),
+        write=overrides.get("write", defaults.write),
+        upload=overrides.get("upload", defaults.upload),
+    )
+
+
+def view_room(conn: Connection, token: str, keys: Sequence[str], now: float) -> RoomView:
+    """The room named ``token`` with the caller's rights; 404 if there is none or the
+    caller may not know of it."""
+    room = roomdetails.find_room(conn, token) if "\x00" not in token else None
+    if room is None:
+        raise NoSuchRoom(token)
+    access = room_access(conn, room, keys, now)
+    if not access.may_see_room and not access.banned:
+        raise NoSuchRoom(token)
+    return RoomView(room, access)
+
+
+def check_may_delete(author: str, keys: Sequence[str], moderator: bool, message_id: int) -> None:
+    """Who may delete a message, whichever API asks: its author, or a moderator."""
+    if not moderator and author not in keys:
+        raise NotPermitted(f"message {message_id} is not yours to delete")

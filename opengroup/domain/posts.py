@@ -1,0 +1,360 @@
+"""Messages as the community API sees them: reading by seqno or id, posting (through
+the same group-commit writer as the v2 API), editing, deleting and reactions.
+
+Both APIs store into one ``messages`` table: a v2 post is read here with its
+``posted`` time, a post made here is read by v2 clients, and a deletion through
+either is seen by both (:func:`opengroup.storage.queries.mark_deleted`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio.from_thread
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from sqlalchemy import Connection
+
+from opengroup import crypto
+from opengroup.config import Settings
+from opengroup.domain import limits, values
+from opengroup.domain.access import RoomView, check_may_delete
+from opengroup.domain.errors import (
+    BadRequest,
+    NoSuchMessage,
+    NoSuchRoom,
+    NotPermitted,
+    PayloadTooLarge,
+)
+from opengroup.domain.users import User, parse_session_id
+from opengroup.storage import posts, queries, roomdetails
+from opengroup.storage.database import Database
+from opengroup.storage.posts import Reaction, StoredMessage
+from opengroup.storage.postwriter import NewPost, PostWriter
+
+MAX_PAGE = 256
+DEFAULT_PAGE = 100
+MAX_REACTORS = 20
+MAX_REACTION_CODE_POINTS = 12
+
+
+@dataclass(frozen=True)
+class ReactionSummary:
+    index: int
+    count: int
+    reactors: list[str]
+    you: bool
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """A message with the reactions to it, as one caller sees them."""
+
+    message: StoredMessage
+    reactions: dict[str, ReactionSummary] = field(default_factory=dict)
+
+
+def reaction_text(value: str) -> str:
+    """A reaction: 1 to 12 code points."""
+    if not 1 <= len(value) <= MAX_REACTION_CODE_POINTS:
+        raise BadRequest(f"a reaction is 1 to {MAX_REACTION_CODE_POINTS} characters")
+    return value
+
+
+def verify_post_signature(session_id: str, data: bytes, signature: bytes) -> bool:
+    """A blinded poster signs ``data`` with Ed25519 under the blinded key; an
+    unblinded one with XEdDSA under their X25519 key."""
+    key = bytes.fromhex(session_id[2:])
+    if session_id.startswith("15"):
+        try:
+            VerifyKey(key).verify(data, signature)
+        except (BadSignatureError, ValueError):
+            return False
+        return True
+    return crypto.verify_signature(key, data, signature)
+
+
+class Posts:
+    """Reading, posting, editing and deleting messages, and reacting to them."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        writer: PostWriter,
+        clock: Callable[[], float],
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.writer = writer
+        self.clock = clock
+
+    # -- reading ----------------------------------------------------------------------
+
+    def since(
+        self,
+        view: RoomView,
+        user: User | None,
+        seqno: int,
+        limit: int,
+        reactors: int,
+        *,
+        with_reactions: bool,
+    ) -> list[MessageView]:
+        keys = user.keys if user else ()
+        with self.db.read() as conn:
+            visible = posts.visible_to(keys, view.access.moderator)
+            found = posts.changes_since(
+                conn, view.id, seqno, limit, visible, with_reactions=with_reactions
+            )
+            return self._with_reactions(conn, view.id, found, keys, reactors)
+
+    def newest(
+        self,
+        view: RoomView,
+        user: User | None,
+        limit: int,
+        reactors: int,
+        before: int | None = None,
+    ) -> list[MessageView]:
+        keys = user.keys if user else ()
+        with self.db.read() as conn:
+            visible = posts.visible_to(keys, view.access.moderator)
+            found = posts.newest(conn, view.id, limit, visible, before)
+            return self._with_reactions(conn, view.id, found, keys, reactors)
+
+    def one(self, view: RoomView, user: User | None, message_id: int, reactors: int) -> MessageView:
+        keys = user.keys if user else ()
+        with self.db.read() as conn:
+            message = self._visible_message(conn, view, keys, message_id)
+            return self._with_reactions(conn, view.id, [message], keys, reactors)[0]
+
+    @staticmethod
+    def _visible_message(
+        conn: Connection, view: RoomView, keys: Sequence[str], message_id: int
+    ) -> StoredMessage:
+        """A live message the caller may see: 404 otherwise (whispers to others too)."""
+        message = posts.one(conn, view.id, message_id)
+        if message is None or message.deleted or not _may_see(message, keys, view.access.moderator):
+            raise NoSuchMessage(message_id)
+        return message
+
+    @staticmethod
+    def _with_reactions(
+        conn: Connection,
+        room_id: str,
+        found: list[StoredMessage],
+        keys: Sequence[str],
+        reactors: int,
+    ) -> list[MessageView]:
+        live = [m.id for m in found if not m.deleted]
+        by_message: dict[int, list[Reaction]] = {}
+        for reaction in posts.reactions_of(conn, room_id, live):
+            by_message.setdefault(reaction.message_id, []).append(reaction)
+        return [MessageView(m, _summarise(by_message.get(m.id, []), keys, reactors)) for m in found]
+
+    # -- posting and editing ----------------------------------------------------------
+
+    def _checked_content(self, user: User, body: dict[str, object]) -> tuple[str, str]:
+        """``data`` and ``signature`` of a post or edit, as canonical base64; 400 or 413
+        if they are malformed, too large, or the signature does not verify."""
+        raw = values.base64_bytes(body.get("data"), "data")
+        signature = values.base64_bytes(body.get("signature"), "signature")
+        if not raw:
+            raise BadRequest("data is empty")
+        if len(signature) != crypto.SIGNATURE_SIZE:
+            raise BadRequest("signature must be 64 bytes")
+        if len(raw) > self.settings.max_message_bytes:
+            raise PayloadTooLarge(
+                f"message data is {len(raw)} bytes; the limit is {self.settings.max_message_bytes}"
+            )
+        if self.settings.verify_signatures and not verify_post_signature(
+            user.session_id, raw, signature
+        ):
+            raise BadRequest("signature does not match the data and the sender's key")
+        return base64.b64encode(raw).decode(), base64.b64encode(signature).decode()
+
+    def post(self, view: RoomView, user: User, body: dict[str, object]) -> MessageView:
+        """Store a post (201); runs in a worker thread, its write in the event loop's
+        group-commit writer."""
+        data, signature = self._checked_content(user, body)
+        whisper_to = body.get("whisper_to")
+        whisper_mods = body.get("whisper_mods", False)
+        if whisper_to is not None:
+            whisper_to = parse_session_id(whisper_to, "whisper_to")
+        if not isinstance(whisper_mods, bool):
+            raise BadRequest("whisper_mods must be true or false")
+        if (whisper_to is not None or whisper_mods) and not view.access.moderator:
+            raise NotPermitted("only moderators may whisper")
+        file_ids = _file_ids(body.get("files"))
+        now = self.clock()
+        window = limits.Window(
+            self.settings.post_rate_limit_count, self.settings.post_rate_limit_seconds, "posts"
+        )
+        limited = window.enabled and not view.access.moderator
+        post = NewPost(
+            view.id,
+            user.session_id,
+            int(now * 1000),
+            data,
+            signature,
+            posted_at=now,
+            whisper_to=whisper_to,
+            whisper_mods=whisper_mods,
+            limit_since=window.since(now),
+            check=(lambda recent: window.check(recent, now)) if limited else None,
+        )
+        stored = anyio.from_thread.run(self.writer.write, post)
+        if stored is None:
+            raise NoSuchRoom(view.id)
+        if file_ids:
+            with self.db.write() as conn:
+                posts.keep_files(
+                    conn, view.id, user.keys, file_ids, now + self.settings.file_ttl_seconds
+                )
+        message = StoredMessage(
+            stored.server_id,
+            user.session_id,
+            now,
+            None,
+            stored.seqno,
+            stored.seqno,
+            stored.seqno,
+            data,
+            signature,
+            False,
+            whisper_to,
+            whisper_mods,
+        )
+        return MessageView(message)
+
+    def edit(self, view: RoomView, user: User, message_id: int, body: dict[str, object]) -> None:
+        data, signature = self._checked_content(user, body)
+        file_ids = _file_ids(body.get("files"))
+        now = self.clock()
+        with self.db.write() as conn:
+            message = posts.one(conn, view.id, message_id)
+            if message is None or message.deleted:
+                raise NoSuchMessage(message_id)
+            if message.session_id not in user.keys:
+                raise NotPermitted("only the author may edit a message")
+            seqno = posts.take_seqno(conn, view.id)
+            posts.edit(conn, view.id, message_id, data, signature, seqno, now)
+            posts.keep_files(
+                conn, view.id, user.keys, file_ids, now + self.settings.file_ttl_seconds
+            )
+
+    def delete(self, view: RoomView, user: User, message_id: int) -> None:
+        with self.db.write() as conn:
+            queries.lock_room(conn, view.id)
+            message = posts.one(conn, view.id, message_id)
+            if message is None or message.deleted:
+                raise NoSuchMessage(message_id)
+            check_may_delete(message.session_id, user.keys, view.access.moderator, message_id)
+            queries.mark_deleted(conn, view.id, message_id)
+
+    def delete_all_by(self, view: RoomView, keys: Sequence[str]) -> int:
+        """Delete every live message of the keys in the room, and expire their uploads
+        (not the room image); how many messages."""
+        with self.db.write() as conn:
+            queries.lock_room(conn, view.id)
+            doomed = posts.live_ids_by(conn, view.id, keys)
+            for message_id in doomed:
+                queries.mark_deleted(conn, view.id, message_id)
+            posts.expire_files_of(conn, view.id, keys, self.clock(), view.room.image_file_id)
+        return len(doomed)
+
+    # -- reactions --------------------------------------------------------------------
+
+    def react(
+        self, view: RoomView, user: User, message_id: int, reaction: str, add: bool
+    ) -> tuple[bool, int]:
+        """Add or remove the user's reaction: (whether anything changed, the room's seqno)."""
+        reaction = reaction_text(reaction)
+        with self.db.write() as conn:
+            self._visible_message(conn, view, user.keys, message_id)
+            if add:
+                changed = posts.add_reaction(
+                    conn, view.id, message_id, reaction, user.session_id, self.clock()
+                )
+            else:
+                changed = posts.remove_reactions(conn, view.id, message_id, reaction, user.keys) > 0
+            seqno = self._bump(conn, view.id, message_id) if changed else _room_seqno(conn, view.id)
+        return changed, seqno
+
+    def clear_reactions(
+        self, view: RoomView, message_id: int, reaction: str | None
+    ) -> tuple[int, int]:
+        """A moderator removes every reaction (of one kind) from a message: (how many,
+        the room's seqno)."""
+        if reaction is not None:
+            reaction = reaction_text(reaction)
+        with self.db.write() as conn:
+            message = posts.one(conn, view.id, message_id)
+            if message is None or message.deleted:
+                raise NoSuchMessage(message_id)
+            removed = posts.remove_reactions(conn, view.id, message_id, reaction)
+            seqno = self._bump(conn, view.id, message_id) if removed else _room_seqno(conn, view.id)
+        return removed, seqno
+
+    def reactors(
+        self, view: RoomView, user: User | None, message_id: int, reaction: str, limit: int
+    ) -> list[tuple[str, float]]:
+        reaction = reaction_text(reaction)
+        keys = user.keys if user else ()
+        with self.db.read() as conn:
+            self._visible_message(conn, view, keys, message_id)
+            return posts.reactors(conn, view.id, message_id, reaction, limit)
+
+    @staticmethod
+    def _bump(conn: Connection, room_id: str, message_id: int) -> int:
+        seqno = posts.take_seqno(conn, room_id)
+        posts.set_message_seqno(conn, room_id, message_id, seqno)
+        return seqno
+
+
+def _room_seqno(conn: Connection, room_id: str) -> int:
+    room = roomdetails.find_room(conn, room_id)
+    return room.seqno if room is not None else 0
+
+
+def _may_see(message: StoredMessage, keys: Sequence[str], moderator: bool) -> bool:
+    if message.whisper_to is None and not message.whisper_mods:
+        return True
+    return (
+        message.session_id in keys
+        or message.whisper_to in keys
+        or (moderator and message.whisper_mods)
+    )
+
+
+def _file_ids(value: object) -> list[int]:
+    """The ``files`` of a post: ids as numbers or as their decimal text."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest("files must be a list of file ids")
+    if len(value) > MAX_PAGE:
+        raise BadRequest(f"at most {MAX_PAGE} files")
+    return [values.integer(item, "files[]") for item in value]
+
+
+def _summarise(
+    found: list[Reaction], keys: Sequence[str], reactors: int
+) -> dict[str, ReactionSummary]:
+    """Each reaction with its place (by its first use), count, first reactors, and
+    whether the caller is among them."""
+    grouped: dict[str, list[Reaction]] = {}
+    for reaction in found:  # oldest first
+        grouped.setdefault(reaction.reaction, []).append(reaction)
+    return {
+        name: ReactionSummary(
+            index=index,
+            count=len(group),
+            reactors=[r.public_key for r in group[:reactors]],
+            you=any(r.public_key in keys for r in group),
+        )
+        for index, (name, group) in enumerate(grouped.items())
+    }

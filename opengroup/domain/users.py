@@ -1,0 +1,130 @@
+"""Users of the community API: who signed a request, under which keys they are
+known, and the link from a Session id to its blinded id.
+
+An operator or moderator names people by their Session id (``05...``), but
+today's clients sign in with a blinded id (``15...``) that only the server
+with this key can derive from it (:mod:`opengroup.blinding`). Naming a
+Session id records the link, so a role or ban given to it applies to the
+blinded id whenever that first appears; a blinded id given directly applies
+to it alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from opengroup import blinding
+from opengroup.config import Settings
+from opengroup.domain.errors import BadRequest, Banned, TooEarly
+from opengroup.domain.signed_requests import SignedRequest
+from opengroup.storage import people
+from opengroup.storage.database import Database
+
+
+@dataclass(frozen=True)
+class User:
+    """The signer of a request: their id, and every key they are known under here."""
+
+    session_id: str
+    keys: tuple[str, ...]
+
+    @property
+    def blinded(self) -> bool:
+        return self.session_id.startswith("15")
+
+
+def parse_session_id(value: object, field: str = "session id") -> str:
+    """A ``05`` Session id or a ``15`` blinded id: 66 hex digits (folded to lower case)."""
+    if isinstance(value, str) and len(value) == 66 and value[:2] in ("05", "15"):
+        try:
+            bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+        else:
+            return value.lower()
+    raise BadRequest(f"{field} must be 66 hex digits starting with 05 or 15")
+
+
+class Users:
+    """Admitting signed requests, and linking Session ids to blinded ids."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        server_public_key: bytes,
+        clock: Callable[[], float],
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.server_public_key = server_public_key
+        self.clock = clock
+
+    def admit(self, signed: SignedRequest) -> User:
+        """The user behind a request whose signature checked out: 425 if its nonce was
+        used before, 403 if they are banned from the server. Records the nonce (until
+        the request's timestamp leaves the window) and when the user was last seen."""
+        now = self.clock()
+        keep_until = signed.timestamp + self.settings.request_time_window_seconds + 1
+        with self.db.write() as conn:
+            if not people.take_nonce(conn, signed.nonce, keep_until):
+                raise TooEarly("Invalid authentication: X-SOGS-Nonce cannot be reused")
+            user = self._user(conn, signed.session_id)
+            if people.is_globally_banned(conn, user.keys, now):
+                raise Banned("Banned")
+            self._note_seen(conn, user.session_id, now)
+        return user
+
+    def user(self, conn: Connection, session_id: str) -> User:
+        """The keys ``session_id`` is known under (itself, and the Session ids linked to
+        it if it is a blinded id)."""
+        return self._user(conn, session_id)
+
+    @staticmethod
+    def _user(conn: Connection, session_id: str) -> User:
+        keys = [session_id]
+        if session_id.startswith("15"):
+            keys += people.session_ids_of_blinded(conn, blinding.blinded_abs(session_id))
+        return User(session_id, tuple(keys))
+
+    def _note_seen(self, conn: Connection, session_id: str, now: float) -> None:
+        last_seen = people.user_last_seen(conn, session_id)
+        if last_seen is None:
+            people.insert_user(conn, session_id, now)
+            if session_id.startswith("15"):
+                people.set_seen_blinded_id(conn, blinding.blinded_abs(session_id), session_id)
+        elif now - last_seen >= self.settings.activity_interval_seconds:
+            people.touch_user(conn, session_id, now)
+
+    def link(self, conn: Connection, session_id: str) -> None:
+        """Record the blinded form of a ``05`` Session id named as staff or banned (and
+        the blinded id it was already seen under, if it was); nothing for a ``15`` id."""
+        if not session_id.startswith("05"):
+            return
+        positive, negative = blinding.blinded_candidates(session_id, self.server_public_key)
+        abs_id = blinding.blinded_abs(positive)
+        people.link_session_id(conn, session_id, abs_id)
+        for candidate in (positive, negative):
+            if people.user_last_seen(conn, candidate) is not None:
+                people.set_seen_blinded_id(conn, abs_id, candidate)
+
+    def link_named_people(self) -> int:
+        """Link every Session id already named as staff or banned (as by the v2 API or an
+        older version); run at start-up. How many were linked."""
+        with self.db.write() as conn:
+            unlinked = people.unlinked_session_ids(conn)
+            for session_id in unlinked:
+                try:
+                    self.link(conn, session_id)
+                except ValueError:  # not a point: no blinded id can ever match it
+                    continue
+        return len(unlinked)
+
+    def display_ids(self, conn: Connection, keys: Sequence[str]) -> dict[str, str]:
+        """How staff lists show each key: a ``05`` id as the blinded id it was seen
+        under once it was, otherwise as it is."""
+        seen = people.seen_blinded_ids(conn, [k for k in keys if k.startswith("05")])
+        return {key: seen.get(key, key) for key in keys}

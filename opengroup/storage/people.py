@@ -1,0 +1,418 @@
+"""Statements about people: users seen, blinded-id links, request nonces, staff,
+bans and permission overrides (room and server-wide), as functions over a
+connection.
+
+A person may be named by more than one key: the blinded id ("15...") they sign
+in with, and the Session id ("05...") an operator or moderator named them by
+before that id appeared. Functions that ask about a person take all their
+``keys`` (see :class:`opengroup.domain.users.User`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, delete, insert, or_, select, union, update
+from sqlalchemy.exc import IntegrityError
+
+from opengroup.storage.schema import (
+    bans,
+    blinded_ids,
+    future_permissions,
+    global_bans,
+    global_moderators,
+    moderators,
+    permission_overrides,
+    request_nonces,
+    rooms,
+    users,
+)
+
+PERMISSIONS = ("read", "accessible", "write", "upload")
+
+
+@dataclass(frozen=True)
+class StaffRole:
+    admin: bool
+    visible: bool
+
+
+@dataclass(frozen=True)
+class StaffEntry:
+    public_key: str
+    admin: bool
+    visible: bool
+    is_global: bool
+
+
+# -- users and blinded ids ---------------------------------------------------------------
+
+
+def user_last_seen(conn: Connection, session_id: str) -> float | None:
+    return conn.execute(
+        select(users.c.last_seen).where(users.c.session_id == session_id)
+    ).scalar_one_or_none()
+
+
+def insert_user(conn: Connection, session_id: str, now: float) -> None:
+    conn.execute(insert(users).values(session_id=session_id, first_seen=now, last_seen=now))
+
+
+def touch_user(conn: Connection, session_id: str, now: float) -> None:
+    conn.execute(
+        update(users)
+        .where(users.c.session_id == session_id, users.c.last_seen < now)
+        .values(last_seen=now)
+    )
+
+
+def user_first_seen(conn: Connection, session_id: str) -> float | None:
+    return conn.execute(
+        select(users.c.first_seen).where(users.c.session_id == session_id)
+    ).scalar_one_or_none()
+
+
+def link_session_id(conn: Connection, session_id: str, blinded_abs: str) -> None:
+    """Remember that ``session_id`` signs in here under the blinded key ``blinded_abs``
+    (either sign); nothing if it is remembered already."""
+    exists = conn.execute(
+        select(blinded_ids.c.session_id).where(blinded_ids.c.session_id == session_id)
+    ).first()
+    if exists is None:
+        conn.execute(insert(blinded_ids).values(session_id=session_id, blinded_abs=blinded_abs))
+
+
+def set_seen_blinded_id(conn: Connection, blinded_abs: str, blinded_id: str) -> None:
+    conn.execute(
+        update(blinded_ids)
+        .where(blinded_ids.c.blinded_abs == blinded_abs)
+        .values(blinded_id=blinded_id)
+    )
+
+
+def session_ids_of_blinded(conn: Connection, blinded_abs: str) -> list[str]:
+    """The Session ids ("05...") linked to a blinded key."""
+    rows = conn.execute(
+        select(blinded_ids.c.session_id).where(blinded_ids.c.blinded_abs == blinded_abs)
+    )
+    return [row[0] for row in rows]
+
+
+def seen_blinded_ids(conn: Connection, session_ids: Sequence[str]) -> dict[str, str]:
+    """session id -> the blinded id it was seen signing in with, for those seen."""
+    if not session_ids:
+        return {}
+    rows = conn.execute(
+        select(blinded_ids.c.session_id, blinded_ids.c.blinded_id).where(
+            blinded_ids.c.session_id.in_(list(session_ids)),
+            blinded_ids.c.blinded_id.is_not(None),
+        )
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def unlinked_session_ids(conn: Connection) -> list[str]:
+    """Session ids named as staff or banned that have no blinded link yet."""
+    named = union(
+        select(moderators.c.public_key),
+        select(bans.c.public_key),
+        select(global_moderators.c.public_key),
+        select(global_bans.c.public_key),
+    ).subquery()
+    linked = select(blinded_ids.c.session_id)
+    rows = conn.execute(
+        select(named.c.public_key).where(
+            named.c.public_key.like("05%"), named.c.public_key.not_in(linked)
+        )
+    )
+    return [row[0] for row in rows]
+
+
+# -- nonces ------------------------------------------------------------------------------
+
+
+def take_nonce(conn: Connection, nonce: bytes, expires_at: float) -> bool:
+    """Record a request nonce; False if it was recorded before (a replay)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(request_nonces).values(nonce=nonce, expires_at=expires_at))
+    except IntegrityError:
+        return False
+    return True
+
+
+# -- staff -------------------------------------------------------------------------------
+
+
+def room_role(conn: Connection, room_id: str, keys: Sequence[str]) -> StaffRole | None:
+    """The strongest room staff role held under any of the keys (None: not staff)."""
+    rows = conn.execute(
+        select(moderators.c.admin, moderators.c.visible).where(
+            moderators.c.room_id == room_id, moderators.c.public_key.in_(list(keys))
+        )
+    ).all()
+    if not rows:
+        return None
+    return StaffRole(any(r[0] for r in rows), any(r[1] for r in rows))
+
+
+def global_role(conn: Connection, keys: Sequence[str]) -> StaffRole | None:
+    rows = conn.execute(
+        select(global_moderators.c.admin, global_moderators.c.visible).where(
+            global_moderators.c.public_key.in_(list(keys))
+        )
+    ).all()
+    if not rows:
+        return None
+    return StaffRole(any(r[0] for r in rows), any(r[1] for r in rows))
+
+
+def room_staff(conn: Connection, room_id: str) -> list[StaffEntry]:
+    """The room's own staff and the server's, by key."""
+    own = conn.execute(
+        select(moderators.c.public_key, moderators.c.admin, moderators.c.visible).where(
+            moderators.c.room_id == room_id
+        )
+    ).all()
+    server = conn.execute(
+        select(
+            global_moderators.c.public_key, global_moderators.c.admin, global_moderators.c.visible
+        )
+    ).all()
+    return [StaffEntry(r[0], bool(r[1]), bool(r[2]), False) for r in own] + [
+        StaffEntry(r[0], bool(r[1]), bool(r[2]), True) for r in server
+    ]
+
+
+def set_room_staff(
+    conn: Connection, room_id: str, public_key: str, admin: bool, visible: bool, now: float
+) -> None:
+    conn.execute(
+        delete(moderators).where(
+            moderators.c.room_id == room_id, moderators.c.public_key == public_key
+        )
+    )
+    conn.execute(
+        insert(moderators).values(
+            room_id=room_id, public_key=public_key, admin=admin, visible=visible, added_at=now
+        )
+    )
+
+
+def remove_room_staff(conn: Connection, room_id: str, public_key: str) -> bool:
+    result = conn.execute(
+        delete(moderators).where(
+            moderators.c.room_id == room_id, moderators.c.public_key == public_key
+        )
+    )
+    return result.rowcount > 0
+
+
+def set_global_staff(
+    conn: Connection, public_key: str, admin: bool, visible: bool, now: float
+) -> None:
+    conn.execute(delete(global_moderators).where(global_moderators.c.public_key == public_key))
+    conn.execute(
+        insert(global_moderators).values(
+            public_key=public_key, admin=admin, visible=visible, added_at=now
+        )
+    )
+
+
+def remove_global_staff(conn: Connection, public_key: str) -> bool:
+    result = conn.execute(
+        delete(global_moderators).where(global_moderators.c.public_key == public_key)
+    )
+    return result.rowcount > 0
+
+
+def global_staff(conn: Connection) -> list[StaffEntry]:
+    rows = conn.execute(
+        select(
+            global_moderators.c.public_key, global_moderators.c.admin, global_moderators.c.visible
+        ).order_by(global_moderators.c.public_key)
+    )
+    return [StaffEntry(r[0], bool(r[1]), bool(r[2]), True) for r in rows]
+
+
+# -- bans --------------------------------------------------------------------------------
+
+
+def is_room_banned(conn: Connection, room_id: str, keys: Sequence[str], now: float) -> bool:
+    row = conn.execute(
+        select(bans.c.public_key).where(
+            bans.c.room_id == room_id,
+            bans.c.public_key.in_(list(keys)),
+            or_(bans.c.expires_at.is_(None), bans.c.expires_at > now),
+        )
+    ).first()
+    return row is not None
+
+
+def is_globally_banned(conn: Connection, keys: Sequence[str], now: float) -> bool:
+    row = conn.execute(
+        select(global_bans.c.public_key).where(
+            global_bans.c.public_key.in_(list(keys)),
+            or_(global_bans.c.expires_at.is_(None), global_bans.c.expires_at > now),
+        )
+    ).first()
+    return row is not None
+
+
+def set_room_ban(
+    conn: Connection, room_id: str, public_key: str, now: float, expires_at: float | None
+) -> None:
+    conn.execute(delete(bans).where(bans.c.room_id == room_id, bans.c.public_key == public_key))
+    conn.execute(
+        insert(bans).values(
+            room_id=room_id, public_key=public_key, banned_at=now, expires_at=expires_at
+        )
+    )
+
+
+def set_global_ban(conn: Connection, public_key: str, now: float, expires_at: float | None) -> None:
+    conn.execute(delete(global_bans).where(global_bans.c.public_key == public_key))
+    conn.execute(
+        insert(global_bans).values(public_key=public_key, banned_at=now, expires_at=expires_at)
+    )
+
+
+def remove_room_ban(conn: Connection, room_id: str, keys: Sequence[str]) -> int:
+    return conn.execute(
+        delete(bans).where(bans.c.room_id == room_id, bans.c.public_key.in_(list(keys)))
+    ).rowcount
+
+
+def remove_global_ban(conn: Connection, keys: Sequence[str]) -> int:
+    return conn.execute(
+        delete(global_bans).where(global_bans.c.public_key.in_(list(keys)))
+    ).rowcount
+
+
+def room_bans(conn: Connection, room_id: str, now: float) -> list[tuple[str, float | None]]:
+    rows = conn.execute(
+        select(bans.c.public_key, bans.c.expires_at)
+        .where(bans.c.room_id == room_id, or_(bans.c.expires_at.is_(None), bans.c.expires_at > now))
+        .order_by(bans.c.public_key)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def server_bans(conn: Connection, now: float) -> list[tuple[str, float | None]]:
+    rows = conn.execute(
+        select(global_bans.c.public_key, global_bans.c.expires_at)
+        .where(or_(global_bans.c.expires_at.is_(None), global_bans.c.expires_at > now))
+        .order_by(global_bans.c.public_key)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+# -- permissions -------------------------------------------------------------------------
+
+
+def overrides(conn: Connection, room_id: str, keys: Sequence[str]) -> dict[str, bool]:
+    """The person's explicit permissions in the room (the first key's win)."""
+    rows = conn.execute(
+        select(
+            permission_overrides.c.public_key,
+            *(permission_overrides.c[name] for name in PERMISSIONS),
+        ).where(
+            permission_overrides.c.room_id == room_id,
+            permission_overrides.c.public_key.in_(list(keys)),
+        )
+    ).all()
+    order = {key: n for n, key in enumerate(keys)}
+    found: dict[str, bool] = {}
+    for row in sorted(rows, key=lambda r: order.get(r[0], len(order)), reverse=True):
+        for name, value in zip(PERMISSIONS, row[1:], strict=True):
+            if value is not None:
+                found[name] = bool(value)
+    return found
+
+
+def all_overrides(conn: Connection, room_id: str) -> dict[str, dict[str, bool]]:
+    rows = conn.execute(
+        select(
+            permission_overrides.c.public_key,
+            *(permission_overrides.c[name] for name in PERMISSIONS),
+        ).where(permission_overrides.c.room_id == room_id)
+    )
+    return {
+        row[0]: {
+            name: bool(value)
+            for name, value in zip(PERMISSIONS, row[1:], strict=True)
+            if value is not None
+        }
+        for row in rows
+    }
+
+
+def set_overrides(
+    conn: Connection, room_id: str, public_key: str, values: dict[str, bool | None]
+) -> None:
+    """Set (True/False) or clear (None) some of a key's permission overrides in a room."""
+    current = conn.execute(
+        select(*(permission_overrides.c[name] for name in PERMISSIONS)).where(
+            permission_overrides.c.room_id == room_id,
+            permission_overrides.c.public_key == public_key,
+        )
+    ).first()
+    merged: dict[str, bool | None] = dict(
+        zip(PERMISSIONS, current if current is not None else (None,) * 4, strict=True)
+    )
+    merged.update(values)
+    conn.execute(
+        delete(permission_overrides).where(
+            permission_overrides.c.room_id == room_id,
+            permission_overrides.c.public_key == public_key,
+        )
+    )
+    if any(value is not None for value in merged.values()):
+        conn.execute(
+            insert(permission_overrides).values(room_id=room_id, public_key=public_key, **merged)
+        )
+
+
+def add_future_permissions(
+    conn: Connection, room_id: str, public_key: str, at: float, values: dict[str, bool]
+) -> None:
+    conn.execute(
+        insert(future_permissions).values(room_id=room_id, public_key=public_key, at=at, **values)
+    )
+
+
+def future_permission_rows(
+    conn: Connection, room_id: str, public_key: str | None = None
+) -> list[dict[str, object]]:
+    query = select(future_permissions).where(future_permissions.c.room_id == room_id)
+    if public_key is not None:
+        query = query.where(future_permissions.c.public_key == public_key)
+    rows = conn.execute(query.order_by(future_permissions.c.at, future_permissions.c.id))
+    return [dict(row._mapping) for row in rows]
+
+
+def apply_due_future_permissions(conn: Connection, now: float) -> int:
+    """Turn the scheduled permission changes that are due into overrides; how many."""
+    due = conn.execute(
+        select(future_permissions)
+        .where(future_permissions.c.at <= now)
+        .order_by(future_permissions.c.at, future_permissions.c.id)
+    ).all()
+    for row in due:
+        changes = {name: row._mapping[name] for name in ("read", "write", "upload")}
+        set_overrides(
+            conn,
+            row.room_id,
+            row.public_key,
+            {name: value for name, value in changes.items() if value is not None},
+        )
+    if due:
+        conn.execute(
+            delete(future_permissions).where(future_permissions.c.id.in_([r.id for r in due]))
+        )
+    return len(due)
+
+
+def room_exists(conn: Connection, room_id: str) -> bool:
+    return conn.execute(select(rooms.c.id).where(rooms.c.id == room_id)).first() is not None

@@ -1,0 +1,298 @@
+"""Statements for the community API's messages: pages by seqno or id, one message,
+edits, reactions and their reactors, and the files a post names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from opengroup.storage.schema import files, messages, reactions, rooms
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    session_id: str
+    posted: float
+    edited: float | None
+    seqno: int
+    seqno_data: int
+    seqno_created: int
+    data: str  # base64, as posted ("" once deleted)
+    signature: str
+    deleted: bool
+    whisper_to: str | None
+    whisper_mods: bool
+
+
+@dataclass(frozen=True)
+class Reaction:
+    message_id: int
+    reaction: str
+    public_key: str
+    reacted_at: float
+
+
+_COLUMNS = (
+    messages.c.server_id,
+    messages.c.public_key,
+    messages.c.posted_at,
+    messages.c.edited_at,
+    messages.c.seqno,
+    messages.c.seqno_data,
+    messages.c.seqno_created,
+    messages.c.data,
+    messages.c.signature,
+    messages.c.deleted,
+    messages.c.whisper_to,
+    messages.c.whisper_mods,
+)
+
+
+def _message(row: Any) -> StoredMessage:
+    return StoredMessage(*row[:9], bool(row[9]), row[10], bool(row[11]))
+
+
+def visible_to(keys: Sequence[str], moderator: bool) -> ColumnElement[bool]:
+    """Messages the person known under ``keys`` may see: every message that is not a
+    whisper, whispers to them or from them, and, for moderators, whispers to moderators."""
+    allowed = [
+        and_(messages.c.whisper_to.is_(None), messages.c.whisper_mods == false()),
+    ]
+    if keys:
+        allowed.append(messages.c.whisper_to.in_(list(keys)))
+        allowed.append(messages.c.public_key.in_(list(keys)))
+    if moderator:
+        allowed.append(messages.c.whisper_mods)
+    return or_(*allowed)
+
+
+def changes_since(
+    conn: Connection,
+    room_id: str,
+    seqno: int,
+    limit: int,
+    visible: ColumnElement[bool],
+    *,
+    with_reactions: bool,
+) -> list[StoredMessage]:
+    """The room's messages changed after ``seqno``, in seqno order: posts and edits,
+    deletions of messages posted by then, and (``with_reactions``) reaction changes."""
+    query = select(*_COLUMNS).where(
+        messages.c.room_id == room_id,
+        messages.c.seqno > seqno,
+        visible,
+        ~(messages.c.deleted & (messages.c.seqno_created > seqno)),
+    )
+    if not with_reactions:
+        query = query.where(messages.c.seqno_data > seqno)
+    rows = conn.execute(query.order_by(messages.c.seqno).limit(limit))
+    return [_message(row) for row in rows]
+
+
+def newest(
+    conn: Connection,
+    room_id: str,
+    limit: int,
+    visible: ColumnElement[bool],
+    before: int | None = None,
+) -> list[StoredMessage]:
+    """The room's newest live messages (with ids below ``before``), newest first."""
+    query = select(*_COLUMNS).where(messages.c.room_id == room_id, ~messages.c.deleted, visible)
+    if before is not None:
+        query = query.where(messages.c.server_id < before)
+    rows = conn.execute(query.order_by(messages.c.server_id.desc()).limit(limit))
+    return [_message(row) for row in rows]
+
+
+def one(conn: Connection, room_id: str, message_id: int) -> StoredMessage | None:
+    row = conn.execute(
+        select(*_COLUMNS).where(messages.c.room_id == room_id, messages.c.server_id == message_id)
+    ).first()
+    return _message(row) if row is not None else None
+
+
+def take_seqno(conn: Connection, room_id: str) -> int:
+    """The room's next seqno (locks the room row until commit)."""
+    return conn.execute(
+        update(rooms)
+        .where(rooms.c.id == room_id)
+        .values(seqno=rooms.c.seqno + 1)
+        .returning(rooms.c.seqno)
+    ).scalar_one()
+
+
+def edit(
+    conn: Connection,
+    room_id: str,
+    message_id: int,
+    data: str,
+    signature: str,
+    seqno: int,
+    now: float,
+) -> None:
+    conn.execute(
+        update(messages)
+        .where(messages.c.room_id == room_id, messages.c.server_id == message_id)
+        .values(data=data, signature=signature, edited_at=now, seqno=seqno, seqno_data=seqno)
+    )
+
+
+def set_message_seqno(conn: Connection, room_id: str, message_id: int, seqno: int) -> None:
+    conn.execute(
+        update(messages)
+        .where(messages.c.room_id == room_id, messages.c.server_id == message_id)
+        .values(seqno=seqno)
+    )
+
+
+def live_ids_by(conn: Connection, room_id: str, keys: Sequence[str]) -> list[int]:
+    rows = conn.execute(
+        select(messages.c.server_id)
+        .where(
+            messages.c.room_id == room_id,
+            messages.c.public_key.in_(list(keys)),
+            ~messages.c.deleted,
+        )
+        .order_by(messages.c.server_id)
+    )
+    return [row[0] for row in rows]
+
+
+# -- reactions ---------------------------------------------------------------------------
+
+
+def reactions_of(conn: Connection, room_id: str, message_ids: Sequence[int]) -> list[Reaction]:
+    """Every reaction to the messages, oldest first."""
+    if not message_ids:
+        return []
+    rows = conn.execute(
+        select(
+            reactions.c.message_id,
+            reactions.c.reaction,
+            reactions.c.public_key,
+            reactions.c.reacted_at,
+        )
+        .where(reactions.c.room_id == room_id, reactions.c.message_id.in_(list(message_ids)))
+        .order_by(reactions.c.reacted_at, reactions.c.public_key)
+    )
+    return [Reaction(*row) for row in rows]
+
+
+def add_reaction(
+    conn: Connection, room_id: str, message_id: int, reaction: str, public_key: str, now: float
+) -> bool:
+    """False if the key had that reaction on the message already."""
+    found = conn.execute(
+        select(reactions.c.public_key).where(
+            reactions.c.room_id == room_id,
+            reactions.c.message_id == message_id,
+            reactions.c.reaction == reaction,
+            reactions.c.public_key == public_key,
+        )
+    ).first()
+    if found is not None:
+        return False
+    conn.execute(
+        insert(reactions).values(
+            room_id=room_id,
+            message_id=message_id,
+            reaction=reaction,
+            public_key=public_key,
+            reacted_at=now,
+        )
+    )
+    return True
+
+
+def remove_reactions(
+    conn: Connection,
+    room_id: str,
+    message_id: int,
+    reaction: str | None = None,
+    keys: Sequence[str] | None = None,
+) -> int:
+    """Remove reactions to a message: of one kind (or all), by some keys (or all)."""
+    condition = and_(reactions.c.room_id == room_id, reactions.c.message_id == message_id)
+    if reaction is not None:
+        condition = and_(condition, reactions.c.reaction == reaction)
+    if keys is not None:
+        condition = and_(condition, reactions.c.public_key.in_(list(keys)))
+    return conn.execute(delete(reactions).where(condition)).rowcount
+
+
+def reactors(
+    conn: Connection, room_id: str, message_id: int, reaction: str, limit: int
+) -> list[tuple[str, float]]:
+    rows = conn.execute(
+        select(reactions.c.public_key, reactions.c.reacted_at)
+        .where(
+            reactions.c.room_id == room_id,
+            reactions.c.message_id == message_id,
+            reactions.c.reaction == reaction,
+        )
+        .order_by(reactions.c.reacted_at, reactions.c.public_key)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+# -- files named by posts ----------------------------------------------------------------
+
+
+def keep_files(
+    conn: Connection,
+    room_id: str,
+    uploader_keys: Sequence[str],
+    file_ids: Sequence[int],
+    until: float,
+) -> int:
+    """Give the uploader's files in the room that a post names a longer life (never
+    shorter, and never an expiry to a file that has none); how many."""
+    if not file_ids:
+        return 0
+    return conn.execute(
+        update(files)
+        .where(
+            files.c.id.in_(list(file_ids)),
+            files.c.room_id == room_id,
+            files.c.uploader.in_(list(uploader_keys)),
+            files.c.expires_at.is_not(None),
+            files.c.expires_at < until,
+        )
+        .values(expires_at=until)
+    ).rowcount
+
+
+def expire_files_of(
+    conn: Connection, room_id: str, keys: Sequence[str], now: float, keep: int | None
+) -> int:
+    """Expire now every file the keys uploaded to the room, but the room image ``keep``."""
+    condition = and_(files.c.room_id == room_id, files.c.uploader.in_(list(keys)))
+    if keep is not None:
+        condition = and_(condition, files.c.id != keep)
+    return conn.execute(
+        update(files)
+        .where(condition, or_(files.c.expires_at.is_(None), files.c.expires_at > now))
+        .values(expires_at=now)
+    ).rowcount
+
+
+def count_live(conn: Connection, room_id: str) -> int:
+    return conn.execute(
+        select(func.count()).where(messages.c.room_id == room_id, ~messages.c.deleted)
+    ).scalar_one()
