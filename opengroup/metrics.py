@@ -153,7 +153,8 @@ class Metrics:
         )
         self.registry = CollectorRegistry()
         if os.environ.get(MULTIPROC_ENV):
-            multiprocess.MultiProcessCollector(self.registry)
+            # prometheus_client's collectors are not annotated.
+            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         else:  # one process (e.g. the app built in-process): its own counters
             for metric in (self.requests, self.latency, self.onion_failures):
                 self.registry.register(metric)

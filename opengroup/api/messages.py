@@ -18,7 +18,9 @@ async def post_message(og: Community, req: ApiRequest) -> JsonObject:
     timestamp = values.integer(body["timestamp"], "timestamp", minimum=1)
     if body.get("public_key") is not None:
         values.session_id(body["public_key"])  # checked, but the token says who posts
-    message = await og.post(member, timestamp, body.get("data"), body.get("signature"))
+    data = values.base64_text(body.get("data"), "data")
+    signature = values.base64_text(body.get("signature"), "signature")
+    message = await og.post(member, timestamp, data, signature)
     return {"message": message_json(message)}
 
 

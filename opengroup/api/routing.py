@@ -129,6 +129,14 @@ class Router:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NotFound(f"no such endpoint: {path}")
 
+    def knows(self, method: str, path: str) -> bool:
+        """Whether a route of this method matches the path."""
+        try:
+            self.match(method, path)
+        except ApiError:
+            return False
+        return True
+
     async def dispatch(self, community: Community, request: ApiRequest) -> ApiResponse:
         """Find and run the handler; the answer names the route that matched (if any)."""
         try:

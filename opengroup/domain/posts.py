@@ -240,7 +240,7 @@ class Posts:
                 raise NoSuchMessage(message_id)
             if message.session_id not in user.keys:
                 raise NotPermitted("only the author may edit a message")
-            seqno = posts.take_seqno(conn, view.id)
+            seqno = queries.next_seqno(conn, view.id)
             posts.edit(conn, view.id, message_id, data, signature, seqno, now)
             posts.keep_files(
                 conn, view.id, user.keys, file_ids, now + self.settings.file_ttl_seconds
@@ -310,7 +310,7 @@ class Posts:
 
     @staticmethod
     def _bump(conn: Connection, room_id: str, message_id: int) -> int:
-        seqno = posts.take_seqno(conn, room_id)
+        seqno = queries.next_seqno(conn, room_id)
         posts.set_message_seqno(conn, room_id, message_id, seqno)
         return seqno
 

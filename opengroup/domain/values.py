@@ -31,8 +31,15 @@ def is_room_id(value: Any) -> bool:
 
 
 def room_id(value: Any) -> str:
-    if not is_room_id(value):
+    if not isinstance(value, str) or not is_room_id(value):
         raise BadRequest("room ids are 2 to 64 of a-z, 0-9 and _")
+    return value
+
+
+def base64_text(value: Any, field: str) -> str:
+    """A base64 string as the client sent it (its decoding is :func:`base64_bytes`)."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be a base64 string")
     return value
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from opengroup.storage.driversql import driver_connection
 from opengroup.storage.writelock import WriteLock
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class Database:
         if not self.is_sqlite:
             return
         with closing(self.engine.raw_connection()) as pooled:
-            pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            driver_connection(pooled).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -11,12 +11,37 @@ code").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ClauseElement
+from sqlalchemy import ClauseElement, PoolProxiedConnection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+
+
+class DriverCursor(Protocol):
+    def executemany(self, sql: str, params: Sequence[Any], /) -> Any: ...
+
+
+class DriverConnection(Protocol):
+    """What the hot paths use of a ``sqlite3`` or ``psycopg`` connection."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+
+    def cursor(self) -> DriverCursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+def driver_connection(pooled: PoolProxiedConnection) -> DriverConnection:
+    """The driver's own connection inside a pooled SQLAlchemy one."""
+    conn = pooled.driver_connection
+    if conn is None:
+        raise RuntimeError("the pooled connection is closed")
+    return cast(DriverConnection, conn)
 
 
 @dataclass(frozen=True)
@@ -47,4 +72,10 @@ def driver_dialect(backend: str) -> Dialect:
     """The dialect to compile for, for ``backend``'s driver: named parameters either way."""
     if backend == "sqlite":
         return sqlite.dialect(paramstyle="named")
-    return postgresql.psycopg.dialect()
+    return postgresql_dialect()
+
+
+def postgresql_dialect() -> Dialect:
+    # SQLAlchemy's dialect classes are not annotated; this one is psycopg 3's.
+    dialect: Dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+    return dialect

@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ClauseElement, and_, bindparam, exists, false, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BindParameter, ClauseElement, and_, bindparam, exists, false, func, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect, make_url
 
 from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
-from opengroup.storage.driversql import Statement, compile_statements
+from opengroup.storage.driversql import Statement, compile_statements, postgresql_dialect
 from opengroup.storage.queries import Message, TokenHolder
 from opengroup.storage.schema import (
     bans,
@@ -84,7 +84,7 @@ def _moderator_list(dialect: Dialect) -> Any:
 
 def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
     """The poll's statements (bind parameters by name)."""
-    room_id = bindparam("room_id")
+    room_id: BindParameter[str] = bindparam("room_id")
     live_token = and_(
         tokens.c.room_id == rooms.c.id,
         tokens.c.token_hash == bindparam("token_hash"),
@@ -119,7 +119,7 @@ def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
         messages.c.data,
         messages.c.signature,
     ).where(messages.c.room_id == room_id, messages.c.deleted == false())
-    limit = bindparam("limit")
+    limit: BindParameter[int] = bindparam("limit")
     statements: dict[str, ClauseElement] = {
         "head": head,
         "messages_after": live.where(messages.c.server_id > bindparam("after"))
@@ -333,12 +333,12 @@ class SqlitePollReader:
             sql = self._many_heads[count] = SQLITE_HEADS_SQL.format(
                 entries=", ".join(["(?, ?, ?, ?)"] * count)
             )
-        params = [
+        values = [
             value
             for n, lookup in enumerate(plan.lookups)
             for value in (n, lookup.room_id, lookup.token_hash, plan.now)
         ]
-        by_position = {row[0]: row[1:] for row in self._conn.execute(sql, params)}
+        by_position = {row[0]: row[1:] for row in self._conn.execute(sql, values)}
         return [by_position.get(n) for n in range(count)]
 
     async def token_holder(
@@ -404,7 +404,7 @@ class PostgresPollReader:
     def __init__(self, conninfo: str) -> None:
         from psycopg_pool import AsyncConnectionPool
 
-        self._sql = compile_poll_statements(postgresql.psycopg.dialect())
+        self._sql = compile_poll_statements(postgresql_dialect())
         self._pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -416,6 +416,7 @@ class PostgresPollReader:
         self._opening = asyncio.Lock()
         self._waiting: list[_Waiting] = []
         self._batches = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def read(
         self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
@@ -424,11 +425,14 @@ class PostgresPollReader:
 
     async def _read(self, plan: _Plan) -> list[RoomRows]:
         """The plan's answers, from the next batch."""
-        answer = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[list[RoomRows]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(plan, answer))
         if self._batches < POSTGRES_BATCHES:
             self._batches += 1
-            asyncio.create_task(self._run_batches())  # noqa: RUF006 (it ends by itself)
+            # The loop holds tasks weakly: keep each until it is done.
+            task = asyncio.create_task(self._run_batches())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await answer
 
     async def _run_batches(self) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from opengroup.storage.schema import files, messages, reactions, rooms
+from opengroup.storage.schema import files, messages, reactions
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,20 @@ _COLUMNS = (
 
 
 def _message(row: Any) -> StoredMessage:
-    return StoredMessage(*row[:9], bool(row[9]), row[10], bool(row[11]))
+    return StoredMessage(
+        id=row[0],
+        session_id=row[1],
+        posted=row[2],
+        edited=row[3],
+        seqno=row[4],
+        seqno_data=row[5],
+        seqno_created=row[6],
+        data=row[7],
+        signature=row[8],
+        deleted=bool(row[9]),
+        whisper_to=row[10],
+        whisper_mods=bool(row[11]),
+    )
 
 
 def visible_to(keys: Sequence[str], moderator: bool) -> ColumnElement[bool]:
@@ -124,16 +137,6 @@ def one(conn: Connection, room_id: str, message_id: int) -> StoredMessage | None
         select(*_COLUMNS).where(messages.c.room_id == room_id, messages.c.server_id == message_id)
     ).first()
     return _message(row) if row is not None else None
-
-
-def take_seqno(conn: Connection, room_id: str) -> int:
-    """The room's next seqno (locks the room row until commit)."""
-    return conn.execute(
-        update(rooms)
-        .where(rooms.c.id == room_id)
-        .values(seqno=rooms.c.seqno + 1)
-        .returning(rooms.c.seqno)
-    ).scalar_one()
 
 
 def edit(

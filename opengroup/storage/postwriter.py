@@ -40,10 +40,16 @@ from itertools import groupby
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import ClauseElement, bindparam, false, insert, select, update
+from sqlalchemy import BindParameter, ClauseElement, bindparam, false, insert, select, update
 
 from opengroup.storage.database import Database
-from opengroup.storage.driversql import Statement, compile_statements, driver_dialect
+from opengroup.storage.driversql import (
+    DriverConnection,
+    Statement,
+    compile_statements,
+    driver_connection,
+    driver_dialect,
+)
 from opengroup.storage.queries import Message
 from opengroup.storage.schema import messages, rooms
 
@@ -53,7 +59,7 @@ RateCheck = Callable[[Sequence[float]], None]
 
 
 def _statements() -> dict[str, ClauseElement]:
-    room_id = bindparam("room_id")
+    room_id: BindParameter[str] = bindparam("room_id")
     return {
         # PostgreSQL: FOR NO KEY UPDATE, the lock take_ids' UPDATE takes anyway (it lets
         # the rows that refer to the room be written meanwhile). SQLite's writer holds
@@ -163,7 +169,7 @@ class PostWriter:
         """The group (sorted by room) in one transaction: an outcome per post."""
         outcomes: list[Outcome] = []
         with closing(self._db.engine.raw_connection()) as pooled, self._db.writing():
-            conn = pooled.driver_connection
+            conn = driver_connection(pooled)
             if self._db.is_sqlite:
                 conn.execute("BEGIN IMMEDIATE")  # PostgreSQL: the first statement begins
             try:
@@ -180,9 +186,9 @@ class _RoomBatch:
     """The posts of one group to one room, written on the group's connection."""
 
     def __init__(
-        self, conn: Any, sql: dict[str, Statement], room_id: str, posts: list[NewPost]
+        self, conn: DriverConnection, sql: dict[str, Statement], room_id: str, posts: list[NewPost]
     ) -> None:
-        self.conn = conn  # the driver's connection: sqlite3 or psycopg
+        self.conn = conn
         self.sql = sql
         self.room_id = room_id
         self.posts = posts

@@ -65,12 +65,14 @@ def all_rooms(conn: Connection) -> list[RoomDetails]:
 
 
 def bump_info_updates(conn: Connection, room_id: str) -> int:
-    return conn.execute(
-        update(rooms)
-        .where(rooms.c.id == room_id)
-        .values(info_updates=rooms.c.info_updates + 1)
-        .returning(rooms.c.info_updates)
-    ).scalar_one()
+    return int(
+        conn.execute(
+            update(rooms)
+            .where(rooms.c.id == room_id)
+            .values(info_updates=rooms.c.info_updates + 1)
+            .returning(rooms.c.info_updates)
+        ).scalar_one()
+    )
 
 
 def update_room(conn: Connection, room_id: str, values: dict[str, Any]) -> None:

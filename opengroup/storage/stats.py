@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 
 from opengroup.storage.schema import files, messages, room_activity, rooms
 
@@ -55,7 +55,7 @@ class ServerStats:
         }
 
 
-def _active_columns(now: float) -> list:
+def _active_columns(now: float) -> list[ColumnElement[int]]:
     """count(DISTINCT public_key) among rows active within each window."""
     return [
         func.count(

@@ -15,7 +15,7 @@ branch_labels = None
 depends_on = None
 
 
-def _room_id() -> sa.Column:
+def _room_id() -> sa.Column[str]:
     return sa.Column(
         "room_id", sa.String(64), sa.ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False
     )
