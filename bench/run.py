@@ -294,7 +294,7 @@ def insert_history(
         with db.write() as conn:
             batch: list[dict[str, Any]] = []
             for server_id in range(1, count + 1):
-                public_key, data, signature = distinct[server_id % len(distinct)]
+                public_key, data_text, signature = distinct[server_id % len(distinct)]
                 posted_at = now - (count - server_id) * 0.5
                 batch.append(
                     {
@@ -302,10 +302,13 @@ def insert_history(
                         "server_id": server_id,
                         "public_key": public_key,
                         "timestamp": int(posted_at * 1000),
-                        "data": data,
+                        "data": data_text,
                         "signature": signature,
                         "posted_at": posted_at,
                         "deleted": False,
+                        "seqno": server_id,
+                        "seqno_data": server_id,
+                        "seqno_created": server_id,
                     }
                 )
                 if len(batch) == 5000:
@@ -313,7 +316,9 @@ def insert_history(
                     batch = []
             if batch:
                 conn.execute(insert(messages), batch)
-            conn.execute(update(rooms).where(rooms.c.id == MAIN_ROOM).values(message_seq=count))
+            conn.execute(
+                update(rooms).where(rooms.c.id == MAIN_ROOM).values(message_seq=count, seqno=count)
+            )
     finally:
         db.dispose()
     return time.monotonic() - started

@@ -140,6 +140,7 @@ def test_key_files_are_openssl_x25519_pems(server: ServerProcess, workdir: Path)
 
 @pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command")
 def test_openssl_reads_the_private_key_as_x25519(server: ServerProcess, workdir: Path) -> None:
+    assert OPENSSL is not None
     text = subprocess.run(
         [OPENSSL, "pkey", "-in", str(workdir / "data" / PRIVATE_PEM), "-noout", "-text"],
         check=True,

@@ -68,7 +68,7 @@ def database_dump(server: ServerProcess) -> bytes:
     if server.database_url is None:
         files = [server.data_dir / f"opengroup.db{suffix}" for suffix in ("", "-wal")]
         return b"".join(f.read_bytes() for f in files if f.exists())
-    out = []
+    out: list[bytes] = []
     with psycopg.connect(server.database_url, autocommit=True) as conn:
         tables = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
