@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 
 from opengroup.config import Settings
+from opengroup.domain.direct_messages import DirectMessages
 from opengroup.domain.files import Files
 from opengroup.domain.membership import Challenge, Membership
 from opengroup.domain.messages import Messages
@@ -70,6 +71,7 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         self.users = Users(db, settings, self.server_public_key, clock)
         self.posts = Posts(db, settings, self._posts, clock)
         self.room_info = RoomInfo(db, settings, self.users, clock)
+        self.inbox = DirectMessages(db, settings, self.users, clock)
 
     async def close(self) -> None:
         """Close what :meth:`poll` opened (the database itself is the caller's)."""
@@ -90,4 +92,7 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         with self.db.write() as conn:
             # rate_events holds only the challenge limit's events so far.
             keep = self.settings.challenge_rate_limit_seconds
-            return q.prune_expired(conn, self.clock(), rate_events_seconds=keep)
+            now = self.clock()
+            counts = q.prune_expired(conn, now, rate_events_seconds=keep)
+            counts["direct_messages"] = self.inbox.prune(conn, now)
+            return counts

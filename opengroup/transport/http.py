@@ -183,7 +183,8 @@ class Transports:
             if legacy is None and not self._speaks_v2(api_request):
                 v3 = await self._dispatch_v3(api_request, "http")
                 response = Response(v3.body, v3.status, dict(v3.headers), media_type=None)
-                response.headers["content-type"] = v3.content_type
+                if v3.content_type:  # none on a 304 (no body, no Content-Length either)
+                    response.headers["content-type"] = v3.content_type
                 return _closing(request, response)
             answer = await self._dispatch(legacy or api_request, "http")
         response = Response(answer.encode(), answer.status, answer.headers, media_type=JSON)

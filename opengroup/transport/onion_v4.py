@@ -92,5 +92,7 @@ def parse_request(plaintext: bytes, max_json_depth: int) -> ApiRequest:
 
 
 def encode_response(status: int, content_type: str, headers: dict[str, str], body: bytes) -> bytes:
-    meta = {"code": status, "headers": {"content-type": content_type, **headers}}
+    """The answer's two strings; an empty ``content_type`` (a 304) sends no such header."""
+    typed = {"content-type": content_type} if content_type else {}
+    meta = {"code": status, "headers": {**typed, **headers}}
     return bencode_strings([orjson.dumps(meta), body])

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
+NO_CONTENT = ""  # the content type of an answer without a body (304)
 
 
 class Access(Enum):
@@ -70,6 +71,11 @@ class Answer:
     @classmethod
     def binary(cls, data: bytes, headers: Mapping[str, str] | None = None) -> Answer:
         return cls(200, data, BINARY, headers or {})
+
+    @classmethod
+    def not_modified(cls) -> Answer:
+        """304: no body, so no content type either (the transports send none)."""
+        return cls(304, b"", NO_CONTENT)
 
     def json_value(self) -> Any:
         return orjson.loads(self.body) if self.content_type == JSON else None

@@ -111,8 +111,10 @@ def _sub_request(item: Any) -> ApiRequest:
 
 
 def _item_answer(answer: Answer) -> dict[str, Any]:
-    """``{code, headers, body}``: the body as JSON if it is JSON, else base64."""
-    headers = {"content-type": answer.content_type, **answer.headers}
+    """``{code, headers, body}``: the body as JSON if it is JSON, else base64 (a 304 is
+    ``{"code": 304, "headers": {}, "body": ""}``, as pysogs answers it)."""
+    typed = {"content-type": answer.content_type} if answer.content_type else {}
+    headers = {**typed, **answer.headers}
     if answer.content_type == JSON:
         body: Any = answer.json_value()
     else:

@@ -7,7 +7,7 @@ then applies its own rules (who may delete which message, ...).
 
 from __future__ import annotations
 
-from opengroup.api.v3 import general, messages, rooms
+from opengroup.api.v3 import dms, general, messages, rooms
 from opengroup.api.v3.calls import Access
 from opengroup.api.v3.routing import Route, Router
 
@@ -54,6 +54,13 @@ ROUTES = [
         "DELETE", ROOM + "/reactions/{message_id}/{reaction}", messages.clear_reactions, MODERATOR
     ),
     Route("GET", ROOM + "/reactors/{message_id}/{reaction}", messages.reactors, READER),
+    # blinded direct messages
+    Route("GET", "/inbox", dms.inbox, BLINDED),
+    Route("GET", "/inbox/since/{message_id}", dms.inbox_since, BLINDED),
+    Route("GET", "/outbox", dms.outbox, BLINDED),
+    Route("GET", "/outbox/since/{message_id}", dms.outbox_since, BLINDED),
+    Route("POST", "/inbox/{blinded_id}", dms.send, USER),
+    Route("DELETE", "/inbox", dms.clear_inbox, BLINDED),
 ]
 
 router = Router(ROUTES)

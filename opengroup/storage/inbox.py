@@ -1,0 +1,100 @@
+"""Statements about blinded direct messages ("message requests"), as functions over a
+connection.
+
+A direct message is opaque bytes from one id to another; the server keeps it until
+it expires or its recipient clears their inbox. Reads leave out expired messages
+that :func:`prune_expired` has not reached yet, so expiry is exact to the second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select
+
+from opengroup.storage.schema import direct_messages
+
+_dm = direct_messages.c
+
+
+@dataclass(frozen=True)
+class StoredDirectMessage:
+    id: int
+    sender: str
+    recipient: str
+    data: bytes
+    posted_at: float
+    expires_at: float
+
+
+def insert_message(
+    conn: Connection,
+    sender: str,
+    recipient: str,
+    data: bytes,
+    posted_at: float,
+    expires_at: float,
+) -> StoredDirectMessage:
+    """Store a message; returns it with its new id."""
+    new_id = conn.execute(
+        insert(direct_messages)
+        .values(
+            sender=sender,
+            recipient=recipient,
+            data=data,
+            posted_at=posted_at,
+            expires_at=expires_at,
+        )
+        .returning(_dm.id)
+    ).scalar_one()
+    return StoredDirectMessage(new_id, sender, recipient, data, posted_at, expires_at)
+
+
+def messages_to(
+    conn: Connection, recipient: str, now: float, *, after_id: int, limit: int
+) -> list[StoredDirectMessage]:
+    """The unexpired messages to ``recipient`` with an id above ``after_id``, oldest
+    first, at most ``limit``."""
+    return _page(conn, _dm.recipient == recipient, now, after_id, limit)
+
+
+def messages_from(
+    conn: Connection, sender: str, now: float, *, after_id: int, limit: int
+) -> list[StoredDirectMessage]:
+    """The unexpired messages from ``sender`` with an id above ``after_id``, oldest
+    first, at most ``limit``."""
+    return _page(conn, _dm.sender == sender, now, after_id, limit)
+
+
+def _page(
+    conn: Connection, whose: ColumnElement[bool], now: float, after_id: int, limit: int
+) -> list[StoredDirectMessage]:
+    rows = conn.execute(
+        select(_dm.id, _dm.sender, _dm.recipient, _dm.data, _dm.posted_at, _dm.expires_at)
+        .where(whose, _dm.id > after_id, _dm.expires_at > now)
+        .order_by(_dm.id)
+        .limit(limit)
+    ).all()
+    return [
+        StoredDirectMessage(
+            row.id, row.sender, row.recipient, bytes(row.data), row.posted_at, row.expires_at
+        )
+        for row in rows
+    ]
+
+
+def delete_messages_to(conn: Connection, recipient: str, now: float) -> int:
+    """Delete every message to ``recipient`` (so they leave their senders' outboxes too);
+    returns how many of them had not expired yet."""
+    live = conn.execute(
+        select(func.count())
+        .select_from(direct_messages)
+        .where(_dm.recipient == recipient, _dm.expires_at > now)
+    ).scalar_one()
+    conn.execute(delete(direct_messages).where(_dm.recipient == recipient))
+    return int(live)
+
+
+def prune_expired(conn: Connection, now: float) -> int:
+    """Delete the messages that have expired; returns how many."""
+    return conn.execute(delete(direct_messages).where(_dm.expires_at <= now)).rowcount
