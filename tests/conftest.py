@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from communityclient import BlindedIdentity, CommunityClient
 from serverprocess import DEFAULT_POSTGRES_ADMIN_URL, Backend, ServerProcess
 from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
 
@@ -229,3 +230,48 @@ def banned_user(make_persona: PersonaFactory, moderator: Persona, setup_client: 
     if result["status_code"] != 200:
         pytest.fail(f"banning {victim.session_id} failed: {result!r}", pytrace=False)
     return victim
+
+
+# --------------------------------------------------------------------------- the community API
+
+
+@pytest.fixture(params=["http", "onion"], ids=["http", "onion4"])
+def community(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator[CommunityClient]:
+    """A community API client of the module's server, once over direct HTTP and once
+    through onion v4 requests (what every current Session client sends)."""
+    with CommunityClient(server.base_url, server.public_key, request.param) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def setup_community(server: ServerProcess) -> Iterator[CommunityClient]:
+    """Direct-HTTP community client for arranging state, whatever the transport under test."""
+    with CommunityClient(server.base_url, server.public_key, "http") as c:
+        yield c
+
+
+@pytest.fixture
+def alice() -> BlindedIdentity:
+    """A fresh Session user, who signs with her 15-blinded key."""
+    return BlindedIdentity.generate()
+
+
+@pytest.fixture
+def bob() -> BlindedIdentity:
+    return BlindedIdentity.generate()
+
+
+@pytest.fixture(scope="module")
+def room_admin(server: ServerProcess) -> BlindedIdentity:
+    """Admin of `main`, named by their Session id (05) through the CLI, once per module."""
+    identity = BlindedIdentity.generate()
+    server.cli("moderators", "add", identity.session_id, DEFAULT_ROOM, "--admin")
+    return identity
+
+
+@pytest.fixture(scope="module")
+def room_moderator(server: ServerProcess) -> BlindedIdentity:
+    """Moderator of `main`, named by their Session id (05) through the CLI, once per module."""
+    identity = BlindedIdentity.generate()
+    server.cli("moderators", "add", identity.session_id, DEFAULT_ROOM)
+    return identity

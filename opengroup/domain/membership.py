@@ -17,7 +17,7 @@ from opengroup.domain import limits
 from opengroup.domain.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
 from opengroup.domain.parts import CommunityPart, Member, parse_token
 from opengroup.storage import queries as q
-from opengroup.storage.queries import TokenHolder
+from opengroup.storage.roomhead import TokenHolder
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Membership(CommunityPart):
         now = self.clock()
         with self.db.write() as conn:
             self._room(conn, room_id)
-            if q.is_banned(conn, room_id, public_key):
+            if q.is_banned(conn, room_id, public_key, now):
                 raise Forbidden("banned from this room")
             self._check_challenge_limits(conn, room_id, public_key, now)
             q.insert_pending_token(
@@ -87,7 +87,7 @@ class Membership(CommunityPart):
         with self.db.write() as conn:
             self._room(conn, room_id)
             if q.take_pending_token(conn, room_id, public_key, token_hash, now):
-                if q.is_banned(conn, room_id, public_key):
+                if q.is_banned(conn, room_id, public_key, now):
                     raise Forbidden("banned from this room")
                 q.lock_name(conn, f"tokens:{room_id}:{public_key}")
                 q.insert_token(
@@ -101,7 +101,8 @@ class Membership(CommunityPart):
                     )
                 q.touch_activity(conn, room_id, public_key, now)
                 return
-            holder = q.token_holder(conn, room_id, token_hash, now)
+            head = q.room_head(conn, room_id, token_hash, now)
+            holder = head.holder if head is not None else None
         if holder is None or holder.public_key != public_key:
             raise Unauthorized("no such pending token for this public key in this room")
         if holder.is_banned:
@@ -137,15 +138,15 @@ class Membership(CommunityPart):
             await anyio.to_thread.run_sync(self._note_activity, member, holder, now)
         return member
 
+    @staticmethod
     def _token_holder(
-        self, conn: Connection, room_id: str, token_hash: bytes, now: float
+        conn: Connection, room_id: str, token_hash: bytes, now: float
     ) -> TokenHolder | None:
-        """The token's holder; a token found proves the room exists, so the room
-        itself is looked up (for a 404) only when the token is not found."""
-        holder = None if "\x00" in room_id else q.token_holder(conn, room_id, token_hash, now)
-        if holder is None:
-            self._room(conn, room_id)
-        return holder
+        """The token's holder (None: not a live token there); 404 if there is no room."""
+        head = None if "\x00" in room_id else q.room_head(conn, room_id, token_hash, now)
+        if head is None:
+            raise NotFound(f"no such room: {room_id}")
+        return head.holder
 
     def revoke(self, room_id: str | None, token: str | None) -> None:
         member = self.authenticate(room_id, token)

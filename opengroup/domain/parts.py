@@ -22,7 +22,8 @@ from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.pollreader import PollReader, open_poll_reader
-from opengroup.storage.queries import Room, TokenHolder
+from opengroup.storage.queries import Room
+from opengroup.storage.roomhead import TokenHolder
 
 log = logging.getLogger(__name__)
 

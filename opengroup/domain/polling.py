@@ -11,7 +11,8 @@ from opengroup import crypto
 from opengroup.domain.errors import ApiError, NotFound
 from opengroup.domain.parts import MAX_PAGE, CommunityPart, Member, parse_token
 from opengroup.storage.pollreader import PollLookup
-from opengroup.storage.queries import Message, TokenHolder
+from opengroup.storage.queries import Message
+from opengroup.storage.roomhead import TokenHolder
 
 
 @dataclass(frozen=True)

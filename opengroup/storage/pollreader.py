@@ -13,10 +13,11 @@ are in bench/RESULTS.md, "Design notes moved from the code"):
   more than the rows it brings, so polls that arrive together are read together:
   see :class:`PostgresPollReader`.
 
-Both read a room's *head* first: its message and deletion counters, the token's
-holder and the moderators, in one statement. Messages and deletions are read
-only when the counters are past the poll's cursors, so a client that is up to
-date (nearly every poll) costs one indexed lookup per room.
+Both read a room's *head* first (:mod:`opengroup.storage.roomhead`): its message
+and deletion counters, the token's holder and the moderators, in one statement.
+Messages and deletions are read only when the counters are past the poll's
+cursors, so a client that is up to date (nearly every poll) costs one indexed
+lookup per room.
 """
 
 from __future__ import annotations
@@ -27,22 +28,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, ClauseElement, and_, bindparam, exists, false, func, select
+from sqlalchemy import BindParameter, ClauseElement, bindparam, false, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect, make_url
 
 from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
 from opengroup.storage.driversql import Statement, compile_statements, postgresql_dialect
-from opengroup.storage.queries import Message, TokenHolder
-from opengroup.storage.schema import (
-    bans,
-    deletions,
-    messages,
-    moderators,
-    room_activity,
-    rooms,
-    tokens,
+from opengroup.storage.queries import Message
+from opengroup.storage.roomhead import (
+    POSTGRES_HEADS_SQL,
+    SQLITE_HEADS_SQL,
+    RoomHead,
+    TokenHolder,
+    head_statement,
 )
+from opengroup.storage.schema import deletions, messages
 
 # Batches of polls read at once by one process (each on its own connection); the
 # polls that arrive meanwhile wait for the next. See PostgresPollReader.
@@ -75,53 +75,25 @@ class RoomRows:
     moderators: list[str]
 
 
-def _moderator_list(dialect: Dialect) -> Any:
-    """The room's moderators as one value: an array, or SQLite's comma-joined text."""
-    key = moderators.c.public_key
-    aggregate = func.array_agg(key) if dialect.name == "postgresql" else func.group_concat(key, ",")
-    return select(aggregate).where(moderators.c.room_id == rooms.c.id).scalar_subquery()
-
-
 def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
     """The poll's statements (bind parameters by name)."""
     room_id: BindParameter[str] = bindparam("room_id")
-    live_token = and_(
-        tokens.c.room_id == rooms.c.id,
-        tokens.c.token_hash == bindparam("token_hash"),
-        tokens.c.expires_at > bindparam("now"),
-    )
-    activity = and_(
-        room_activity.c.room_id == rooms.c.id,
-        room_activity.c.public_key == tokens.c.public_key,
-    )
-    is_banned = exists().where(
-        bans.c.room_id == rooms.c.id, bans.c.public_key == tokens.c.public_key
-    )
-    # The head of a room: one row if it exists, with its counters, the token's holder
-    # (NULLs if the token is not live there) and the moderators. Mostly the only
-    # statement of a poll: the counters tell whether there is anything past the cursors.
-    head = (
-        select(
-            rooms.c.message_seq,
-            rooms.c.deletion_seq,
-            tokens.c.public_key,
-            is_banned,
-            room_activity.c.last_active,
-            _moderator_list(dialect),
-        )
-        .select_from(rooms.outerjoin(tokens, live_token).outerjoin(room_activity, activity))
-        .where(rooms.c.id == room_id)
-    )
     live = select(
         messages.c.server_id,
         messages.c.public_key,
         messages.c.timestamp,
         messages.c.data,
         messages.c.signature,
-    ).where(messages.c.room_id == room_id, messages.c.deleted == false())
+    ).where(
+        messages.c.room_id == room_id,
+        messages.c.deleted == false(),
+        # Whispers are the community API's; v2 clients never see them.
+        messages.c.whisper_to.is_(None),
+        messages.c.whisper_mods == false(),
+    )
     limit: BindParameter[int] = bindparam("limit")
     statements: dict[str, ClauseElement] = {
-        "head": head,
+        "head": head_statement(dialect),
         "messages_after": live.where(messages.c.server_id > bindparam("after"))
         .order_by(messages.c.server_id)
         .limit(limit),
@@ -142,16 +114,6 @@ def compile_poll_statements(dialect: Dialect) -> dict[str, Statement]:
 
 
 Query = tuple[Statement, dict[str, Any]]
-
-
-def _holder_and_moderators(head: Sequence[Any]) -> tuple[TokenHolder | None, list[str]]:
-    """From a room's head row: the token's holder (None: no live token), the moderators."""
-    _message_seq, _deletion_seq, public_key, is_banned, last_active, mods = head
-    moderator_keys = sorted(mods.split(",") if isinstance(mods, str) else mods or [])
-    if public_key is None:
-        return None, moderator_keys
-    is_mod = public_key in moderator_keys
-    return TokenHolder(public_key, is_mod, bool(is_banned), last_active), moderator_keys
 
 
 class _Plan:
@@ -189,10 +151,12 @@ class _Plan:
         """Two per room: its messages and its deletions statement, None where not needed."""
         queries: list[Query | None] = []
         for lookup, row in zip(self.lookups, head_rows, strict=True):
-            if self.heads_only or row is None or row[2] is None or row[3]:
+            head = None if row is None else RoomHead.of(row)
+            holder = None if head is None else head.holder
+            if self.heads_only or head is None or holder is None or holder.is_banned:
                 queries += [None, None]  # a token check, no room, no holder, or banned
                 continue
-            message_seq, deletion_seq = row[0], row[1]
+            message_seq, deletion_seq = head.message_seq, head.deletion_seq
             queries.append(self._messages(lookup, message_seq))
             queries.append(self._deletions(lookup, deletion_seq, message_seq))
         return queries
@@ -229,7 +193,7 @@ class _Plan:
             if row is None:
                 answers.append(RoomRows(False, None, [], [], []))
                 continue
-            holder, moderator_keys = _holder_and_moderators(row)
+            head = RoomHead.of(row)
             msg_rows, del_rows = follow_up_rows[2 * index], follow_up_rows[2 * index + 1]
             if lookup.messages_after is None:
                 msg_rows = msg_rows[::-1]  # read newest first
@@ -238,10 +202,10 @@ class _Plan:
             answers.append(
                 RoomRows(
                     room_exists=True,
-                    holder=holder,
+                    holder=head.holder,
                     messages=[Message(*r) for r in msg_rows],
                     deletions=[(r[0], r[1]) for r in del_rows],
-                    moderators=moderator_keys,
+                    moderators=head.moderators,
                 )
             )
         return answers
@@ -263,29 +227,6 @@ class PollReader(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-# The heads of several rooms in one statement: one row per room that exists,
-# numbered by its place in the poll; the same columns as "head". {entries} is one
-# "(?, ?, ?, ?)" per room: position, room id, token hash, now.
-SQLITE_HEADS_SQL = """
-WITH req (n, room_id, token_hash, now) AS (VALUES {entries})
-SELECT
-    req.n,
-    rooms.message_seq,
-    rooms.deletion_seq,
-    tokens.public_key,
-    EXISTS (SELECT 1 FROM bans
-        WHERE bans.room_id = rooms.id AND bans.public_key = tokens.public_key),
-    room_activity.last_active,
-    (SELECT group_concat(public_key, ',') FROM moderators WHERE moderators.room_id = rooms.id)
-FROM req
-JOIN rooms ON rooms.id = req.room_id
-LEFT JOIN tokens ON tokens.token_hash = req.token_hash AND tokens.room_id = rooms.id
-    AND tokens.expires_at > req.now
-LEFT JOIN room_activity ON room_activity.room_id = rooms.id
-    AND room_activity.public_key = tokens.public_key
-"""
 
 
 class SqlitePollReader:
@@ -347,37 +288,10 @@ class SqlitePollReader:
         head = self._sql["head"]
         params = {"room_id": room_id, "token_hash": token_hash, "now": now}
         row = self._conn.execute(head.sql, head.params(params)).fetchone()
-        return (False, None) if row is None else (True, _holder_and_moderators(row)[0])
+        return (False, None) if row is None else (True, RoomHead.of(row).holder)
 
     async def close(self) -> None:
         self._conn.close()
-
-
-# The heads of many rooms (of many polls) in one statement: one row per room
-# that exists, numbered by its place in the arrays; the same columns as "head".
-POSTGRES_HEADS_SQL = """
-SELECT
-    req.n,
-    rooms.message_seq,
-    rooms.deletion_seq,
-    holder.public_key,
-    EXISTS (SELECT FROM bans WHERE bans.room_id = rooms.id AND bans.public_key = holder.public_key),
-    (SELECT last_active FROM room_activity
-        WHERE room_activity.room_id = rooms.id AND room_activity.public_key = holder.public_key),
-    ARRAY (SELECT public_key FROM moderators WHERE moderators.room_id = rooms.id)
-FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
-    WITH ORDINALITY AS req (room_id, token_hash, now, n)
-JOIN rooms ON rooms.id = req.room_id
-LEFT JOIN LATERAL (
-    SELECT tokens.public_key FROM tokens
-    WHERE tokens.token_hash = req.token_hash AND tokens.room_id = req.room_id
-        AND tokens.expires_at > req.now
-    -- OFFSET 0 keeps this a lookup per entry by the token's hash (the primary key),
-    -- whatever the table statistics say: joined freely, a new database's planner
-    -- scanned every token of the room instead.
-    OFFSET 0
-) AS holder ON true
-"""
 
 
 @dataclass

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     Connection,
     Select,
     and_,
@@ -31,6 +30,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -38,11 +38,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from opengroup.storage.roomhead import RoomHead, head_statement
 from opengroup.storage.schema import (
     bans,
     deletions,
     files,
     future_permissions,
+    global_bans,
+    global_moderators,
     messages,
     moderators,
     pending_tokens,
@@ -50,6 +53,7 @@ from opengroup.storage.schema import (
     pins,
     rate_events,
     reactions,
+    request_nonces,
     room_activity,
     rooms,
     tokens,
@@ -72,17 +76,6 @@ class Message:
     signature: str
     seqno: int = 0
     posted_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class TokenHolder:
-    """Who a token belongs to in its room, and what they may do there."""
-
-    public_key: str
-    is_moderator: bool
-    is_banned: bool
-    # When the key was last seen using a token in this room (None: never recorded).
-    last_active: float | None = None
 
 
 # -- rooms -------------------------------------------------------------------
@@ -110,8 +103,11 @@ def get_room(conn: Connection, room_id: str) -> Room | None:
 
 
 def insert_room(conn: Connection, room_id: str, name: str, now: float) -> bool:
-    """Create a room; False if it exists already."""
-    if get_room(conn, room_id) is not None:
+    """Create a room; False if one exists already under that id in any case (room
+    ids are matched without regard to case; the one lock makes the check hold)."""
+    lock_name(conn, "rooms")
+    same = select(rooms.c.id).where(func.lower(rooms.c.id) == room_id.lower())
+    if conn.execute(same).first() is not None:
         return False
     conn.execute(
         insert(rooms).values(
@@ -155,12 +151,14 @@ def lock_room(conn: Connection, room_id: str) -> bool:
 
 
 def next_deletion_id(conn: Connection, room_id: str) -> int:
-    return conn.execute(
-        update(rooms)
-        .where(rooms.c.id == room_id)
-        .values(deletion_seq=rooms.c.deletion_seq + 1)
-        .returning(rooms.c.deletion_seq)
-    ).scalar_one()
+    return int(
+        conn.execute(
+            update(rooms)
+            .where(rooms.c.id == room_id)
+            .values(deletion_seq=rooms.c.deletion_seq + 1)
+            .returning(rooms.c.deletion_seq)
+        ).scalar_one()
+    )
 
 
 # -- tokens ------------------------------------------------------------------
@@ -201,41 +199,21 @@ def insert_token(
     )
 
 
-def _token_holder_statement() -> Select[Any]:
-    room_id: BindParameter[str] = bindparam("room_id")
-    is_mod = exists().where(
-        moderators.c.room_id == room_id, moderators.c.public_key == tokens.c.public_key
-    )
-    is_banned = exists().where(bans.c.room_id == room_id, bans.c.public_key == tokens.c.public_key)
-    activity = tokens.outerjoin(
-        room_activity,
-        and_(
-            room_activity.c.room_id == tokens.c.room_id,
-            room_activity.c.public_key == tokens.c.public_key,
-        ),
-    )
-    return (
-        select(tokens.c.public_key, is_mod, is_banned, room_activity.c.last_active)
-        .select_from(activity)
-        .where(
-            tokens.c.token_hash == bindparam("token_hash"),
-            tokens.c.room_id == room_id,
-            tokens.c.expires_at > bindparam("now"),
-        )
-    )
+# One statement per dialect (the moderator list's aggregate differs), built on first use.
+_ROOM_HEADS: dict[str, Select[Any]] = {}
 
 
-_TOKEN_HOLDER = _token_holder_statement()
-
-
-def token_holder(
-    conn: Connection, room_id: str, token_hash: bytes, now: float
-) -> TokenHolder | None:
-    """The live token's owner with their rights and last activity in the room, in one round trip."""
+def room_head(conn: Connection, room_id: str, token_hash: bytes, now: float) -> RoomHead | None:
+    """The room's head with the token's holder (:mod:`opengroup.storage.roomhead`), in one
+    round trip; None if there is no such room."""
+    name = conn.dialect.name
+    statement = _ROOM_HEADS.get(name)
+    if statement is None:
+        statement = _ROOM_HEADS[name] = head_statement(conn.dialect)
     row = conn.execute(
-        _TOKEN_HOLDER, {"room_id": room_id, "token_hash": token_hash, "now": now}
+        statement, {"room_id": room_id, "token_hash": token_hash, "now": now}
     ).first()
-    return TokenHolder(row[0], bool(row[1]), bool(row[2]), row[3]) if row else None
+    return RoomHead.of(row) if row is not None else None
 
 
 def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) -> None:
@@ -294,11 +272,12 @@ def list_moderators(conn: Connection, room_id: str) -> list[str]:
 
 
 def is_moderator(conn: Connection, room_id: str, public_key: str) -> bool:
-    return conn.execute(
-        select(
-            exists().where(moderators.c.room_id == room_id, moderators.c.public_key == public_key)
-        )
-    ).scalar_one()
+    """A moderator or admin of the room, or of every room."""
+    room_staff = exists().where(
+        moderators.c.room_id == room_id, moderators.c.public_key == public_key
+    )
+    server_staff = exists().where(global_moderators.c.public_key == public_key)
+    return bool(conn.execute(select(or_(room_staff, server_staff))).scalar_one())
 
 
 def add_moderator(conn: Connection, room_id: str, public_key: str, now: float) -> bool:
@@ -325,15 +304,29 @@ def list_bans(conn: Connection, room_id: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def is_banned(conn: Connection, room_id: str, public_key: str) -> bool:
-    return conn.execute(
-        select(exists().where(bans.c.room_id == room_id, bans.c.public_key == public_key))
-    ).scalar_one()
+def is_banned(conn: Connection, room_id: str, public_key: str, now: float) -> bool:
+    """Banned from the room or the whole server by a ban that has not expired."""
+    room_ban = exists().where(
+        bans.c.room_id == room_id,
+        bans.c.public_key == public_key,
+        or_(bans.c.expires_at.is_(None), bans.c.expires_at > now),
+    )
+    server_ban = exists().where(
+        global_bans.c.public_key == public_key,
+        or_(global_bans.c.expires_at.is_(None), global_bans.c.expires_at > now),
+    )
+    return bool(conn.execute(select(or_(room_ban, server_ban))).scalar_one())
 
 
 def add_ban(conn: Connection, room_id: str, public_key: str, now: float) -> bool:
-    if is_banned(conn, room_id, public_key):
+    """Ban from the room until lifted; False if such a ban was there already (an
+    expiring one becomes permanent)."""
+    found = conn.execute(
+        select(bans.c.expires_at).where(bans.c.room_id == room_id, bans.c.public_key == public_key)
+    ).first()
+    if found is not None and found[0] is None:
         return False
+    conn.execute(delete(bans).where(bans.c.room_id == room_id, bans.c.public_key == public_key))
     conn.execute(insert(bans).values(room_id=room_id, public_key=public_key, banned_at=now))
     return True
 
@@ -356,8 +349,12 @@ _MESSAGE_COLUMNS = (
 )
 
 
+# The v2 API's messages: live, and no whispers (those are the community API's).
 _LIVE_MESSAGES = select(*_MESSAGE_COLUMNS).where(
-    messages.c.room_id == bindparam("room_id"), ~messages.c.deleted
+    messages.c.room_id == bindparam("room_id"),
+    ~messages.c.deleted,
+    messages.c.whisper_to.is_(None),
+    ~messages.c.whisper_mods,
 )
 _MESSAGES_AFTER = (
     _LIVE_MESSAGES.where(messages.c.server_id > bindparam("after"))
@@ -404,12 +401,14 @@ def live_message_ids_by(conn: Connection, room_id: str, public_key: str) -> list
 
 def next_seqno(conn: Connection, room_id: str) -> int:
     """Take the room's next seqno (the community API's change counter)."""
-    return conn.execute(
-        update(rooms)
-        .where(rooms.c.id == room_id)
-        .values(seqno=rooms.c.seqno + 1)
-        .returning(rooms.c.seqno)
-    ).scalar_one()
+    return int(
+        conn.execute(
+            update(rooms)
+            .where(rooms.c.id == room_id)
+            .values(seqno=rooms.c.seqno + 1)
+            .returning(rooms.c.seqno)
+        ).scalar_one()
+    )
 
 
 def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:
@@ -429,9 +428,15 @@ def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:
             whisper_mods=False,
         )
     )
-    for table in (reactions, pins):
+    conn.execute(
+        delete(reactions).where(reactions.c.room_id == room_id, reactions.c.message_id == server_id)
+    )
+    unpinned = conn.execute(
+        delete(pins).where(pins.c.room_id == room_id, pins.c.message_id == server_id)
+    ).rowcount
+    if unpinned:  # the pins are room details: clients refetch them when info_updates moves
         conn.execute(
-            delete(table).where(table.c.room_id == room_id, table.c.message_id == server_id)
+            update(rooms).where(rooms.c.id == room_id).values(info_updates=rooms.c.info_updates + 1)
         )
     deletion_id = next_deletion_id(conn, room_id)
     conn.execute(insert(deletions).values(room_id=room_id, id=deletion_id, message_id=server_id))
@@ -480,6 +485,7 @@ def insert_file(
     data: bytes,
     now: float,
     expires_at: float | None,
+    filename: str | None = None,
 ) -> bool:
     """Store a file under ``file_id``; False if that id is taken (draw another)."""
     try:
@@ -493,11 +499,37 @@ def insert_file(
                     size=len(data),
                     created_at=now,
                     expires_at=expires_at,
+                    filename=filename,
                 )
             )
     except IntegrityError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A live file with what a download shows of it."""
+
+    id: int
+    data: bytes
+    filename: str | None
+    created_at: float
+    expires_at: float | None  # None: never (a room image)
+
+
+def find_file(conn: Connection, room_id: str, file_id: int, now: float) -> StoredFile | None:
+    """The file if it is in the room and has not expired."""
+    row = conn.execute(
+        select(files.c.data, files.c.filename, files.c.created_at, files.c.expires_at).where(
+            files.c.id == file_id,
+            files.c.room_id == room_id,
+            (files.c.expires_at.is_(None)) | (files.c.expires_at > now),
+        )
+    ).first()
+    if row is None:
+        return None
+    return StoredFile(file_id, bytes(row[0]), row[1], row[2], row[3])
 
 
 def file_data(conn: Connection, room_id: str, file_id: int, now: float) -> bytes | None:
@@ -589,13 +621,16 @@ def evict_oldest_tokens(
     return len(doomed)
 
 
-def upload_times(conn: Connection, room_id: str, uploader: str, since: float) -> list[float]:
-    """When the uploader stored files in the room after ``since`` (room images included)."""
+def upload_times(
+    conn: Connection, room_id: str, uploaders: Sequence[str], since: float
+) -> list[float]:
+    """When the uploader (known under any of ``uploaders``) stored files in the room after
+    ``since`` (room images included)."""
     rows = conn.execute(
         select(files.c.created_at)
         .where(
             files.c.room_id == room_id,
-            files.c.uploader == uploader,
+            files.c.uploader.in_(list(uploaders)),
             files.c.created_at > since,
         )
         .order_by(files.c.created_at)
@@ -607,14 +642,15 @@ def upload_times(conn: Connection, room_id: str, uploader: str, since: float) ->
 
 
 def prune_expired(conn: Connection, now: float, *, rate_events_seconds: float) -> dict[str, int]:
-    """Delete expired pending tokens, tokens and files, and rate events older than
-    ``rate_events_seconds`` (the longest window); returns how many of each."""
+    """Delete expired pending tokens, tokens, files and request nonces, and rate events
+    older than ``rate_events_seconds`` (the longest window); returns how many of each."""
     counts = {}
     for name, table, condition in (
         ("pending_tokens", pending_tokens, pending_tokens.c.expires_at <= now),
         ("tokens", tokens, tokens.c.expires_at <= now),
         ("files", files, and_(files.c.expires_at.is_not(None), files.c.expires_at <= now)),
         ("rate_events", rate_events, rate_events.c.at <= now - rate_events_seconds),
+        ("request_nonces", request_nonces, request_nonces.c.expires_at <= now),
     ):
         counts[name] = conn.execute(delete(table).where(condition)).rowcount
     return counts

@@ -1,0 +1,183 @@
+"""A room's head (opengroup/storage/roomhead.py) is written three times: SQLAlchemy
+Core for one room, and two hand-written statements that read many rooms at once
+(SQLite's VALUES, PostgreSQL's unnest). On the real database of the run's backend,
+all of them must give the same RoomHead for every case: no token, a live and an
+expired token, a moderator (room, global, hidden), a ban (room, global, expired,
+with a timeout still running), and a room without staff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from opengroup.storage import migrate, queries
+from opengroup.storage.database import Database
+from opengroup.storage.roomhead import POSTGRES_HEADS_SQL, SQLITE_HEADS_SQL, RoomHead
+
+NOW = 1_000_000.0
+KEYS = {
+    name: "05" + f"{n:02x}" * 32
+    for n, name in enumerate(
+        [
+            "plain",
+            "mod",
+            "hidden_mod",
+            "global_mod",
+            "banned",
+            "global_banned",
+            "expired_ban",
+            "timed_ban",
+            "staff_banned",
+            "expired_token",
+        ],
+        start=1,
+    )
+}
+
+
+@pytest.fixture
+def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
+    url = fresh_database_url or f"sqlite:///{tmp_path / 'opengroup.db'}"
+    database = Database(url)
+    migrate.upgrade(database)
+    with database.write() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO rooms (id, name, message_seq, deletion_seq, created_at)"
+                " VALUES ('lobby', 'Lobby', 3, 1, 0), ('empty', 'Empty', 0, 0, 0)"
+            )
+        )
+        for name, key in KEYS.items():
+            expires = NOW - 1 if name == "expired_token" else NOW + 3600
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tokens (token_hash, room_id, public_key, expires_at)"
+                    " VALUES (:h, 'lobby', :k, :e)"
+                ),
+                {"h": token(name), "k": key, "e": expires},
+            )
+        staff = [("mod", True), ("hidden_mod", False), ("staff_banned", True)]
+        for name, visible in staff:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO moderators (room_id, public_key, added_at, admin, visible)"
+                    " VALUES ('lobby', :k, 0, false, :v)"
+                ),
+                {"k": KEYS[name], "v": visible},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO global_moderators (public_key, added_at, admin, visible)"
+                " VALUES (:k, 0, true, true)"
+            ),
+            {"k": KEYS["global_mod"]},
+        )
+        for name, expires in (
+            ("banned", None),
+            ("expired_ban", NOW - 5),
+            ("timed_ban", NOW + 5),
+            ("staff_banned", None),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO bans (room_id, public_key, banned_at, expires_at)"
+                    " VALUES ('lobby', :k, 0, :e)"
+                ),
+                {"k": KEYS[name], "e": expires},
+            )
+        conn.execute(
+            sa.text("INSERT INTO global_bans (public_key, banned_at) VALUES (:k, 0)"),
+            {"k": KEYS["global_banned"]},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO room_activity (room_id, public_key, last_active)"
+                " VALUES ('lobby', :k, 42.5)"
+            ),
+            {"k": KEYS["plain"]},
+        )
+    yield database
+    database.dispose()
+
+
+def token(name: str) -> bytes:
+    return name.encode().ljust(32, b"\0")
+
+
+LOOKUPS = [("lobby", token(name)) for name in KEYS] + [
+    ("lobby", token("nobody")),
+    ("empty", token("plain")),
+    ("missing", token("plain")),
+]
+
+
+def core_heads(db: Database) -> list[RoomHead | None]:
+    with db.read() as conn:
+        return [queries.room_head(conn, room, hashed, NOW) for room, hashed in LOOKUPS]
+
+
+def sqlite_heads(db: Database) -> list[RoomHead | None]:
+    path = sa.make_url(db.url).database
+    assert path is not None
+    sql = SQLITE_HEADS_SQL.format(entries=", ".join(["(?, ?, ?, ?)"] * len(LOOKUPS)))
+    values = [v for n, (room, hashed) in enumerate(LOOKUPS) for v in (n, room, hashed, NOW)]
+    with sqlite3.connect(path) as conn:
+        rows = {row[0]: RoomHead.of(row[1:]) for row in conn.execute(sql, values)}
+    return [rows.get(n) for n in range(len(LOOKUPS))]
+
+
+def postgres_heads(db: Database) -> list[RoomHead | None]:
+    conninfo = sa.make_url(db.url).set(drivername="postgresql").render_as_string(False)
+
+    async def read() -> list[RoomHead | None]:
+        async with await psycopg.AsyncConnection.connect(conninfo) as conn:
+            params = {
+                "room_ids": [room for room, _ in LOOKUPS],
+                "token_hashes": [hashed for _, hashed in LOOKUPS],
+                "nows": [NOW] * len(LOOKUPS),
+            }
+            found = await (await conn.execute(POSTGRES_HEADS_SQL, params)).fetchall()
+        rows = {row[0]: RoomHead.of(row[1:]) for row in found}
+        return [rows.get(n + 1) for n in range(len(LOOKUPS))]
+
+    return asyncio.run(read())
+
+
+def test_the_hand_written_heads_answer_exactly_what_the_core_statement_does(db: Database) -> None:
+    core = core_heads(db)
+    many = sqlite_heads(db) if db.is_sqlite else postgres_heads(db)
+    assert [h and (h.holder, h.moderators, h.message_seq, h.deletion_seq) for h in many] == [
+        h and (h.holder, h.moderators, h.message_seq, h.deletion_seq) for h in core
+    ]
+
+
+def test_the_head_applies_the_staff_and_ban_rules(db: Database) -> None:
+    heads = dict(zip([name for name in KEYS], core_heads(db), strict=False))
+    holder = {name: head.holder if head else None for name, head in heads.items()}
+    assert holder["plain"] == (KEYS["plain"], False, False, 42.5)
+    assert holder["mod"].is_moderator and holder["hidden_mod"].is_moderator
+    assert holder["global_mod"].is_moderator
+    assert holder["banned"].is_banned and holder["global_banned"].is_banned
+    assert holder["timed_ban"].is_banned, "a ban with time left bans"
+    assert not holder["expired_ban"].is_banned, "an expired ban no longer bans"
+    assert not holder["staff_banned"].is_banned, "staff are never banned"
+    assert holder["expired_token"] is None
+    lobby = heads["plain"]
+    assert lobby is not None
+    assert lobby.moderators == sorted([KEYS["mod"], KEYS["staff_banned"], KEYS["global_mod"]])
+    assert (lobby.message_seq, lobby.deletion_seq) == (3, 1)
+
+
+def test_a_missing_room_has_no_head_and_an_empty_one_has_no_staff(db: Database) -> None:
+    core = core_heads(db)
+    empty, missing = core[-2], core[-1]
+    assert missing is None
+    assert empty is not None and empty.holder is None
+    assert empty.moderators == [KEYS["global_mod"]]
