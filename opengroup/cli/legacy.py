@@ -65,7 +65,8 @@ def main(
                 ssl = {"ssl_certfile": tls_certificate, "ssl_keyfile": tls_private_key}
             run_server(settings, ssl=ssl)
             return
-        prepared = prepare(settings, with_keys=print_url)
+        # Naming a moderator links their Session id to its blinded id: that needs the keys.
+        prepared = prepare(settings, with_keys=bool(print_url or add_moderator))
         community = prepared.community()
         if add_room:
             room_id = values.room_id(add_room[0])

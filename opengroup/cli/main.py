@@ -11,15 +11,19 @@ import json
 import logging.config
 import os
 import textwrap
+import time
 from collections.abc import Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 import click
 
 from opengroup.app import Prepared, prepare
 from opengroup.config import SETTINGS, ConfigError, Settings, load_settings
-from opengroup.domain import values
 from opengroup.domain.errors import ApiError
+from opengroup.domain.room_settings import RoomSettings
+from opengroup.domain.staff import RoleChange, Scope
+from opengroup.domain.users import parse_session_id
 from opengroup.keys import KeyFileError
 from opengroup.logs import log_config
 from opengroup.metrics import multiprocess_directory
@@ -57,7 +61,14 @@ def resolve_settings(config_file: str | None = None, **overrides: Any) -> Settin
 
 
 def open_server(with_keys: bool = False, **options: Any) -> Prepared:
+    """The server's data. ``with_keys``: also its key pair, which linking a Session id
+    to its blinded id needs (staff and bans)."""
     return prepare(resolve_settings(**options), with_keys=with_keys)
+
+
+def room_settings(**options: Any) -> RoomSettings:
+    prepared = open_server(**options)
+    return RoomSettings(prepared.db, prepared.settings, time.time)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -188,16 +199,77 @@ def rooms() -> None:
 @rooms.command("add")
 @click.argument("room_id")
 @click.argument("name")
+@click.option("--description", default=None, help="What the room is about.")
 @common_options
-def rooms_add(room_id: str, name: str, **options: Any) -> None:
-    """Create room ROOM_ID (lowercase a-z, 0-9, _; 2 to 64 characters) called NAME."""
-    values.room_id(room_id)
-    if not name.strip():
-        raise click.ClickException("the room name must not be empty")
-    if open_server(**options).community().add_room(room_id, name):
-        click.echo(f"added room {room_id} ({name})")
+def rooms_add(room_id: str, name: str, description: str | None, **options: Any) -> None:
+    """Create room ROOM_ID called NAME.
+
+    ROOM_ID: 1 to 64 of A-Z, a-z, 0-9, _ and -; no two rooms differ only in case."""
+    if room_settings(**options).create(room_id, name, description):
+        click.echo(f"added room {room_id} ({name.strip()})")
     else:
         raise click.ClickException(f"room {room_id} exists already")
+
+
+@rooms.command("update")
+@click.argument("room_id")
+@click.option("--name", default=None, help="The new name.")
+@click.option("--description", default=None, help='The new description ("" removes it).')
+@click.option(
+    "--image",
+    type=click.File("rb"),
+    default=None,
+    help="The room's new image (a file; the old image is dropped).",
+)
+@common_options
+def rooms_update(
+    room_id: str,
+    name: str | None,
+    description: str | None,
+    image: BinaryIO | None,
+    **options: Any,
+) -> None:
+    """Change the name, description or image of ROOM_ID."""
+    data = image.read() if image is not None else None
+    room = room_settings(**options).update(room_id, name=name, description=description, image=data)
+    click.echo(f"updated room {room.id} ({room.name})")
+    if room.description:
+        click.echo(f"description: {room.description}")
+    if room.image_file_id is not None:
+        click.echo(f"image: file {room.image_file_id}")
+
+
+PERMISSION_NAMES = ("read", "write", "upload", "accessible")
+
+
+@rooms.command("permissions")
+@click.argument("room_id")
+@click.option("--read/--no-read", default=None, help="May users read the room's messages?")
+@click.option("--write/--no-write", default=None, help="May users post?")
+@click.option("--upload/--no-upload", default=None, help="May users upload files?")
+@click.option(
+    "--accessible/--no-accessible",
+    default=None,
+    help="May users without read see that the room exists?",
+)
+@common_options
+def rooms_permissions(
+    room_id: str,
+    read: bool | None,
+    write: bool | None,
+    upload: bool | None,
+    accessible: bool | None,
+    **options: Any,
+) -> None:
+    """Show or change what users of ROOM_ID may do by default (moderators may give
+    someone other permissions of their own)."""
+    given = {"read": read, "write": write, "upload": upload, "accessible": accessible}
+    changes = {name: value for name, value in given.items() if value is not None}
+    room = room_settings(**options).set_default_permissions(room_id, changes)
+    defaults = " ".join(
+        ("+" if getattr(room, f"default_{name}") else "-") + name for name in PERMISSION_NAMES
+    )
+    click.echo(f"{room.id}: {defaults}")
 
 
 @rooms.command("delete")
@@ -219,44 +291,162 @@ def rooms_list(**options: Any) -> None:
         click.echo(f"{room.id}\t{room.name}")
 
 
+# How listings name the whole server where others name a room.
+GLOBAL = "(global)"
+
+
+def scope_of(rooms: tuple[str, ...], server: bool) -> Scope:
+    """ROOM... or --global, exactly one of them."""
+    if server == bool(rooms):
+        raise click.UsageError("name one or more rooms, or give --global (not both)")
+    return Scope.everywhere() if server else Scope.of_rooms(rooms)
+
+
+def where(scope: Scope, room_ids: list[str] | None = None) -> str:
+    if scope.server:
+        return "the whole server (global)"
+    return ", ".join(room_ids if room_ids is not None else scope.rooms)
+
+
 @main.group()
 def moderators() -> None:
-    """Add, delete and list the moderators of a room."""
+    """Add, delete and list moderators and admins, of rooms or of the whole server.
+
+    SESSION_ID is a Session id (05...), which also names that person's blinded id
+    (15...) on this server, or a blinded id."""
 
 
 @moderators.command("add")
 @click.argument("session_id")
-@click.argument("room_id")
+@click.argument("rooms", nargs=-1)
+@click.option("--global", "server", is_flag=True, help="Of every room (the server's staff).")
+@click.option("--admin", is_flag=True, help="An admin (may also change the room and its staff).")
+@click.option(
+    "--hidden/--visible",
+    default=None,
+    help="Left out of what users see (default: room staff visible, global staff hidden).",
+)
 @common_options
-def moderators_add(session_id: str, room_id: str, **options: Any) -> None:
-    """Make SESSION_ID a moderator of ROOM_ID (and lift any ban there)."""
-    public_key = values.session_id(session_id, "SESSION_ID")
-    if open_server(**options).community().add_moderator(room_id, public_key):
-        click.echo(f"{public_key} is now a moderator of {room_id}")
-    else:
-        click.echo(f"{public_key} was already a moderator of {room_id}")
+def moderators_add(
+    session_id: str,
+    rooms: tuple[str, ...],
+    server: bool,
+    admin: bool,
+    hidden: bool | None,
+    **options: Any,
+) -> None:
+    """Make SESSION_ID a moderator (or --admin) of ROOM... or of every room (--global).
+
+    Someone who already holds a role there gets this one instead. A ban there is lifted."""
+    scope = scope_of(rooms, server)
+    sid = parse_session_id(session_id)
+    staff = open_server(with_keys=True, **options).community().staff
+    change = RoleChange(moderator=True, admin=admin, visible=None if hidden is None else not hidden)
+    info = staff.set_role(None, sid, scope, change)
+    role = "admin" if admin else "moderator"
+    shown = "" if hidden is None else ("hidden " if hidden else "visible ")
+    article = "an" if f"{shown}{role}".startswith("a") else "a"
+    rooms_changed = list(info) if rooms else None
+    click.echo(f"{sid} is now {article} {shown}{role} of {where(scope, rooms_changed)}")
 
 
 @moderators.command("delete")
 @click.argument("session_id")
-@click.argument("room_id")
+@click.argument("rooms", nargs=-1)
+@click.option("--global", "server", is_flag=True, help="Of the server's staff.")
 @common_options
-def moderators_delete(session_id: str, room_id: str, **options: Any) -> None:
-    """Remove SESSION_ID from the moderators of ROOM_ID."""
-    public_key = values.session_id(session_id, "SESSION_ID")
-    if open_server(**options).community().remove_moderator(room_id, public_key):
-        click.echo(f"{public_key} is no longer a moderator of {room_id}")
-    else:
-        raise click.ClickException(f"{public_key} is not a moderator of {room_id}")
+def moderators_delete(
+    session_id: str, rooms: tuple[str, ...], server: bool, **options: Any
+) -> None:
+    """Remove SESSION_ID's role (moderator or admin) in ROOM... or on the server (--global)."""
+    scope = scope_of(rooms, server)
+    sid = parse_session_id(session_id)
+    staff = open_server(with_keys=True, **options).community().staff
+    removed = staff.remove_role(None, sid, scope)
+    if not removed:
+        raise click.ClickException(f"{sid} is not a moderator of {where(scope)}")
+    names = [room if room is not None else GLOBAL for room in removed]
+    click.echo(f"{sid} is no longer a moderator of {', '.join(names)}")
 
 
 @moderators.command("list")
-@click.argument("room_id")
+@click.argument("room_id", required=False)
 @common_options
-def moderators_list(room_id: str, **options: Any) -> None:
-    """List the moderators of ROOM_ID, one Session id a line."""
-    for public_key in open_server(**options).community().moderators(room_id):
-        click.echo(public_key)
+def moderators_list(room_id: str | None, **options: Any) -> None:
+    """With ROOM_ID: its own moderators and admins, one Session id a line. Without:
+    every role as ROOM<TAB>SESSION_ID<TAB>moderator|admin<TAB>visible|hidden, the
+    server's staff with ROOM (global)."""
+    lines = open_server(**options).community().staff.staff_lines(room_id)
+    for line in lines:
+        if room_id is not None:
+            click.echo(line.public_key)
+            continue
+        role = "admin" if line.admin else "moderator"
+        shown = "visible" if line.visible else "hidden"
+        click.echo(f"{line.room_id or GLOBAL}\t{line.public_key}\t{role}\t{shown}")
+
+
+@main.group()
+def bans() -> None:
+    """Ban people from rooms or from the whole server, lift bans, list them.
+
+    SESSION_ID is a Session id (05...), which also names that person's blinded id
+    (15...) on this server, or a blinded id."""
+
+
+@bans.command("add")
+@click.argument("session_id")
+@click.argument("rooms", nargs=-1)
+@click.option("--global", "server", is_flag=True, help="From the whole server.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=1_000_000_000, max_open=True),
+    default=None,
+    help="Lift the ban by itself after this many seconds (default: never).",
+)
+@common_options
+def bans_add(
+    session_id: str,
+    rooms: tuple[str, ...],
+    server: bool,
+    timeout: float | None,
+    **options: Any,
+) -> None:
+    """Ban SESSION_ID from ROOM... or from the whole server (--global). Staff cannot be
+    banned: remove their role first."""
+    scope = scope_of(rooms, server)
+    sid = parse_session_id(session_id)
+    open_server(with_keys=True, **options).community().staff.ban(None, sid, scope, timeout)
+    until = f" for {timeout:g} seconds" if timeout is not None else ""
+    click.echo(f"{sid} is banned from {where(scope)}{until}")
+
+
+@bans.command("delete")
+@click.argument("session_id")
+@click.argument("rooms", nargs=-1)
+@click.option("--global", "server", is_flag=True, help="The server-wide ban.")
+@common_options
+def bans_delete(session_id: str, rooms: tuple[str, ...], server: bool, **options: Any) -> None:
+    """Lift SESSION_ID's ban from ROOM... or from the whole server (--global)."""
+    scope = scope_of(rooms, server)
+    sid = parse_session_id(session_id)
+    lifted = open_server(with_keys=True, **options).community().staff.unban(None, sid, scope)
+    if not lifted:
+        raise click.ClickException(f"{sid} is not banned from {where(scope)}")
+    click.echo(f"{sid} is no longer banned from {where(scope)}")
+
+
+@bans.command("list")
+@common_options
+def bans_list(**options: Any) -> None:
+    """Every ban in force as ROOM<TAB>SESSION_ID<TAB>UNTIL (an ISO 8601 UTC time, or
+    "permanent"); server-wide bans with ROOM (global)."""
+    for line in open_server(**options).community().staff.ban_lines():
+        if line.expires_at is None:
+            until = "permanent"
+        else:
+            until = datetime.fromtimestamp(line.expires_at, UTC).isoformat(timespec="seconds")
+        click.echo(f"{line.room_id or GLOBAL}\t{line.public_key}\t{until}")
 
 
 @main.group()

@@ -41,6 +41,7 @@ from opengroup.domain.polling import Polling, PollRequest, RoomPoll
 from opengroup.domain.posts import Posts
 from opengroup.domain.room_info import RoomInfo
 from opengroup.domain.rooms import Rooms
+from opengroup.domain.staff import Staff
 from opengroup.domain.users import Users
 from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
@@ -71,6 +72,7 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         self.users = Users(db, settings, self.server_public_key, clock)
         self.posts = Posts(db, settings, self._posts, clock)
         self.room_info = RoomInfo(db, settings, self.users, clock)
+        self.staff = Staff(db, settings, self.users, self.posts, clock)
         self.inbox = DirectMessages(db, settings, self.users, clock)
 
     async def close(self) -> None:
@@ -95,4 +97,5 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
             now = self.clock()
             counts = q.prune_expired(conn, now, rate_events_seconds=keep)
             counts["direct_messages"] = self.inbox.prune(conn, now)
+            counts.update(self.staff.apply_due_in(conn))
             return counts

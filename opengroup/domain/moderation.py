@@ -1,14 +1,24 @@
-"""Moderation: moderators (added by the operator or another moderator) and bans."""
+"""Moderation through the v2 API: moderators (added by the operator or another
+moderator) and bans, kept with the community API's staff and bans
+(:mod:`opengroup.domain.staff`): a moderator added here is a visible moderator of
+the room, and a Session id named here is linked to its blinded id, so the role or
+ban reaches the same person's community API identity."""
 
 from __future__ import annotations
 
-from opengroup.domain.errors import BadRequest
+from typing import TYPE_CHECKING
+
 from opengroup.domain.parts import CommunityPart, Member
 from opengroup.storage import queries as q
+
+if TYPE_CHECKING:
+    from opengroup.domain.staff import Staff
 
 
 class Moderation(CommunityPart):
     """Moderators and bans of a room."""
+
+    staff: Staff
 
     def moderators(self, room_id: str) -> list[str]:
         with self.db.read() as conn:
@@ -19,18 +29,14 @@ class Moderation(CommunityPart):
         """Make someone a moderator; ``by`` is None for the operator's CLI."""
         if by is not None:
             self._require_moderator(by, room_id)
-        with self.db.write() as conn:
-            q.lock_room(conn, room_id)
-            self._room(conn, room_id)
-            q.remove_ban(conn, room_id, public_key)
-            return q.add_moderator(conn, room_id, public_key, self.clock())
+        return self.staff.add_v2_moderator(room_id, public_key)
 
     def remove_moderator(self, room_id: str, public_key: str, by: Member | None = None) -> bool:
         if by is not None:
             self._require_moderator(by, room_id)
-        with self.db.write() as conn:
-            self._room(conn, room_id)
-            return q.remove_moderator(conn, room_id, public_key)
+        return self.staff.remove_v2_moderator(
+            room_id, public_key, by.public_key if by is not None else None
+        )
 
     def bans(self, member: Member) -> list[str]:
         with self.db.read() as conn:
@@ -38,16 +44,8 @@ class Moderation(CommunityPart):
 
     def ban(self, member: Member, public_key: str, *, delete_all: bool = False) -> None:
         self._require_moderator(member)
-        with self.db.write() as conn:
-            q.lock_room(conn, member.room_id)  # concurrent bans: one ban, one deletion each
-            if q.is_moderator(conn, member.room_id, public_key):
-                raise BadRequest("a moderator cannot be banned; remove them as moderator first")
-            q.add_ban(conn, member.room_id, public_key, self.clock())
-            if delete_all:
-                for server_id in q.live_message_ids_by(conn, member.room_id, public_key):
-                    q.mark_deleted(conn, member.room_id, server_id)
+        self.staff.v2_ban(member.room_id, public_key, delete_all=delete_all)
 
     def unban(self, member: Member, public_key: str) -> None:
         self._require_moderator(member)
-        with self.db.write() as conn:
-            q.remove_ban(conn, member.room_id, public_key)
+        self.staff.v2_unban(member.room_id, public_key)

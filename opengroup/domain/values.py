@@ -14,7 +14,11 @@ from typing import Any
 from opengroup.domain.errors import BadRequest
 
 SESSION_ID_RE = re.compile(r"05[0-9a-f]{64}")
+# The v2 rule of room ids (the legacy import still takes only these).
 ROOM_ID_RE = re.compile(r"[a-z0-9_]{2,64}")
+# Room ids of new rooms: community API tokens (a superset of the v2 rule). Two rooms
+# never differ only in case (see storage.queries.insert_room).
+ROOM_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_INT64 = 2**63 - 1
 DECIMAL_RE = re.compile(r"-?[0-9]{1,19}")
 
@@ -30,9 +34,14 @@ def is_room_id(value: Any) -> bool:
     return isinstance(value, str) and ROOM_ID_RE.fullmatch(value) is not None
 
 
+def is_room_token(value: Any) -> bool:
+    return isinstance(value, str) and ROOM_TOKEN_RE.fullmatch(value) is not None
+
+
 def room_id(value: Any) -> str:
-    if not isinstance(value, str) or not is_room_id(value):
-        raise BadRequest("room ids are 2 to 64 of a-z, 0-9 and _")
+    """The id of a new room: 1 to 64 of A-Z, a-z, 0-9, _ and -."""
+    if not isinstance(value, str) or not is_room_token(value):
+        raise BadRequest("room ids are 1 to 64 of A-Z, a-z, 0-9, _ and -")
     return value
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, insert, or_, select, union, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 
 from opengroup.storage.schema import (
@@ -30,6 +30,8 @@ from opengroup.storage.schema import (
 )
 
 PERMISSIONS = ("read", "accessible", "write", "upload")
+# What a scheduled change may set.
+FUTURE_PERMISSIONS = ("read", "write", "upload")
 
 
 @dataclass(frozen=True)
@@ -382,14 +384,59 @@ def add_future_permissions(
     )
 
 
-def future_permission_rows(
-    conn: Connection, room_id: str, public_key: str | None = None
-) -> list[dict[str, object]]:
-    query = select(future_permissions).where(future_permissions.c.room_id == room_id)
-    if public_key is not None:
-        query = query.where(future_permissions.c.public_key == public_key)
+@dataclass(frozen=True)
+class FutureChange:
+    """A scheduled change of some of a key's permissions in a room."""
+
+    public_key: str
+    at: float
+    changes: dict[str, bool]
+
+
+def future_changes(
+    conn: Connection, room_id: str, keys: Sequence[str] | None = None
+) -> list[FutureChange]:
+    """The room's scheduled permission changes (of the keys only, if given), soonest first."""
+    query = select(
+        future_permissions.c.public_key,
+        future_permissions.c.at,
+        *(future_permissions.c[name] for name in FUTURE_PERMISSIONS),
+    ).where(future_permissions.c.room_id == room_id)
+    if keys is not None:
+        query = query.where(future_permissions.c.public_key.in_(list(keys)))
     rows = conn.execute(query.order_by(future_permissions.c.at, future_permissions.c.id))
-    return [dict(row._mapping) for row in rows]
+    return [
+        FutureChange(
+            row[0],
+            row[1],
+            {
+                name: bool(value)
+                for name, value in zip(FUTURE_PERMISSIONS, row[2:], strict=True)
+                if value is not None
+            },
+        )
+        for row in rows
+    ]
+
+
+def clear_future_changes(
+    conn: Connection, room_id: str, keys: Sequence[str], names: Sequence[str]
+) -> None:
+    """Unschedule the changes of the named permissions of the keys (a scheduled row
+    changing nothing else goes)."""
+    names = [name for name in names if name in FUTURE_PERMISSIONS]
+    if not names or not keys:
+        return
+    mine = and_(
+        future_permissions.c.room_id == room_id,
+        future_permissions.c.public_key.in_(list(keys)),
+    )
+    conn.execute(update(future_permissions).where(mine).values({name: None for name in names}))
+    conn.execute(
+        delete(future_permissions).where(
+            mine, *(future_permissions.c[name].is_(None) for name in FUTURE_PERMISSIONS)
+        )
+    )
 
 
 def apply_due_future_permissions(conn: Connection, now: float) -> int:
@@ -398,9 +445,12 @@ def apply_due_future_permissions(conn: Connection, now: float) -> int:
         select(future_permissions)
         .where(future_permissions.c.at <= now)
         .order_by(future_permissions.c.at, future_permissions.c.id)
+        # Several processes run this loop: on PostgreSQL each applies other rows than
+        # the others (SQLite's writers take turns anyway).
+        .with_for_update(skip_locked=True)
     ).all()
     for row in due:
-        changes = {name: row._mapping[name] for name in ("read", "write", "upload")}
+        changes = {name: row._mapping[name] for name in FUTURE_PERMISSIONS}
         set_overrides(
             conn,
             row.room_id,
@@ -416,3 +466,140 @@ def apply_due_future_permissions(conn: Connection, now: float) -> int:
 
 def room_exists(conn: Connection, room_id: str) -> bool:
     return conn.execute(select(rooms.c.id).where(rooms.c.id == room_id)).first() is not None
+
+
+# -- one person's staff roles and bans, under all their keys -----------------------------
+
+
+def room_staff_of(conn: Connection, room_id: str, keys: Sequence[str]) -> list[StaffEntry]:
+    """The room staff entries stored under any of the keys."""
+    rows = conn.execute(
+        select(moderators.c.public_key, moderators.c.admin, moderators.c.visible).where(
+            moderators.c.room_id == room_id, moderators.c.public_key.in_(list(keys))
+        )
+    )
+    return [StaffEntry(r[0], bool(r[1]), bool(r[2]), False) for r in rows]
+
+
+def global_staff_of(conn: Connection, keys: Sequence[str]) -> list[StaffEntry]:
+    rows = conn.execute(
+        select(
+            global_moderators.c.public_key, global_moderators.c.admin, global_moderators.c.visible
+        ).where(global_moderators.c.public_key.in_(list(keys)))
+    )
+    return [StaffEntry(r[0], bool(r[1]), bool(r[2]), True) for r in rows]
+
+
+def update_room_staff(
+    conn: Connection, room_id: str, keys: Sequence[str], *, admin: bool, visible: bool
+) -> int:
+    """Change the role of the room staff entries stored under the keys; how many."""
+    return conn.execute(
+        update(moderators)
+        .where(moderators.c.room_id == room_id, moderators.c.public_key.in_(list(keys)))
+        .values(admin=admin, visible=visible)
+    ).rowcount
+
+
+def update_global_staff(
+    conn: Connection, keys: Sequence[str], *, admin: bool, visible: bool
+) -> int:
+    return conn.execute(
+        update(global_moderators)
+        .where(global_moderators.c.public_key.in_(list(keys)))
+        .values(admin=admin, visible=visible)
+    ).rowcount
+
+
+def remove_room_staff_of(conn: Connection, room_id: str, keys: Sequence[str]) -> int:
+    return conn.execute(
+        delete(moderators).where(
+            moderators.c.room_id == room_id, moderators.c.public_key.in_(list(keys))
+        )
+    ).rowcount
+
+
+def remove_global_staff_of(conn: Connection, keys: Sequence[str]) -> int:
+    return conn.execute(
+        delete(global_moderators).where(global_moderators.c.public_key.in_(list(keys)))
+    ).rowcount
+
+
+def staff_rooms_of(conn: Connection, keys: Sequence[str]) -> list[str]:
+    """The rooms whose own staff includes any of the keys."""
+    rows = conn.execute(
+        select(moderators.c.room_id)
+        .where(moderators.c.public_key.in_(list(keys)))
+        .distinct()
+        .order_by(moderators.c.room_id)
+    )
+    return [row[0] for row in rows]
+
+
+def every_room_staff(conn: Connection) -> list[tuple[str, StaffEntry]]:
+    """(room id, entry) of every room's own staff, by room and key."""
+    rows = conn.execute(
+        select(
+            moderators.c.room_id, moderators.c.public_key, moderators.c.admin, moderators.c.visible
+        ).order_by(moderators.c.room_id, moderators.c.public_key)
+    )
+    return [(r[0], StaffEntry(r[1], bool(r[2]), bool(r[3]), False)) for r in rows]
+
+
+def update_room_bans(
+    conn: Connection, room_id: str, keys: Sequence[str], now: float, expires_at: float | None
+) -> int:
+    """Renew the room bans stored under the keys (lifted ones too, until pruned); how many."""
+    return conn.execute(
+        update(bans)
+        .where(bans.c.room_id == room_id, bans.c.public_key.in_(list(keys)))
+        .values(banned_at=now, expires_at=expires_at)
+    ).rowcount
+
+
+def update_global_bans(
+    conn: Connection, keys: Sequence[str], now: float, expires_at: float | None
+) -> int:
+    return conn.execute(
+        update(global_bans)
+        .where(global_bans.c.public_key.in_(list(keys)))
+        .values(banned_at=now, expires_at=expires_at)
+    ).rowcount
+
+
+def every_room_ban(conn: Connection, now: float) -> list[tuple[str, str, float | None]]:
+    """(room id, key, expiry) of every ban in force in any room, by room and key."""
+    rows = conn.execute(
+        select(bans.c.room_id, bans.c.public_key, bans.c.expires_at)
+        .where(or_(bans.c.expires_at.is_(None), bans.c.expires_at > now))
+        .order_by(bans.c.room_id, bans.c.public_key)
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def room_ban_expiries(
+    conn: Connection, room_id: str, now: float, keys: Sequence[str] | None = None
+) -> list[tuple[str, float]]:
+    """(key, when) of the room's bans in force that end by themselves (of the keys only,
+    if given), soonest first."""
+    query = select(bans.c.public_key, bans.c.expires_at).where(
+        bans.c.room_id == room_id, bans.c.expires_at.is_not(None), bans.c.expires_at > now
+    )
+    if keys is not None:
+        query = query.where(bans.c.public_key.in_(list(keys)))
+    return [(r[0], r[1]) for r in conn.execute(query.order_by(bans.c.expires_at))]
+
+
+def prune_expired_bans(conn: Connection, now: float) -> int:
+    """Delete the bans (of rooms and of the server) whose time is up; how many."""
+    gone = conn.execute(
+        delete(bans).where(bans.c.expires_at.is_not(None), bans.c.expires_at <= now)
+    ).rowcount
+    return (
+        gone
+        + conn.execute(
+            delete(global_bans).where(
+                global_bans.c.expires_at.is_not(None), global_bans.c.expires_at <= now
+            )
+        ).rowcount
+    )
