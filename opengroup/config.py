@@ -301,8 +301,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
             else:
                 raise ValueError
         elif setting.type is int:
-            if isinstance(value, bool):
-                raise ValueError
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ValueError  # (int() would cut a TOML 0.5 to 0, which disables limits)
             result = int(value)
         else:
             result = str(value)

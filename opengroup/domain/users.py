@@ -40,10 +40,10 @@ def parse_session_id(value: object, field: str = "session id") -> str:
     """A ``05`` Session id or a ``15`` blinded id: 66 hex digits (folded to lower case)."""
     if isinstance(value, str) and len(value) == 66 and value[:2] in ("05", "15"):
         try:
-            bytes.fromhex(value[2:])
+            key = bytes.fromhex(value[2:])  # (fromhex skips spaces: hence the length check)
         except ValueError:
-            pass
-        else:
+            key = b""
+        if len(key) == 32:
             return value.lower()
     raise BadRequest(f"{field} must be 66 hex digits starting with 05 or 15")
 

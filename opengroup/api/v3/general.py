@@ -94,7 +94,9 @@ def _sub_request(item: Any) -> ApiRequest:
         if not isinstance(item["bytes"], str):
             raise BadRequest("bytes must be a string")
         body = item["bytes"].encode()
-    headers = item.get("headers") or {}
+    headers = item.get("headers")
+    if headers is None:
+        headers = {}
     if not isinstance(headers, dict):
         raise BadRequest("a batch item's headers must be an object")
     query: dict[str, str] = {}

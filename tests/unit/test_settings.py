@@ -1,0 +1,296 @@
+"""opengroup.config: the settings, defined once and resolved once.
+
+Rules pinned here:
+
+* One definition: :data:`SETTINGS` is built from the fields of :class:`Settings`, in
+  their order, with their defaults, types, help texts and choices; a default is one
+  of its choices.
+* Every setting has help text, and every quantity names its unit: an integer
+  setting ends in ``_seconds``, ``_bytes`` or ``_count``, or is in
+  :data:`COUNTED_BY_THEIR_NOUN` below (with what it counts).
+* Precedence, highest first: overrides (command-line flags), ``OPENGROUP_<NAME>``,
+  the TOML file (``config_file``, else ``OPENGROUP_CONFIG``), the default. An
+  override of None and an empty environment variable mean "not given".
+* Values are checked where they come in: a refusal (:class:`ConfigError`) names
+  where the value came from, the setting and the value. Booleans take
+  1/true/yes/on and 0/false/no/off in any case; integers are whole and not
+  negative (a TOML float or boolean is refused, never cut); choices are exact.
+* A TOML file with an unknown key, invalid TOML, or no such file is refused.
+* ``Settings.as_env()`` is read back by :func:`load_settings` to the same settings
+  (what worker processes get).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opengroup.config import (
+    ENV_PREFIX,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    ConfigError,
+    Settings,
+    _coerce,
+    load_settings,
+)
+
+UNITS = ("_seconds", "_bytes", "_count")
+
+# Integer settings whose name says what they count instead of a unit suffix.
+COUNTED_BY_THEIR_NOUN = {
+    "port": "a TCP port number",
+    "workers": "worker processes",
+    "max_poll_rooms": "rooms in one compact_poll",
+    "max_json_depth": "levels of JSON nesting",
+    "max_pending_challenges_per_key": "unclaimed challenges of one key",
+    "max_tokens_per_key": "live tokens of one key",
+    "max_batch_requests": "sub-requests in one batch",
+}
+
+
+def toml_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "opengroup.toml"
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------------------- one definition
+
+
+def test_settings_are_built_from_the_fields_of_settings_in_order() -> None:
+    fields = dataclasses.fields(Settings)
+    assert [s.name for s in SETTINGS] == [f.name for f in fields]
+    assert set(SETTINGS_BY_NAME) == {f.name for f in fields}
+    defaults = Settings()
+    for setting, field in zip(SETTINGS, fields, strict=True):
+        assert setting.default == getattr(defaults, field.name)
+        assert setting.type is type(field.default)
+        assert setting.help == field.metadata["help"]
+        assert setting.choices == field.metadata["choices"]
+
+
+@pytest.mark.parametrize("setting", [pytest.param(s, id=s.name) for s in SETTINGS])
+def test_every_setting_has_help_text_and_a_usable_type(setting: Any) -> None:
+    assert setting.help.strip(), f"{setting.name} has no help text"
+    assert setting.type in (str, int, bool)
+    if setting.choices:
+        assert setting.default in setting.choices
+
+
+@pytest.mark.parametrize("setting", [pytest.param(s, id=s.name) for s in SETTINGS if s.type is int])
+def test_every_quantity_names_its_unit(setting: Any) -> None:
+    assert setting.name.endswith(UNITS) or setting.name in COUNTED_BY_THEIR_NOUN, (
+        f"{setting.name}: end it in one of {UNITS}, or add it to COUNTED_BY_THEIR_NOUN"
+    )
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in COUNTED_BY_THEIR_NOUN])
+def test_the_exceptions_are_integer_settings_without_a_unit_suffix(name: str) -> None:
+    assert name in SETTINGS_BY_NAME, f"{name} is no setting: drop it from the exceptions"
+    assert SETTINGS_BY_NAME[name].type is int
+    assert not name.endswith(UNITS)
+
+
+# ---------------------------------------------------------------------------- precedence
+
+
+def test_with_nothing_given_every_setting_is_its_default() -> None:
+    assert load_settings(env={}) == Settings()
+
+
+@pytest.mark.parametrize(
+    "in_file, in_env, override, expected",
+    [
+        pytest.param(None, None, None, 8080, id="the default"),
+        pytest.param(1001, None, None, 1001, id="the file over the default"),
+        pytest.param(1001, "1002", None, 1002, id="the environment over the file"),
+        pytest.param(1001, "1002", 1003, 1003, id="an override over the environment"),
+        pytest.param(None, None, 1003, 1003, id="an override alone"),
+        pytest.param(1001, "", None, 1001, id="an empty variable is not given"),
+    ],
+)
+def test_overrides_beat_the_environment_which_beats_the_file_which_beats_the_default(
+    tmp_path: Path, in_file: int | None, in_env: str | None, override: int | None, expected: int
+) -> None:
+    config = toml_file(tmp_path, f"port = {in_file}\n" if in_file is not None else "")
+    env = {} if in_env is None else {"OPENGROUP_PORT": in_env}
+    settings = load_settings(overrides={"port": override}, env=env, config_file=config)
+    assert settings.port == expected
+
+
+def test_each_setting_comes_from_its_own_highest_source(tmp_path: Path) -> None:
+    config = toml_file(
+        tmp_path, 'port = 1001\nworkers = 3\nlog_level = "debug"\nmax_dm_bytes = 7\n'
+    )
+    env = {"OPENGROUP_WORKERS": "4", "OPENGROUP_LOG_LEVEL": "error"}
+    settings = load_settings(overrides={"log_level": "warning"}, env=env, config_file=config)
+    assert (settings.port, settings.workers, settings.log_level) == (1001, 4, "warning")
+    assert settings.max_dm_bytes == 7
+    assert settings.max_upload_bytes == Settings().max_upload_bytes
+
+
+def test_the_file_may_be_named_by_opengroup_config(tmp_path: Path) -> None:
+    config = toml_file(tmp_path, "port = 1001\n")
+    assert load_settings(env={"OPENGROUP_CONFIG": str(config)}).port == 1001
+
+
+def test_a_named_file_beats_the_one_in_opengroup_config(tmp_path: Path) -> None:
+    named = tmp_path / "named.toml"
+    named.write_text("port = 1005\n")
+    config = toml_file(tmp_path, "port = 1001\n")
+    env = {"OPENGROUP_CONFIG": str(config)}
+    assert load_settings(env=env, config_file=named).port == 1005
+
+
+def test_settings_as_environment_variables_read_back_to_the_same_settings() -> None:
+    changed = Settings(
+        port=9000,
+        verify_signatures=False,
+        metrics_enabled=True,
+        log_level="debug",
+        deletions_format="objects",
+        public_url="https://chat.example.org",
+        max_json_depth=0,
+    )
+    env = changed.as_env()
+    assert set(env) == {ENV_PREFIX + s.name.upper() for s in SETTINGS}
+    assert load_settings(env=env) == changed
+
+
+# ---------------------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        *[pytest.param(w, True, id=f"{w!r} is true") for w in ("1", "true", "yes", "on")],
+        *[pytest.param(w, False, id=f"{w!r} is false") for w in ("0", "false", "no", "off")],
+        pytest.param(" TRUE ", True, id="any case, spaces around"),
+        pytest.param("Off", False, id="Off"),
+        pytest.param(True, True, id="a TOML true"),
+        pytest.param(False, False, id="a TOML false"),
+    ],
+)
+def test_boolean_settings_take_the_usual_words(raw: Any, expected: bool) -> None:
+    assert _coerce(SETTINGS_BY_NAME["verify_signatures"], raw, "test") is expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("maybe", id="another word"),
+        pytest.param("", id="empty"),
+        pytest.param("2", id="the number 2"),
+        pytest.param("y", id="an abbreviation"),
+    ],
+)
+def test_other_boolean_words_are_refused_naming_the_setting_and_the_value(raw: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _coerce(SETTINGS_BY_NAME["verify_signatures"], raw, "OPENGROUP_VERIFY_SIGNATURES")
+    assert str(refused.value) == (
+        f"OPENGROUP_VERIFY_SIGNATURES: verify_signatures must be bool, got {raw!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        pytest.param("0", 0, id="zero text"),
+        pytest.param(" 42 ", 42, id="text with spaces"),
+        pytest.param(42, 42, id="a TOML integer"),
+    ],
+)
+def test_integer_settings_take_whole_numbers(raw: Any, expected: int) -> None:
+    assert _coerce(SETTINGS_BY_NAME["max_dm_bytes"], raw, "test") == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("ten", id="a word"),
+        pytest.param("1.5", id="decimal text"),
+        pytest.param("", id="empty text"),
+        pytest.param(0.5, id="a TOML float"),
+        pytest.param(16.0, id="a whole TOML float"),
+        pytest.param(True, id="a TOML boolean"),
+        pytest.param([1], id="a TOML array"),
+    ],
+)
+def test_anything_but_a_whole_number_is_refused_for_an_integer_setting(raw: Any) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _coerce(SETTINGS_BY_NAME["post_rate_limit_seconds"], raw, "opengroup.toml")
+    assert str(refused.value) == (
+        f"opengroup.toml: post_rate_limit_seconds must be int, got {raw!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    "raw", [pytest.param("-1", id="negative text"), pytest.param(-5, id="a negative integer")]
+)
+def test_negative_integers_are_refused(raw: Any) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _coerce(SETTINGS_BY_NAME["port"], raw, "--port")
+    assert str(refused.value) == f"--port: port must not be negative, got {raw!r}"
+
+
+def test_a_choice_must_be_one_of_the_choices_exactly() -> None:
+    setting = SETTINGS_BY_NAME["log_level"]
+    assert _coerce(setting, "warning", "test") == "warning"
+    with pytest.raises(ConfigError) as refused:
+        _coerce(setting, "verbose", "OPENGROUP_LOG_LEVEL")
+    assert str(refused.value) == (
+        "OPENGROUP_LOG_LEVEL: log_level must be one of debug, info, warning, error, critical, "
+        "got 'verbose'"
+    )
+
+
+@pytest.mark.parametrize(
+    "source, where",
+    [
+        pytest.param("env", "OPENGROUP_MAX_DM_BYTES", id="the environment"),
+        pytest.param("file", "opengroup.toml", id="the file"),
+        pytest.param("override", "--max-dm-bytes", id="a flag"),
+    ],
+)
+def test_load_settings_names_where_a_bad_value_came_from(
+    tmp_path: Path, source: str, where: str
+) -> None:
+    config = toml_file(tmp_path, "max_dm_bytes = -3\n" if source == "file" else "")
+    env = {"OPENGROUP_MAX_DM_BYTES": "-3"} if source == "env" else {}
+    overrides = {"max_dm_bytes": -3} if source == "override" else {}
+    with pytest.raises(ConfigError, match="max_dm_bytes must not be negative") as refused:
+        load_settings(overrides=overrides, env=env, config_file=config)
+    assert where in str(refused.value)
+
+
+# ---------------------------------------------------------------------------- the file
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        pytest.param("prot = 8080\n", "prot", id="a misspelt setting"),
+        pytest.param("PORT = 8080\n", "PORT", id="upper case"),
+        pytest.param("[server]\nport = 8080\n", "server", id="a table"),
+    ],
+)
+def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path, text: str, key: str) -> None:
+    config = toml_file(tmp_path, text)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={}, config_file=config)
+    assert str(refused.value) == f"{config}: unknown setting {key!r}"
+
+
+def test_a_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
+    config = toml_file(tmp_path, "port = \n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_settings(env={}, config_file=config)
+
+
+def test_a_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(env={}, config_file=tmp_path / "absent.toml")
