@@ -1,10 +1,13 @@
-"""The human page at `GET /` (docs/spec/SPEC.md section 4), checked in a headless Chromium.
+"""The human page at `GET /` (docs/spec/SPEC.md section 4, docs/spec/SPEC-v3.md section 5),
+checked in a headless Chromium.
 
-The page lists every room with its name, member count, image, join URL, a QR
-code of that URL and a copy button, and carries nothing secret. Room images
-come from `GET /web/rooms/{room_id}/image` (raw bytes, sniffed content type,
-404 if none). The QR codes are decoded for real from screenshots with
-`zbarimg`; screenshots are kept under test-artifacts/.
+The page lists every room with its name, description, member count, image, join
+URL, a QR code of that URL and a copy button, and carries nothing secret; a
+room's description and image may come from either API (v2's room image
+endpoint, the community API's `PUT /room/:t`). Room images come from
+`GET /web/rooms/{room_id}/image` (raw bytes, sniffed content type, 404 if
+none). The QR codes are decoded for real from screenshots with `zbarimg`;
+screenshots are kept under test-artifacts/.
 
 Needs Debian's `chromium` and `zbar-tools` (scripts/browser installs them);
 without them these tests FAIL, they never skip.
@@ -24,6 +27,7 @@ from typing import Literal
 
 import httpx
 import pytest
+from communityclient import BlindedIdentity, CommunityClient
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from serverprocess import REPO_ROOT, ServerProcess
@@ -67,6 +71,7 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 
 IMAGE = png(24, 16, (0, 168, 107))
+LOBBY_DESCRIPTION = 'Say hi <script>alert("x")</script> & "welcome"\nSecond line'
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class ShownRoom:
     name: str
     members: int
     has_image: bool
+    description: str | None = None
 
 
 def join_url(server: ServerProcess, room_id: str) -> str:
@@ -134,12 +140,16 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 def shown_rooms(
     server: ServerProcess, setup_client: Client, make_persona: PersonaFactory
 ) -> list[ShownRoom]:
-    """Rooms with 3, 1 and 0 members; the first with a real PNG image set via the API."""
-    lobby = ShownRoom("lobby", 'Lobby <b>&</b> "friends"', 3, True)
+    """Rooms with 3, 1 and 0 members. The lobby has a real PNG image set through the v2
+    API and a description set through the community API; `community` has both set
+    through the community API."""
+    lobby = ShownRoom("lobby", 'Lobby <b>&</b> "friends"', 3, True, LOBBY_DESCRIPTION)
     quiet = ShownRoom("quiet_room", "Quiet", 0, False)
     main = ShownRoom(DEFAULT_ROOM, "Main", 1, False)
+    community = ShownRoom("community", "Community", 0, True, "Set through the community API")
     server.cli("rooms", "add", lobby.id, lobby.name)
     server.cli("rooms", "add", quiet.id, quiet.name)
+    server.cli("rooms", "add", community.id, community.name)
     moderator = Identity.generate()
     server.cli("moderators", "add", moderator.session_id, lobby.id)
     token = make_persona(moderator, lobby.id).token
@@ -153,7 +163,18 @@ def shown_rooms(
         token=token,
     )
     assert result["status_code"] == 200, result
-    return [lobby, main, quiet]
+    admin = BlindedIdentity.generate()
+    for room in (lobby, community):
+        server.cli("moderators", "add", admin.session_id, room.id, "--admin")
+    with CommunityClient(server.base_url, server.public_key, "http") as c:
+        answer = c.post(f"/room/{community.id}/file", body=IMAGE, identity=admin)
+        assert answer.status == 201, answer
+        changes = {"image": answer.body["id"], "description": community.description}
+        answer = c.put(f"/room/{community.id}", changes, identity=admin)
+        assert answer.status == 200, answer
+        answer = c.put(f"/room/{lobby.id}", {"description": lobby.description}, identity=admin)
+        assert answer.status == 200, answer
+    return [lobby, main, quiet, community]
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +207,19 @@ def test_page_lists_every_room_with_name_member_count_and_join_url(
         assert card.locator(".url").inner_text() == join_url(server, room.id)
         assert card.locator("button.copy").get_attribute("data-url") == join_url(server, room.id)
     assert (ARTIFACTS / "web-page-desktop.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_page_shows_each_room_description_as_text(
+    server: ServerProcess, context: BrowserContext, shown_rooms: list[ShownRoom]
+) -> None:
+    page = open_home(context, server)
+    for room in shown_rooms:
+        shown = page.locator(f"#room-{room.id} .description")
+        if room.description is None:
+            assert shown.count() == 0, f"{room.id} has no description but the page shows one"
+            continue
+        assert shown.inner_text() == room.description  # line break kept, markup as text
+        assert shown.locator("script").count() == 0
 
 
 def test_page_urls_are_the_ones_the_cli_prints(

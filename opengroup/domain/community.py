@@ -42,6 +42,7 @@ from opengroup.domain.posts import Posts
 from opengroup.domain.room_info import RoomInfo
 from opengroup.domain.rooms import Rooms
 from opengroup.domain.staff import Staff
+from opengroup.domain.uploads import Uploads
 from opengroup.domain.users import Users
 from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
@@ -73,6 +74,7 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         self.posts = Posts(db, settings, self._posts, clock)
         self.room_info = RoomInfo(db, settings, self.users, clock)
         self.staff = Staff(db, settings, self.users, self.posts, clock)
+        self.uploads = Uploads(db, settings, clock)
         self.inbox = DirectMessages(db, settings, self.users, clock)
 
     async def close(self) -> None:

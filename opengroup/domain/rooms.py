@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from opengroup.domain.parts import CommunityPart
 from opengroup.storage import queries as q
+from opengroup.storage import roomdetails
 from opengroup.storage import stats as storage_stats
 from opengroup.storage.queries import Room
+from opengroup.storage.roomdetails import RoomDetails
 
 
 class Rooms(CommunityPart):
@@ -21,11 +23,14 @@ class Rooms(CommunityPart):
         with self.db.read() as conn:
             return self._room(conn, room_id)
 
-    def room_overview(self) -> list[tuple[Room, int]]:
-        """Every room with its member count (for the home page), in one snapshot."""
+    def room_overview(self) -> list[tuple[RoomDetails, int]]:
+        """Every room with its details (name, description, image) and member count, for
+        the home page, in one snapshot."""
         now = self.clock()
         with self.db.read() as conn:
-            return [(room, q.member_count(conn, room.id, now)) for room in q.list_rooms(conn)]
+            return [
+                (room, q.member_count(conn, room.id, now)) for room in roomdetails.all_rooms(conn)
+            ]
 
     def stats(self) -> storage_stats.ServerStats:
         """Counts for the operator (``opengroup stats``)."""

@@ -1,4 +1,5 @@
-"""``GET /``: the public rooms with their join URLs and QR codes; nothing secret.
+"""``GET /``: the public rooms with their descriptions, images, join URLs and QR codes;
+nothing secret.
 
 Server-rendered from two ``string.Template`` files in ``templates/`` (no build
 step, no template engine): ``home.html`` (the page) and ``room.html`` (one
@@ -60,6 +61,13 @@ def _avatar(room_id: str, name: str, has_image: bool) -> str:
     return f'<span class="avatar" aria-hidden="true">{initial}</span>'
 
 
+def _description(text: str | None) -> str:
+    """The room's description as a paragraph (line breaks kept by the page's CSS)."""
+    if not text or not text.strip():
+        return ""
+    return f'<p class="description">{html.escape(text.strip())}</p>'
+
+
 def render_home(community: Community) -> str:
     keys = community.keys
     assert keys is not None
@@ -72,6 +80,7 @@ def render_home(community: Community) -> str:
                 id=html.escape(room.id),
                 name=html.escape(room.name),
                 avatar=_avatar(room.id, room.name, room.image_file_id is not None),
+                description=_description(room.description),
                 member_count=members,
                 member_text=f"{members} member" + ("" if members == 1 else "s"),
                 qr=qr_svg(url),

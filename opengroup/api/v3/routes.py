@@ -7,7 +7,7 @@ then applies its own rules (who may delete which message, ...).
 
 from __future__ import annotations
 
-from opengroup.api.v3 import dms, general, messages, rooms
+from opengroup.api.v3 import dms, files, general, messages, rooms
 from opengroup.api.v3.calls import Access
 from opengroup.api.v3.routing import Route, Router
 
@@ -54,6 +54,10 @@ ROUTES = [
         "DELETE", ROOM + "/reactions/{message_id}/{reaction}", messages.clear_reactions, MODERATOR
     ),
     Route("GET", ROOM + "/reactors/{message_id}/{reaction}", messages.reactors, READER),
+    # files
+    Route("POST", ROOM + "/file", files.upload, UPLOADER),
+    Route("GET", ROOM + "/file/{file_id}", files.download, READER),
+    Route("GET", ROOM + "/file/{file_id}/{filename}", files.download, READER),
     # blinded direct messages
     Route("GET", "/inbox", dms.inbox, BLINDED),
     Route("GET", "/inbox/since/{message_id}", dms.inbox_since, BLINDED),
