@@ -33,6 +33,10 @@ Transport = Literal["http", "onion"]
 NullBodyStyle = Literal["null", "empty", ""]
 
 ONION_PATH = "/loki/v3/lsrpc"
+# Where a server that also speaks the community (v3) API serves the v2 API over direct
+# HTTP (docs/spec/SPEC-v3.md section 1). "" sends v2 requests at the root, where the
+# server answers them only for the paths the v3 API has no route of that method for.
+LEGACY_PREFIX = "/legacy"
 IV_SIZE = 12
 HMAC_KEY = b"LOKI"
 DEFAULT_ROOM = "main"
@@ -254,8 +258,12 @@ class Client:
         null_body_style: NullBodyStyle = "null",
         http_client: httpx.Client | None = None,
         timeout: float = 15.0,
+        http_prefix: str = LEGACY_PREFIX,
     ) -> None:
-        """null_body_style: "null" as Android/iOS send on GET/DELETE, "empty"/"" as desktop."""
+        """null_body_style: "null" as Android/iOS send on GET/DELETE, "empty"/"" as desktop.
+
+        http_prefix: the path direct requests are sent under ("" for the root).
+        """
         if null_body_style not in ("null", "empty", ""):
             raise ValueError(f"unknown null_body_style {null_body_style!r}")
         if len(server_public_key) != 32:
@@ -264,6 +272,7 @@ class Client:
         self.server_public_key = server_public_key
         self.transport: Transport = transport
         self.null_body_style: NullBodyStyle = null_body_style
+        self.http_prefix = http_prefix.rstrip("/")
         # trust_env=False: a proxy from the environment must not sit in front of loopback.
         self.http = http_client or httpx.Client(
             base_url=self.base_url, timeout=timeout, trust_env=False, limits=CLIENT_LIMITS
@@ -311,7 +320,7 @@ class Client:
     def _request_http(
         self, method: str, endpoint: str, body: object | None, headers: dict[str, object]
     ) -> dict[str, Any]:
-        """Direct call; the HTTP status must equal the body's status_code.
+        """Direct call under http_prefix; the HTTP status must equal the body's status_code.
 
         See docs/spec/SPEC.md section 2.2.
         """
@@ -320,9 +329,8 @@ class Client:
         if body is not None:
             content = json.dumps(body).encode()
             str_headers.setdefault("Content-Type", "application/json")
-        resp = self.http.request(
-            method, "/" + endpoint.lstrip("/"), headers=str_headers, content=content
-        )
+        path = self.http_prefix + "/" + endpoint.lstrip("/")
+        resp = self.http.request(method, path, headers=str_headers, content=content)
         try:
             parsed: object = resp.json()
         except ValueError as exc:

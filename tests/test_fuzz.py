@@ -12,14 +12,21 @@ Hypothesis generates, against the real running server (docs/spec/SPEC.md section
   past authentication and reach the handlers;
 - the same kind of requests made directly over HTTP, and compact_poll bodies.
 
+Endpoints come in the three forms docs/spec/SPEC-v3.md section 1 routes: bare
+(`rooms`: v2 through onion v3, the root directly), under `/legacy/` (v2 both
+ways) and with a leading `/` (the community (v3) API through onion v3, the root
+directly, where v2 answers the paths v3 has no route of that method for).
+
 What must hold for every example: the answer is a 2xx or 4xx of the promised
 shape (a plain-text 400/413 for an envelope that cannot be opened; otherwise an
 outer 200 around an encrypted JSON object with an integer 2xx/4xx
-`status_code`, never 500, 406 or 421; directly, a JSON object whose
-`status_code` equals the HTTP status); nothing hangs (every call has a
-timeout); the server stays up and logs no traceback; and a rejected request
-leaves the stored data exactly as it was (a fingerprint of the tables, read
-from the database itself, before and after).
+`status_code`, never 500, 406 or 421, or for a v3 request its success body or
+its bare `{"status_code": N}`; directly under `/legacy/`, a JSON object whose
+`status_code` equals the HTTP status; directly at the root, either that or a v3
+answer of one of the three content types, a refusal in plain text); nothing
+hangs (every call has a timeout); the server stays up and logs no traceback;
+and a rejected request leaves the stored data exactly as it was (a fingerprint
+of the tables, read from the database itself, before and after).
 
 Budget: OPENGROUP_FUZZ_EXAMPLES examples per property (default 200). The run
 is derandomized, so CI sees the same examples every time; OPENGROUP_FUZZ_RANDOM=1
@@ -38,7 +45,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import httpx
 import psycopg
@@ -51,10 +58,12 @@ from serverprocess import ServerProcess
 from sessionclient import (
     CLIENT_LIMITS,
     DEFAULT_ROOM,
+    LEGACY_PREFIX,
     ONION_PATH,
     Client,
     Identity,
     Persona,
+    decrypt_aes_gcm,
     decrypt_onion_response,
     derive_symmetric_key,
     encrypt_onion_payload,
@@ -79,6 +88,10 @@ FUZZ = settings(
 )
 TIMEOUT = 10.0
 OTHER_ROOM = "fuzz_other"
+ONION_PATHS = (ONION_PATH, "/oxen/v3/lsrpc", "/oxen/v4/lsrpc")
+PLAIN = "text/plain; charset=utf-8"
+# What the v3 API answers with (docs/spec/SPEC-v3.md section 3), refusals included.
+V3_CONTENT_TYPES = ("application/json", PLAIN, "application/octet-stream")
 
 # --------------------------------------------------------------------------- placeholders
 # Strategies are built before the server exists, so they draw these markers; each
@@ -298,8 +311,11 @@ def endpoints(draw: st.DrawFn) -> tuple[str, str]:
         return draw(st.sampled_from(METHODS)), draw(TEXT)
     method, template = draw(st.sampled_from(ENDPOINTS))
     path = template.format(draw(PATH_PARAMS)) if "{}" in template else template
-    if draw(st.booleans()):
-        path = "/" + path
+    form = draw(st.integers(0, 2))
+    if form == 1:
+        path = "/" + path  # onion v3: the v3 API; directly: the root (v2 where v3 has none)
+    elif form == 2:
+        path = LEGACY_PREFIX + "/" + path  # the v2 API's own home, both ways
     if draw(st.integers(0, 5)) == 0:
         path += "/"
     pairs = draw(st.lists(st.tuples(QUERY_NAMES, QUERY_VALUES), max_size=3))
@@ -642,14 +658,34 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
         yield c
 
 
+class AtTheRoot(Client):
+    """A v2 client sending its direct requests at the root, where either API may answer
+    (docs/spec/SPEC-v3.md section 1): each answer must pass :func:`assert_root_answer`,
+    and comes back in the v2 shape."""
+
+    def _request_http(
+        self, method: str, endpoint: str, body: object | None, headers: dict[str, object]
+    ) -> dict[str, Any]:
+        content = None if body is None else json.dumps(body).encode()
+        resp = self.http.request(
+            method,
+            "/" + endpoint.lstrip("/"),
+            headers={k: str(v) for k, v in headers.items()},
+            content=content,
+        )
+        return assert_root_answer(resp, (method, endpoint, headers))
+
+
 @pytest.fixture(scope="module")
 def clients(server: ServerProcess) -> Iterator[dict[str, Client]]:
-    """One client per transport, reused by every example (a new one costs an SSL context)."""
+    """One client per way in, reused by every example (a new one costs an SSL context):
+    direct under /legacy/, direct at the root, and onion."""
     with (
         server.client("http", timeout=TIMEOUT) as over_http,
+        AtTheRoot(server.base_url, server.public_key, timeout=TIMEOUT, http_prefix="") as root,
         server.client("onion", timeout=TIMEOUT) as over_onion,
     ):
-        yield {"http": over_http, "onion": over_onion}
+        yield {"http": over_http, "root": root, "onion": over_onion}
 
 
 @pytest.fixture(scope="module")
@@ -735,6 +771,40 @@ def assert_api_answer(answer: object, what: object) -> int:
     return code
 
 
+def is_legacy(path: str) -> bool:
+    """Whether a (decoded) path is under /legacy/, the v2 API's home."""
+    path = "/" + path.lstrip("/")
+    return path == LEGACY_PREFIX or path.startswith(LEGACY_PREFIX + "/")
+
+
+def speaks_v3_through_onion_v3(endpoint: object) -> bool:
+    """Whether an onion v3 inner endpoint is for the v3 API: a leading `/`, not under
+    /legacy/ (anything that is no endpoint at all is refused as a v2 request)."""
+    if not isinstance(endpoint, str) or not endpoint.startswith("/"):
+        return False
+    return not is_legacy(unquote(endpoint.partition("?")[0], errors="surrogatepass"))
+
+
+def assert_root_answer(resp: httpx.Response, what: object) -> dict[str, Any]:
+    """A direct answer at the root: the v2 API's (a JSON object whose status_code is the
+    HTTP status), or the v3 API's (one of its content types, a refusal in plain text).
+    Returns the v2 answer, or the v3 one summed up in the v2 shape."""
+    code = assert_client_status(resp.status_code, (resp.text[:300], what))
+    content_type = resp.headers.get("content-type", "")
+    if content_type == "application/json":
+        answer = resp.json()
+        if isinstance(answer, dict) and "status_code" in answer:  # the v2 API's
+            assert_api_answer(answer, what)
+            assert answer["status_code"] == code, (answer, what)
+            return answer
+    assert content_type in V3_CONTENT_TYPES, (resp.headers, resp.text[:300], what)
+    if code < 400:
+        return {"status_code": code}
+    assert content_type == PLAIN, (resp.headers, resp.text[:300], what)
+    assert 0 < len(resp.text) < 300 and "Traceback" not in resp.text, (resp.text, what)
+    return {"status_code": code, "error": resp.text}
+
+
 def send_onion(http: httpx.Client, body: bytes) -> httpx.Response:
     """POST raw bytes to the onion endpoint (a timeout fails the example)."""
     return http.post(ONION_PATH, content=body)
@@ -753,6 +823,23 @@ def assert_plain_refusal(resp: httpx.Response, what: object) -> None:
     assert resp.status_code in (400, 413), (resp.status_code, resp.text[:300], what)
     assert resp.headers.get("content-type", "").startswith("text/plain"), what
     assert "Traceback" not in resp.text, what
+
+
+def opened_v3_answer(resp: httpx.Response, key: bytes, what: object) -> int:
+    """A v3 request through onion v3: outer 200, base64 of the sealed v3 body (a success)
+    or of its bare ``{"status_code": N}`` (a refusal; an inner request that cannot be read
+    at all is refused in the v2 shape). Returns the status."""
+    assert resp.status_code == 200, (resp.status_code, resp.text[:300], what)
+    plaintext = decrypt_aes_gcm(key, base64.b64decode(resp.text, validate=True))
+    try:
+        answer = json.loads(plaintext)
+    except ValueError:
+        return 200  # a success whose body is not JSON (a file)
+    if isinstance(answer, dict) and "status_code" in answer:
+        code = assert_client_status(answer["status_code"], (answer, what))
+        assert code >= 400 and set(answer) <= {"status_code", "error"}, (answer, what)
+        return code
+    return 200
 
 
 URL_SAFE = "/:@!$&'()*+,;=~"  # quote() leaves these (and letters, digits, -._) as they are
@@ -794,10 +881,14 @@ def test_any_onion_blob_gets_a_plain_400_or_an_encrypted_client_status(
 )
 @example(Call("GET", "messages", {"Room": "main\x00", "Authorization": USER_TOKEN}, "null"))
 @example(Call("GET", "rooms/\x00", {}, ""))
+@example(Call("GET", "/rooms", {}, ""))
+@example(Call("GET", "/legacy/rooms/\x00", {}, ""))
+@example(Call("POST", "/room/main/message", {"Room": "main"}, "{}"))
 def test_any_inner_request_gets_an_encrypted_json_client_status_and_changes_nothing_if_refused(
     server: ServerProcess, http: httpx.Client, storage: Storage, world: World, call: Call
 ) -> None:
-    """Real and random endpoints, methods, headers and bodies inside a valid envelope."""
+    """Real and random endpoints, methods, headers and bodies inside a valid envelope: v2
+    answers for a bare or /legacy/ endpoint, v3 answers for one with a leading `/`."""
     inner = {
         "endpoint": world.resolve(call.endpoint),
         "method": world.resolve(call.method),
@@ -806,9 +897,13 @@ def test_any_inner_request_gets_an_encrypted_json_client_status_and_changes_noth
     }
     blob, key = encrypt_onion_payload(server.public_key, json.dumps(inner).encode())
     before = storage.fingerprint()
-    answer = opened_answer(send_onion(http, blob), key, inner)
-    if answer["status_code"] >= 400:
-        assert storage.fingerprint() == before, (answer, inner)
+    resp = send_onion(http, blob)
+    if speaks_v3_through_onion_v3(inner["endpoint"]):
+        code = opened_v3_answer(resp, key, inner)
+    else:
+        code = opened_answer(resp, key, inner)["status_code"]
+    if code >= 400:
+        assert storage.fingerprint() == before, (resp.text[:300], inner)
 
 
 @FUZZ
@@ -817,10 +912,16 @@ def test_any_inner_request_gets_an_encrypted_json_client_status_and_changes_noth
 @example(HttpCall("TRACE", "", {}, None))
 @example(HttpCall("PROPFIND", "rooms", {}, None))
 @example(HttpCall("GET", "rooms/\x00", {}, None))
+@example(HttpCall("GET", "legacy/rooms/\x00", {}, None))
+@example(HttpCall("TRACE", "legacy", {}, None))
+@example(HttpCall("GET", "rooms", {}, None))
+@example(HttpCall("PUT", "rooms", {}, None))
 def test_any_direct_request_gets_json_whose_status_code_is_the_http_status(
     server: ServerProcess, http: httpx.Client, storage: Storage, world: World, call: HttpCall
 ) -> None:
-    """The same fuzzing over plain HTTP: JSON body, status_code == HTTP status, no side effect."""
+    """The same fuzzing over plain HTTP, no side effect of a refusal. Under /legacy/: a JSON
+    body whose status_code is the HTTP status. At the root: that, where the v2 API answers,
+    or the v3 API's answer (docs/spec/SPEC-v3.md sections 1 and 3)."""
     path, _, query = without_surrogates(world.resolve(call.endpoint)).partition("?")
     url = httpx.URL(
         scheme="http",
@@ -836,18 +937,21 @@ def test_any_direct_request_gets_json_whose_status_code_is_the_http_status(
     before = storage.fingerprint()
     resp = http.send(request)
     assert_client_status(resp.status_code, (resp.text[:300], what))
-    if call.method not in PARSER_METHODS and resp.headers.get("content-type", "").startswith(
+    # httpx sends the method upper-cased; one the parser does not know never reaches the app
+    if request.method not in PARSER_METHODS and resp.headers.get("content-type", "").startswith(
         "text/plain"
     ):
         assert resp.status_code == 400, what  # refused by the HTTP parser, not the app
         assert storage.fingerprint() == before, what
         return
-    if request.url.path == ONION_PATH and call.method.upper() == "POST":
-        return  # the onion endpoint: the previous properties
-    if call.method.upper() == "HEAD":
+    if request.url.path in ONION_PATHS and request.method == "POST":
+        return  # the onion endpoints: the previous properties
+    if request.method == "HEAD":
         assert resp.content == b"", what
-    elif request.url.path == "/" and call.method.upper() == "GET":
+    elif request.url.path == "/" and request.method == "GET":
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    elif not is_legacy(request.url.path):
+        assert_root_answer(resp, what)
     else:
         assert resp.headers.get("content-type", "").startswith("application/json"), (
             resp.headers,
@@ -1038,7 +1142,7 @@ def put_text_everywhere(client: Client, storage: Storage, world: World, text: st
         before = after
 
 
-@pytest.mark.parametrize("transport", ["http", "onion"])
+@pytest.mark.parametrize("transport", ["http", "root", "onion"])
 @pytest.mark.parametrize("text", [pytest.param(t, id=ascii(t)) for t in TRICKY_TEXT])
 def test_tricky_text_in_every_identifier_is_a_client_error_or_a_match(
     clients: dict[str, Client], storage: Storage, table_world: World, text: str, transport: str
@@ -1051,7 +1155,7 @@ def test_tricky_text_in_every_identifier_is_a_client_error_or_a_match(
 @settings(FUZZ, max_examples=max(10, EXAMPLES // 5))  # each example is len(SLOTS) requests
 @given(
     text=st.one_of(TEXT, st.sampled_from(string.punctuation), INTEGERS.map(str)),
-    transport=st.sampled_from(["http", "onion"]),
+    transport=st.sampled_from(["http", "root", "onion"]),
 )
 def test_any_text_in_every_identifier_is_a_client_error_or_a_match(
     clients: dict[str, Client], storage: Storage, world: World, text: str, transport: str

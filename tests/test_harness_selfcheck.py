@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sessionclient import (
+    LEGACY_PREFIX,
     Client,
     Identity,
     NullBodyStyle,
@@ -238,6 +239,9 @@ class FakeServer:
         self.seen_bodies.append(body)
         headers = {k.lower(): v for k, v in request.headers.items()}
         target = request.url.raw_path.decode()
+        if not target.startswith(LEGACY_PREFIX + "/"):  # direct v2 lives under /legacy/
+            return httpx.Response(404, json={"status_code": 404, "error": "not found"})
+        target = target.removeprefix(LEGACY_PREFIX)
         status, obj = self.dispatch(request.method, target, body, headers)
         return httpx.Response(status, json={"status_code": status, **obj})
 

@@ -1,6 +1,8 @@
 """Who may call what: one table over every endpoint of opengroup/api/routes.py.
 
-Each row is (endpoint, persona, expected status), run over both transports.
+Each row is (endpoint, persona, expected status), run over both transports
+(direct HTTP under `/legacy/`, the v2 API's home: `GET /rooms` at the root is
+the community API's room list, docs/spec/SPEC-v3.md section 1).
 The expectations come from docs/spec/SPEC.md section 3 ("no auth", errors,
 room image) and the "Authorization" column of docs/spec/seed-api.txt:
 

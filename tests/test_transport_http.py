@@ -1,8 +1,13 @@
 """Direct HTTP (docs/spec/SPEC.md section 2.2) and the home page (section 4).
 
-Every endpoint is also served at its own path, for operators, tests and
-tools. The HTTP status always equals the body's `status_code`, and every
-error has one shape: `{"status_code": N, "error": "<short text>"}`. `GET /`
+Every v2 endpoint is also served at its own path, for operators, tests and
+tools: under `/legacy/` (docs/spec/SPEC-v3.md section 1), and at the root
+too wherever the community (v3) API has no route of that method for the path
+(`POST /compact_poll`, `GET /messages`, ...; `GET /rooms` at the root is the
+v3 room list). A v2 answer's HTTP status always equals its body's
+`status_code`, and every v2 error has one shape:
+`{"status_code": N, "error": "<short text>"}`. A root path that neither API
+knows is the v3 API's: a `text/plain; charset=utf-8` 404 (or 405). `GET /`
 is a human page listing the rooms with their join URLs and QR codes.
 
 These tests use httpx directly, not the harness Client, so that the status
@@ -28,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from serverprocess import ServerProcess
 from sessionclient import (
     DEFAULT_ROOM,
+    LEGACY_PREFIX,
     Client,
     Identity,
     Persona,
@@ -37,6 +43,8 @@ from sessionclient import (
 )
 
 DIRECT_LIMIT = 16 * 1024 * 1024
+V2 = LEGACY_PREFIX  # the v2 API's home over direct HTTP
+PLAIN = "text/plain; charset=utf-8"
 SOMEONE = Identity.generate().session_id  # a well-formed session id nobody uses
 
 
@@ -85,6 +93,15 @@ def assert_error(resp: httpx.Response, status: int) -> None:
         assert leak not in resp.text, resp.text
 
 
+def assert_v3_refusal(resp: httpx.Response, status: int) -> None:
+    """A v3 API refusal: exactly text/plain UTF-8 with a short reason, no traceback."""
+    assert resp.status_code == status, (resp.status_code, resp.text[:300])
+    assert resp.headers.get("content-type") == PLAIN, resp.headers
+    assert 0 < len(resp.text) < 300, resp.text
+    for leak in ("Traceback", 'File "', "Exception", "sqlalchemy", "psycopg", "sqlite3"):
+        assert leak not in resp.text, resp.text
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -104,17 +121,19 @@ def scene(http: httpx.Client, user: Persona, banned_user: Persona) -> Scene:
 # --------------------------------------------------------------------------- status == status_code
 
 SUCCESSES = [
-    pytest.param(lambda s: s.http.get("/rooms"), id="GET rooms"),
-    pytest.param(lambda s: s.http.get("/rooms/main"), id="GET rooms/main"),
-    pytest.param(lambda s: s.http.get("/messages", headers=auth(s.user)), id="GET messages"),
+    pytest.param(lambda s: s.http.get(f"{V2}/rooms"), id="GET rooms"),
+    pytest.param(lambda s: s.http.get(f"{V2}/rooms/main"), id="GET rooms/main"),
+    pytest.param(lambda s: s.http.get(f"{V2}/messages", headers=auth(s.user)), id="GET messages"),
     pytest.param(
-        lambda s: s.http.post("/messages", content=message_body(s.user), headers=auth(s.user)),
+        lambda s: s.http.post(f"{V2}/messages", content=message_body(s.user), headers=auth(s.user)),
         id="POST messages",
     ),
     pytest.param(
-        lambda s: s.http.post("/compact_poll", content=b'{"requests": []}'), id="compact_poll"
+        lambda s: s.http.post(f"{V2}/compact_poll", content=b'{"requests": []}'), id="compact_poll"
     ),
-    pytest.param(lambda s: s.http.get("/member_count", headers=auth(s.user)), id="member_count"),
+    pytest.param(
+        lambda s: s.http.get(f"{V2}/member_count", headers=auth(s.user)), id="member_count"
+    ),
 ]
 
 
@@ -129,54 +148,60 @@ def test_success_is_http_200_with_status_code_200(
 
 def _rate_limited(s: Scene) -> httpx.Response:
     for _ in range(5):
-        first = s.http.post("/messages", content=message_body(s.user), headers=auth(s.user))
+        first = s.http.post(f"{V2}/messages", content=message_body(s.user), headers=auth(s.user))
         assert first.status_code == 200, first.text
-    return s.http.post("/messages", content=message_body(s.user), headers=auth(s.user))
+    return s.http.post(f"{V2}/messages", content=message_body(s.user), headers=auth(s.user))
 
 
 ERRORS = [
     pytest.param(
-        lambda s: s.http.get("/auth_token_challenge?public_key=05zz", headers={"Room": "main"}),
+        lambda s: s.http.get(
+            f"{V2}/auth_token_challenge?public_key=05zz", headers={"Room": "main"}
+        ),
         400,
         id="400 bad public key",
     ),
     pytest.param(
-        lambda s: s.http.post("/messages", content=b"{}", headers=auth(s.user)),
+        lambda s: s.http.post(f"{V2}/messages", content=b"{}", headers=auth(s.user)),
         400,
         id="400 message without fields",
     ),
     pytest.param(
-        lambda s: s.http.get("/messages", headers={"Room": "main"}), 401, id="401 no token"
+        lambda s: s.http.get(f"{V2}/messages", headers={"Room": "main"}), 401, id="401 no token"
     ),
     pytest.param(
-        lambda s: s.http.get("/messages", headers={"Room": "main", "Authorization": "ab" * 48}),
+        lambda s: s.http.get(
+            f"{V2}/messages", headers={"Room": "main", "Authorization": "ab" * 48}
+        ),
         401,
         id="401 unknown token",
     ),
     pytest.param(
-        lambda s: s.http.post("/messages", content=message_body(s.banned), headers=auth(s.banned)),
+        lambda s: s.http.post(
+            f"{V2}/messages", content=message_body(s.banned), headers=auth(s.banned)
+        ),
         403,
         id="403 banned",
     ),
     pytest.param(
         lambda s: s.http.post(
-            "/block_list", content=json.dumps({"public_key": SOMEONE}), headers=auth(s.user)
+            f"{V2}/block_list", content=json.dumps({"public_key": SOMEONE}), headers=auth(s.user)
         ),
         403,
         id="403 not a moderator",
     ),
-    pytest.param(lambda s: s.http.get("/rooms/no_such_room"), 404, id="404 unknown room"),
-    pytest.param(lambda s: s.http.get("/no_such_endpoint"), 404, id="404 unknown endpoint"),
-    pytest.param(lambda s: s.http.put("/rooms"), 405, id="405 wrong method"),
+    pytest.param(lambda s: s.http.get(f"{V2}/rooms/no_such_room"), 404, id="404 unknown room"),
+    pytest.param(lambda s: s.http.get(f"{V2}/no_such_endpoint"), 404, id="404 unknown endpoint"),
+    pytest.param(lambda s: s.http.put(f"{V2}/rooms"), 405, id="405 wrong method"),
     pytest.param(
         lambda s: s.http.post(
-            "/messages", content=message_body(s.user, 100_001), headers=auth(s.user)
+            f"{V2}/messages", content=message_body(s.user, 100_001), headers=auth(s.user)
         ),
         413,
         id="413 message too large",
     ),
     pytest.param(
-        lambda s: s.http.post("/files", content=b" " * (DIRECT_LIMIT + 1)), 413, id="413 body"
+        lambda s: s.http.post(f"{V2}/files", content=b" " * (DIRECT_LIMIT + 1)), 413, id="413 body"
     ),
     pytest.param(_rate_limited, 429, id="429 rate limited"),
 ]
@@ -195,50 +220,96 @@ def test_an_error_is_its_http_status_with_the_one_error_shape(
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param("/no_such_endpoint", id="unknown"),
-        pytest.param("/rooms/main/members", id="unknown below a room"),
-        pytest.param("/rooms/main/image/extra", id="too deep"),
-        pytest.param("/messages/1/extra", id="too deep below messages"),
-        pytest.param("/loki/v2/lsrpc", id="onion v2"),
-        pytest.param("/oxen/v4/lsrpc", id="onion v4"),
-        pytest.param("/legacy/rooms", id="pysogs legacy prefix"),
-        pytest.param("/favicon.ico", id="favicon"),
-        pytest.param("/%00", id="NUL byte"),
-        pytest.param("/rooms/main/../../etc/passwd", id="dot segments"),
+        pytest.param(f"{V2}/no_such_endpoint", id="unknown"),
+        pytest.param(f"{V2}/rooms/main/members", id="unknown below a room"),
+        pytest.param(f"{V2}/rooms/main/image/extra", id="too deep"),
+        pytest.param(f"{V2}/messages/1/extra", id="too deep below messages"),
+        pytest.param(f"{V2}/loki/v3/lsrpc", id="the onion endpoint is not a v2 path"),
+        pytest.param(f"{V2}/capabilities", id="a v3 path"),
+        pytest.param(f"{V2}{V2}/rooms", id="the prefix twice"),
+        pytest.param(V2, id="the prefix alone"),
+        pytest.param(f"{V2}/", id="the prefix with a slash"),
+        pytest.param(f"{V2}/favicon.ico", id="favicon"),
+        pytest.param(f"{V2}/%00", id="NUL byte"),
+        pytest.param(f"{V2}/rooms/main/../../etc/passwd", id="dot segments"),
     ],
 )
-def test_unknown_path_is_404(http: httpx.Client, path: str) -> None:
+def test_unknown_v2_path_is_a_json_404(http: httpx.Client, path: str) -> None:
     assert_error(http.get(path), 404)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/no_such_endpoint", id="unknown"),
+        pytest.param("/rooms/main/members", id="unknown below a v2 room path"),
+        pytest.param("/messages/1/extra", id="too deep below v2 messages"),
+        pytest.param("/room/main/nothing", id="unknown below a v3 room"),
+        pytest.param("/loki/v2/lsrpc", id="onion v2"),
+        pytest.param("/legacyrooms", id="not quite the v2 prefix"),
+        pytest.param("/favicon.ico", id="favicon"),
+        pytest.param("/%00", id="NUL byte"),
+        pytest.param("/room/main/../../etc/passwd", id="dot segments"),
+    ],
+)
+def test_unknown_root_path_is_the_v3_apis_plain_404(http: httpx.Client, path: str) -> None:
+    assert_v3_refusal(http.get(path), 404)
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        pytest.param("PUT", "/rooms", id="PUT rooms"),
-        pytest.param("DELETE", "/rooms", id="DELETE rooms"),
-        pytest.param("POST", "/rooms/main", id="POST rooms/main"),
-        pytest.param("PATCH", "/messages", id="PATCH messages"),
-        pytest.param("PUT", "/messages/1", id="PUT messages/1"),
-        pytest.param("GET", "/claim_auth_token", id="GET claim_auth_token"),
-        pytest.param("GET", "/compact_poll", id="GET compact_poll"),
-        pytest.param("POST", "/member_count", id="POST member_count"),
-        pytest.param("DELETE", "/files/1", id="DELETE files/1"),
-        pytest.param("OPTIONS", "/rooms", id="OPTIONS rooms"),
-        pytest.param("GET", "/loki/v3/lsrpc", id="GET the onion endpoint"),
+        pytest.param("PUT", f"{V2}/rooms", id="PUT rooms"),
+        pytest.param("DELETE", f"{V2}/rooms", id="DELETE rooms"),
+        pytest.param("POST", f"{V2}/rooms/main", id="POST rooms/main"),
+        pytest.param("PATCH", f"{V2}/messages", id="PATCH messages"),
+        pytest.param("PUT", f"{V2}/messages/1", id="PUT messages/1"),
+        pytest.param("GET", f"{V2}/claim_auth_token", id="GET claim_auth_token"),
+        pytest.param("GET", f"{V2}/compact_poll", id="GET compact_poll"),
+        pytest.param("POST", f"{V2}/member_count", id="POST member_count"),
+        pytest.param("DELETE", f"{V2}/files/1", id="DELETE files/1"),
+        pytest.param("OPTIONS", f"{V2}/rooms", id="OPTIONS rooms"),
+        pytest.param("GET", "/loki/v3/lsrpc", id="GET the onion v3 endpoint"),
+        pytest.param("GET", "/oxen/v3/lsrpc", id="GET the oxen onion v3 endpoint"),
+        pytest.param("GET", "/oxen/v4/lsrpc", id="GET the onion v4 endpoint"),
+        pytest.param("PUT", "/oxen/v4/lsrpc", id="PUT the onion v4 endpoint"),
         pytest.param("POST", "/", id="POST the home page"),
     ],
 )
-def test_known_path_with_another_method_is_405(http: httpx.Client, method: str, path: str) -> None:
+def test_known_path_with_another_method_is_a_json_405(
+    http: httpx.Client, method: str, path: str
+) -> None:
     assert_error(http.request(method, path), 405)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        pytest.param("PUT", "/rooms", 405, id="PUT rooms (v3 has GET)"),
+        pytest.param("DELETE", "/rooms", 405, id="DELETE rooms (v3 has GET)"),
+        pytest.param("OPTIONS", "/rooms", 405, id="OPTIONS rooms (v3 has GET)"),
+        pytest.param("POST", "/capabilities", 405, id="POST capabilities"),
+        pytest.param("GET", "/batch", 405, id="GET batch"),
+        pytest.param("PATCH", "/messages", 404, id="PATCH messages (v2 only, not that method)"),
+        pytest.param("GET", "/compact_poll", 404, id="GET compact_poll (v2 only, POST)"),
+        pytest.param("POST", "/rooms/main", 404, id="POST rooms/main (v2 only, GET)"),
+    ],
+)
+def test_a_root_path_with_a_method_neither_api_has_is_the_v3_apis_plain_refusal(
+    http: httpx.Client, method: str, path: str, status: int
+) -> None:
+    assert_v3_refusal(http.request(method, path), status)
 
 
 @pytest.mark.parametrize(
     ("path", "with_auth"),
     [
-        pytest.param("/rooms", False, id="rooms"),
-        pytest.param("/rooms/main", False, id="rooms/main"),
-        pytest.param("/moderators", True, id="moderators"),
-        pytest.param("/messages", True, id="messages"),
+        pytest.param(f"{V2}/rooms", False, id="rooms"),
+        pytest.param(f"{V2}/rooms/main", False, id="rooms/main"),
+        pytest.param(f"{V2}/moderators", True, id="moderators"),
+        pytest.param(f"{V2}/messages", True, id="messages"),
+        pytest.param("/rooms/main", False, id="rooms/main at the root (v2)"),
+        pytest.param("/messages", True, id="messages at the root (v2)"),
     ],
 )
 def test_trailing_slash_is_tolerated(
@@ -250,8 +321,18 @@ def test_trailing_slash_is_tolerated(
     assert json_of(slashed) == json_of(plain)
 
 
-def test_trailing_slash_is_tolerated_on_post(http: httpx.Client, user: Persona) -> None:
-    resp = http.post("/messages/", content=message_body(user), headers=auth(user))
+def test_trailing_slash_is_tolerated_on_the_v3_room_list_at_the_root(http: httpx.Client) -> None:
+    plain, slashed = http.get("/rooms"), http.get("/rooms/")
+    assert plain.status_code == slashed.status_code == 200, slashed.text
+    assert slashed.headers["content-type"] == "application/json"
+    assert slashed.json() == plain.json()
+
+
+@pytest.mark.parametrize("prefix", [pytest.param(V2, id="legacy"), pytest.param("", id="root")])
+def test_trailing_slash_is_tolerated_on_post(
+    http: httpx.Client, user: Persona, prefix: str
+) -> None:
+    resp = http.post(f"{prefix}/messages/", content=message_body(user), headers=auth(user))
     assert resp.status_code == 200, resp.text
     assert json_of(resp)["message"]["public_key"] == user.session_id
 
@@ -261,8 +342,77 @@ def test_query_parameters_are_read_from_the_url(
 ) -> None:
     ids = [setup_client.post_message(user.identity, user.token, user.room) for _ in range(3)]
     first = ids[0]["message"]["server_id"]
-    resp = http.get(f"/messages?from_server_id={first}&limit=1", headers=auth(user))
+    resp = http.get(f"{V2}/messages?from_server_id={first}&limit=1", headers=auth(user))
     assert [m["server_id"] for m in json_of(resp)["messages"]] == [first + 1]
+
+
+# --------------------------------------------------------------------------- two APIs at the root
+
+
+def test_get_rooms_at_the_root_is_the_v3_list_and_under_legacy_the_v2_one(
+    http: httpx.Client,
+) -> None:
+    v3 = http.get("/rooms")
+    assert v3.status_code == 200, v3.text[:300]
+    assert v3.headers["content-type"] == "application/json"
+    listed = v3.json()
+    assert isinstance(listed, list), listed
+    assert all(isinstance(room, dict) and "token" in room for room in listed), listed
+    assert DEFAULT_ROOM in [room["token"] for room in listed]
+    assert all("status_code" not in room for room in listed)
+
+    v2 = json_of(http.get(f"{V2}/rooms"))
+    assert v2["status_code"] == 200 and set(v2) == {"status_code", "rooms"}, v2
+    assert DEFAULT_ROOM in [room["id"] for room in v2["rooms"]]
+    assert all(set(room) == {"id", "name"} for room in v2["rooms"]), v2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "with_auth"),
+    [
+        pytest.param("POST", "/compact_poll", b'{"requests": []}', False, id="POST compact_poll"),
+        pytest.param("GET", "/messages", None, True, id="GET messages"),
+        pytest.param("GET", "/rooms/main", None, False, id="GET rooms/main"),
+        pytest.param("GET", "/member_count", None, True, id="GET member_count"),
+        pytest.param("GET", "/moderators", None, True, id="GET moderators"),
+        pytest.param("GET", "/deleted_messages", None, True, id="GET deleted_messages"),
+        pytest.param("GET", "/rooms/main/image", None, False, id="GET rooms/main/image (404)"),
+        pytest.param("GET", "/messages", None, False, id="GET messages without a room (400)"),
+    ],
+)
+def test_a_v2_path_the_v3_api_lacks_is_answered_by_v2_at_the_root_as_under_legacy(
+    http: httpx.Client,
+    user: Persona,
+    method: str,
+    path: str,
+    body: bytes | None,
+    with_auth: bool,
+) -> None:
+    headers = auth(user) if with_auth else {}
+    at_root = http.request(method, path, content=body, headers=headers)
+    under_legacy = http.request(method, V2 + path, content=body, headers=headers)
+    root_json = json_of(at_root)
+    assert root_json["status_code"] == at_root.status_code, root_json
+    assert at_root.status_code == under_legacy.status_code, (at_root.text, under_legacy.text)
+    assert root_json == json_of(under_legacy)
+
+
+def test_a_2021_client_at_the_root_runs_its_whole_flow(server: ServerProcess) -> None:
+    """A v2 client configured without the prefix (every 2021 client talking directly)
+    authenticates, posts, polls and reads at the root; each answer's HTTP status equals
+    its status_code (the Client checks that on every call)."""
+    identity = Identity.generate()
+    with server.client("http", http_prefix="") as root:
+        token = root.authenticate(identity, DEFAULT_ROOM)
+        posted = root.post_message(identity, token, DEFAULT_ROOM)
+        server_id = posted["message"]["server_id"]
+        poll = root.compact_poll(
+            [{"room_id": DEFAULT_ROOM, "auth_token": token, "from_message_server_id": None}]
+        )
+        assert poll["results"][0]["status_code"] == 200, poll
+        assert server_id in [m["server_id"] for m in poll["results"][0]["messages"]]
+        assert server_id in [m["server_id"] for m in root.all_messages(Persona(identity, token))]
+        assert root.request("GET", "member_count", room=DEFAULT_ROOM, token=token)["member_count"]
 
 
 # --------------------------------------------------------------------------- bodies
@@ -283,24 +433,24 @@ BAD_BODIES = [
 def test_compact_poll_body_that_is_not_a_json_object_is_400(
     http: httpx.Client, body: bytes
 ) -> None:
-    assert_error(http.post("/compact_poll", content=body), 400)
+    assert_error(http.post(f"{V2}/compact_poll", content=body), 400)
 
 
 @pytest.mark.parametrize("body", BAD_BODIES)
 def test_message_body_that_is_not_a_json_object_is_400(
     http: httpx.Client, user: Persona, body: bytes
 ) -> None:
-    assert_error(http.post("/messages", content=body, headers=auth(user)), 400)
+    assert_error(http.post(f"{V2}/messages", content=body, headers=auth(user)), 400)
 
 
 @pytest.mark.parametrize("body", BAD_BODIES)
 def test_claim_body_that_is_not_a_json_object_is_400(http: httpx.Client, body: bytes) -> None:
     headers = {"Room": DEFAULT_ROOM, "Authorization": "ab" * 48}
-    assert_error(http.post("/claim_auth_token", content=body, headers=headers), 400)
+    assert_error(http.post(f"{V2}/claim_auth_token", content=body, headers=headers), 400)
 
 
 def test_no_content_type_is_needed_for_a_json_body(http: httpx.Client, user: Persona) -> None:
-    resp = http.post("/messages", content=message_body(user), headers=auth(user))
+    resp = http.post(f"{V2}/messages", content=message_body(user), headers=auth(user))
     assert "content-type" not in resp.request.headers
     assert resp.status_code == 200, resp.text
 
@@ -312,14 +462,14 @@ def test_body_over_the_limit_is_413_even_when_streamed_without_length(
         for _ in range(DIRECT_LIMIT // (1024 * 1024) + 1):
             yield b" " * (1024 * 1024)
 
-    resp = http.post("/compact_poll", content=chunks())
+    resp = http.post(f"{V2}/compact_poll", content=chunks())
     assert "content-length" not in resp.request.headers
     assert_error(resp, 413)
 
 
 def test_body_at_the_limit_is_read_and_judged_on_its_content(http: httpx.Client) -> None:
     body = b'{"requests": []}'
-    resp = http.post("/compact_poll", content=body + b" " * (DIRECT_LIMIT - len(body)))
+    resp = http.post(f"{V2}/compact_poll", content=body + b" " * (DIRECT_LIMIT - len(body)))
     assert resp.status_code == 200, resp.text[:300]
     assert json_of(resp) == {"status_code": 200, "results": []}
 
@@ -429,13 +579,21 @@ def idle_seconds_until_closed(port: int, wait_at_most: float) -> float | None:
     """Send one keep-alive request on a raw socket, read the answer, then wait: the
     seconds until the server closed the idle connection, or None if it did not."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait_at_most) as sock:
-        sock.sendall(b"GET /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.sendall(b"GET /legacy/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         answer = b""
-        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        while b"\r\n\r\n" not in answer:
             chunk = sock.recv(65536)
             assert chunk, answer
             answer += chunk
-        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = re.search(rb"\r\ncontent-length: *(\d+)\r\n", head + b"\r\n", re.I)
+        assert length, head  # a keep-alive answer must be framed by its length
+        while len(body) < int(length[1]):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            body += chunk
+        assert head.startswith(b"HTTP/1.1 200"), head[:100]
+        assert json.loads(body)["status_code"] == 200, body[:300]
         answered = time.monotonic()
         try:
             closed = sock.recv(1) == b""

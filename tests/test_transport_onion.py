@@ -1,4 +1,4 @@
-"""Onion requests: the `/loki/v3/lsrpc` envelope.
+"""Onion requests: the `/loki/v3/lsrpc` envelope (also at `/oxen/v3/lsrpc`).
 
 The contract: docs/spec/SPEC.md section 2.1 and docs/spec/client-protocol.md section 1.
 
@@ -8,6 +8,10 @@ metadata naming the client's ephemeral X25519 key. Whatever the inner request
 does, a decryptable envelope is answered HTTP 200 with the encrypted inner
 JSON (which carries the real status); an envelope that cannot be opened is a
 plain HTTP 400.
+
+An inner endpoint without a leading `/` (what every 2021 client sends) is a
+v2 request; with a leading `/` it is the community (v3) API, unless it is under
+`/legacy/` (docs/spec/SPEC-v3.md section 1).
 """
 
 from __future__ import annotations
@@ -308,7 +312,7 @@ def test_each_answer_has_a_fresh_iv_even_for_a_replayed_envelope(server: ServerP
     "endpoint",
     [
         pytest.param("rooms/main", id="no leading slash (all clients)"),
-        pytest.param("/rooms/main", id="leading slash"),
+        pytest.param("/legacy/rooms/main", id="leading slash under /legacy/"),
         pytest.param("rooms/main/", id="trailing slash"),
         pytest.param("rooms/main?unused=1", id="with a query string"),
     ],
@@ -316,6 +320,42 @@ def test_each_answer_has_a_fresh_iv_even_for_a_replayed_envelope(server: ServerP
 def test_endpoint_forms_all_reach_the_same_handler(server: ServerProcess, endpoint: str) -> None:
     answer = onion_answer(server, inner_json(endpoint))
     assert answer == {"status_code": 200, "room": {"id": "main", "name": "Main"}}
+
+
+def onion_v3_api_plaintext(server: ServerProcess, endpoint: str, path: str = ONION_PATH) -> bytes:
+    """A v3-API request through an onion v3 envelope: outer 200, base64 of the sealed
+    body; returns the opened plaintext."""
+    blob, key = encrypt_onion_payload(server.public_key, inner_json(endpoint))
+    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=30) as http:
+        resp = http.post(path, content=blob)
+    assert resp.status_code == 200, resp.text[:300]
+    assert is_base64(resp.text), resp.text[:300]
+    return decrypt_aes_gcm(key, base64.b64decode(resp.text, validate=True))
+
+
+def test_a_leading_slash_is_the_v3_api_answered_with_its_body(server: ServerProcess) -> None:
+    """docs/spec/SPEC-v3.md section 1: with a leading `/` an onion v3 endpoint is the v3
+    API (pysogs' rule); a success is answered with the v3 body itself, sealed."""
+    rooms = json.loads(onion_v3_api_plaintext(server, "/rooms"))
+    assert isinstance(rooms, list), rooms
+    assert DEFAULT_ROOM in [room["token"] for room in rooms], rooms
+    with httpx.Client(base_url=server.base_url, trust_env=False, timeout=30) as http:
+        assert rooms == http.get("/rooms").json()
+    v2 = onion_answer(server, inner_json("rooms"))
+    assert v2["status_code"] == 200 and DEFAULT_ROOM in [r["id"] for r in v2["rooms"]], v2
+
+
+def test_a_v3_api_refusal_through_onion_v3_is_its_bare_status(server: ServerProcess) -> None:
+    plain = onion_v3_api_plaintext(server, "/room/no_such_room")
+    assert json.loads(plain) == {"status_code": 404}, plain
+
+
+@pytest.mark.parametrize("endpoint", ["rooms/main", "/room/main"])
+def test_oxen_v3_lsrpc_is_the_same_onion_v3_endpoint(server: ServerProcess, endpoint: str) -> None:
+    via_loki = json.loads(onion_v3_api_plaintext(server, endpoint))
+    via_oxen = json.loads(onion_v3_api_plaintext(server, endpoint, "/oxen/v3/lsrpc"))
+    assert via_oxen == via_loki
+    assert via_loki.get("status_code", 200) == 200, via_loki
 
 
 def test_query_string_of_the_endpoint_is_honoured(
