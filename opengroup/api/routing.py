@@ -30,6 +30,25 @@ log = logging.getLogger(__name__)
 JsonObject = dict[str, Any]
 
 
+def json_headers(headers: Mapping[Any, Any]) -> dict[str, str]:
+    """Headers given as a JSON object (inside onion requests and batch items) as
+    request headers: names lower-cased, null values left out, and the numbers and
+    booleans Android sends (``"Room": 5``, ``true``) as the text they stand for."""
+    return {
+        str(name).lower(): _header_text(value)
+        for name, value in headers.items()
+        if value is not None
+    }
+
+
+def _header_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
+
+
 @dataclass
 class ApiRequest:
     """A transport-neutral request. Header names are lower case, values strings."""

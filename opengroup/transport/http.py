@@ -165,15 +165,21 @@ class Transports:
         try:
             body = await read_body(request, self.settings.max_request_body_bytes)
         except BodyTooLarge:
-            answer = error_response(413, "request body too large")
             self._record("http", request.method, "", 413, started)
+            too_large = ApiRequest(method=request.method, path=request.scope["path"])
+            if self._legacy(too_large) is None and not self._speaks_v2(too_large):
+                refusal = Answer.text(413, "request body too large")
+                return _closing(
+                    request, Response(refusal.body, 413, media_type=refusal.content_type)
+                )
+            answer = error_response(413, "request body too large")
         else:
             query: dict[str, str] = {}
             for name, value in request.query_params.multi_items():
                 query.setdefault(name, value)
             api_request = ApiRequest(
                 method=request.method,
-                path=request.url.path,
+                path=request.scope["path"],  # decoded; url.path cuts it at a decoded "?"
                 query=query,
                 query_string=request.url.query,
                 headers={k.lower(): v for k, v in request.headers.items()},

@@ -43,7 +43,7 @@ from opengroup.api.jsonbody import (
     json_too_deep,
     loads_json,
 )
-from opengroup.api.routing import ApiRequest
+from opengroup.api.routing import ApiRequest, json_headers
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -121,17 +121,6 @@ def open_envelope(body: bytes, private_key: X25519PrivateKey) -> OpenedEnvelope:
     return OpenedEnvelope(key, plaintext, cipher)
 
 
-def _header_value(value: Any) -> str:
-    """Android sends numeric-looking header values as numbers and "true" as true."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, str):
-        return value
-    return str(value)
-
-
 def _body_bytes(body: Any) -> bytes:
     if body is None:
         return b""
@@ -176,7 +165,7 @@ def parse_inner_request(plaintext: bytes, max_json_depth: int) -> tuple[ApiReque
         path="/" + unquote(path).lstrip("/"),
         query=query,
         query_string=query_string,
-        headers={str(k).lower(): _header_value(v) for k, v in headers.items() if v is not None},
+        headers=json_headers(headers),
         body=_body_bytes(inner.get("body")),
     )
     return request, endpoint.startswith("/")

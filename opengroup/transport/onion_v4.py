@@ -15,13 +15,12 @@ with the request's key and sent raw with HTTP 200.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import orjson
 
 from opengroup.api.jsonbody import DEEP_JSON, JsonTooDeep, loads_json
-from opengroup.api.routing import ApiRequest
+from opengroup.api.routing import ApiRequest, json_headers
 from opengroup.transport.onion import InnerRequestError
 
 MAX_LENGTH_DIGITS = 10
@@ -48,12 +47,6 @@ def bdecode_strings(data: bytes) -> list[bytes]:
         parts.append(data[start:stop])
         at = stop
     return parts
-
-
-def _header_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
 
 
 def parse_request(plaintext: bytes, max_json_depth: int) -> ApiRequest:
@@ -86,7 +79,7 @@ def parse_request(plaintext: bytes, max_json_depth: int) -> ApiRequest:
         path=unquote(path),
         query=query,
         query_string=query_string,
-        headers={str(k).lower(): _header_value(v) for k, v in headers.items() if v is not None},
+        headers=json_headers(headers),
         body=parts[1] if len(parts) == 2 else b"",
     )
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from opengroup.api.routing import ApiRequest
+from opengroup.api.routing import ApiRequest, json_headers
 from opengroup.api.v3.calls import JSON, Answer, Call
 from opengroup.domain import values
 from opengroup.domain.errors import BadRequest, PayloadTooLarge
@@ -80,6 +80,10 @@ def _sub_request(item: Any) -> ApiRequest:
     if not isinstance(path, str) or not path.startswith("/"):
         raise BadRequest("a batch item's path must start with /")
     path, _, query_string = path.partition("?")
+    try:
+        path = unquote(path, errors="strict")  # as a transport decodes a request's path
+    except UnicodeDecodeError:
+        raise BadRequest("a batch item's path is not UTF-8 once decoded") from None
     if path.rstrip("/") in BATCH_PATHS:
         raise BadRequest("a batch cannot hold another batch")
     bodies = [key for key in ("json", "b64", "bytes") if key in item]
@@ -107,7 +111,7 @@ def _sub_request(item: Any) -> ApiRequest:
         path=path,
         query=query,
         query_string=query_string,
-        headers={str(k).lower(): str(v) for k, v in headers.items()},
+        headers=json_headers(headers),
         body=body,
     )
 

@@ -13,7 +13,6 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import anyio.to_thread
 
@@ -129,7 +128,7 @@ class Router:
         """The user who signed the request (None: unsigned)."""
         if not signed_requests.is_signed(request.headers):
             return None
-        signed_path = unquote(request.path)
+        signed_path = request.path  # already decoded (by the transport or the batch)
         if request.query_string:
             signed_path += "?" + request.query_string
         settings = community.settings
