@@ -7,6 +7,7 @@ clients refetch the details when it moves.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -109,7 +110,7 @@ class RoomInfo:
             elif key == "description":
                 if value is not None and not isinstance(value, str):
                     raise BadRequest("description must be a string or null")
-                values["description"] = _clean(value) or None if value is not None else None
+                values["description"] = _clean(value, "\n\t") or None if value is not None else None
             elif key == "image":
                 if isinstance(value, bool) or not isinstance(value, int | str):
                     raise BadRequest("image must be a file id")
@@ -149,6 +150,7 @@ class RoomInfo:
             return unpinned, info_updates
 
 
-def _clean(text: str) -> str:
-    """Without control characters (a name or description is one line of text, or a few)."""
-    return "".join(c for c in text if c in "\n\t" or c.isprintable()).strip()
+def _clean(text: str, keep: str = "") -> str:
+    """Without control characters but those in ``keep`` (a description keeps its line
+    breaks and tabs, as pysogs); everything else stays (emoji joiners, other spaces)."""
+    return "".join(c for c in text if c in keep or unicodedata.category(c) != "Cc").strip()

@@ -54,8 +54,8 @@ def is_signed(headers: Mapping[str, str]) -> bool:
     return any(name in headers for name in HEADERS)
 
 
-def _bytes(text: str, size: int, what: str) -> bytes:
-    """Hex or base64 (padded or not) of exactly ``size`` bytes."""
+def _bytes(text: str, size: int, refusal: str) -> bytes:
+    """Hex or base64 (padded or not) of exactly ``size`` bytes; 400 ``refusal`` if not."""
     raw: bytes | None = None
     if len(text) == 2 * size:
         try:
@@ -66,9 +66,9 @@ def _bytes(text: str, size: int, what: str) -> bytes:
         try:
             raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(f"Invalid authentication: {what} is not hex or base64") from None
+            raise BadRequest(refusal) from None
     if len(raw) != size:
-        raise BadRequest(f"Invalid authentication: {what} must be {size} bytes")
+        raise BadRequest(refusal)
     return raw
 
 
@@ -91,23 +91,37 @@ def read_signature(
         raise BadRequest(
             f"Invalid authentication headers: missing {len(missing)}/4 required X-SOGS-* headers"
         )
+    # The refusals' texts are pysogs' own (docs/spec/sogs-v3.md section 2).
     pubkey_text = headers["x-sogs-pubkey"].lower()
-    if len(pubkey_text) != 66 or pubkey_text[:2] not in (BLINDED_PREFIX, UNBLINDED_PREFIX):
-        raise BadRequest("Invalid authentication: X-SOGS-Pubkey must be 66 hex digits (15 or 00)")
     try:
-        public_key = bytes.fromhex(pubkey_text[2:])
+        prefixed_key = bytes.fromhex(pubkey_text)
     except ValueError:
-        raise BadRequest("Invalid authentication: X-SOGS-Pubkey is not hex") from None
+        prefixed_key = b""
+    if len(pubkey_text) != 66 or len(prefixed_key) != 33:
+        raise BadRequest("Invalid authentication: X-SOGS-Pubkey is not a valid 66-hex digit id")
+    public_key = prefixed_key[1:]
+    if pubkey_text[:2] not in (BLINDED_PREFIX, UNBLINDED_PREFIX):
+        raise BadRequest("Invalid authentication: X-SOGS-Pubkey must be 00- or 15- prefixed")
     blinded = pubkey_text.startswith(BLINDED_PREFIX)
     if require_blinded and not blinded:
         raise BadRequest(BLINDING_REQUIRED)
     if not blinding.is_valid_point(public_key):
-        raise BadRequest("Invalid authentication: X-SOGS-Pubkey is not a valid Ed25519 key")
-    nonce = _bytes(headers["x-sogs-nonce"], NONCE_SIZE, "X-SOGS-Nonce")
-    signature = _bytes(headers["x-sogs-signature"], SIGNATURE_SIZE, "X-SOGS-Signature")
+        raise BadRequest(
+            "Invalid authentication: given X-SOGS-Pubkey is not a valid Ed25519 pubkey"
+        )
+    nonce = _bytes(
+        headers["x-sogs-nonce"],
+        NONCE_SIZE,
+        "Invalid authentication: X-SOGS-Nonce must be 16 bytes (encoded as base64 or hex)",
+    )
+    signature = _bytes(
+        headers["x-sogs-signature"],
+        SIGNATURE_SIZE,
+        "Invalid authentication: X-SOGS-Signature is not base64[88]",
+    )
     timestamp_text = headers["x-sogs-timestamp"]
     if not timestamp_text.isascii() or not timestamp_text.isdigit() or len(timestamp_text) > 12:
-        raise BadRequest("Invalid authentication: X-SOGS-Timestamp must be decimal seconds")
+        raise BadRequest("Invalid authentication: X-SOGS-Timestamp is not a valid timestamp")
     timestamp = int(timestamp_text)
     if abs(now - timestamp) > window_seconds:
         raise TooEarly("Invalid authentication: X-SOGS-Timestamp is too far from current time")

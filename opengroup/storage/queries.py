@@ -424,9 +424,7 @@ def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:
             signature="",
             seqno=seqno,
             seqno_data=seqno,
-            whisper_to=None,
-            whisper_mods=False,
-        )
+        )  # a whisper's deletion stays a whisper: only those who saw it learn of it
     )
     conn.execute(
         delete(reactions).where(reactions.c.room_id == room_id, reactions.c.message_id == server_id)

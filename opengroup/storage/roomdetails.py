@@ -125,11 +125,14 @@ def file_in_room(conn: Connection, room_id: str, file_id: int, now: float) -> bo
 
 
 def message_exists(conn: Connection, room_id: str, message_id: int) -> bool:
+    """A live message everyone may see (not a whisper): what may be pinned."""
     row = conn.execute(
         select(messages.c.server_id).where(
             messages.c.room_id == room_id,
             messages.c.server_id == message_id,
             ~messages.c.deleted,
+            messages.c.whisper_to.is_(None),
+            ~messages.c.whisper_mods,
         )
     ).first()
     return row is not None
