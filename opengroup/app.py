@@ -70,6 +70,19 @@ async def _prune_forever(community: Community, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _apply_scheduled_forever(community: Community, interval: float) -> None:
+    """Apply the permission changes moderators scheduled, and drop the bans that ran
+    out, soon after their time (the prune loop's interval is far longer)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            counts = await run_in_threadpool(community.staff.apply_due)
+            if any(counts.values()):
+                log.info("applied %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
+        except Exception:
+            log.exception("applying scheduled permission changes failed; will retry")
+
+
 async def _checkpoint_forever(db: Database) -> None:
     """SQLite: checkpoint the WAL now and then, in a worker thread (see Database.checkpoint)."""
     while True:
@@ -96,6 +109,8 @@ def create_app(settings: Settings) -> ASGIApp:
         gc.freeze()
         interval = max(settings.prune_interval_seconds, 1)
         tasks = [asyncio.create_task(_prune_forever(community, interval))]
+        scheduled = max(settings.future_permissions_interval_seconds, 1)
+        tasks.append(asyncio.create_task(_apply_scheduled_forever(community, scheduled)))
         if prepared.db.is_sqlite:
             tasks.append(asyncio.create_task(_checkpoint_forever(prepared.db)))
         try:

@@ -185,6 +185,13 @@ class Settings:
         600,
         "How often expired tokens and files are pruned.",
     )
+    future_permissions_interval_seconds: int = _setting(
+        10,
+        (
+            "How often permission changes a moderator scheduled (and bans that ran out) "
+            "are applied: they take effect at most this long after their time."
+        ),
+    )
     log_level: str = _setting(
         "info",
         "Log level.",

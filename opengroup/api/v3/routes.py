@@ -7,7 +7,7 @@ then applies its own rules (who may delete which message, ...).
 
 from __future__ import annotations
 
-from opengroup.api.v3 import dms, files, general, messages, rooms
+from opengroup.api.v3 import dms, files, general, messages, permissions, rooms, users
 from opengroup.api.v3.calls import Access
 from opengroup.api.v3.routing import Route, Router
 
@@ -65,6 +65,23 @@ ROUTES = [
     Route("GET", "/outbox/since/{message_id}", dms.outbox_since, BLINDED),
     Route("POST", "/inbox/{blinded_id}", dms.send, USER),
     Route("DELETE", "/inbox", dms.clear_inbox, BLINDED),
+    # staff, bans and permissions
+    Route("POST", "/user/{session_id}/moderator", users.set_moderator, USER),
+    Route("POST", "/user/{session_id}/ban", users.ban, USER),
+    Route("POST", "/user/{session_id}/unban", users.unban, USER),
+    Route("DELETE", ROOM + "/all/{session_id}", users.delete_all_in_room, MEMBER),
+    Route("DELETE", "/rooms/all/{session_id}", users.delete_all_everywhere, USER),
+    Route("GET", ROOM + "/permissions", permissions.list_permissions, MODERATOR),
+    Route("GET", ROOM + "/permissions/{session_id}", permissions.user_permissions, MODERATOR),
+    Route("POST", ROOM + "/permissions/{session_id}", permissions.set_permissions, MODERATOR),
+    Route("GET", ROOM + "/futurePermissions", permissions.future_permissions, MODERATOR),
+    Route(
+        "GET",
+        ROOM + "/futurePermissions/{session_id}",
+        permissions.user_future_permissions,
+        MODERATOR,
+    ),
+    Route("POST", ROOM + "/futurePermissions/{session_id}", permissions.schedule, MODERATOR),
 ]
 
 router = Router(ROUTES)
