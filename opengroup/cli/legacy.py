@@ -58,12 +58,12 @@ def main(
         settings = resolve_settings(port=port, **options)
         admin = add_room or delete_room or add_moderator or delete_moderator or print_url
         if not admin:
-            ssl = None
+            if tls and not (tls_certificate and tls_private_key):
+                raise click.UsageError("--tls needs --tls-certificate and --tls-private-key")
             if tls:
-                if not (tls_certificate and tls_private_key):
-                    raise click.UsageError("--tls needs --tls-certificate and --tls-private-key")
-                ssl = {"ssl_certfile": tls_certificate, "ssl_keyfile": tls_private_key}
-            run_server(settings, ssl=ssl)
+                run_server(settings, tls_certificate=tls_certificate, tls_key=tls_private_key)
+            else:
+                run_server(settings)
             return
         # Naming a moderator links their Session id to its blinded id: that needs the keys.
         prepared = prepare(settings, with_keys=bool(print_url or add_moderator))

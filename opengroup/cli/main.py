@@ -10,6 +10,7 @@ import functools
 import json
 import logging.config
 import os
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -98,7 +99,10 @@ def serve(**options: Any) -> None:
     run_server(settings)
 
 
-def run_server(settings: Settings, ssl: dict[str, str] | None = None) -> None:
+def run_server(
+    settings: Settings, *, tls_certificate: str | None = None, tls_key: str | None = None
+) -> None:
+    """Serve until stopped; with TLS when both a certificate and its key are given."""
     import uvicorn  # imported here: admin commands do not need it
 
     logging_config = log_config(settings)
@@ -129,7 +133,8 @@ def run_server(settings: Settings, ssl: dict[str, str] | None = None) -> None:
             # The client's address matters only to /metrics' allow-list; without
             # metrics, X-Forwarded-For is not even looked at.
             proxy_headers=settings.metrics_enabled,
-            **(ssl or {}),
+            ssl_certfile=tls_certificate,
+            ssl_keyfile=tls_key,
         )
 
 
@@ -484,8 +489,7 @@ def import_legacy(path: str, dry_run: bool, **options: Any) -> None:
     try:
         run = LegacyImport(Path(path), resolve_settings(**options), dry_run=dry_run, warn=warn)
         label = "checking" if dry_run else "importing"
-        stderr = click.get_text_stream("stderr")
-        with click.progressbar(length=run.work(), label=label, file=stderr) as bar:
+        with click.progressbar(length=run.work(), label=label, file=sys.stderr) as bar:
             report = run.run(bar.update)
     except LegacyImportError as exc:
         raise click.ClickException(str(exc)) from None
