@@ -1,4 +1,4 @@
-"""Two reference ASGI apps: what this machine can do at best, measured like the server.
+"""Three reference ASGI apps: what this machine can do at best, measured like the server.
 
 ``fixed_json``  the framework ceiling: reads the request body and answers a fixed
                 JSON; what uvicorn (uvloop, httptools) itself costs per request.
@@ -7,13 +7,20 @@
                 parses the inner request and answers an encrypted, fixed
                 ``compact_poll`` result of one room with nothing new. No storage,
                 no routing: the cost of the onion layer on top of the framework.
+``onion_v4_echo`` the v4 onion ceiling: opens each v4 onion request as the server
+                does, parses its bencoded framing and its metadata, verifies its
+                X-SOGS Ed25519 signature (PyNaCl's VerifyKey, over the server
+                key, nonce, timestamp, method, decoded path and BLAKE2b-512 of
+                the body; the timestamp must be within 24 h) and answers a fixed,
+                sealed, bencoded reply: the answer of scenario (e)'s batch poll
+                when nothing is new. No storage, no nonce store, no routing.
 
 Run with (the runner does)::
 
     BENCH_ONION_PRIVATE_KEY_FILE=data/x25519_private_key.pem \\
     uvicorn bench.ceiling_app:onion_echo --workers 2 --loop uvloop --http httptools
 
-Raw ASGI, no Starlette, and independent of the server package.
+Raw ASGI, no Starlette, and independent of the server package and of the tests.
 """
 
 from __future__ import annotations
@@ -23,14 +30,18 @@ import hashlib
 import hmac
 import os
 import struct
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import cache
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,6 +63,77 @@ ONION_ANSWER = orjson.dumps(
         ],
     }
 )
+
+JSON_HEADERS = {"content-type": "application/json"}
+ROOM_DETAILS = {
+    "token": "main",
+    "name": "Bench main",
+    "info_updates": 1,
+    "message_sequence": 1000,
+    "created": 1764400000.0,
+    "active_users": 1000,
+    "active_users_cutoff": 604800,
+    "admins": [],
+    "moderators": [],
+    "read": True,
+    "write": True,
+    "upload": True,
+}
+# (e)'s batch: capabilities, pollInfo/0 of main (with its details), its messages since the
+# client's seqno (none), the inbox and the outbox (empty).
+V4_POLL_ITEMS = [
+    {
+        "code": 200,
+        "headers": JSON_HEADERS,
+        "body": {"capabilities": ["blind", "reactions", "sogs"]},
+    },
+    {
+        "code": 200,
+        "headers": JSON_HEADERS,
+        "body": {
+            "token": "main",
+            "active_users": 1000,
+            "read": True,
+            "write": True,
+            "upload": True,
+            "details": ROOM_DETAILS,
+        },
+    },
+    {"code": 200, "headers": JSON_HEADERS, "body": []},
+    {"code": 200, "headers": JSON_HEADERS, "body": []},
+    {"code": 200, "headers": JSON_HEADERS, "body": []},
+]
+SIGNATURE_WINDOW_S = 24 * 3600
+
+
+def bencode_strings(parts: list[bytes]) -> bytes:
+    return b"l" + b"".join(b"%d:%s" % (len(part), part) for part in parts) + b"e"
+
+
+def bdecode_strings(data: bytes) -> list[bytes]:
+    """A bencoded list of byte strings and nothing after it; ValueError otherwise."""
+    if not data.startswith(b"l") or not data.endswith(b"e"):
+        raise ValueError("not a bencoded list")
+    parts, at, end = [], 1, len(data) - 1
+    while at < end:
+        colon = data.index(b":", at, min(end, at + 11))
+        start = colon + 1
+        stop = start + int(data[at:colon])
+        if stop > end:
+            raise ValueError("a string runs past the end")
+        parts.append(data[start:stop])
+        at = stop
+    return parts
+
+
+def v4_reply(code: int, content_type: bytes, body: bytes) -> bytes:
+    meta = orjson.dumps({"code": code, "headers": {"content-type": content_type.decode()}})
+    return bencode_strings([meta, body])
+
+
+V4_POLL_REPLY = v4_reply(200, b"application/json", orjson.dumps(V4_POLL_ITEMS))
+V4_BAD_REQUEST = v4_reply(400, b"text/plain; charset=utf-8", b"Invalid v4 onion request")
+V4_UNAUTHORIZED = v4_reply(401, b"text/plain; charset=utf-8", b"Invalid signature")
 
 
 @cache
@@ -123,3 +205,57 @@ async def onion_echo(scope: Scope, receive: Receive, send: Send) -> None:
     iv = os.urandom(12)
     sealed = base64.b64encode(iv + aead.encrypt(iv, ONION_ANSWER, None))
     await _answer(send, 200, b"text/plain", sealed)
+
+
+@cache
+def public_key() -> bytes:
+    return private_key().public_key().public_bytes_raw()
+
+
+def verify_signed(meta: dict[str, Any], body: bytes) -> None:
+    """Check a v4 request's X-SOGS headers as the server does (without its nonce store);
+    BadSignatureError or ValueError (and KeyError) if they do not hold."""
+    headers = {str(k).lower(): v for k, v in meta["headers"].items()}
+    pubkey = headers["x-sogs-pubkey"]
+    if len(pubkey) != 66 or pubkey[:2] not in ("15", "00"):
+        raise ValueError("bad X-SOGS-Pubkey")
+    timestamp = headers["x-sogs-timestamp"]
+    if abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW_S:
+        raise ValueError("timestamp out of the window")
+    nonce = base64.b64decode(headers["x-sogs-nonce"], validate=True)
+    signature = base64.b64decode(headers["x-sogs-signature"], validate=True)
+    if len(nonce) != 16 or len(signature) != 64:
+        raise ValueError("bad nonce or signature")
+    path, _, query = meta["endpoint"].partition("?")
+    signed_path = unquote(path) + ("?" + query if query else "")
+    message = public_key() + nonce + timestamp.encode() + meta["method"].encode()
+    message += signed_path.encode()
+    if body:
+        message += hashlib.blake2b(body, digest_size=64).digest()
+    VerifyKey(bytes.fromhex(pubkey[2:])).verify(message, signature)
+
+
+async def onion_v4_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """v4 onion ceiling: decrypt, parse the framing, verify the signature, answer a fixed
+    reply sealed with the request's key."""
+    if scope["type"] == "lifespan":
+        public_key()
+        await _lifespan(receive, send)
+        return
+    body = await _body(receive)
+    try:
+        aead, plaintext = open_onion(body)
+    except Exception:
+        await _answer(send, 400, b"text/plain", b"bad onion request")
+        return
+    try:
+        parts = bdecode_strings(plaintext)
+        meta = orjson.loads(parts[0])
+        verify_signed(meta, parts[1] if len(parts) > 1 else b"")
+        reply = V4_POLL_REPLY
+    except BadSignatureError:
+        reply = V4_UNAUTHORIZED
+    except Exception:
+        reply = V4_BAD_REQUEST
+    iv = os.urandom(12)
+    await _answer(send, 200, b"application/octet-stream", iv + aead.encrypt(iv, reply, None))

@@ -24,7 +24,25 @@ Kinds of work (``Job.kind``):
 ``mix``   per request, a post with probability ``Job.post_fraction``, else a poll;
 ``fixed`` the poll request, sent to the framework ceiling (answer not decrypted).
 
-Nothing here imports the server package or the tests.
+and of the community API, through onion v4 with 15-blinded users
+(:mod:`bench.community`, which builds them with the test suite's independent
+client):
+
+``v4poll``  ``POST /batch`` holding what desktop polls, for ``Job.rooms``;
+``v4post``  ``POST /room/<first room>/message``, pre-signed;
+``v4mix``   per request, a post with probability ``Job.post_fraction``, a
+            reaction (``PUT``, then ``DELETE`` of the same) with probability
+            ``Job.react_fraction``, else a batch poll.
+
+Closed loop by default. With ``Job.open_loop_rate`` set, each process sends at
+a fixed rate instead (its share of the rate, evenly spaced) on whichever of its
+connections is free, and measures each latency from the request's intended
+send time, so a stall shows as clients would see it (no coordinated omission);
+a request that cannot go out on time (no connection free, or the process
+behind) waits and its wait counts.
+
+Nothing here imports the server package; only :mod:`bench.community` imports
+the tests' client.
 """
 
 from __future__ import annotations
@@ -43,7 +61,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import uvloop
@@ -238,20 +256,27 @@ def http_request(
 class Job:
     """What one load generator process does. Connections ``first_conn ..`` of ``total_conns``."""
 
-    kind: str  # poll | post | mix | fixed
+    kind: str  # poll | post | mix | fixed | v4poll | v4post | v4mix
     host: str
     port: int
     server_public: bytes
     rooms: list[str]
     users: list[User]
-    heads: dict[str, int]  # room -> newest message server_id at the start (caught-up clients)
+    heads: dict[str, int]  # room -> newest message server_id (v2) or seqno (v4) at the start
     connections: int
     first_conn: int
     total_conns: int
     warmup_s: float
     duration_s: float
     post_fraction: float = 0.05
+    react_fraction: float = 0.0
     seed: int = 0
+    seeds: list[bytes] = field(default_factory=list)  # community API users: Ed25519 seeds
+    reaction_ids: list[int] = field(default_factory=list)  # recent messages to react to
+    presign_posts: int = 0  # pre-signed posts per user (v4)
+    presign_reactions: int = 0  # pre-signed reactions per user (v4)
+    open_loop_rate: float = 0.0  # requests/s of all processes together; 0: closed loop
+    late_ms: float = 10.0  # open loop: a send this late (or more) counts as missed
 
 
 @dataclass
@@ -262,10 +287,18 @@ class Result:
     latencies_ns: bytes = b""
     errors: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
+    sign_s: float = 0.0  # time spent signing requests in the window (v4 polls, dry pools)
     window_s: float = 0.0
     polls: int = 0
     posts: int = 0
+    reactions: int = 0
     messages_seen: int = 0
+    signed: int = 0  # requests signed in the window (v4)
+    presigned: int = 0  # pre-signed requests sent in the window (v4)
+    intended: int = 0  # open loop: sends due in the window
+    missed: int = 0  # open loop: of those, sent late_ms or more after their time, or never
+    unsent: int = 0  # open loop: of those, never sent (the drain ran out)
+    lags_ns: bytes = b""  # open loop: how late each send of the window went out
 
 
 def proc_cpu_seconds() -> float:
@@ -275,13 +308,36 @@ def proc_cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+class LoadClient(Protocol):
+    """One connection's client, of either API."""
+
+    n_users: int
+    conn: HttpConnection | None
+    sign_ns: int
+
+    def next_user(self) -> int: ...
+
+    def build(self, u: int) -> tuple[bytes, str, bool]:
+        """(the HTTP request for user u, what it is: poll | post | react, signed just now)."""
+        ...
+
+    def read(
+        self, u: int, what: str, status: int, body: bytes
+    ) -> tuple[str | None, int, list[str]]:
+        """(error, messages seen, other errors) of the answer; moves u's cursors."""
+        ...
+
+
 class Client:
-    """One connection's client: its onion key, users, cursors and signed-message pools."""
+    """One connection's v2 client: its onion key, users, cursors and signed-message pools."""
 
     def __init__(self, job: Job, index: int, users: list[User]) -> None:
         self.job = job
         self.users = users
-        self.next_user = 0
+        self.n_users = len(users)
+        self.next_u = 0
+        self.conn: HttpConnection | None = None
+        self.sign_ns = 0
         self.rng = random.Random(job.seed * 100_003 + index)
         ephemeral = X25519PrivateKey.generate()
         self.aead = AESGCM(loki_key(ephemeral, job.server_public))
@@ -315,6 +371,36 @@ class Client:
                         )
                     )
                 self.pools.append(pool)
+
+    def next_user(self) -> int:
+        u = self.next_u
+        self.next_u = (u + 1) % self.n_users
+        return u
+
+    def build(self, u: int) -> tuple[bytes, str, bool]:
+        kind = self.job.kind
+        if kind == "post" or (kind == "mix" and self.rng.random() < self.job.post_fraction):
+            return self.post_request(u), "post", False
+        return self.poll_request(u), "poll", False
+
+    def read(
+        self, u: int, what: str, status: int, body: bytes
+    ) -> tuple[str | None, int, list[str]]:
+        if status != 200:
+            return f"http_{status}", 0, []
+        if self.job.kind == "fixed":
+            return None, 0, []
+        try:
+            inner = orjson.loads(unseal(self.aead, base64.b64decode(body)))
+        except Exception:
+            return "undecryptable", 0, []
+        code = inner.get("status_code")
+        if code != 200:
+            return f"status_{code}", 0, []
+        if what != "poll":
+            return None, 0, []
+        seen, room_errors = self.read_poll(u, inner)
+        return None, seen, room_errors
 
     def onion(self, inner: dict[str, Any]) -> bytes:
         blob = seal(self.aead, orjson.dumps(inner))
@@ -397,106 +483,202 @@ class Client:
         return seen, room_errors
 
 
-async def _drive(
-    job: Job, client: Client, t_go: int, t_measure: int, t_end: int, lat: array.array, res: Result
-) -> None:
+class Window:
+    """The measured window of one process, and what was counted in it."""
+
+    def __init__(self, t_go: int, t_measure: int, t_end: int) -> None:
+        self.t_go, self.t_measure, self.t_end = t_go, t_measure, t_end
+        self.lat = array.array("q")
+        self.lags = array.array("q")
+        self.errors: Counter[str] = Counter()
+        self.res = Result()
+        self.reported = False
+
+    def inside(self, t: int) -> bool:
+        return self.t_measure <= t < self.t_end
+
+    def record(
+        self, what: str, live: bool, latency: int, error: str | None, seen: int, extra: list[str]
+    ) -> None:
+        res = self.res
+        self.lat.append(latency)
+        if error:
+            self.errors[error] += 1
+        for other in extra:
+            self.errors[other] += 1
+        if what == "post":
+            res.posts += 1
+        elif what == "react":
+            res.reactions += 1
+        else:
+            res.polls += 1
+        if live:
+            res.signed += 1
+        elif what != "poll":
+            res.presigned += 1
+        res.messages_seen += seen
+
+    def transport_error(self, exc: Exception) -> None:
+        self.errors["timeout" if "timeout" in str(exc) else "connection"] += 1
+
+    def report_once(self, exc: Exception) -> None:
+        if not self.reported:
+            self.reported = True
+            print(f"load generator: {exc!r} (reported once)", file=sys.stderr, flush=True)
+
+
+async def _exchange(job: Job, client: LoadClient, data: bytes) -> tuple[int, bytes]:
+    """Send one request on the client's connection (opened again if it closed)."""
+    if client.conn is None or client.conn.closed:
+        client.conn = await HttpConnection.open(job.host, job.port)
+    return await client.conn.request(data)
+
+
+async def _drive(job: Job, client: LoadClient, w: Window) -> None:
     """One connection's closed loop, from t_go to t_end (perf_counter_ns)."""
-    errors: Counter[str] = Counter()
-    conn: HttpConnection | None = None
     clock = time.perf_counter_ns
-    kind, fraction, rng = job.kind, job.post_fraction, client.rng
-    n_users = len(client.users)
-    reported = False
-    delay = (t_go - clock()) / 1e9
+    delay = (w.t_go - clock()) / 1e9
     if delay > 0:
         await asyncio.sleep(delay)
-    while True:
+    while clock() < w.t_end:
+        u = client.next_user()
+        data, what, live = client.build(u)
         start = clock()
-        if start >= t_end:
-            break
-        u = client.next_user
-        client.next_user = (u + 1) % n_users
-        is_post = kind == "post" or (kind == "mix" and rng.random() < fraction)
-        data = client.post_request(u) if is_post else client.poll_request(u)
         try:
-            if conn is None or conn.closed:
-                conn = await HttpConnection.open(job.host, job.port)
-            status, body = await conn.request(data)
+            status, body = await _exchange(job, client, data)
         except (OSError, HttpError) as exc:
-            done = clock()
-            if done >= t_measure and done < t_end:
-                errors["timeout" if "timeout" in str(exc) else "connection"] += 1
-            if not reported:
-                reported = True
-                print(f"load generator: {exc!r} (reported once)", file=sys.stderr, flush=True)
-            if conn is not None:
-                conn.close()
-            conn = None
+            if start < w.t_end and clock() >= w.t_measure:
+                # it overlapped the window: a server that hangs shows as timeouts, not as
+                # an empty window without errors
+                w.transport_error(exc)
+            w.report_once(exc)
+            if client.conn is not None:
+                client.conn.close()
+            client.conn = None
             await asyncio.sleep(0.05)
             continue
-        error = None
-        seen = 0
-        room_errors: list[str] = []
-        if status != 200:
-            error = f"http_{status}"
-        elif kind != "fixed":
-            try:
-                inner = orjson.loads(unseal(client.aead, base64.b64decode(body)))
-            except Exception:
-                error = "undecryptable"
-            else:
-                code = inner.get("status_code")
-                if code != 200:
-                    error = f"status_{code}"
-                elif not is_post:
-                    seen, room_errors = client.read_poll(u, inner)
+        error, seen, extra = client.read(u, what, status, body)
         done = clock()
-        if t_measure <= done < t_end:
-            lat.append(done - start)
-            if error:
-                errors[error] += 1
-            for room_error in room_errors:
-                errors[room_error] += 1
-            if is_post:
-                res.posts += 1
-            else:
-                res.polls += 1
-            res.messages_seen += seen
-    if conn is not None:
-        conn.close()
-    for key, value in errors.items():
-        res.errors[key] = res.errors.get(key, 0) + value
+        if w.inside(done):
+            w.record(what, live, done - start, error, seen, extra)
+    if client.conn is not None:
+        client.conn.close()
+
+
+OPEN_LOOP_DRAIN_S = 10.0  # sends due in the window may go out this long after it, no longer
+
+
+async def _open_loop(job: Job, clients: list[LoadClient], w: Window) -> None:
+    """Send at this process's share of the rate, evenly spaced, on whichever connection
+    is free; each latency runs from the request's intended send time.
+
+    The loop's timers have a resolution of 1 ms, so sends due within the next
+    millisecond wait for it and then go out together; their latency includes that wait.
+    """
+    clock = time.perf_counter_ns
+    rate = job.open_loop_rate * len(clients) / job.total_conns
+    interval = 1e9 / rate
+    offset = interval * job.first_conn / job.total_conns  # processes interleave their sends
+    late_ns = int(job.late_ms * 1e6)
+    drain_end = w.t_end + int(OPEN_LOOP_DRAIN_S * 1e9)
+    schedule = [
+        w.t_go + int(offset + k * interval) for k in range(int((w.t_end - w.t_go) / interval) + 1)
+    ]
+    schedule = [t for t in schedule if t < w.t_end]
+    w.res.intended = sum(1 for t in schedule if w.inside(t))
+    sent_in_window = 0
+    free: asyncio.Queue[LoadClient] = asyncio.Queue()
+    for client in clients:
+        free.put_nowait(client)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(client: LoadClient, intended: int) -> None:
+        measured = w.inside(intended)
+        u = client.next_user()
+        data, what, live = client.build(u)
+        sent = clock()
+        if measured:
+            w.lags.append(sent - intended)
+            if sent - intended >= late_ns:
+                w.res.missed += 1
+        try:
+            status, body = await _exchange(job, client, data)
+        except (OSError, HttpError) as exc:
+            if measured:
+                w.transport_error(exc)
+            w.report_once(exc)
+            if client.conn is not None:
+                client.conn.close()
+            client.conn = None
+            await asyncio.sleep(0.05)
+            free.put_nowait(client)
+            return
+        free.put_nowait(client)
+        error, seen, extra = client.read(u, what, status, body)
+        if measured:
+            w.record(what, live, clock() - intended, error, seen, extra)
+
+    for intended in schedule:
+        now = clock()
+        if intended > now:
+            await asyncio.sleep(max((intended - now) / 1e9, 0.001))
+        client = await free.get()
+        if clock() >= drain_end:
+            break  # the rest never goes out: counted as unsent
+        if w.inside(intended):
+            sent_in_window += 1
+        task = asyncio.get_running_loop().create_task(one(client, intended))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    w.res.unsent = w.res.intended - sent_in_window
+    w.res.missed += w.res.unsent
+    if tasks:
+        await asyncio.gather(*tasks)
+    for client in clients:
+        if client.conn is not None:
+            client.conn.close()
 
 
 async def _run(job: Job, pipe: Connection) -> Result:
     """Build the clients, report ready, wait for the start time, drive, and measure."""
-    clients = []
+    clients: list[LoadClient] = []
+    v4 = job.kind.startswith("v4")
+    if v4:
+        from bench.community import V4Client  # imports the tests' client: only when needed
+    everyone: list[Any] = list(job.seeds) if v4 else list(job.users)
     for i in range(job.connections):
         index = job.first_conn + i
-        if len(job.users) >= job.total_conns:
-            users = job.users[index :: job.total_conns]
+        if len(everyone) >= job.total_conns:
+            users = everyone[index :: job.total_conns]
         else:
-            users = [job.users[index % len(job.users)]]
-        clients.append(Client(job, index, users))
+            users = [everyone[index % len(everyone)]]
+        clients.append(V4Client(job, index, users) if v4 else Client(job, index, users))
     pipe.send(("ready", None))
     _, t_go = pipe.recv()
     t_measure = t_go + int(job.warmup_s * 1e9)
-    t_end = t_measure + int(job.duration_s * 1e9)
-    res = Result()
-    lat = array.array("q")
+    w = Window(t_go, t_measure, t_measure + int(job.duration_s * 1e9))
     cpu: list[float] = []
+    signing: list[int] = []
 
-    async def cpu_marks() -> None:
-        for mark in (t_measure, t_end):
+    async def marks() -> None:
+        for mark in (w.t_measure, w.t_end):
             await asyncio.sleep(max(0.0, (mark - time.perf_counter_ns()) / 1e9))
             cpu.append(proc_cpu_seconds())
+            signing.append(sum(c.sign_ns for c in clients))
 
-    marks = asyncio.ensure_future(cpu_marks())
-    await asyncio.gather(*(_drive(job, c, t_go, t_measure, t_end, lat, res) for c in clients))
-    await marks
-    res.count = len(lat)
-    res.latencies_ns = lat.tobytes()
+    marking = asyncio.ensure_future(marks())
+    if job.open_loop_rate > 0:
+        await _open_loop(job, clients, w)
+    else:
+        await asyncio.gather(*(_drive(job, c, w) for c in clients))
+    await marking
+    res = w.res
+    res.count = len(w.lat)
+    res.latencies_ns = w.lat.tobytes()
+    res.lags_ns = w.lags.tobytes()
+    res.errors = dict(w.errors)
     res.cpu_s = cpu[1] - cpu[0]
+    res.sign_s = (signing[1] - signing[0]) / 1e9
     res.window_s = job.duration_s
     return res
 

@@ -5,14 +5,18 @@ fresh data dir (and, with ``--database-url``, a fresh PostgreSQL database that
 it drops at the end), adds 9 rooms with ``python -m opengroup rooms add``,
 writes M messages into ``main`` directly through the server's storage layer,
 starts ``python -m opengroup serve --workers W``, gets K users real tokens in
-all 10 rooms (challenge and claim over HTTP), then runs each scenario: a
-warm-up, then D measured seconds at concurrency C.
+all 10 rooms (challenge and claim over HTTP) for the v2 scenarios, and has K
+blinded users sign their first request for the community API ones, then runs
+each scenario: a warm-up, then D measured seconds at concurrency C. With
+``--open-loop F`` it then drives (e) at a fixed rate, F times its measured
+maximum, and after the server has stopped, the v4 ceiling at the same rate.
 
-Before that, in the same run and with the same load generator, it measures two
-fixed references: the framework ceiling (``bench.ceiling_app:fixed_json``) and
-the onion ceiling (``bench.ceiling_app:onion_echo``), each on uvicorn with
-uvloop and httptools and W workers. Every result is printed with its ratio to
-both, as a table and as one JSON line per scenario.
+Before that, in the same run and with the same load generator, it measures
+fixed references: the framework ceiling (``bench.ceiling_app:fixed_json``), the
+onion ceiling (``bench.ceiling_app:onion_echo``) and, when a community API
+scenario runs, the v4 onion ceiling (``bench.ceiling_app:onion_v4_echo``), each
+on uvicorn with uvloop and httptools and W workers. Every result is printed
+with its ratios to them, as a table and as one JSON line per scenario.
 
     python -m bench.run --duration 5 --users 100 --messages 1000   # quick
     python -m bench.run --help
@@ -25,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -49,8 +54,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from bench import loadgen
-from bench.loadgen import HttpConnection, Job, User, http_request
+from bench import community, loadgen
+from bench.loadgen import HttpConnection, HttpError, Job, User, http_request
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -62,13 +67,43 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 HISTORY_AUTHORS = 100
 HISTORY_DISTINCT = 500
 
-# scenario key -> (name, load generator kind, rooms polled per request, needs posting)
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario: its name, the load generator's kind, how many rooms a poll covers,
+    and the shares of posts and reactions in a mix."""
+
+    name: str
+    kind: str
+    rooms: int
+    post_fraction: float = 0.0
+    react_fraction: float = 0.0
+
+    @property
+    def community(self) -> bool:
+        """Of the community API (onion v4, blinded users), not of the v2 API."""
+        return self.kind.startswith("v4")
+
+
 SCENARIOS = {
-    "a": ("a_poll_1_room", "poll", 1),
-    "b": ("b_poll_10_rooms", "poll", 10),
-    "c": ("c_post", "post", 1),
-    "d": ("d_mix_95_5", "mix", 1),
+    "a": Scenario("a_poll_1_room", "poll", 1),
+    "b": Scenario("b_poll_10_rooms", "poll", 10),
+    "c": Scenario("c_post", "post", 1),
+    "d": Scenario("d_mix_95_5", "mix", 1, post_fraction=0.05),
+    "e": Scenario("e_batch_1_room", "v4poll", 1),
+    "f": Scenario("f_batch_10_rooms", "v4poll", 10),
+    "g": Scenario("g_post_blinded", "v4post", 1, post_fraction=1.0),
+    "h": Scenario("h_mix_95_5", "v4mix", 1, post_fraction=0.05),
+    "i": Scenario("i_mix_90_5_5", "v4mix", 1, post_fraction=0.05, react_fraction=0.05),
 }
+SCENARIO_KEYS = {s.name: key for key, s in SCENARIOS.items()}
+OPEN_LOOP_SUFFIX = "_open_loop"
+CEILINGS = (  # label, app, load generator kind, ratio field
+    ("framework_ceiling", "fixed_json", "fixed", "vs_framework_ceiling"),
+    ("onion_ceiling", "onion_echo", "poll", "vs_onion_ceiling"),
+    ("onion_v4_ceiling", "onion_v4_echo", "v4poll", "vs_onion_v4_ceiling"),
+)
+REACTION_TARGETS = 20  # reactions go to the newest 20 messages of main
 
 
 # --------------------------------------------------------------------------- processes
@@ -387,6 +422,69 @@ async def _heads(port: int, user: User, rooms: list[str]) -> dict[str, int]:
     return heads
 
 
+async def _signed_get(
+    conn: HttpConnection, port: int, pub: bytes, user: community.BenchIdentity, path: str
+) -> Any:
+    """A signed GET over direct HTTP, its JSON answer (the setup's requests)."""
+    headers = community.signed_headers(user, pub, "GET", path)
+    status, body = await conn.request(http_request(HOST, port, "GET", path, headers=headers))
+    if status != 200:
+        raise SystemExit(f"GET {path} failed: {status} {body[:200]!r}")
+    return orjson.loads(body)
+
+
+async def _introduce_all(port: int, pub: bytes, seeds: list[bytes], conns: int) -> None:
+    """Each community API user's first signed request (the server records the user)."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for seed in seeds:
+        queue.put_nowait(seed)
+
+    async def one_connection() -> None:
+        conn = await HttpConnection.open(HOST, port)
+        try:
+            while not queue.empty():
+                user = community.identity(queue.get_nowait())
+                await _signed_get(conn, port, pub, user, "/capabilities")
+                if conn.closed:
+                    conn = await HttpConnection.open(HOST, port)
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(conns)))
+
+
+async def _seqnos(
+    port: int, pub: bytes, user: community.BenchIdentity, rooms: list[str]
+) -> dict[str, int]:
+    """Each room's seqno (its message_sequence), read like a client."""
+    conn = await HttpConnection.open(HOST, port)
+    try:
+        return {
+            room: int(
+                (await _signed_get(conn, port, pub, user, f"/room/{room}"))["message_sequence"]
+            )
+            for room in rooms
+        }
+    finally:
+        conn.close()
+
+
+async def _recent_ids(
+    port: int, pub: bytes, user: community.BenchIdentity, room: str, count: int
+) -> list[int]:
+    """Ids of the room's newest messages (what the reactions go to)."""
+    conn = await HttpConnection.open(HOST, port)
+    try:
+        path = f"/room/{room}/messages/recent?limit={count}"
+        found = await _signed_get(conn, port, pub, user, path)
+    finally:
+        conn.close()
+    ids = [int(m["id"]) for m in found]
+    if not ids:
+        raise SystemExit(f"no messages in {room} to react to")
+    return ids
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -416,6 +514,18 @@ class Measured:
     polls: int = 0
     posts: int = 0
     messages_seen: int = 0
+    # community API scenarios only (left out of the JSON line when None)
+    reactions: int | None = None
+    loadgen_sign_cpu_pct: float | None = None  # time the generator spent signing, % of a core
+    generator_signed: int | None = None  # requests signed during the window
+    generator_presigned: int | None = None  # pre-signed requests sent during the window
+    # open loop only
+    open_loop_rate: float | None = None  # requests/s asked for
+    intended: int | None = None  # sends due in the window
+    missed_sends: int | None = None  # sent late_ms or more after their time, or never
+    unsent: int | None = None  # never sent
+    send_lag_p99_ms: float | None = None  # how late the sends went out
+    send_lag_max_ms: float | None = None
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -513,14 +623,19 @@ def drive(
     import array
 
     latencies: list[int] = []
+    lags: list[int] = []
     errors: dict[str, int] = {}
     for r in results:
         a = array.array("q")
         a.frombytes(r.latencies_ns)
         latencies.extend(a)
+        a = array.array("q")
+        a.frombytes(r.lags_ns)
+        lags.extend(a)
         for k, v in r.errors.items():
             errors[k] = errors.get(k, 0) + v
     latencies.sort()
+    lags.sort()
     count = len(latencies)
     measured = Measured(
         name=name,
@@ -538,6 +653,18 @@ def drive(
         posts=sum(r.posts for r in results),
         messages_seen=sum(r.messages_seen for r in results),
     )
+    if job.kind.startswith("v4"):
+        measured.reactions = sum(r.reactions for r in results)
+        measured.loadgen_sign_cpu_pct = 100 * sum(r.sign_s for r in results) / job.duration_s
+        measured.generator_signed = sum(r.signed for r in results)
+        measured.generator_presigned = sum(r.presigned for r in results)
+    if job.open_loop_rate > 0:
+        measured.open_loop_rate = job.open_loop_rate
+        measured.intended = sum(r.intended for r in results)
+        measured.missed_sends = sum(r.missed for r in results)
+        measured.unsent = sum(r.unsent for r in results)
+        measured.send_lag_p99_ms = percentile(lags, 0.99)
+        measured.send_lag_max_ms = lags[-1] / 1e6 if lags else 0.0
     if target is not None:
         measured.server_cpu_pct = 100 * server_cpu / job.duration_s
         if target.db_name:
@@ -568,6 +695,7 @@ def drive(
 class Config:
     args: argparse.Namespace
     tmp: Path
+    seeds: list[bytes] = field(default_factory=list)  # the community API users' Ed25519 seeds
     ceilings: dict[str, Measured] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     json_out: Any = None
@@ -581,39 +709,115 @@ def base_job(args: argparse.Namespace, kind: str, port: int, pub: bytes) -> Job:
     )  # fmt: skip
 
 
-def measure_ceilings(cfg: Config, users: list[User], before: tuple[str, int] | None) -> None:
-    """Both reference apps, with the same generator, concurrency and request as (a).
-    ``before``: the (backend, M) group measured next, for the report."""
+def community_job(
+    cfg: Config, scenario: Scenario, port: int, pub: bytes, heads: dict[str, int],
+    reaction_ids: list[int],
+) -> Job:  # fmt: skip
+    """A community API job; its pools of pre-signed posts and reactions are sized for the
+    v4 ceiling's rate of this run (an upper bound of any scenario's), or --presign-rate."""
+    args = cfg.args
+    job = base_job(args, scenario.kind, port, pub)
+    job.rooms = [MAIN_ROOM, *EXTRA_ROOMS][: scenario.rooms]
+    job.seeds = cfg.seeds
+    job.heads = heads
+    job.reaction_ids = reaction_ids
+    job.post_fraction = scenario.post_fraction
+    job.react_fraction = scenario.react_fraction
+    ceiling = cfg.ceilings.get("onion_v4_ceiling")
+    rate = ceiling.rps if ceiling is not None and ceiling.rps else args.presign_rate
+    per_user = rate * (args.warmup + args.duration) * 1.25 / max(len(cfg.seeds), args.concurrency)
+    job.presign_posts = (
+        math.ceil(per_user * scenario.post_fraction) + 2 if scenario.post_fraction else 0
+    )
+    job.presign_reactions = (
+        math.ceil(per_user * scenario.react_fraction) + 2 if scenario.react_fraction else 0
+    )
+    return job
+
+
+def ceiling_service(cfg: Config, label: str, app: str) -> tuple[Service, bytes]:
+    """A reference app on uvicorn with the run's workers, ready; and its onion key."""
     args = cfg.args
     key_dir = cfg.tmp / "ceiling-keys"
     if not key_dir.exists():
         cli(key_dir, None, ["url"])  # makes a key pair (and a throwaway SQLite file)
-    pub = server_public_key(key_dir)
-    cfg.ceilings.clear()
-    fake_users = [User(u.private, u.session_id, {MAIN_ROOM: secrets.token_hex(48)}) for u in users]
     env = server_env({"BENCH_ONION_PRIVATE_KEY_FILE": str(key_dir / "x25519_private_key.pem")})
-    for app, kind, label in (
-        ("fixed_json", "fixed", "framework_ceiling"),
-        ("onion_echo", "poll", "onion_ceiling"),
-    ):
-        port = free_port()
-        cmd = [
-            sys.executable, "-m", "uvicorn", f"bench.ceiling_app:{app}", "--host", HOST,
-            "--port", str(port), "--workers", str(args.workers), "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-        service = Service(label, cmd, env, cfg.tmp / f"{label}.log")
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "uvicorn", f"bench.ceiling_app:{app}", "--host", HOST,
+        "--port", str(port), "--workers", str(args.workers), "--loop", "uvloop",
+        "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    service = Service(label, cmd, env, cfg.tmp / f"{label}.log")
+    try:
+        service.wait_ready()
+    except BaseException:
+        service.stop()
+        raise
+    return service, server_public_key(key_dir)
+
+
+def ceiling_job(cfg: Config, kind: str, port: int, pub: bytes, users: list[User]) -> Job:
+    """The job of (a) for the v2 ceilings, of (e) for the v4 one, on an idle room."""
+    job = base_job(cfg.args, kind, port, pub)
+    if kind == "v4poll":
+        job.seeds = cfg.seeds
+    else:
+        job.users = [
+            User(u.private, u.session_id, {MAIN_ROOM: secrets.token_hex(48)}) for u in users
+        ]
+    job.heads = {MAIN_ROOM: 1}
+    return job
+
+
+def measure_ceilings(cfg: Config, users: list[User], before: tuple[str, int] | None) -> None:
+    """The reference apps, with the same generator and concurrency, and the request of (a)
+    (the v4 ceiling: of (e), measured only when a community API scenario runs).
+    ``before``: the (backend, M) group measured next, for the report."""
+    args = cfg.args
+    cfg.ceilings.clear()
+    community = any(SCENARIOS[key].community for key in args.scenarios)
+    for label, app, kind, _ in CEILINGS:
+        if kind.startswith("v4") and not community:
+            continue
+        service, pub = ceiling_service(cfg, label, app)
         try:
-            service.wait_ready()
-            job = base_job(args, kind, port, pub)
-            job.users = fake_users
-            job.heads = {MAIN_ROOM: 1}
+            job = ceiling_job(cfg, kind, service.port, pub, users)
             measured = drive(label, job, args.loadgen_processes, service)
         finally:
             service.stop()
         cfg.ceilings[label] = measured
         where = {"backend": before[0], "messages": before[1]} if before else {}
         report(cfg, measured, {"target": "ceiling", "app": f"bench.ceiling_app:{app}", **where})
+
+
+def measure_open_loop_ceiling(cfg: Config, rate: float, where: dict[str, Any]) -> None:
+    """The v4 ceiling driven open loop at ``rate``: what (e)'s open loop is compared with."""
+    args = cfg.args
+    label, app = "onion_v4_ceiling", "onion_v4_echo"
+    service, pub = ceiling_service(cfg, label, app)
+    try:
+        job = ceiling_job(cfg, "v4poll", service.port, pub, [])
+        job.open_loop_rate = rate
+        job.late_ms = args.open_loop_late_ms
+        measured = drive(label + OPEN_LOOP_SUFFIX, job, args.loadgen_processes, service)
+    finally:
+        service.stop()
+    report(
+        cfg,
+        measured,
+        {"target": "ceiling", "app": f"bench.ceiling_app:{app}", "mode": "open_loop", **where},
+    )
+
+
+# Measured fields only the community API scenarios or the open loop fill in.
+OPTIONAL_FIELDS = frozenset(
+    {
+        "reactions", "loadgen_sign_cpu_pct", "generator_signed", "generator_presigned",
+        "open_loop_rate", "intended", "missed_sends", "unsent", "send_lag_p99_ms",
+        "send_lag_max_ms",
+    }
+)  # fmt: skip
 
 
 def report(cfg: Config, m: Measured, extra: dict[str, Any]) -> None:
@@ -625,15 +829,25 @@ def report(cfg: Config, m: Measured, extra: dict[str, Any]) -> None:
         "workers": args.workers,
         "duration_s": args.duration,
         "loadgen_processes": args.loadgen_processes,
-        **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in m.__dict__.items()},
+        **{
+            k: (round(v, 3) if isinstance(v, float) else v)
+            for k, v in m.__dict__.items()
+            if v is not None or k not in OPTIONAL_FIELDS
+        },
     }
     line.pop("name")
-    for label, short in (("framework_ceiling", "framework"), ("onion_ceiling", "onion")):
+    key = SCENARIO_KEYS.get(m.name)
+    community = (key is not None and SCENARIOS[key].community) or m.name == "onion_v4_ceiling"
+    for label, _, _, ratio in CEILINGS:
         ceiling = cfg.ceilings.get(label)
-        if extra.get("target") == "ceiling" and label != "framework_ceiling":
-            continue  # a ceiling is compared with the framework ceiling only
-        if ceiling is not None and ceiling.rps and m.name != label:
-            line[f"vs_{short}_ceiling"] = round(m.rps / ceiling.rps, 3)
+        if ceiling is None or not ceiling.rps or m.name == label or extra.get("mode"):
+            continue  # an open loop runs at a set rate: no ratio
+        v4_to_v3 = m.name == "onion_v4_ceiling" and label == "onion_ceiling"
+        if extra.get("target") == "ceiling" and label != "framework_ceiling" and not v4_to_v3:
+            continue  # ceilings are compared with the framework ceiling (v4: and v3)
+        if label == "onion_v4_ceiling" and not community:
+            continue
+        line[ratio] = round(m.rps / ceiling.rps, 3)
     line["load_average"] = load_average()
     text = json.dumps(line, sort_keys=False)
     print("JSON " + text, flush=True)
@@ -643,12 +857,18 @@ def report(cfg: Config, m: Measured, extra: dict[str, Any]) -> None:
     cfg.rows.append(line)
 
 
-def run_server_scenarios(cfg: Config, backend: str, messages: int, users: list[User]) -> None:
+def run_server_scenarios(
+    cfg: Config, backend: str, messages: int, users: list[User]
+) -> float | None:
+    """Set up and drive one (backend, M) group; the open loop's rate if one ran."""
     args = cfg.args
     data_dir = cfg.tmp / f"data-{backend}-{messages}"
     pg = PostgresDatabase(args.database_url) if backend == "postgresql" else None
     db_url = pg.url if pg else None
     service = None
+    open_loop_rate = None
+    v2 = any(not SCENARIOS[key].community for key in args.scenarios)
+    v4 = any(SCENARIOS[key].community for key in args.scenarios)
     try:
         started = time.monotonic()
         cli(data_dir, db_url, ["db", "upgrade"])
@@ -674,55 +894,128 @@ def run_server_scenarios(cfg: Config, backend: str, messages: int, users: list[U
         )
         service.db_name = pg.name if pg else None
         service.wait_ready("/rooms")
-        auth_started = time.monotonic()
-        rooms = [MAIN_ROOM, *EXTRA_ROOMS]
-        for user in users:
-            user.tokens = {}
-        asyncio.run(_authenticate_all(port, users, rooms, 16))
-        print(
-            f"# setup {backend} M={messages}: history {history_s:.1f} s, "
-            f"{len(users)} users x {len(rooms)} rooms: tokens in "
-            f"{time.monotonic() - auth_started:.1f} s, "
-            f"total {time.monotonic() - started:.1f} s",
-            flush=True,
-        )
         pub = server_public_key(data_dir)
+        rooms = [MAIN_ROOM, *EXTRA_ROOMS]
+        setup = [f"history {history_s:.1f} s"]
+        if v2:
+            auth_started = time.monotonic()
+            for user in users:
+                user.tokens = {}
+            asyncio.run(_authenticate_all(port, users, rooms, 16))
+            setup.append(
+                f"{len(users)} users x {len(rooms)} rooms: tokens in "
+                f"{time.monotonic() - auth_started:.1f} s"
+            )
+        if v4:
+            introduced = time.monotonic()
+            asyncio.run(_introduce_all(port, pub, cfg.seeds, 16))
+            setup.append(
+                f"{len(cfg.seeds)} blinded users' first signed request in "
+                f"{time.monotonic() - introduced:.1f} s"
+            )
+        setup.append(f"total {time.monotonic() - started:.1f} s")
+        print(f"# setup {backend} M={messages}: " + ", ".join(setup), flush=True)
+        where = {"backend": backend, "messages": messages}
+        measured_rps: dict[str, float] = {}
         for key in args.scenarios:
-            name, kind, n_rooms = SCENARIOS[key]
-            job = base_job(args, kind, port, pub)
-            job.rooms = rooms[:n_rooms]
-            job.users = users
-            job.heads = asyncio.run(_heads(port, users[0], job.rooms))
+            scenario = SCENARIOS[key]
+            name = scenario.name
             profile = None
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 profile = args.profile / f"{name}-{backend}-M{messages}.speedscope.json"
+            try:
+                job, extra = scenario_job(cfg, scenario, port, pub, users)
+            except (OSError, HttpError) as exc:
+                stopped_answering(service, exc, name, f"{backend} M={messages}")
+                return None
             measured = drive(
                 name, job, args.loadgen_processes, service, profile, args.py_spy, args.py_spy_args
             )
+            measured_rps[key] = measured.rps
+            report(cfg, measured, {"target": "opengroup", **where, **extra})
+            if measured.errors:
+                print_log_tail(service)
+        if args.open_loop:
+            scenario = SCENARIOS["e"]
+            if args.open_loop_base == "ceiling":
+                base, of = cfg.ceilings["onion_v4_ceiling"].rps, "onion_v4_ceiling"
+            else:
+                base, of = measured_rps["e"], scenario.name
+            try:
+                job, extra = scenario_job(cfg, scenario, port, pub, users)
+            except (OSError, HttpError) as exc:
+                stopped_answering(service, exc, "the open loop", f"{backend} M={messages}")
+                return None
+            open_loop_rate = args.open_loop * base
+            job.open_loop_rate = open_loop_rate
+            job.late_ms = args.open_loop_late_ms
+            name = scenario.name + OPEN_LOOP_SUFFIX
+            measured = drive(name, job, args.loadgen_processes, service)
             report(
                 cfg,
                 measured,
-                {"target": "opengroup", "backend": backend, "messages": messages,
-                 "users": len(users), "main_room_head": job.heads[MAIN_ROOM]},
+                {"target": "opengroup", "mode": "open_loop", **where, **extra,
+                 "open_loop_fraction": args.open_loop, "open_loop_of": of},
             )  # fmt: skip
             if measured.errors:
-                tail = service.log.read_text(errors="replace")[-2000:]
-                if tail.strip():
-                    print(f"# server log tail:\n{tail}", flush=True)
+                print_log_tail(service)
     finally:
         if service is not None:
             service.stop()
         if pg is not None:
             pg.drop()
+    return open_loop_rate
+
+
+def scenario_job(
+    cfg: Config, scenario: Scenario, port: int, pub: bytes, users: list[User]
+) -> tuple[Job, dict[str, Any]]:
+    """The job of a scenario with the cursors of caught-up clients, read just before it;
+    and what the report says about where it started."""
+    rooms = [MAIN_ROOM, *EXTRA_ROOMS][: scenario.rooms]
+    if not scenario.community:
+        job = base_job(cfg.args, scenario.kind, port, pub)
+        job.rooms = rooms
+        job.users = users
+        job.post_fraction = scenario.post_fraction or 0.05
+        job.heads = asyncio.run(_heads(port, users[0], rooms))
+        return job, {"users": len(users), "main_room_head": job.heads[MAIN_ROOM]}
+    first = community.identity(cfg.seeds[0])
+    heads = asyncio.run(_seqnos(port, pub, first, rooms))
+    reaction_ids: list[int] = []
+    if scenario.react_fraction:
+        reaction_ids = asyncio.run(_recent_ids(port, pub, first, MAIN_ROOM, REACTION_TARGETS))
+    job = community_job(
+        cfg, scenario, port, pub, {} if cfg.args.fresh_clients else heads, reaction_ids
+    )
+    extra = {"users": len(cfg.seeds), "main_room_seqno": heads[MAIN_ROOM]}
+    if cfg.args.fresh_clients:
+        extra["fresh_clients"] = True
+    return job, extra
+
+
+def stopped_answering(service: Service, exc: Exception, before: str, group: str) -> None:
+    """Say that the server stopped answering (the rest of the group is skipped)."""
+    print(
+        f"# the server stopped answering ({exc!r}) before {before}: the rest of {group} is skipped",
+        flush=True,
+    )
+    print_log_tail(service)
+
+
+def print_log_tail(service: Service) -> None:
+    tail = service.log.read_text(errors="replace")[-2000:]
+    if tail.strip():
+        print(f"# server log tail:\n{tail}", flush=True)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """The human summary: one row per measurement (the JSON lines carry more)."""
     head = (
         f"{'scenario':<18} {'backend':<10} {'M':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
-        f"{'p99 ms':>7} {'vs fw':>6} {'vs onion':>8} {'srv+pg cpu%':>11} {'gen cpu%':>8} "
-        f"{'rss MB':>7} {'max wkr':>7}  errors"
+        f"{'p99 ms':>7} {'vs fw':>6} {'vs onion':>8} {'vs v4':>6} {'srv+pg cpu%':>11} "
+        f"{'gen cpu%':>8} {'sign%':>5} {'rss MB':>7} {'max wkr':>7}  errors"
     )
     print(head)
     print("-" * len(head))
@@ -730,57 +1023,118 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     def ratio(r: dict[str, Any], key: str) -> str:
         return f"{r[key]:.3f}" if key in r else "-"
 
-    for r in rows:
-        cpu = f"{r['server_cpu_pct']:.0f}"
+    def cpu(r: dict[str, Any]) -> str:
+        text = f"{r['server_cpu_pct']:.0f}"
         if r.get("postgres_cpu_pct") is not None:
-            cpu += f"+{r['postgres_cpu_pct']:.0f}"
+            text += f"+{r['postgres_cpu_pct']:.0f}"
+        return text
+
+    def sign(r: dict[str, Any]) -> str:
+        return f"{r['loadgen_sign_cpu_pct']:.0f}" if "loadgen_sign_cpu_pct" in r else "-"
+
+    for r in rows:
+        if r.get("mode") == "open_loop":
+            continue
         print(
             f"{r['scenario']:<18} {r.get('backend', '-'):<10} {r.get('messages', '-')!s:>7} "
             f"{r['rps']:>8.0f} {r['p50_ms']:>7.1f} {r['p90_ms']:>7.1f} {r['p99_ms']:>7.1f} "
             f"{ratio(r, 'vs_framework_ceiling'):>6} {ratio(r, 'vs_onion_ceiling'):>8} "
-            f"{cpu:>11} {r['loadgen_cpu_pct']:>8.0f} "
-            f"{r['server_rss_mb']:>7.0f} {r['server_rss_mb_max_worker']:>7.0f}  {r['errors'] or ''}"
+            f"{ratio(r, 'vs_onion_v4_ceiling'):>6} {cpu(r):>11} {r['loadgen_cpu_pct']:>8.0f} "
+            f"{sign(r):>5} {r['server_rss_mb']:>7.0f} {r['server_rss_mb_max_worker']:>7.0f}  "
+            f"{r['errors'] or ''}"
         )
+    open_rows = [r for r in rows if r.get("mode") == "open_loop"]
+    if not open_rows:
+        return
+    print("\nopen loop (latency from each request's intended send time):")
+    head = (
+        f"{'scenario':<28} {'backend':<10} {'M':>7} {'rate/s':>7} {'done/s':>7} {'p50 ms':>7} "
+        f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>8} {'missed':>7} {'unsent':>6} "
+        f"{'lag p99':>7} {'srv cpu%':>8} {'gen cpu%':>8}  errors"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in open_rows:
+        print(
+            f"{r['scenario']:<28} {r.get('backend', '-'):<10} {r.get('messages', '-')!s:>7} "
+            f"{r['open_loop_rate']:>7.0f} {r['rps']:>7.0f} {r['p50_ms']:>7.1f} "
+            f"{r['p90_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['max_ms']:>8.1f} "
+            f"{r['missed_sends']:>7} {r['unsent']:>6} {r['send_lag_p99_ms']:>7.1f} "
+            f"{cpu(r):>8} {r['loadgen_cpu_pct']:>8.0f}  {r['errors'] or ''}"
+        )
+
+
+# scenario key -> (share of a ceiling it should reach, the ratio field, that ceiling's name)
+FLOORS = {
+    "a": (0.50, "vs_onion_ceiling", "onion ceiling"),
+    "b": (0.25, "vs_onion_ceiling", "onion ceiling"),
+    "c": (0.25, "vs_onion_ceiling", "onion ceiling"),
+    "e": (0.40, "vs_onion_v4_ceiling", "onion v4 ceiling"),
+    "f": (0.20, "vs_onion_v4_ceiling", "onion v4 ceiling"),
+    "g": (0.25, "vs_onion_v4_ceiling", "onion v4 ceiling"),
+}
+# scenario key -> (the scenario whose p99 it is held to, how many times that)
+TAILS = {"d": ("a", 2.0), "h": ("e", 2.0), "i": ("e", 2.0)}
+# scenario key -> the ratio its speed is compared by across history sizes and backends
+SCALED = {"a": "vs_onion_ceiling", "e": "vs_onion_v4_ceiling"}
 
 
 def target_checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
     """The issue's targets against what was measured: (what, measured, met)."""
     found = {
-        (r["scenario"][0], r["backend"], r["messages"]): r
+        (SCENARIO_KEYS[r["scenario"]], r["backend"], r["messages"]): r
         for r in rows
-        if r.get("target") == "opengroup"
+        if r.get("target") == "opengroup" and not r.get("mode") and r["scenario"] in SCENARIO_KEYS
     }
     checks: list[tuple[str, str, bool]] = []
     sizes = sorted({m for _, _, m in found})
     for (key, backend, m), r in sorted(found.items()):
         where = f"{backend} M={m}"
-        onion = r.get("vs_onion_ceiling")
-        floor = {"a": 0.50, "b": 0.25, "c": 0.25}.get(key)
-        if floor is not None and onion is not None:
-            checks.append(
-                (
-                    f"({key}) >= {floor:.0%} of onion ceiling, {where}",
-                    f"{onion:.1%}",
-                    onion >= floor,
+        if key in FLOORS:
+            floor, field_name, of = FLOORS[key]
+            share = r.get(field_name)
+            if share is not None:
+                checks.append(
+                    (
+                        f"({key}) >= {floor:.0%} of {of}, {where}",
+                        f"{share:.1%}",
+                        share >= floor,
+                    )
                 )
-            )
         if key == "a":
             checks.append((f"(a) p99 < 25 ms, {where}", f"{r['p99_ms']:.1f} ms", r["p99_ms"] < 25))
+        if key in TAILS:
+            base_key, times = TAILS[key]
+            base = found.get((base_key, backend, m))
+            if base is not None:
+                checks.append(
+                    (
+                        f"({key}) p99 <= {times:g}x ({base_key}) p99, {where}",
+                        f"{r['p99_ms']:.1f} ms vs {base['p99_ms']:.1f} ms "
+                        f"({r['p99_ms'] / base['p99_ms']:.2f}x)"
+                        if base["p99_ms"]
+                        else f"{r['p99_ms']:.1f} ms",
+                        r["p99_ms"] <= times * base["p99_ms"],
+                    )
+                )
 
-    def relative(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, str]:
-        """a's speed over b's: of the ratios to the onion ceiling when both have one (the
+    def relative(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float, str]:
+        """a's speed over b's: of the ratios to the ceiling when both have one (the
         machine's load may change between them), else of the raw requests/s."""
         raw = a["rps"] / b["rps"] if b["rps"] else 0.0
-        if a.get("vs_onion_ceiling") and b.get("vs_onion_ceiling"):
-            normalised = a["vs_onion_ceiling"] / b["vs_onion_ceiling"]
+        if a.get(key) and b.get(key):
+            normalised = a[key] / b[key]
             return normalised, f"{normalised:.2f}x of the ceiling ratios ({raw:.2f}x raw req/s)"
         return raw, f"{raw:.2f}x"
 
     for backend in sorted({b for _, b, _ in found}):
-        small, large = found.get(("a", backend, 1000)), found.get(("a", backend, 100_000))
-        if small and large:
-            ratio, text = relative(large, small)
-            checks.append((f"(a) M=100,000 within 10% of M=1,000, {backend}", text, ratio >= 0.9))
+        for key, ratio_key in SCALED.items():
+            small, large = found.get((key, backend, 1000)), found.get((key, backend, 100_000))
+            if small and large:
+                ratio, text = relative(large, small, ratio_key)
+                checks.append(
+                    (f"({key}) M=100,000 within 10% of M=1,000, {backend}", text, ratio >= 0.9)
+                )
         if sizes:
             at = [r for (_, b, m), r in found.items() if b == backend and m == sizes[-1]]
             worst = max(r["server_rss_mb_max_worker"] for r in at) if at else 0.0
@@ -792,10 +1146,40 @@ def target_checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
                 )
             )
     for m in sizes:
-        lite, pg = found.get(("a", "sqlite", m)), found.get(("a", "postgresql", m))
-        if lite and pg and pg["rps"]:
-            slower, text = relative(lite, pg)
-            checks.append((f"(a) PostgreSQL within 1.5x of SQLite, M={m}", text, slower <= 1.5))
+        for key, ratio_key in SCALED.items():
+            lite, pg = found.get((key, "sqlite", m)), found.get((key, "postgresql", m))
+            if lite and pg and pg["rps"]:
+                slower, text = relative(lite, pg, ratio_key)
+                checks.append(
+                    (f"({key}) PostgreSQL within 1.5x of SQLite, M={m}", text, slower <= 1.5)
+                )
+    open_rows = [r for r in rows if r.get("mode") == "open_loop"]
+    for r in open_rows:
+        if r.get("target") != "opengroup":
+            continue
+        ceiling = next(
+            (
+                c
+                for c in open_rows
+                if c.get("target") == "ceiling"
+                and c.get("backend") == r["backend"]
+                and c.get("messages") == r["messages"]
+            ),
+            None,
+        )
+        if ceiling is None:
+            continue
+        checks.append(
+            (
+                f"(e) open loop at {r['open_loop_fraction']:.0%} of {r['open_loop_of']}'s max "
+                f"({r['open_loop_rate']:.0f}/s): p99 <= 3x the v4 ceiling's p99 at that rate, "
+                f"{r['backend']} M={r['messages']}",
+                f"{r['p99_ms']:.1f} ms vs {ceiling['p99_ms']:.1f} ms, "
+                f"{r['missed_sends']} of {r['intended']} sends missed "
+                f"(ceiling {ceiling['missed_sends']})",
+                r["p99_ms"] <= 3 * ceiling["p99_ms"],
+            )
+        )
     return checks
 
 
@@ -816,13 +1200,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.run", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
     p.add_argument(
-        "--scenarios", default="a,b,c,d",
-        help="comma-separated: a=poll 1 room, b=poll 10 rooms, c=post, d=95%% polls/5%% posts",
+        "--scenarios", default=",".join(SCENARIOS),
+        help="comma-separated: a=poll 1 room, b=poll 10 rooms, c=post, d=95%% polls/5%% posts "
+        "(v2, onion v3); e=batch poll of 1 room, f=of 10 rooms, g=post, h=95%% e/5%% g, "
+        "i=90%% e/5%% g/5%% reactions (community API, onion v4, blinded users)",
     )  # fmt: skip
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per scenario")
     p.add_argument("--concurrency", type=int, default=64, help="connections in flight (C)")
-    p.add_argument("--users", type=int, default=1000, help="users with tokens in all rooms (K)")
+    p.add_argument(
+        "--users", type=int, default=1000,
+        help="users (K): v2 users with tokens in all rooms, and as many blinded users",
+    )  # fmt: skip
     p.add_argument(
         "--messages", default="1000", help="history size M of main; comma-separated for several"
     )
@@ -840,10 +1229,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json-out", type=Path, default=None, help="also append the JSON lines here")
     p.add_argument(
         "--ceilings", choices=("once", "each", "none"), default="once",
-        help="measure the two reference apps once at the start, before each backend and "
+        help="measure the reference apps once at the start, before each backend and "
         "history size (ratios then use the nearest, on a machine whose load changes), or not",
     )  # fmt: skip
     p.add_argument("--no-ceilings", action="store_true", help="same as --ceilings none")
+    p.add_argument(
+        "--open-loop", type=float, default=None, metavar="FRACTION",
+        help="after the scenarios, drive (e) open loop at FRACTION of its measured maximum "
+        "(or of the v4 ceiling's, --open-loop-base ceiling), then the v4 ceiling at the same "
+        "rate; latency from the intended send time",
+    )  # fmt: skip
+    p.add_argument(
+        "--open-loop-base", choices=("scenario", "ceiling"), default="scenario",
+        help="what --open-loop is a fraction of: (e)'s closed-loop req/s or the v4 ceiling's",
+    )  # fmt: skip
+    p.add_argument(
+        "--open-loop-late-ms", type=float, default=10.0,
+        help="an open-loop send that goes out this late or later counts as missed",
+    )  # fmt: skip
+    p.add_argument(
+        "--presign-rate", type=float, default=5000.0,
+        help="req/s the pools of pre-signed posts and reactions are sized for when no v4 "
+        "ceiling was measured in the run (a user whose pool runs dry signs on the fly)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fresh-clients", action="store_true",
+        help="community API users start with no cursors (first poll messages/recent), not "
+        "caught up",
+    )  # fmt: skip
     p.add_argument(
         "--profile", type=Path, default=None,
         help="record each scenario with py-spy (first worker) into this directory",
@@ -861,6 +1274,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.messages = [int(m) for m in str(args.messages).split(",")]
     if args.no_ceilings:
         args.ceilings = "none"
+    if args.open_loop is not None:
+        if not 0 < args.open_loop <= 2:
+            p.error("--open-loop takes a fraction, e.g. 0.5")
+        if args.open_loop_base == "ceiling" and args.ceilings == "none":
+            p.error("--open-loop-base ceiling needs the ceilings measured")
+        if args.open_loop_base == "scenario" and "e" not in args.scenarios:
+            args.scenarios.append("e")  # its maximum sets the rate
     backend = args.backend or ("postgresql" if args.database_url else "sqlite")
     args.backends = ["sqlite", "postgresql"] if backend == "both" else [backend]
     args.database_url = args.database_url or DEFAULT_PG
@@ -901,6 +1321,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         started = time.monotonic()
         users = [User.generate() for _ in range(args.users)]
+        cfg.seeds = [os.urandom(32) for _ in range(args.users)]  # the blinded users' keys
         try:
             if args.ceilings == "once":
                 measure_ceilings(cfg, users, None)
@@ -908,7 +1329,10 @@ def main(argv: list[str] | None = None) -> None:
                 for messages in args.messages:
                     if args.ceilings == "each":
                         measure_ceilings(cfg, users, (backend, messages))
-                    run_server_scenarios(cfg, backend, messages, users)
+                    rate = run_server_scenarios(cfg, backend, messages, users)
+                    if rate is not None:
+                        where = {"backend": backend, "messages": messages}
+                        measure_open_loop_ceiling(cfg, rate, where)
         finally:
             if cfg.json_out is not None:
                 cfg.json_out.close()

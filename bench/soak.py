@@ -49,7 +49,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from sessionclient import (  # noqa: E402  (the tests dir is on the path only now)
+from sessionclient import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
     Client,
     Identity,
     load_server_public_key,
