@@ -132,6 +132,11 @@ class PostWriter:
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
         self._queue: list[NewPost] = []
         self._writer: asyncio.Task[None] | None = None  # writing groups, while any wait
+        # The writer's own thread token: community API posts wait for the writer from
+        # request threads, so were it to queue for those threads' tokens, a full pool of
+        # waiting posts would never be written.
+        # (Made on first use: it belongs to the event loop.)
+        self._thread: anyio.CapacityLimiter | None = None
 
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
@@ -150,7 +155,11 @@ class PostWriter:
                 group, self._queue = self._queue, []
                 group.sort(key=lambda post: post.room_id)  # stable: each room's posts in order
                 try:
-                    outcomes = await anyio.to_thread.run_sync(self._write_group, group)
+                    if self._thread is None:
+                        self._thread = anyio.CapacityLimiter(1)
+                    outcomes = await anyio.to_thread.run_sync(
+                        self._write_group, group, limiter=self._thread
+                    )
                 except Exception as exc:
                     for post in group:
                         failed = GroupWriteFailed("the transaction of this post failed")
