@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +21,9 @@ import anyio.to_thread
 import orjson
 
 from opengroup.api.jsonbody import DEEP_JSON, JsonTooDeep, loads_json
+from opengroup.api.paths import PathTable
 from opengroup.domain.community import Community
-from opengroup.domain.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, RateLimited
+from opengroup.domain.errors import ApiError, BadRequest, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +101,12 @@ class ApiResponse:
 
 Handler = Callable[[Community, ApiRequest], JsonObject | Awaitable[JsonObject]]
 
-_PARAM_RE = re.compile(r"\{(\w+)\}")
-
 
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str
     handler: Handler
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile("^" + _PARAM_RE.sub(r"(?P<\1>[^/]+)", self.path) + "$")
 
 
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> ApiResponse:
@@ -122,39 +116,16 @@ def error_response(status: int, reason: str, headers: dict[str, str] | None = No
 
 class Router:
     def __init__(self, routes: list[Route]) -> None:
-        self._routes = [(route, route.pattern) for route in routes]
-        # Paths without parameters, looked up before any pattern is tried.
-        self._fixed: dict[tuple[str, str], Route] = {
-            (route.method, route.path): route for route in routes if "{" not in route.path
-        }
+        self.table = PathTable(routes)
         self._async = {
             route.handler for route in routes if inspect.iscoroutinefunction(route.handler)
         }
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
-        path = "/" + path.strip("/")
-        fixed = self._fixed.get((method, path))
-        if fixed is not None:
-            return fixed, {}
-        allowed = False
-        for route, pattern in self._routes:
-            found = pattern.match(path)
-            if found is None:
-                continue
-            if route.method == method:
-                return route, found.groupdict()
-            allowed = True
-        if allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path}")
-        raise NotFound(f"no such endpoint: {path}")
+        return self.table.match(method, path)
 
     def knows(self, method: str, path: str) -> bool:
-        """Whether a route of this method matches the path."""
-        try:
-            self.match(method, path)
-        except ApiError:
-            return False
-        return True
+        return self.table.knows(method, path)
 
     async def dispatch(self, community: Community, request: ApiRequest) -> ApiResponse:
         """Find and run the handler; the answer names the route that matched (if any)."""

@@ -150,15 +150,23 @@ def lock_room(conn: Connection, room_id: str) -> bool:
     return row is not None
 
 
-def next_deletion_id(conn: Connection, room_id: str) -> int:
+def bump_room_counter(conn: Connection, room_id: str, counter: str) -> int:
+    """Add one to a counter of the room (``deletion_seq``, ``seqno`` or
+    ``info_updates``) and return it; the row stays locked until commit, so the
+    room's writers take numbers one after another."""
+    column = rooms.c[counter]
     return int(
         conn.execute(
             update(rooms)
             .where(rooms.c.id == room_id)
-            .values(deletion_seq=rooms.c.deletion_seq + 1)
-            .returning(rooms.c.deletion_seq)
+            .values({column: column + 1})
+            .returning(column)
         ).scalar_one()
     )
+
+
+def next_deletion_id(conn: Connection, room_id: str) -> int:
+    return bump_room_counter(conn, room_id, "deletion_seq")
 
 
 # -- tokens ------------------------------------------------------------------
@@ -401,14 +409,7 @@ def live_message_ids_by(conn: Connection, room_id: str, public_key: str) -> list
 
 def next_seqno(conn: Connection, room_id: str) -> int:
     """Take the room's next seqno (the community API's change counter)."""
-    return int(
-        conn.execute(
-            update(rooms)
-            .where(rooms.c.id == room_id)
-            .values(seqno=rooms.c.seqno + 1)
-            .returning(rooms.c.seqno)
-        ).scalar_one()
-    )
+    return bump_room_counter(conn, room_id, "seqno")
 
 
 def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from opengroup.storage.queries import bump_room_counter
 from opengroup.storage.schema import files, messages, pins, room_activity, rooms
 
 DEFAULT_PERMISSIONS = ("default_read", "default_accessible", "default_write", "default_upload")
@@ -65,14 +66,7 @@ def all_rooms(conn: Connection) -> list[RoomDetails]:
 
 
 def bump_info_updates(conn: Connection, room_id: str) -> int:
-    return int(
-        conn.execute(
-            update(rooms)
-            .where(rooms.c.id == room_id)
-            .values(info_updates=rooms.c.info_updates + 1)
-            .returning(rooms.c.info_updates)
-        ).scalar_one()
-    )
+    return bump_room_counter(conn, room_id, "info_updates")
 
 
 def update_room(conn: Connection, room_id: str, values: dict[str, Any]) -> None:

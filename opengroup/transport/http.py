@@ -196,24 +196,34 @@ class Transports:
         response = Response(answer.encode(), answer.status, answer.headers, media_type=JSON)
         return _closing(request, response)
 
+    async def _open_onion(
+        self, scope: Scope, receive: Receive, send: Send, transport: str, route: str, started: float
+    ) -> onion.OpenedEnvelope | None:
+        """The envelope of an onion request, or None once a plain HTTP refusal is sent
+        (413 over ``max_onion_body_bytes``, 400 if it cannot be opened: there is no key
+        to seal an answer with)."""
+        close = _asks_to_close(scope)
+        try:
+            body = await read_asgi_body(scope, receive, self.settings.max_onion_body_bytes)
+            return onion.open_envelope(body, self.private_key)
+        except BodyTooLarge:
+            self._record(transport, "POST", route, 413, started, "body too large")
+            await _send(send, 413, b"onion request too large", PLAIN, close)
+        except onion.EnvelopeError as exc:
+            self._record(transport, "POST", route, 400, started, f"bad envelope: {exc}")
+            if self.metrics is not None:
+                self.metrics.onion_failures.inc()
+            await _send(send, 400, f"bad onion request: {exc}".encode(), PLAIN, close)
+        return None
+
     async def onion(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /loki/v3/lsrpc``, as a bare ASGI app: every poll of every client comes
         this way, and Starlette's request and routing machinery would cost more here
         than the rest of a poll."""
         started = time.perf_counter()
         close = _asks_to_close(scope)
-        try:
-            body = await read_asgi_body(scope, receive, self.settings.max_onion_body_bytes)
-            envelope = onion.open_envelope(body, self.private_key)
-        except BodyTooLarge:
-            self._record("onion", "POST", ONION_ROUTE, 413, started, "body too large")
-            await _send(send, 413, b"onion request too large", PLAIN, close)
-            return
-        except onion.EnvelopeError as exc:
-            self._record("onion", "POST", ONION_ROUTE, 400, started, f"bad envelope: {exc}")
-            if self.metrics is not None:
-                self.metrics.onion_failures.inc()
-            await _send(send, 400, f"bad onion request: {exc}".encode(), PLAIN, close)
+        envelope = await self._open_onion(scope, receive, send, "onion", ONION_ROUTE, started)
+        if envelope is None:
             return
         try:
             api_request, v3_api = onion.parse_inner_request(
@@ -239,18 +249,8 @@ class Transports:
         v2 API for an endpoint under ``/legacy/``; the answer is bencoded, sealed, raw."""
         started = time.perf_counter()
         close = _asks_to_close(scope)
-        try:
-            body = await read_asgi_body(scope, receive, self.settings.max_onion_body_bytes)
-            envelope = onion.open_envelope(body, self.private_key)
-        except BodyTooLarge:
-            self._record("onion4", "POST", ONION_V4_ROUTE, 413, started, "body too large")
-            await _send(send, 413, b"onion request too large", PLAIN, close)
-            return
-        except onion.EnvelopeError as exc:
-            self._record("onion4", "POST", ONION_V4_ROUTE, 400, started, f"bad envelope: {exc}")
-            if self.metrics is not None:
-                self.metrics.onion_failures.inc()
-            await _send(send, 400, f"bad onion request: {exc}".encode(), PLAIN, close)
+        envelope = await self._open_onion(scope, receive, send, "onion4", ONION_V4_ROUTE, started)
+        if envelope is None:
             return
         try:
             api_request = onion_v4.parse_request(envelope.plaintext, self.settings.max_json_depth)

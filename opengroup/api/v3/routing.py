@@ -10,12 +10,12 @@ thread, as the outer request's signer.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio.to_thread
 
+from opengroup.api.paths import PathTable
 from opengroup.api.routing import ApiRequest
 from opengroup.api.v3.calls import Access, Answer, Call, Handler
 from opengroup.domain import signed_requests
@@ -24,8 +24,6 @@ from opengroup.domain.community import Community
 from opengroup.domain.errors import (
     ApiError,
     Banned,
-    MethodNotAllowed,
-    NotFound,
     NotPermitted,
     RateLimited,
     Unauthorized,
@@ -35,8 +33,6 @@ from opengroup.domain.users import User
 log = logging.getLogger(__name__)
 
 AUTH_REQUIRED = "X-SOGS-* request authentication required"
-
-_PARAM_RE = re.compile(r"\{(\w+)(:path)?\}")
 
 
 @dataclass(frozen=True)
@@ -50,40 +46,18 @@ class Route:
     handler: Handler
     access: Access
 
-    def pattern(self) -> re.Pattern[str]:
-        def group(found: re.Match[str]) -> str:
-            return f"(?P<{found[1]}>.+)" if found[2] else f"(?P<{found[1]}>[^/]+)"
-
-        return re.compile("^" + _PARAM_RE.sub(group, self.path) + "$")
-
 
 class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
-        self._patterns = [(route, route.pattern()) for route in routes]
+        self.table = PathTable(self.routes)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for ``path`` (trailing ``/`` ignored): 404 or 405 if none."""
-        path = "/" + path.strip("/")
-        allowed = False
-        for route, pattern in self._patterns:
-            found = pattern.match(path)
-            if found is None:
-                continue
-            if route.method == method:
-                return route, found.groupdict()
-            allowed = True
-        if allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path}")
-        raise NotFound(f"no such endpoint: {path}")
+        return self.table.match(method, path)
 
     def knows(self, method: str, path: str) -> bool:
-        """Whether a route of this method matches the path."""
-        try:
-            self.match(method, path)
-        except ApiError:
-            return False
-        return True
+        return self.table.knows(method, path)
 
     async def dispatch(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
         """Answer a request in a worker thread; also the matched route's pattern ("" if
