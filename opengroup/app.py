@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
 from opengroup.api.routes import router
@@ -62,7 +61,7 @@ def prepare(settings: Settings, *, with_keys: bool = True, serving: bool = False
 async def _prune_forever(community: Community, interval: float) -> None:
     while True:
         try:
-            counts = await run_in_threadpool(community.prune)
+            counts = await anyio.to_thread.run_sync(community.prune)
             if any(counts.values()):
                 log.info("pruned expired %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
         except Exception:
@@ -76,7 +75,7 @@ async def _apply_scheduled_forever(community: Community, interval: float) -> Non
     while True:
         await asyncio.sleep(interval)
         try:
-            counts = await run_in_threadpool(community.staff.apply_due)
+            counts = await anyio.to_thread.run_sync(community.staff.apply_due)
             if any(counts.values()):
                 log.info("applied %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
         except Exception:
@@ -88,7 +87,7 @@ async def _checkpoint_forever(db: Database) -> None:
     while True:
         await asyncio.sleep(SQLITE_CHECKPOINT_SECONDS)
         try:
-            await run_in_threadpool(db.checkpoint)
+            await anyio.to_thread.run_sync(db.checkpoint)
         except Exception:
             log.exception("WAL checkpoint failed; will retry")
 

@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, ClauseElement, bindparam, false, select
+from sqlalchemy import ClauseElement
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect, make_url
 
+from opengroup.storage import paging
 from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
 from opengroup.storage.driversql import Statement, compile_statements, postgresql_dialect
 from opengroup.storage.queries import Message
@@ -42,7 +43,6 @@ from opengroup.storage.roomhead import (
     TokenHolder,
     head_statement,
 )
-from opengroup.storage.schema import deletions, messages
 
 # Batches of polls read at once by one process (each on its own connection); the
 # polls that arrive meanwhile wait for the next. See PostgresPollReader.
@@ -77,34 +77,15 @@ class RoomRows:
 
 def _statements(dialect: Dialect) -> dict[str, ClauseElement]:
     """The poll's statements (bind parameters by name)."""
-    room_id: BindParameter[str] = bindparam("room_id")
-    live = select(
-        messages.c.server_id,
-        messages.c.public_key,
-        messages.c.timestamp,
-        messages.c.data,
-        messages.c.signature,
-    ).where(
-        messages.c.room_id == room_id,
-        messages.c.deleted == false(),
-        # Whispers are the community API's; v2 clients never see them.
-        messages.c.whisper_to.is_(None),
-        messages.c.whisper_mods == false(),
-    )
-    limit: BindParameter[int] = bindparam("limit")
     statements: dict[str, ClauseElement] = {
         "head": head_statement(dialect),
-        "messages_after": live.where(messages.c.server_id > bindparam("after"))
-        .order_by(messages.c.server_id)
-        .limit(limit),
-        "messages_newest": live.order_by(messages.c.server_id.desc()).limit(limit),
+        "messages_after": paging.MESSAGES_AFTER,
+        "messages_newest": paging.MESSAGES_NEWEST,
     }
-    for name, key in (("by_number", deletions.c.id), ("by_message", deletions.c.message_id)):
-        query = select(deletions.c.id, deletions.c.message_id).where(deletions.c.room_id == room_id)
-        statements[f"deletions_after_{name}"] = (
-            query.where(key > bindparam("after")).order_by(key).limit(limit)
-        )
-        statements[f"deletions_newest_{name}"] = query.order_by(key.desc()).limit(limit)
+    for name, by_number in (("by_number", True), ("by_message", False)):
+        after, newest = paging.DELETIONS[by_number]
+        statements[f"deletions_after_{name}"] = after
+        statements[f"deletions_newest_{name}"] = newest
     return statements
 
 

@@ -50,7 +50,7 @@ from opengroup.storage.driversql import (
     driver_connection,
     driver_dialect,
 )
-from opengroup.storage.queries import Message
+from opengroup.storage.queries import LOCK_ROOM, Message
 from opengroup.storage.schema import messages, rooms
 
 # A rate limit's rule, from the domain: given the times of the key's posts in the
@@ -61,12 +61,7 @@ RateCheck = Callable[[Sequence[float]], None]
 def _statements() -> dict[str, ClauseElement]:
     room_id: BindParameter[str] = bindparam("room_id")
     return {
-        # PostgreSQL: FOR NO KEY UPDATE, the lock take_ids' UPDATE takes anyway (it lets
-        # the rows that refer to the room be written meanwhile). SQLite's writer holds
-        # the whole database anyway.
-        "lock_room": select(rooms.c.message_seq)
-        .where(rooms.c.id == room_id)
-        .with_for_update(key_share=True),
+        "lock_room": LOCK_ROOM,
         "recent_post_times": select(messages.c.posted_at).where(
             messages.c.room_id == room_id,
             messages.c.public_key == bindparam("public_key"),

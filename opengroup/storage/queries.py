@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from opengroup.storage import paging
 from opengroup.storage.roomhead import RoomHead, head_statement
 from opengroup.storage.schema import (
     bans,
@@ -137,17 +138,22 @@ def delete_room(conn: Connection, room_id: str) -> bool:
     return conn.execute(delete(rooms).where(rooms.c.id == room_id)).rowcount > 0
 
 
-def lock_room(conn: Connection, room_id: str) -> bool:
-    """Hold the room's row lock until commit, so the room's writers take turns.
+# The room's row lock, the one every writer of the room takes first (posting too, see
+# storage/postwriter.py): the room's writers take turns, and two never wait for each
+# other in a circle. PostgreSQL: FOR NO KEY UPDATE, the lock an UPDATE of the room's
+# counters takes anyway, which lets rows that refer to the room be written meanwhile.
+# SQLite ignores it (BEGIN IMMEDIATE serialises its writers).
+LOCK_ROOM = (
+    select(rooms.c.message_seq)
+    .where(rooms.c.id == bindparam("room_id"))
+    .with_for_update(key_share=True)
+)
 
-    Check-then-write transactions (deletions, bans, moderators) take it first,
-    the room row before any other row as posting does: on PostgreSQL, moderators
-    deleting the same messages at once then neither record a deletion twice nor
-    deadlock. SQLite ignores FOR UPDATE (BEGIN IMMEDIATE serialises its writers).
-    False if there is no such room.
-    """
-    row = conn.execute(select(rooms.c.id).where(rooms.c.id == room_id).with_for_update()).first()
-    return row is not None
+
+def lock_room(conn: Connection, room_id: str) -> bool:
+    """Hold the room's row lock until commit (check-then-write transactions:
+    deletions, bans, moderators); False if there is no such room."""
+    return conn.execute(LOCK_ROOM, {"room_id": room_id}).first() is not None
 
 
 def bump_room_counter(conn: Connection, room_id: str, counter: str) -> int:
@@ -348,39 +354,16 @@ def remove_ban(conn: Connection, room_id: str, public_key: str) -> bool:
 
 # -- messages and deletions --------------------------------------------------
 
-_MESSAGE_COLUMNS = (
-    messages.c.server_id,
-    messages.c.public_key,
-    messages.c.timestamp,
-    messages.c.data,
-    messages.c.signature,
-)
-
-
-# The v2 API's messages: live, and no whispers (those are the community API's).
-_LIVE_MESSAGES = select(*_MESSAGE_COLUMNS).where(
-    messages.c.room_id == bindparam("room_id"),
-    ~messages.c.deleted,
-    messages.c.whisper_to.is_(None),
-    ~messages.c.whisper_mods,
-)
-_MESSAGES_AFTER = (
-    _LIVE_MESSAGES.where(messages.c.server_id > bindparam("after"))
-    .order_by(messages.c.server_id)
-    .limit(bindparam("limit"))
-)
-_NEWEST_MESSAGES = _LIVE_MESSAGES.order_by(messages.c.server_id.desc()).limit(bindparam("limit"))
-
 
 def messages_after(conn: Connection, room_id: str, after: int, limit: int) -> list[Message]:
     """The oldest ``limit`` live messages with server_id > after, ascending."""
-    rows = conn.execute(_MESSAGES_AFTER, {"room_id": room_id, "after": after, "limit": limit})
+    rows = conn.execute(paging.MESSAGES_AFTER, {"room_id": room_id, "after": after, "limit": limit})
     return [Message(*row) for row in rows]
 
 
 def newest_messages(conn: Connection, room_id: str, limit: int) -> list[Message]:
     """The newest ``limit`` live messages, ascending."""
-    rows = conn.execute(_NEWEST_MESSAGES, {"room_id": room_id, "limit": limit})
+    rows = conn.execute(paging.MESSAGES_NEWEST, {"room_id": room_id, "limit": limit})
     return [Message(*row) for row in reversed(rows.all())]
 
 
@@ -441,20 +424,6 @@ def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:
     conn.execute(insert(deletions).values(room_id=room_id, id=deletion_id, message_id=server_id))
 
 
-def _deletions_statements(by_number: bool) -> tuple[Select[Any], Select[Any]]:
-    key = deletions.c.id if by_number else deletions.c.message_id
-    query = select(deletions.c.id, deletions.c.message_id).where(
-        deletions.c.room_id == bindparam("room_id")
-    )
-    after = query.where(key > bindparam("after")).order_by(key).limit(bindparam("limit"))
-    newest = query.order_by(key.desc()).limit(bindparam("limit"))
-    return after, newest
-
-
-# by_number -> (deletions after a cursor, the newest deletions)
-_DELETIONS = {by_number: _deletions_statements(by_number) for by_number in (True, False)}
-
-
 def deletions_after(
     conn: Connection, room_id: str, after: int | None, limit: int, *, by_number: bool
 ) -> list[tuple[int, int]]:
@@ -464,7 +433,7 @@ def deletions_after(
     format); otherwise by the deleted message's id (the seed's ``ids`` format).
     Without ``after``, the newest ``limit`` are returned, still ascending.
     """
-    after_statement, newest_statement = _DELETIONS[by_number]
+    after_statement, newest_statement = paging.DELETIONS[by_number]
     if after is None:
         rows = conn.execute(newest_statement, {"room_id": room_id, "limit": limit}).all()[::-1]
     else:

@@ -10,8 +10,8 @@ import dataclasses
 import logging
 import time
 
+import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -273,7 +273,7 @@ class Transports:
 
     async def home(self, request: Request) -> Response:
         started = time.perf_counter()
-        html = await run_in_threadpool(render_home, self.community)
+        html = await anyio.to_thread.run_sync(render_home, self.community)
         self._record("http", "GET", "/", 200, started)
         return _closing(request, HTMLResponse(html))
 
@@ -281,7 +281,7 @@ class Transports:
         """The home page's room images: raw bytes, sniffed type; 404 if none."""
         started = time.perf_counter()
         try:
-            data = await run_in_threadpool(
+            data = await anyio.to_thread.run_sync(
                 self.community.room_image, request.path_params["room_id"]
             )
         except NotFound:
@@ -299,7 +299,7 @@ class Transports:
         if not self.metrics.allowed(client):
             self._record("http", "GET", "/metrics", 403, started)
             return _closing(request, PlainTextResponse("metrics are not served to you", 403))
-        body, content_type = await run_in_threadpool(self.metrics.exposition)
+        body, content_type = await anyio.to_thread.run_sync(self.metrics.exposition)
         self._record("http", "GET", "/metrics", 200, started)
         return _closing(request, Response(body, 200, media_type=content_type))
 
