@@ -5,7 +5,7 @@ from __future__ import annotations
 from opengroup.api.formats import b64
 from opengroup.api.routing import ApiRequest, JsonObject
 from opengroup.domain import values
-from opengroup.domain.community import Community
+from opengroup.domain.community import Community, Member
 from opengroup.domain.errors import BadRequest
 
 
@@ -39,5 +39,5 @@ def revoke(og: Community, req: ApiRequest) -> JsonObject:
     return {}
 
 
-def member_count(og: Community, req: ApiRequest) -> JsonObject:
-    return {"member_count": og.member_count(og.authenticate(req.room, req.token))}
+def member_count(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+    return {"member_count": og.member_count(member)}

@@ -5,16 +5,14 @@ from __future__ import annotations
 from opengroup.api.formats import b64
 from opengroup.api.routing import ApiRequest, JsonObject
 from opengroup.domain import values
-from opengroup.domain.community import Community
+from opengroup.domain.community import Community, Member
 
 
-def upload(og: Community, req: ApiRequest) -> JsonObject:
-    member = og.authenticate(req.room, req.token)
+def upload(og: Community, req: ApiRequest, member: Member) -> JsonObject:
     data = values.base64_bytes(req.json().get("file"), "file")
     return {"result": og.upload(member, data)}
 
 
-def download(og: Community, req: ApiRequest) -> JsonObject:
-    member = og.authenticate(req.room, req.token)
+def download(og: Community, req: ApiRequest, member: Member) -> JsonObject:
     file_id = values.integer(req.path_params["file_id"], "file id")
     return {"result": b64(og.download(member, file_id))}

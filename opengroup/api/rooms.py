@@ -5,7 +5,7 @@ from __future__ import annotations
 from opengroup.api.formats import b64, room_json
 from opengroup.api.routing import ApiRequest, JsonObject
 from opengroup.domain import values
-from opengroup.domain.community import Community
+from opengroup.domain.community import Community, Member
 
 
 def list_rooms(og: Community, req: ApiRequest) -> JsonObject:
@@ -20,10 +20,9 @@ def get_room_image(og: Community, req: ApiRequest) -> JsonObject:
     return {"result": b64(og.room_image(req.path_params["room_id"]))}
 
 
-def set_room_image(og: Community, req: ApiRequest) -> JsonObject:
+def set_room_image(og: Community, req: ApiRequest, member: Member) -> JsonObject:
     """Moderators of the room in the path; the Room header is not needed."""
     room_id = req.path_params["room_id"]
-    member = og.authenticate(room_id, req.token)
     data = values.base64_bytes(req.json().get("file"), "file")
     og.set_room_image(member, room_id, data)
     return {"room_id": room_id}

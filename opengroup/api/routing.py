@@ -15,7 +15,8 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, cast
 
 import anyio.to_thread
 import orjson
@@ -99,7 +100,22 @@ class ApiResponse:
         return orjson.dumps(self.body)
 
 
-Handler = Callable[[Community, ApiRequest], JsonObject | Awaitable[JsonObject]]
+class Who(Enum):
+    """Who may call a v2 route. The router checks the token before the handler runs and
+    hands the handler the :class:`Member`; the domain then applies its own rules (a
+    moderator's rights, whose message may be deleted)."""
+
+    ANYONE = "anyone"
+    MEMBER = "a token holder of the Room header's room"
+    MEMBER_OF_PATH_ROOM = "a token holder of the path's room"
+    MEMBER_OF_BODY_ROOM = "a token holder of the body's room_id (else the Room header's)"
+
+
+# A handler of an ANYONE route takes (community, request); of the others also the
+# Member. An ``async`` handler runs on the event loop, a plain one in a worker thread.
+SyncHandler = Callable[..., JsonObject]
+AsyncHandler = Callable[..., Awaitable[JsonObject]]
+Handler = SyncHandler | AsyncHandler
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,7 @@ class Route:
     method: str
     path: str
     handler: Handler
+    who: Who = Who.ANYONE
 
 
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> ApiResponse:
@@ -134,18 +151,16 @@ class Router:
         except ApiError as exc:
             return error_response(exc.status, exc.reason)
         request.max_json_depth = community.settings.max_json_depth
-        response = await self._run(route.handler, community, request)
+        response = await self._run(route, community, request)
         response.route = route.path
         return response
 
-    async def _run(
-        self, handler: Handler, community: Community, request: ApiRequest
-    ) -> ApiResponse:
+    async def _run(self, route: Route, community: Community, request: ApiRequest) -> ApiResponse:
         try:
-            if handler in self._async:
-                result = await handler(community, request)
+            if route.handler in self._async:
+                result = await self._call_async(route, community, request)
             else:
-                result = await anyio.to_thread.run_sync(handler, community, request)
+                result = await anyio.to_thread.run_sync(self._call, route, community, request)
         except RateLimited as exc:
             retry = max(1, round(exc.retry_after_seconds + 0.5))
             response = error_response(exc.status, exc.reason, {"Retry-After": str(retry)})
@@ -157,3 +172,36 @@ class Router:
             log.exception("unexpected error in %s %s", request.method, request.path)
             return error_response(500, "internal server error")
         return ApiResponse(200, {"status_code": 200, **result})
+
+    @staticmethod
+    def _call(route: Route, community: Community, request: ApiRequest) -> JsonObject:
+        """A plain handler, after the token check its route asks for (worker thread)."""
+        handler = cast(SyncHandler, route.handler)
+        if route.who is Who.ANYONE:
+            return handler(community, request)
+        member = community.authenticate(_room_of(route.who, request), request.token)
+        return handler(community, request, member)
+
+    @staticmethod
+    async def _call_async(route: Route, community: Community, request: ApiRequest) -> JsonObject:
+        """An ``async`` handler, after its token check (on the event loop)."""
+        handler = cast(AsyncHandler, route.handler)
+        if route.who is Who.ANYONE:
+            return await handler(community, request)
+        room_id = _room_of(route.who, request)
+        member = await community.authenticate_async(room_id, request.token)
+        return await handler(community, request, member)
+
+
+def _room_of(who: Who, request: ApiRequest) -> str | None:
+    """The room whose token the caller must hold."""
+    if who is Who.MEMBER_OF_PATH_ROOM:
+        return request.path_params["room_id"]
+    if who is Who.MEMBER_OF_BODY_ROOM:
+        room_id = request.json().get("room_id")
+        if room_id is None:
+            return request.room
+        if not isinstance(room_id, str):
+            raise BadRequest("room_id must be a string")
+        return room_id
+    return request.room
