@@ -38,7 +38,8 @@ class Prepared:
     keys: ServerKeys | None
 
     def community(self) -> Community:
-        return Community(self.db, self.settings, self.keys)
+        public_key = self.keys.public_key if self.keys is not None else b""
+        return Community(self.db, self.settings, public_key)
 
 
 def open_database(settings: Settings, *, serving: bool = False) -> Database:
@@ -122,7 +123,8 @@ def create_app(settings: Settings) -> ASGIApp:
             await community.close()
             prepared.db.dispose()
 
-    return create_asgi_app(community, router, community_router, lifespan=lifespan)
+    assert prepared.keys is not None  # prepare() loads them unless told not to
+    return create_asgi_app(community, router, community_router, prepared.keys, lifespan=lifespan)
 
 
 def app_factory() -> ASGIApp:

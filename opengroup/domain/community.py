@@ -44,7 +44,6 @@ from opengroup.domain.rooms import Rooms
 from opengroup.domain.staff import Staff
 from opengroup.domain.uploads import Uploads
 from opengroup.domain.users import Users
-from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.postwriter import PostWriter
@@ -59,17 +58,18 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         self,
         db: Database,
         settings: Settings,
-        keys: ServerKeys | None = None,
+        server_public_key: bytes = b"",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``server_public_key``: the X25519 key of join URLs, which blinded ids are
+        derived from (empty where no key is loaded, for commands that need none)."""
         self.db = db
         self.settings = settings
-        self.keys = keys
         self.clock = clock
         self._poll_reader = None
         self._posts = PostWriter(db)
         # The community API's parts: composed, each given what it uses.
-        self.server_public_key = keys.public_key if keys is not None else b""
+        self.server_public_key = server_public_key
         self.users = Users(db, settings, self.server_public_key, clock)
         self.posts = Posts(db, settings, self._posts, clock)
         self.room_info = RoomInfo(db, settings, self.users, clock)

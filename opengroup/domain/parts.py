@@ -18,7 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from opengroup.config import Settings
 from opengroup.domain.errors import Forbidden, NotFound, Unauthorized
-from opengroup.keys import ServerKeys
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.pollreader import PollReader, open_poll_reader
@@ -57,7 +56,6 @@ class CommunityPart:
 
     db: Database
     settings: Settings
-    keys: ServerKeys | None
     clock: Callable[[], float]
     _poll_reader: PollReader | None
 

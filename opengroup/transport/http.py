@@ -23,6 +23,7 @@ from opengroup.api.v3.calls import Answer
 from opengroup.api.v3.routing import Router as CommunityRouter
 from opengroup.domain.community import Community
 from opengroup.domain.errors import NotFound
+from opengroup.keys import ServerKeys
 from opengroup.metrics import Metrics
 from opengroup.transport import onion, onion_v4
 from opengroup.web.home import render_home, sniff_image_type
@@ -104,14 +105,16 @@ class Transports:
     """The request handlers of the ASGI app, bound to one community and router."""
 
     def __init__(
-        self, community: Community, router: Router, community_router: CommunityRouter
+        self,
+        community: Community,
+        router: Router,
+        community_router: CommunityRouter,
+        keys: ServerKeys,
     ) -> None:
         self.community = community
         self.router = router
         self.community_router = community_router
         self.settings = community.settings
-        keys = community.keys
-        assert keys is not None, "serving needs the server's key pair"
         self.private_key = keys.private_key
         self.metrics = Metrics(community) if self.settings.metrics_enabled else None
 
@@ -344,9 +347,10 @@ def create_asgi_app(
     community: Community,
     router: Router,
     community_router: CommunityRouter,
+    keys: ServerKeys,
     **starlette_options: object,
 ) -> ASGIApp:
-    t = Transports(community, router, community_router)
+    t = Transports(community, router, community_router, keys)
     methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
     not_post = [m for m in methods if m != "POST"]
     routes = [

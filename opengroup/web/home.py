@@ -69,12 +69,11 @@ def _description(text: str | None) -> str:
 
 
 def render_home(community: Community) -> str:
-    keys = community.keys
-    assert keys is not None
+    public_hex = community.server_public_key.hex()
     public_url = community.settings.effective_public_url
     cards = []
     for room, members in community.room_overview():
-        url = join_url(public_url, room.id, keys.public_hex)
+        url = join_url(public_url, room.id, public_hex)
         cards.append(
             ROOM.substitute(
                 id=html.escape(room.id),
@@ -92,5 +91,5 @@ def render_home(community: Community) -> str:
         title=html.escape(TITLE),
         rooms=rooms,
         room_count_text=f"{len(cards)} room" + ("" if len(cards) == 1 else "s"),
-        public_key=keys.public_hex,
+        public_key=public_hex,
     )
