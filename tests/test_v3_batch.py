@@ -260,6 +260,12 @@ def test_a_rate_limited_item_carries_retry_after(
         pytest.param({"method": "POST", "path": "/batch/", "json": []}, id="nested-batch-slash"),
         pytest.param({"method": "POST", "path": "/batch?x=1", "json": []}, id="nested-batch-query"),
         pytest.param({"method": "POST", "path": "/%62atch", "json": []}, id="nested-batch-encoded"),
+        pytest.param(
+            {"method": "POST", "path": "//batch", "json": []}, id="nested-batch-2-slashes"
+        ),
+        pytest.param(
+            {"method": "POST", "path": "/%2Fsequence", "json": []}, id="nested-sequence-enc-slash"
+        ),
     ],
 )
 def test_a_malformed_item_is_answered_400_in_its_place(

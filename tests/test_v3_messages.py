@@ -942,9 +942,14 @@ def test_a_reaction_of_1_to_12_code_points_is_accepted(
 
 
 @pytest.mark.parametrize(
-    "reaction", [pytest.param("a" * 13, id="13-letters"), pytest.param("😀" * 13, id="13-emoji")]
+    "reaction",
+    [
+        pytest.param("a" * 13, id="13-letters"),
+        pytest.param("😀" * 13, id="13-emoji"),
+        pytest.param("%00", id="a-NUL"),
+    ],
 )
-def test_a_reaction_of_13_code_points_is_400(
+def test_a_reaction_of_13_code_points_or_a_control_character_is_400(
     community: CommunityClient, alice: BlindedIdentity, reaction: str
 ) -> None:
     stored = posted(community, alice)

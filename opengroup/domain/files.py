@@ -10,6 +10,7 @@ from opengroup.domain import uploads
 from opengroup.domain.errors import Forbidden, NotFound
 from opengroup.domain.parts import CommunityPart, Member
 from opengroup.storage import queries as q
+from opengroup.storage import roomdetails
 
 
 class Files(CommunityPart):
@@ -32,7 +33,8 @@ class Files(CommunityPart):
         with self.db.write() as conn:
             self._room(conn, room_id)
             file_id = uploads.store(conn, room_id, member.public_key, data, self.clock(), None)
-            q.set_room_image(conn, room_id, file_id)
+            roomdetails.set_image(conn, room_id, file_id)
+            roomdetails.bump_info_updates(conn, room_id)  # community API clients refetch it
         return file_id
 
     def upload(self, member: Member, data: bytes) -> int:

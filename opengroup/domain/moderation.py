@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from opengroup.domain.errors import NotFound
 from opengroup.domain.parts import CommunityPart, Member
 from opengroup.storage import queries as q
 
@@ -21,9 +22,13 @@ class Moderation(CommunityPart):
     staff: Staff
 
     def moderators(self, room_id: str) -> list[str]:
+        """The room's visible staff, the room's own and the server's (the list its polls
+        show too: :class:`opengroup.storage.roomhead.RoomHead`)."""
         with self.db.read() as conn:
-            self._room(conn, room_id)
-            return q.list_moderators(conn, room_id)
+            head = None if "\x00" in room_id else q.room_head(conn, room_id, b"", self.clock())
+        if head is None:
+            raise NotFound(f"no such room: {room_id}")
+        return head.moderators
 
     def add_moderator(self, room_id: str, public_key: str, by: Member | None = None) -> bool:
         """Make someone a moderator; ``by`` is None for the operator's CLI."""

@@ -9,6 +9,7 @@ either is seen by both (:func:`opengroup.storage.queries.mark_deleted`).
 from __future__ import annotations
 
 import base64
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -57,9 +58,11 @@ class MessageView:
 
 
 def reaction_text(value: str) -> str:
-    """A reaction: 1 to 12 code points."""
+    """A reaction: 1 to 12 code points, none of them a control character."""
     if not 1 <= len(value) <= MAX_REACTION_CODE_POINTS:
         raise BadRequest(f"a reaction is 1 to {MAX_REACTION_CODE_POINTS} characters")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise BadRequest("a reaction holds no control characters")
     return value
 
 
@@ -235,6 +238,7 @@ class Posts:
         file_ids = _file_ids(body.get("files"))
         now = self.clock()
         with self.db.write() as conn:
+            queries.lock_room(conn, view.id)  # a concurrent deletion waits, or went first
             message = posts.one(conn, view.id, message_id)
             if message is None or message.deleted:
                 raise NoSuchMessage(message_id)
@@ -274,6 +278,7 @@ class Posts:
         """Add or remove the user's reaction: (whether anything changed, the room's seqno)."""
         reaction = reaction_text(reaction)
         with self.db.write() as conn:
+            queries.lock_room(conn, view.id)  # never a reaction on a message being deleted
             self._visible_message(conn, view, user.keys, message_id)
             if add:
                 changed = posts.add_reaction(
@@ -292,6 +297,7 @@ class Posts:
         if reaction is not None:
             reaction = reaction_text(reaction)
         with self.db.write() as conn:
+            queries.lock_room(conn, view.id)
             message = posts.one(conn, view.id, message_id)
             if message is None or message.deleted:
                 raise NoSuchMessage(message_id)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from opengroup.config import Settings
+from opengroup.domain import values
 from opengroup.domain.access import RoomAccess, RoomView, room_access
 from opengroup.domain.errors import BadRequest, NoSuchMessage
 from opengroup.domain.users import User, Users
-from opengroup.storage import people, roomdetails
+from opengroup.storage import people, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.roomdetails import Pin, RoomDetails
 
@@ -100,41 +101,39 @@ class RoomInfo:
     def update(self, view: RoomView, changes: dict[str, object]) -> int:
         """Change some of name, description, image and default permissions; the new
         ``info_updates``. 400 on an unknown image or a value of the wrong type."""
-        values: dict[str, object] = {}
+        columns: dict[str, object] = {}
         image: int | None = None
         for key, value in changes.items():
             if key == "name":
                 if not isinstance(value, str) or not _clean(value):
                     raise BadRequest("name must be a non-empty string")
-                values["name"] = _clean(value)
+                columns["name"] = _clean(value)
             elif key == "description":
                 if value is not None and not isinstance(value, str):
                     raise BadRequest("description must be a string or null")
-                values["description"] = _clean(value, "\n\t") or None if value is not None else None
+                columns["description"] = (
+                    _clean(value, "\n\t") or None if value is not None else None
+                )
             elif key == "image":
-                if isinstance(value, bool) or not isinstance(value, int | str):
-                    raise BadRequest("image must be a file id")
-                try:
-                    image = int(value)
-                except ValueError:
-                    raise BadRequest("image must be a file id") from None
+                image = values.integer(value, "image")
             elif key in ("default_read", "default_accessible", "default_write", "default_upload"):
                 if not isinstance(value, bool):
                     raise BadRequest(f"{key} must be true or false")
-                values[key] = value
-        if not values and image is None:
+                columns[key] = value
+        if not columns and image is None:
             raise BadRequest("nothing to change: give name, description, image or default_*")
         with self.db.write() as conn:
             if image is not None:
                 if not roomdetails.file_in_room(conn, view.id, image, self.clock()):
                     raise BadRequest(f"no such file in this room: {image}")
                 roomdetails.set_image(conn, view.id, image)
-            if values:
-                roomdetails.update_room(conn, view.id, values)
+            if columns:
+                roomdetails.update_room(conn, view.id, columns)
             return roomdetails.bump_info_updates(conn, view.id)
 
     def pin(self, view: RoomView, user: User, message_id: int) -> int:
         with self.db.write() as conn:
+            queries.lock_room(conn, view.id)
             if not roomdetails.message_exists(conn, view.id, message_id):
                 raise NoSuchMessage(message_id)
             roomdetails.pin(conn, view.id, message_id, user.session_id, self.clock())

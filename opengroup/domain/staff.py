@@ -34,7 +34,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from opengroup import blinding
 from opengroup.config import Settings
 from opengroup.domain.access import RoomAccess, RoomView, room_access
 from opengroup.domain.errors import BadRequest, NoSuchRoom, NotFound, NotPermitted
@@ -183,12 +182,7 @@ class Staff:
 
     def _person(self, conn: Connection, session_id: str) -> list[str]:
         """Every key the person named by ``session_id`` may act under here."""
-        if session_id.startswith("15"):
-            return list(self.users.user(conn, session_id).keys)
-        keys = [session_id]
-        with contextlib.suppress(ValueError):
-            keys += blinding.blinded_candidates(session_id, self.users.server_public_key)
-        return keys
+        return list(self.users.user(conn, session_id).keys)
 
     def _override_key(self, conn: Connection, session_id: str) -> str:
         """Where a permission override of the person is stored: the blinded id they were

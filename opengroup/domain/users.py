@@ -11,6 +11,7 @@ to it alone.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,15 +80,18 @@ class Users:
         return user
 
     def user(self, conn: Connection, session_id: str) -> User:
-        """The keys ``session_id`` is known under (itself, and the Session ids linked to
-        it if it is a blinded id)."""
+        """The person ``session_id`` names, with every key they are known under here: a
+        blinded id with the Session ids linked to it; a Session id with both blinded ids
+        it may sign in as (so a role or ban given to either form reaches the other)."""
         return self._user(conn, session_id)
 
-    @staticmethod
-    def _user(conn: Connection, session_id: str) -> User:
+    def _user(self, conn: Connection, session_id: str) -> User:
         keys = [session_id]
         if session_id.startswith("15"):
             keys += people.session_ids_of_blinded(conn, blinding.blinded_abs(session_id))
+        elif self.server_public_key:
+            with contextlib.suppress(ValueError):  # not a point: no blinded id matches it
+                keys += blinding.blinded_candidates(session_id, self.server_public_key)
         return User(session_id, tuple(keys))
 
     def _note_seen(self, conn: Connection, session_id: str, now: float) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from opengroup.legacy_import.errors import LegacyImportError
 from opengroup.legacy_import.plan import RoomPlan
 from opengroup.legacy_import.source import LegacyRoomDb, int_or_none, session_id_or_none
-from opengroup.storage import bulk
+from opengroup.storage import bulk, roomdetails
 from opengroup.storage import queries as q
 from opengroup.storage.queries import Message
 
@@ -78,4 +78,4 @@ def apply_plan(
             image_id = IMAGE_ID_MIN + secrets.randbelow(IMAGE_ID_MAX - IMAGE_ID_MIN)
             if q.insert_file(conn, image_id, room_id, None, data, uploaded, None):
                 break
-        q.set_room_image(conn, room_id, image_id)
+        roomdetails.set_image(conn, room_id, image_id)

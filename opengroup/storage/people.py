@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, delete, insert, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
 
+from opengroup.storage.queries import insert_if_absent
 from opengroup.storage.schema import (
     bans,
     blinded_ids,
@@ -57,8 +58,9 @@ def user_last_seen(conn: Connection, session_id: str) -> float | None:
     ).scalar_one_or_none()
 
 
-def insert_user(conn: Connection, session_id: str, now: float) -> None:
-    conn.execute(insert(users).values(session_id=session_id, first_seen=now, last_seen=now))
+def insert_user(conn: Connection, session_id: str, now: float) -> bool:
+    """Record a user's first request; False if a concurrent one did already."""
+    return insert_if_absent(conn, users, session_id=session_id, first_seen=now, last_seen=now)
 
 
 def touch_user(conn: Connection, session_id: str, now: float) -> None:
@@ -78,11 +80,7 @@ def user_first_seen(conn: Connection, session_id: str) -> float | None:
 def link_session_id(conn: Connection, session_id: str, blinded_abs: str) -> None:
     """Remember that ``session_id`` signs in here under the blinded key ``blinded_abs``
     (either sign); nothing if it is remembered already."""
-    exists = conn.execute(
-        select(blinded_ids.c.session_id).where(blinded_ids.c.session_id == session_id)
-    ).first()
-    if exists is None:
-        conn.execute(insert(blinded_ids).values(session_id=session_id, blinded_abs=blinded_abs))
+    insert_if_absent(conn, blinded_ids, session_id=session_id, blinded_abs=blinded_abs)
 
 
 def set_seen_blinded_id(conn: Connection, blinded_abs: str, blinded_id: str) -> None:

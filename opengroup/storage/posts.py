@@ -14,12 +14,12 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    insert,
     or_,
     select,
     update,
 )
 
+from opengroup.storage.queries import insert_if_absent
 from opengroup.storage.schema import files, messages, reactions
 
 
@@ -200,26 +200,15 @@ def add_reaction(
     conn: Connection, room_id: str, message_id: int, reaction: str, public_key: str, now: float
 ) -> bool:
     """False if the key had that reaction on the message already."""
-    found = conn.execute(
-        select(reactions.c.public_key).where(
-            reactions.c.room_id == room_id,
-            reactions.c.message_id == message_id,
-            reactions.c.reaction == reaction,
-            reactions.c.public_key == public_key,
-        )
-    ).first()
-    if found is not None:
-        return False
-    conn.execute(
-        insert(reactions).values(
-            room_id=room_id,
-            message_id=message_id,
-            reaction=reaction,
-            public_key=public_key,
-            reacted_at=now,
-        )
+    return insert_if_absent(
+        conn,
+        reactions,
+        room_id=room_id,
+        message_id=message_id,
+        reaction=reaction,
+        public_key=public_key,
+        reacted_at=now,
     )
-    return True
 
 
 def remove_reactions(

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Select,
+    Table,
     and_,
     bindparam,
     delete,
@@ -228,6 +229,14 @@ def room_head(conn: Connection, room_id: str, token_hash: bytes, now: float) -> 
         statement, {"room_id": room_id, "token_hash": token_hash, "now": now}
     ).first()
     return RoomHead.of(row) if row is not None else None
+
+
+def insert_if_absent(conn: Connection, table: Table, **values: Any) -> bool:
+    """Insert a row unless one with the same key is there; whether it was inserted.
+    (Two transactions may both find a row absent; the database decides, not a read.)"""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    inserted = conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+    return inserted.rowcount > 0
 
 
 def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) -> None:
@@ -509,14 +518,6 @@ def file_data(conn: Connection, room_id: str, file_id: int, now: float) -> bytes
         )
     ).first()
     return bytes(row[0]) if row else None
-
-
-def set_room_image(conn: Connection, room_id: str, file_id: int) -> None:
-    """Point the room at a new image file and drop the one it replaces."""
-    old = conn.execute(select(rooms.c.image_file_id).where(rooms.c.id == room_id)).scalar()
-    conn.execute(update(rooms).where(rooms.c.id == room_id).values(image_file_id=file_id))
-    if old is not None and old != file_id:
-        conn.execute(delete(files).where(files.c.id == old))
 
 
 # -- limits ------------------------------------------------------------------

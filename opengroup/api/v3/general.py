@@ -84,7 +84,7 @@ def _sub_request(item: Any) -> ApiRequest:
         path = unquote(path, errors="strict")  # as a transport decodes a request's path
     except UnicodeDecodeError:
         raise BadRequest("a batch item's path is not UTF-8 once decoded") from None
-    if path.rstrip("/") in BATCH_PATHS:
+    if "/" + path.strip("/") in BATCH_PATHS:  # as the path table finds routes
         raise BadRequest("a batch cannot hold another batch")
     bodies = [key for key in ("json", "b64", "bytes") if key in item]
     if len(bodies) > 1:
