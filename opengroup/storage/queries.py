@@ -139,9 +139,9 @@ def delete_room(conn: Connection, room_id: str) -> bool:
     return conn.execute(delete(rooms).where(rooms.c.id == room_id)).rowcount > 0
 
 
-# The room's row lock, the one every writer of the room takes first (posting too, see
-# storage/postwriter.py): the room's writers take turns, and two never wait for each
-# other in a circle. PostgreSQL: FOR NO KEY UPDATE, the lock an UPDATE of the room's
+# The room's row lock, which the writers of a room's messages (posting too, see
+# storage/postwriter.py; deleting, editing, reacting, pinning) take first: they take
+# turns, and two never wait for each other in a circle. PostgreSQL: FOR NO KEY UPDATE, the lock an UPDATE of the room's
 # counters takes anyway, which lets rows that refer to the room be written meanwhile.
 # SQLite ignores it (BEGIN IMMEDIATE serialises its writers).
 LOCK_ROOM = (
