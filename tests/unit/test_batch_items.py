@@ -105,13 +105,26 @@ def test_a_malformed_item_is_a_bad_request_with_its_reason(bad: Any, reason: str
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param("//batch", id="two leading slashes"),
         pytest.param("/batches", id="a longer name"),
         pytest.param("/room/batch", id="under a room"),
     ],
 )
 def test_only_batch_and_sequence_themselves_are_nested_batches(path: str) -> None:
     assert _sub_request(item(path=path)).path == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("//batch", id="two leading slashes"),
+        pytest.param("/%2Fsequence", id="an encoded slash"),
+        pytest.param("/batch//", id="trailing slashes"),
+    ],
+)
+def test_a_batch_however_its_path_is_spelled_is_a_nested_batch(path: str) -> None:
+    """The router finds /batch under all of these (it strips slashes): so does the check."""
+    with pytest.raises(BadRequest, match="a batch cannot hold another batch"):
+        _sub_request(item(path=path))
 
 
 # ---------------------------------------------------------------------------- requests
