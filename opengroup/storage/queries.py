@@ -141,8 +141,9 @@ def delete_room(conn: Connection, room_id: str) -> bool:
 
 # The room's row lock, which the writers of a room's messages (posting too, see
 # storage/postwriter.py; deleting, editing, reacting, pinning) take first: they take
-# turns, and two never wait for each other in a circle. PostgreSQL: FOR NO KEY UPDATE, the lock an UPDATE of the room's
-# counters takes anyway, which lets rows that refer to the room be written meanwhile.
+# turns, and two never wait for each other in a circle. PostgreSQL: FOR NO KEY UPDATE,
+# the lock an UPDATE of the room's counters takes anyway, which lets rows that refer to
+# the room be written meanwhile.
 # SQLite ignores it (BEGIN IMMEDIATE serialises its writers).
 LOCK_ROOM = (
     select(rooms.c.message_seq)
