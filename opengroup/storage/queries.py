@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -236,8 +237,10 @@ def insert_if_absent(conn: Connection, table: Table, **values: Any) -> bool:
     """Insert a row unless one with the same key is there; whether it was inserted.
     (Two transactions may both find a row absent; the database decides, not a read.)"""
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    inserted = conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
-    return inserted.rowcount > 0
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    # RETURNING says whether a row went in (a skipped conflict returns none); the
+    # rowcount of such an insert is not reliable across drivers.
+    return conn.execute(statement.returning(literal_column("1"))).first() is not None
 
 
 def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) -> None:
