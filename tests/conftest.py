@@ -262,16 +262,20 @@ def bob() -> BlindedIdentity:
 
 
 @pytest.fixture(scope="module")
-def room_admin(server: ServerProcess) -> BlindedIdentity:
-    """Admin of `main`, named by their Session id (05) through the CLI, once per module."""
+def room_admin(server: ServerProcess, setup_community: CommunityClient) -> BlindedIdentity:
+    """Admin of `main`, named by their Session id (05) through the CLI, once per module,
+    who has signed in once (their first sighting moves the room's `info_updates`)."""
     identity = BlindedIdentity.generate()
     server.cli("moderators", "add", identity.session_id, DEFAULT_ROOM, "--admin")
+    setup_community.get("/capabilities", identity=identity)
     return identity
 
 
 @pytest.fixture(scope="module")
-def room_moderator(server: ServerProcess) -> BlindedIdentity:
-    """Moderator of `main`, named by their Session id (05) through the CLI, once per module."""
+def room_moderator(server: ServerProcess, setup_community: CommunityClient) -> BlindedIdentity:
+    """Moderator of `main`, named by their Session id (05) through the CLI, once per module,
+    who has signed in once."""
     identity = BlindedIdentity.generate()
     server.cli("moderators", "add", identity.session_id, DEFAULT_ROOM)
+    setup_community.get("/capabilities", identity=identity)
     return identity

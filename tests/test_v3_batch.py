@@ -380,6 +380,25 @@ def test_a_moderators_batch_moderates(
     assert [a["code"] for a in answers] == [200, 200]
 
 
+def test_the_items_after_a_write_see_what_it_changed(
+    community: CommunityClient, alice: BlindedIdentity, room_admin: BlindedIdentity
+) -> None:
+    """A room's details and the signer's rights are read once for the GET items of a
+    batch; an item of another method may change them, so the GETs after it read anew."""
+    stored = posted(community, alice)
+    room = {"method": "GET", "path": ROOM}
+    pin = {"method": "POST", "path": f"{ROOM}/pin/{stored['id']}"}
+
+    answers = batch(community, [room, room, pin, room], room_admin)
+
+    assert [a["code"] for a in answers] == [200, 200, 200, 200]
+    before, again, pinned, after = (a["body"] for a in answers)
+    assert again["info_updates"] == before["info_updates"]
+    assert after["info_updates"] == pinned["info_updates"] > before["info_updates"]
+    assert stored["id"] in [p["id"] for p in after["pinned_messages"]]
+    ok(community.post(f"{ROOM}/unpin/{stored['id']}", {}, identity=room_admin))
+
+
 # --------------------------------------------------------------------------- /sequence
 
 

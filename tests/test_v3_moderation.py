@@ -257,13 +257,17 @@ def test_a_moderator_named_by_session_id_is_listed_by_it_until_their_blinded_id_
     bob: BlindedIdentity,
 ) -> None:
     ok(set_role(community, room_admin, bob.session_id, rooms=[MAIN], moderator=True))
-    listed = room_of(community, alice)["moderators"]
+    seen_by_alice = room_of(community, alice)
+    listed = seen_by_alice["moderators"]
     assert bob.session_id in listed and blinded(community, bob) not in listed
 
-    # bob signs in with his blinded id: the same person, now listed by it, and a moderator.
+    # bob signs in with his blinded id: the same person, now listed by it, and a moderator;
+    # the staff list changed, so the room's details did (as when a role changes).
     assert room_of(community, bob)["moderator"] is True
-    listed = room_of(community, alice)["moderators"]
+    seen_after = room_of(community, alice)
+    listed = seen_after["moderators"]
     assert blinded(community, bob) in listed and bob.session_id not in listed
+    assert seen_after["info_updates"] > seen_by_alice["info_updates"]
     message = post(community, alice)
     ok(community.delete(f"{ROOM}/message/{message}", identity=bob))
     assert message not in live_ids(community, alice)

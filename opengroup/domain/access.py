@@ -70,8 +70,8 @@ def room_access(conn: Connection, room: RoomDetails, keys: Sequence[str], now: f
         return RoomAccess(
             read=defaults.read, accessible=defaults.accessible, write=False, upload=False
         )
-    own = people.room_role(conn, room.id, keys)
-    server = people.global_role(conn, keys)
+    facts = people.rights_facts(conn, room.id, keys, now)
+    own, server = facts.room_role, facts.global_role
     if own is not None or server is not None:
         admin = (own is not None and own.admin) or (server is not None and server.admin)
         return RoomAccess(
@@ -85,11 +85,9 @@ def room_access(conn: Connection, room: RoomDetails, keys: Sequence[str], now: f
             global_admin=server is not None and server.admin,
             visible=(own is not None and own.visible) or (server is not None and server.visible),
         )
-    if people.is_room_banned(conn, room.id, keys, now) or people.is_globally_banned(
-        conn, keys, now
-    ):
+    if facts.room_banned or facts.globally_banned:
         return RoomAccess(read=False, accessible=False, write=False, upload=False, banned=True)
-    overrides = people.overrides(conn, room.id, keys)
+    overrides = facts.overrides
     return RoomAccess(
         read=overrides.get("read", defaults.read),
         accessible=overrides.get("accessible", defaults.accessible),

@@ -83,15 +83,6 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
             await self._poll_reader.close()
             self._poll_reader = None
 
-    def note_room_activity(self, room_id: str, session_id: str) -> None:
-        """Record that a community API user was active in a room (when stale)."""
-        now = self.clock()
-        with self.db.read() as conn:
-            last = q.last_activity(conn, room_id, session_id)
-        if last is None or now - last >= self.settings.activity_interval_seconds:
-            with self.db.write() as conn:
-                q.touch_activity(conn, room_id, session_id, now)
-
     def prune(self) -> dict[str, int]:
         with self.db.write() as conn:
             # rate_events holds only the challenge limit's events so far.

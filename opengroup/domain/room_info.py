@@ -2,7 +2,9 @@
 an admin makes to them (name, description, image, default permissions, pins).
 
 ``info_updates`` counts changes of name, description, image, pins and staff;
-clients refetch the details when it moves.
+clients refetch the details when it moves. Every such change moves it in the
+same transaction, so a process keeps a room's staff lists and pins for as long
+as the room's ``info_updates`` (and creation time) read the same.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from opengroup.domain.users import User, Users
 from opengroup.storage import people, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.roomdetails import Pin, RoomDetails
+
+# Activity records this process remembers having seen fresh (beyond it, the stale
+# ones are dropped; a burst of more fresh ones than this costs a read each).
+MAX_NOTED = 100_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class RoomInfo:
         self.settings = settings
         self.users = users
         self.clock = clock
+        # room id -> ((created_at, info_updates), staff, pins) as read at that version
+        self._kept: dict[str, tuple[tuple[float, int], StaffLists, list[Pin]]] = {}
+        # (room id, session id) -> when this process last recorded that activity
+        self._noted: dict[tuple[str, str], float] = {}
 
     def snapshot(self, view: RoomView) -> RoomSnapshot:
         with self.db.read() as conn:
@@ -67,15 +77,40 @@ class RoomInfo:
                     found.append(self._snapshot(conn, room, access))
             return found
 
+    def note_activity(self, room_id: str, session_id: str) -> None:
+        """Record that a community API user was active in a room, when the record is
+        older than ``activity_interval_seconds`` (at most once per interval per
+        process without reading it)."""
+        now = self.clock()
+        interval = self.settings.activity_interval_seconds
+        noted = self._noted.get((room_id, session_id))
+        if noted is not None and now - noted < interval:
+            return
+        if len(self._noted) >= MAX_NOTED:
+            self._noted = {k: t for k, t in self._noted.items() if now - t < interval}
+        with self.db.read() as conn:
+            last = queries.last_activity(conn, room_id, session_id)
+        if last is None or now - last >= interval:
+            with self.db.write() as conn:
+                queries.touch_activity(conn, room_id, session_id, now)
+            last = now
+        self._noted[(room_id, session_id)] = last
+
     def _snapshot(self, conn: Connection, room: RoomDetails, access: RoomAccess) -> RoomSnapshot:
         since = self.clock() - self.settings.active_users_cutoff_seconds
+        staff, pins = self._staff_and_pins(conn, room)
         return RoomSnapshot(
-            room,
-            access,
-            roomdetails.active_users(conn, room.id, since),
-            self._staff(conn, room.id),
-            roomdetails.room_pins(conn, room.id),
+            room, access, roomdetails.active_users(conn, room.id, since), staff, pins
         )
+
+    def _staff_and_pins(self, conn: Connection, room: RoomDetails) -> tuple[StaffLists, list[Pin]]:
+        version = (room.created_at, room.info_updates)
+        kept = self._kept.get(room.id)
+        if kept is not None and kept[0] == version:
+            return kept[1], kept[2]
+        staff, pins = self._staff(conn, room.id), roomdetails.room_pins(conn, room.id)
+        self._kept[room.id] = (version, staff, pins)
+        return staff, pins
 
     def _staff(self, conn: Connection, room_id: str) -> StaffLists:
         """Room and global staff; an admin is listed as admin only; a ``05`` id shows as

@@ -21,7 +21,7 @@ from opengroup import blinding
 from opengroup.config import Settings
 from opengroup.domain.errors import BadRequest, Banned, TooEarly
 from opengroup.domain.signed_requests import SignedRequest
-from opengroup.storage import people
+from opengroup.storage import people, roomdetails
 from opengroup.storage.database import Database
 
 
@@ -70,14 +70,20 @@ class Users:
         the request's timestamp leaves the window) and when the user was last seen."""
         now = self.clock()
         keep_until = signed.timestamp + self.settings.request_time_window_seconds + 1
+        session_id = signed.session_id
+        own_keys = self._own_keys(session_id)
+        blinded_abs = blinding.blinded_abs(session_id) if session_id.startswith("15") else None
         with self.db.write() as conn:
             if not people.take_nonce(conn, signed.nonce, keep_until):
                 raise TooEarly("Invalid authentication: X-SOGS-Nonce cannot be reused")
-            user = self._user(conn, signed.session_id)
-            if people.is_globally_banned(conn, user.keys, now):
+            facts = people.signer_facts(conn, session_id, blinded_abs, own_keys, now)
+            if facts.globally_banned:
                 raise Banned("Banned")
-            self._note_seen(conn, user.session_id, now)
-        return user
+            if facts.last_seen is None:
+                self._first_seen(conn, session_id, facts.linked_session_ids, now)
+            elif now - facts.last_seen >= self.settings.activity_interval_seconds:
+                people.touch_user(conn, session_id, now)
+        return User(session_id, (*own_keys, *facts.linked_session_ids))
 
     def user(self, conn: Connection, session_id: str) -> User:
         """The person ``session_id`` names, with every key they are known under here: a
@@ -86,22 +92,33 @@ class Users:
         return self._user(conn, session_id)
 
     def _user(self, conn: Connection, session_id: str) -> User:
-        keys = [session_id]
+        keys = self._own_keys(session_id)
         if session_id.startswith("15"):
             keys += people.session_ids_of_blinded(conn, blinding.blinded_abs(session_id))
-        elif self.server_public_key:
-            with contextlib.suppress(ValueError):  # not a point: no blinded id matches it
-                keys += blinding.blinded_candidates(session_id, self.server_public_key)
         return User(session_id, tuple(keys))
 
-    def _note_seen(self, conn: Connection, session_id: str, now: float) -> None:
-        last_seen = people.user_last_seen(conn, session_id)
-        if last_seen is None:
-            people.insert_user(conn, session_id, now)
-            if session_id.startswith("15"):
-                people.set_seen_blinded_id(conn, blinding.blinded_abs(session_id), session_id)
-        elif now - last_seen >= self.settings.activity_interval_seconds:
-            people.touch_user(conn, session_id, now)
+    def _own_keys(self, session_id: str) -> list[str]:
+        """The id, and for a ``05`` id both blinded ids it may sign in as."""
+        keys = [session_id]
+        if session_id.startswith("05") and self.server_public_key:
+            with contextlib.suppress(ValueError):  # not a point: no blinded id matches it
+                keys += blinding.blinded_candidates(session_id, self.server_public_key)
+        return keys
+
+    def _first_seen(
+        self, conn: Connection, session_id: str, linked: Sequence[str], now: float
+    ) -> None:
+        """Record a new signer. Staff named by a linked ``05`` id now show under this
+        blinded id: the rooms they staff count that as a change of their details."""
+        if not people.insert_user(conn, session_id, now) or not session_id.startswith("15"):
+            return
+        people.set_seen_blinded_id(conn, blinding.blinded_abs(session_id), session_id)
+        if linked:
+            staffed = people.rooms_staffed_by(conn, linked)
+            if staffed is None:
+                staffed = [room.id for room in roomdetails.all_rooms(conn)]
+            for room_id in staffed:
+                roomdetails.bump_info_updates(conn, room_id)
 
     def link(self, conn: Connection, session_id: str) -> None:
         """Record the blinded form of a ``05`` Session id named as staff or banned (and

@@ -61,6 +61,8 @@ def apply_plan(
 
     for key in plan.moderators:
         q.add_moderator(conn, room_id, key, now)
+    if plan.moderators:  # staff lists are room details (servers cache them by info_updates)
+        roomdetails.bump_info_updates(conn, room_id)
     for key in plan.bans:
         q.add_ban(conn, room_id, key, now)
     for token_hash, key, expires_at in plan.tokens:

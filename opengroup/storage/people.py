@@ -12,9 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, union, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Float,
+    String,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union,
+    union_all,
+    update,
+)
 
 from opengroup.storage.queries import insert_if_absent
 from opengroup.storage.schema import (
@@ -134,12 +150,62 @@ def unlinked_session_ids(conn: Connection) -> list[str]:
 
 def take_nonce(conn: Connection, nonce: bytes, expires_at: float) -> bool:
     """Record a request nonce; False if it was recorded before (a replay)."""
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(request_nonces).values(nonce=nonce, expires_at=expires_at))
-    except IntegrityError:
-        return False
-    return True
+    return insert_if_absent(conn, request_nonces, nonce=nonce, expires_at=expires_at)
+
+
+@dataclass(frozen=True)
+class SignerFacts:
+    """What the tables say of a request's signer, read at once (see :func:`signer_facts`)."""
+
+    linked_session_ids: list[str]  # the "05" ids linked to a blinded signer
+    last_seen: float | None  # None: never seen before
+    globally_banned: bool  # under their own keys or a linked one
+
+
+def _signer_statement() -> Any:
+    """(kind, key, last_seen) rows: the Session ids linked to ``blinded_abs``, the
+    signer's ``last_seen``, and live server bans of ``keys`` or of a linked id. The
+    parameters: ``session_id``, ``blinded_abs`` (None for a ``05`` signer), ``keys``
+    (expanding) and ``now``."""
+    session_id, blinded_abs = (
+        bindparam("session_id", type_=String),
+        bindparam("blinded_abs", type_=String),
+    )
+    keys = bindparam("keys", expanding=True, type_=String)
+    now = bindparam("now", type_=Float)
+    none_text, none_time = null().cast(String), null().cast(Float)
+    linked = select(blinded_ids.c.session_id).where(blinded_ids.c.blinded_abs == blinded_abs)
+    return union_all(
+        select(literal("link"), blinded_ids.c.session_id, none_time).where(
+            blinded_ids.c.blinded_abs == blinded_abs
+        ),
+        select(literal("seen"), none_text, users.c.last_seen).where(
+            users.c.session_id == session_id
+        ),
+        select(literal("ban"), global_bans.c.public_key, none_time).where(
+            or_(global_bans.c.public_key.in_(keys), global_bans.c.public_key.in_(linked)),
+            or_(global_bans.c.expires_at.is_(None), global_bans.c.expires_at > now),
+        ),
+    )
+
+
+_SIGNER = _signer_statement()
+
+
+def signer_facts(
+    conn: Connection, session_id: str, blinded_abs: str | None, keys: Sequence[str], now: float
+) -> SignerFacts:
+    """The links, last sighting and server ban of a signer known by ``keys``."""
+    params = {"session_id": session_id, "blinded_abs": blinded_abs, "keys": list(keys), "now": now}
+    linked, last_seen, banned = [], None, False
+    for kind, key, seen in conn.execute(_SIGNER, params):
+        if kind == "link":
+            linked.append(key)
+        elif kind == "seen":
+            last_seen = seen
+        else:
+            banned = True
+    return SignerFacts(linked, last_seen, banned)
 
 
 # -- staff -------------------------------------------------------------------------------
@@ -322,6 +388,12 @@ def overrides(conn: Connection, room_id: str, keys: Sequence[str]) -> dict[str, 
             permission_overrides.c.public_key.in_(list(keys)),
         )
     ).all()
+    return _first_keys_win(rows, keys)
+
+
+def _first_keys_win(rows: Sequence[Any], keys: Sequence[str]) -> dict[str, bool]:
+    """Rows of (key, read, accessible, write, upload) folded into one set of overrides,
+    the earlier of ``keys`` winning where two keys set the same permission."""
     order = {key: n for n, key in enumerate(keys)}
     found: dict[str, bool] = {}
     for row in sorted(rows, key=lambda r: order.get(r[0], len(order)), reverse=True):
@@ -488,6 +560,16 @@ def global_staff_of(conn: Connection, keys: Sequence[str]) -> list[StaffEntry]:
     return [StaffEntry(r[0], bool(r[1]), bool(r[2]), True) for r in rows]
 
 
+def rooms_staffed_by(conn: Connection, keys: Sequence[str]) -> list[str] | None:
+    """The rooms where any of the keys is staff; None: every room (server staff)."""
+    if global_staff_of(conn, keys):
+        return None
+    rows = conn.execute(
+        select(moderators.c.room_id).where(moderators.c.public_key.in_(list(keys))).distinct()
+    )
+    return [row[0] for row in rows]
+
+
 def update_room_staff(
     conn: Connection, room_id: str, keys: Sequence[str], *, admin: bool, visible: bool
 ) -> int:
@@ -600,4 +682,74 @@ def prune_expired_bans(conn: Connection, now: float) -> int:
                 global_bans.c.expires_at.is_not(None), global_bans.c.expires_at <= now
             )
         ).rowcount
+    )
+
+
+# -- everything that decides one person's rights in one room, in one statement ------------
+
+
+@dataclass(frozen=True)
+class RightsFacts:
+    """What the tables say of one person in one room (the rule is domain/access.py's)."""
+
+    room_role: StaffRole | None
+    global_role: StaffRole | None
+    room_banned: bool
+    globally_banned: bool
+    overrides: dict[str, bool]
+
+
+def _facts_statement() -> Any:
+    """Staff roles, live bans and overrides of the person's keys, as tagged rows of
+    (kind, key, a, b, c, d): one round trip instead of five. Built once: the
+    parameters are ``room_id``, ``keys`` (expanding) and ``now``."""
+    room_id = bindparam("room_id", type_=String)
+    keys = bindparam("keys", expanding=True, type_=String)
+    now = bindparam("now", type_=Float)
+    none = null().cast(Boolean)  # typed: PostgreSQL unites NULLs with booleans only so
+
+    def tagged(kind: str, key: Any, *columns: Any) -> list[Any]:
+        padded = [*columns, *([none] * (4 - len(columns)))]
+        return [literal(kind).label("kind"), key.label("key"), *padded]
+
+    def live(table: Any) -> Any:
+        return or_(table.c.expires_at.is_(None), table.c.expires_at > now)
+
+    mods, gmods, po = moderators, global_moderators, permission_overrides
+    return union_all(
+        select(*tagged("room_staff", mods.c.public_key, mods.c.admin, mods.c.visible))
+        .where(mods.c.room_id == room_id, mods.c.public_key.in_(keys)),
+        select(*tagged("global_staff", gmods.c.public_key, gmods.c.admin, gmods.c.visible))
+        .where(gmods.c.public_key.in_(keys)),
+        select(*tagged("room_ban", bans.c.public_key))
+        .where(bans.c.room_id == room_id, bans.c.public_key.in_(keys), live(bans)),
+        select(*tagged("global_ban", global_bans.c.public_key))
+        .where(global_bans.c.public_key.in_(keys), live(global_bans)),
+        select(*tagged("override", po.c.public_key, *(po.c[name] for name in PERMISSIONS)))
+        .where(po.c.room_id == room_id, po.c.public_key.in_(keys)),
+    )  # fmt: skip
+
+
+_FACTS = _facts_statement()
+
+
+def rights_facts(conn: Connection, room_id: str, keys: Sequence[str], now: float) -> RightsFacts:
+    """Everything :func:`opengroup.domain.access.room_access` weighs, read at once."""
+    rows = conn.execute(_FACTS, {"room_id": room_id, "keys": list(keys), "now": now}).all()
+    by_kind: dict[str, list[Any]] = {}
+    for row in rows:
+        by_kind.setdefault(row[0], []).append(row[1:])
+
+    def role(kind: str) -> StaffRole | None:
+        found = by_kind.get(kind)
+        if not found:
+            return None
+        return StaffRole(any(r[1] for r in found), any(r[2] for r in found))
+
+    return RightsFacts(
+        room_role=role("room_staff"),
+        global_role=role("global_staff"),
+        room_banned="room_ban" in by_kind,
+        globally_banned="global_ban" in by_kind,
+        overrides=_first_keys_win(by_kind.get("override", []), keys),
     )

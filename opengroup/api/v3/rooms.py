@@ -28,7 +28,7 @@ def poll_info(call: Call) -> dict[str, Any]:
     if known != snapshot.room.info_updates:
         out["details"] = room_json(snapshot, call.community.settings.active_users_cutoff_seconds)
     if call.user is not None:
-        call.community.note_room_activity(call.in_room.id, call.user.session_id)
+        call.community.room_info.note_activity(call.in_room.id, call.user.session_id)
     return out
 
 

@@ -3,8 +3,10 @@ the route's :class:`~opengroup.api.v3.calls.Access`, run the handler, and turn
 any refusal into the plain-text answer clients expect.
 
 Handlers run in a worker thread (they use the database's blocking calls); a
-``/batch`` runs its sub-requests through :meth:`Router.handle` in that same
-thread, as the outer request's signer.
+``/batch`` runs its sub-requests through :meth:`Router.handle_as` in that same
+thread, as the outer request's signer. Within one batch, a room's view (its
+details and the signer's rights) is read once and reused by the ``GET`` items
+that follow, until an item of another method (which may change either) runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from opengroup.api.paths import PathTable
 from opengroup.api.routing import ApiRequest
 from opengroup.api.v3.calls import Access, Answer, Call, Handler
 from opengroup.domain import signed_requests
-from opengroup.domain.access import view_room
+from opengroup.domain.access import RoomView, view_room
 from opengroup.domain.community import Community
 from opengroup.domain.errors import (
     ApiError,
@@ -62,15 +64,30 @@ class Router:
     async def dispatch(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
         """Answer a request in a worker thread; also the matched route's pattern ("" if
         none matched), which logs and metrics name it by."""
-        return await anyio.to_thread.run_sync(self._handle, community, request, False, None)
+        return await anyio.to_thread.run_sync(self.handle, community, request)
 
-    def handle_as(self, community: Community, request: ApiRequest, signer: User | None) -> Answer:
+    def handle(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
+        """Answer a request (in this thread), and name the matched route."""
+        return self._handle(community, request, False, None, {})
+
+    def handle_as(
+        self,
+        community: Community,
+        request: ApiRequest,
+        signer: User | None,
+        views: dict[str, RoomView] | None = None,
+    ) -> Answer:
         """Answer a sub-request of a batch, as the batch's signer (its own signature
-        headers, if any, are not read)."""
-        return self._handle(community, request, True, signer)[0]
+        headers, if any, are not read), sharing the batch's room views."""
+        return self._handle(community, request, True, signer, {} if views is None else views)[0]
 
     def _handle(
-        self, community: Community, request: ApiRequest, as_batch: bool, signer: User | None
+        self,
+        community: Community,
+        request: ApiRequest,
+        as_batch: bool,
+        signer: User | None,
+        views: dict[str, RoomView],
     ) -> tuple[Answer, str]:
         route_name = ""
         try:
@@ -82,9 +99,11 @@ class Router:
                 request,
                 params,
                 user,
-                sub_request=lambda sub: self.handle_as(community, sub, user),
+                sub_request=lambda sub: self.handle_as(community, sub, user, views),
             )
-            self._check_access(call, route.access)
+            if request.method != "GET":
+                views.clear()  # this request may change a room or someone's rights in it
+            self._check_access(call, route.access, views)
             result = route.handler(call)
             answer = result if isinstance(result, Answer) else Answer.json(result)
         except RateLimited as exc:
@@ -119,7 +138,7 @@ class Router:
         return community.users.admit(signed)
 
     @staticmethod
-    def _check_access(call: Call, access: Access) -> None:
+    def _check_access(call: Call, access: Access, views: dict[str, RoomView]) -> None:
         user = call.user
         if access.needs_user and user is None:
             raise Unauthorized(AUTH_REQUIRED)
@@ -127,10 +146,15 @@ class Router:
             raise Unauthorized("this route needs a blinded id")
         if not access.needs_room:
             return
-        community = call.community
-        keys = user.keys if user is not None else ()
-        with community.db.read() as conn:
-            call.room = view_room(conn, call.params["token"], keys, community.clock())
+        token = call.params["token"]
+        call.room = views.get(token)
+        if call.room is None:
+            community = call.community
+            keys = user.keys if user is not None else ()
+            with community.db.read() as conn:
+                call.room = view_room(conn, token, keys, community.clock())
+            if call.request.method == "GET":
+                views[token] = call.room
         rights = call.room.access
         if rights.banned:
             raise Banned("banned from this room")
