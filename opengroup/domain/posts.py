@@ -108,10 +108,10 @@ class Posts:
     ) -> list[MessageView]:
         keys = user.keys if user else ()
         with self.db.read() as conn:
-            visible = posts.visible_to(keys, view.access.moderator)
             found = posts.changes_since(
-                conn, view.id, seqno, limit, visible, with_reactions=with_reactions
-            )
+                conn, view.id, seqno, limit, keys, view.access.moderator,
+                with_reactions=with_reactions,
+            )  # fmt: skip
             return self._with_reactions(conn, view.id, found, keys, reactors)
 
     def newest(
@@ -124,8 +124,7 @@ class Posts:
     ) -> list[MessageView]:
         keys = user.keys if user else ()
         with self.db.read() as conn:
-            visible = posts.visible_to(keys, view.access.moderator)
-            found = posts.newest(conn, view.id, limit, visible, before)
+            found = posts.newest(conn, view.id, limit, keys, view.access.moderator, before)
             return self._with_reactions(conn, view.id, found, keys, reactors)
 
     def one(self, view: RoomView, user: User | None, message_id: int, reactors: int) -> MessageView:

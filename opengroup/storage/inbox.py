@@ -9,8 +9,20 @@ that :func:`prune_expired` has not reached yet, so expiry is exact to the second
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Float,
+    Integer,
+    String,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+)
 
 from opengroup.storage.schema import direct_messages
 
@@ -50,12 +62,29 @@ def insert_message(
     return StoredDirectMessage(new_id, sender, recipient, data, posted_at, expires_at)
 
 
+def _page(whose: Any) -> Any:
+    """A page of unexpired messages by ``whose`` key, oldest first (built once)."""
+    return (
+        select(_dm.id, _dm.sender, _dm.recipient, _dm.data, _dm.posted_at, _dm.expires_at)
+        .where(
+            whose == bindparam("key", type_=String),
+            _dm.id > bindparam("after_id", type_=BigInteger),
+            _dm.expires_at > bindparam("now", type_=Float),
+        )
+        .order_by(_dm.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+_TO, _FROM = _page(_dm.recipient), _page(_dm.sender)
+
+
 def messages_to(
     conn: Connection, recipient: str, now: float, *, after_id: int, limit: int
 ) -> list[StoredDirectMessage]:
     """The unexpired messages to ``recipient`` with an id above ``after_id``, oldest
     first, at most ``limit``."""
-    return _page(conn, _dm.recipient == recipient, now, after_id, limit)
+    return _read_page(conn, _TO, recipient, now, after_id, limit)
 
 
 def messages_from(
@@ -63,23 +92,18 @@ def messages_from(
 ) -> list[StoredDirectMessage]:
     """The unexpired messages from ``sender`` with an id above ``after_id``, oldest
     first, at most ``limit``."""
-    return _page(conn, _dm.sender == sender, now, after_id, limit)
+    return _read_page(conn, _FROM, sender, now, after_id, limit)
 
 
-def _page(
-    conn: Connection, whose: ColumnElement[bool], now: float, after_id: int, limit: int
+def _read_page(
+    conn: Connection, page: Any, key: str, now: float, after_id: int, limit: int
 ) -> list[StoredDirectMessage]:
-    rows = conn.execute(
-        select(_dm.id, _dm.sender, _dm.recipient, _dm.data, _dm.posted_at, _dm.expires_at)
-        .where(whose, _dm.id > after_id, _dm.expires_at > now)
-        .order_by(_dm.id)
-        .limit(limit)
-    ).all()
+    params = {"key": key, "after_id": after_id, "now": now, "limit": limit}
     return [
         StoredDirectMessage(
             row.id, row.sender, row.recipient, bytes(row.data), row.posted_at, row.expires_at
         )
-        for row in rows
+        for row in conn.execute(page, params)
     ]
 
 

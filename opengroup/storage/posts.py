@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
+    BigInteger,
+    Boolean,
     Connection,
+    Integer,
+    String,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -80,18 +84,38 @@ def _message(row: Any) -> StoredMessage:
     )
 
 
-def visible_to(keys: Sequence[str], moderator: bool) -> ColumnElement[bool]:
-    """Messages the person known under ``keys`` may see: every message that is not a
-    whisper, whispers to them or from them, and, for moderators, whispers to moderators."""
-    allowed = [
-        and_(messages.c.whisper_to.is_(None), messages.c.whisper_mods == false()),
-    ]
-    if keys:
-        allowed.append(messages.c.whisper_to.in_(list(keys)))
-        allowed.append(messages.c.public_key.in_(list(keys)))
-    if moderator:
-        allowed.append(messages.c.whisper_mods)
-    return or_(*allowed)
+# The pages below are built once, with their values as parameters: ``keys``
+# (expanding: every key the reader is known under, none for anonymous) and
+# ``moderator`` decide which whispers the reader sees.
+_ROOM = bindparam("room_id", type_=String)
+_SEQNO = bindparam("seqno", type_=BigInteger)
+_KEYS = bindparam("keys", expanding=True, type_=String)
+_MODERATOR = bindparam("moderator", type_=Boolean)
+_LIMIT = bindparam("limit", type_=Integer)
+
+# Messages the reader may see: every message that is not a whisper, whispers to them
+# or from them, and, for moderators, whispers to moderators.
+_VISIBLE = or_(
+    and_(messages.c.whisper_to.is_(None), messages.c.whisper_mods == false()),
+    messages.c.whisper_to.in_(_KEYS),
+    messages.c.public_key.in_(_KEYS),
+    and_(_MODERATOR, messages.c.whisper_mods),
+)
+
+
+def _changes_since(with_reactions: bool) -> Any:
+    query = select(*_COLUMNS).where(
+        messages.c.room_id == _ROOM,
+        messages.c.seqno > _SEQNO,
+        _VISIBLE,
+        ~(messages.c.deleted & (messages.c.seqno_created > _SEQNO)),
+    )
+    if not with_reactions:
+        query = query.where(messages.c.seqno_data > _SEQNO)
+    return query.order_by(messages.c.seqno).limit(_LIMIT)
+
+
+_CHANGES_SINCE = {flag: _changes_since(flag) for flag in (True, False)}
 
 
 def changes_since(
@@ -99,37 +123,48 @@ def changes_since(
     room_id: str,
     seqno: int,
     limit: int,
-    visible: ColumnElement[bool],
+    keys: Sequence[str],
+    moderator: bool,
     *,
     with_reactions: bool,
 ) -> list[StoredMessage]:
-    """The room's messages changed after ``seqno``, in seqno order: posts and edits,
-    deletions of messages posted by then, and (``with_reactions``) reaction changes."""
-    query = select(*_COLUMNS).where(
-        messages.c.room_id == room_id,
-        messages.c.seqno > seqno,
-        visible,
-        ~(messages.c.deleted & (messages.c.seqno_created > seqno)),
-    )
-    if not with_reactions:
-        query = query.where(messages.c.seqno_data > seqno)
-    rows = conn.execute(query.order_by(messages.c.seqno).limit(limit))
-    return [_message(row) for row in rows]
+    """The room's messages changed after ``seqno`` that the reader known under ``keys``
+    may see, in seqno order: posts and edits, deletions of messages posted by then, and
+    (``with_reactions``) reaction changes."""
+    params = {
+        "room_id": room_id,
+        "seqno": seqno,
+        "keys": list(keys),
+        "moderator": moderator,
+        "limit": limit,
+    }
+    return [_message(row) for row in conn.execute(_CHANGES_SINCE[with_reactions], params)]
+
+
+def _newest(before: bool) -> Any:
+    query = select(*_COLUMNS).where(messages.c.room_id == _ROOM, ~messages.c.deleted, _VISIBLE)
+    if before:
+        query = query.where(messages.c.server_id < bindparam("before", type_=BigInteger))
+    return query.order_by(messages.c.server_id.desc()).limit(_LIMIT)
+
+
+_NEWEST = {flag: _newest(flag) for flag in (True, False)}
 
 
 def newest(
     conn: Connection,
     room_id: str,
     limit: int,
-    visible: ColumnElement[bool],
+    keys: Sequence[str],
+    moderator: bool,
     before: int | None = None,
 ) -> list[StoredMessage]:
-    """The room's newest live messages (with ids below ``before``), newest first."""
-    query = select(*_COLUMNS).where(messages.c.room_id == room_id, ~messages.c.deleted, visible)
+    """The room's newest live messages (with ids below ``before``) that the reader known
+    under ``keys`` may see, newest first."""
+    params = {"room_id": room_id, "keys": list(keys), "moderator": moderator, "limit": limit}
     if before is not None:
-        query = query.where(messages.c.server_id < before)
-    rows = conn.execute(query.order_by(messages.c.server_id.desc()).limit(limit))
-    return [_message(row) for row in rows]
+        params["before"] = before
+    return [_message(row) for row in conn.execute(_NEWEST[before is not None], params)]
 
 
 def one(conn: Connection, room_id: str, message_id: int) -> StoredMessage | None:

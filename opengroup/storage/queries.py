@@ -236,11 +236,20 @@ def room_head(conn: Connection, room_id: str, token_hash: bytes, now: float) -> 
 def insert_if_absent(conn: Connection, table: Table, **values: Any) -> bool:
     """Insert a row unless one with the same key is there; whether it was inserted.
     (Two transactions may both find a row absent; the database decides, not a read.)"""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    # RETURNING says whether a row went in (a skipped conflict returns none); the
-    # rowcount of such an insert is not reliable across drivers.
-    return conn.execute(statement.returning(literal_column("1"))).first() is not None
+    key = (conn.dialect.name, table.name, tuple(values))
+    statement = _INSERTS_IF_ABSENT.get(key)
+    if statement is None:
+        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+        insert_ = dialect.insert(table).values({name: bindparam(name) for name in values})
+        # RETURNING says whether a row went in (a skipped conflict returns none); the
+        # rowcount of such an insert is not reliable across drivers.
+        statement = insert_.on_conflict_do_nothing().returning(literal_column("1"))
+        _INSERTS_IF_ABSENT[key] = statement
+    return conn.execute(statement, values).first() is not None
+
+
+# (dialect, table, columns) -> the statement: built once, its values as parameters
+_INSERTS_IF_ABSENT: dict[tuple[str, str, tuple[str, ...]], Any] = {}
 
 
 def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Float, String, bindparam, delete, func, insert, select, update
 
 from opengroup.storage.queries import bump_room_counter
 from opengroup.storage.schema import files, messages, pins, room_activity, rooms
@@ -52,12 +52,17 @@ def _details(row: Any) -> RoomDetails:
     return RoomDetails(*row[:7], *(bool(v) for v in row[7:]))
 
 
+_TOKEN = bindparam("token", type_=String)
+_BY_ID = select(*_COLUMNS).where(rooms.c.id == _TOKEN)
+_BY_FOLDED_ID = select(*_COLUMNS).where(func.lower(rooms.c.id) == _TOKEN)
+
+
 def find_room(conn: Connection, token: str) -> RoomDetails | None:
     """The room whose id is ``token`` without regard to case (ids never differ only in
     case); exact matches are found by the primary key."""
-    row = conn.execute(select(*_COLUMNS).where(rooms.c.id == token)).first()
+    row = conn.execute(_BY_ID, {"token": token}).first()
     if row is None:
-        row = conn.execute(select(*_COLUMNS).where(func.lower(rooms.c.id) == token.lower())).first()
+        row = conn.execute(_BY_FOLDED_ID, {"token": token.lower()}).first()
     return _details(row) if row is not None else None
 
 
@@ -74,12 +79,15 @@ def update_room(conn: Connection, room_id: str, values: dict[str, Any]) -> None:
     conn.execute(update(rooms).where(rooms.c.id == room_id).values(**values))
 
 
+_ACTIVE_USERS = select(func.count()).where(
+    room_activity.c.room_id == bindparam("room_id", type_=String),
+    room_activity.c.last_active > bindparam("since", type_=Float),
+)
+
+
 def active_users(conn: Connection, room_id: str, since: float) -> int:
-    return conn.execute(
-        select(func.count()).where(
-            room_activity.c.room_id == room_id, room_activity.c.last_active > since
-        )
-    ).scalar_one()
+    count: int = conn.execute(_ACTIVE_USERS, {"room_id": room_id, "since": since}).scalar_one()
+    return count
 
 
 def room_pins(conn: Connection, room_id: str) -> list[Pin]:
