@@ -117,7 +117,7 @@ class PysogsData:
         try:
             rows = w.x(
                 "SELECT m.id, r.token, u.session_id, m.posted, m.edited, m.seqno, "
-                "m.seqno_creation, m.data, m.data_size, m.signature, m.filtered, "
+                "m.seqno_creation, m.seqno_data, m.seqno_reactions, m.data, m.data_size, m.signature, m.filtered, "
                 "wu.session_id, m.whisper_mods FROM messages m JOIN rooms r ON r.id = m.room "
                 'JOIN users u ON u.id = m."user" LEFT JOIN users wu ON wu.id = m.whisper '
                 "ORDER BY m.id"
@@ -125,7 +125,8 @@ class PysogsData:
         finally:
             w.close()
         keys = (
-            "id", "room", "session_id", "posted", "edited", "seqno", "seqno_creation", "data",
+            "id", "room", "session_id", "posted", "edited", "seqno", "seqno_creation",
+            "seqno_data", "seqno_reactions", "data",
             "data_size", "signature", "filtered", "whisper_to", "whisper_mods",
         )  # fmt: skip
         return [dict(zip(keys, row, strict=True)) for row in rows]
