@@ -117,7 +117,8 @@ class PysogsData:
         try:
             rows = w.x(
                 "SELECT m.id, r.token, u.session_id, m.posted, m.edited, m.seqno, "
-                "m.seqno_creation, m.seqno_data, m.seqno_reactions, m.data, m.data_size, m.signature, m.filtered, "
+                "m.seqno_creation, m.seqno_data, m.seqno_reactions, m.data, m.data_size, "
+                "m.signature, m.filtered, "
                 "wu.session_id, m.whisper_mods FROM messages m JOIN rooms r ON r.id = m.room "
                 'JOIN users u ON u.id = m."user" LEFT JOIN users wu ON wu.id = m.whisper '
                 "ORDER BY m.id"
@@ -145,6 +146,20 @@ class PysogsData:
             ]
         finally:
             w.close()
+
+    def ban_futures(self) -> dict[tuple[str | None, str], float]:
+        """(room token or None, who) -> when pysogs lifts the ban."""
+        by_id = {ident.blinded_id(self.public_key): who for who, ident in self.people.items()}
+        w = self.reader()
+        try:
+            rows = w.x(
+                "SELECT r.token, u.session_id, f.at FROM user_ban_futures f "
+                'JOIN users u ON u.id = f."user" LEFT JOIN rooms r ON r.id = f.room '
+                "WHERE NOT f.banned"
+            )
+        finally:
+            w.close()
+        return {(row[0], by_id[row[1]]): float(row[2]) for row in rows}
 
     def room_row(self, token: str) -> dict[str, Any]:
         w = self.reader()

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,9 +292,25 @@ def test_permissions_bans_and_schedules_carry_over(
     assert [f["write"] for f in futures.body if f["session_id"] == pysogs.blinded("muted")] == [
         True
     ]
-    bans = community.get("/bans", identity=people["global_admin"])
-    if bans.status == 200:  # the ban list's shape is its own test's business
-        assert pysogs.blinded("global_banned") in str(bans.body)
+
+
+def test_bans_keep_the_end_pysogs_scheduled(server: ServerProcess, pysogs: PysogsData) -> None:
+    """pysogs ends a ban with a scheduled unban (user_ban_futures); here it is the ban's
+    expiry. A ban with none stays until lifted."""
+    futures = pysogs.ban_futures()
+    lines = {
+        tuple(line.split("\t")[:2]): line.split("\t")[2]
+        for line in server.cli("bans", "list").stdout.splitlines()
+    }
+
+    def until(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+    assert lines[(LOBBY, pysogs.blinded("troll"))] == "permanent"
+    assert lines[(LOBBY, pysogs.blinded("timed"))] == until(futures[(LOBBY, "timed")])
+    assert lines[("(global)", pysogs.blinded("global_banned"))] == until(
+        futures[(None, "global_banned")]
+    )
 
 
 def test_a_05_moderator_becomes_moderator_when_their_blinded_id_signs(
@@ -437,38 +456,70 @@ def test_an_older_pysogs_schema_is_refused(pysogs: PysogsData, tmp_path: Path) -
     assert not data_dir.exists()
 
 
+def with_big_room(pysogs: PysogsData, path: Path, messages: int) -> Path:
+    """A copy of the pysogs data dir with one more room of many posts (pysogs' triggers
+    number them), so an import can be stopped in the middle of a room."""
+    shutil.copytree(pysogs.path, path)
+    conn = sqlite3.connect(path / "sogs.db", isolation_level=None)
+    conn.execute("INSERT INTO rooms (token, name) VALUES ('big', 'Big Room')")
+    room = conn.execute("SELECT id FROM rooms WHERE token = 'big'").fetchone()[0]
+    user = conn.execute("SELECT MIN(id) FROM users").fetchone()[0]
+    conn.execute("BEGIN")
+    conn.executemany(
+        'INSERT INTO messages (room, "user", data, data_size, signature) VALUES (?, ?, ?, ?, ?)',
+        [(room, user, os.urandom(40), 160, os.urandom(64)) for _ in range(messages)],
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    return path
+
+
+def count_messages(data_dir: Path, database_url: str | None, room: str) -> int:
+    return sum(
+        1 for row in dump_tables(data_dir, database_url).get("messages", []) if row[0] == room
+    )
+
+
 def test_a_killed_import_leaves_a_usable_database_and_the_next_run_completes_it(
     pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None, backend: Backend
 ) -> None:
+    source = with_big_room(pysogs, tmp_path / "sogs", 20_000)
     data_dir = tmp_path / "data"
-    cmd = [sys.executable, "-m", "opengroup", "import-pysogs", str(pysogs.path)]
+    cmd = [sys.executable, "-m", "opengroup", "import-pysogs", str(source)]
     cmd += ["--data-dir", str(data_dir)]
     if fresh_database_url:
         cmd += ["--database-url", fresh_database_url]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    with subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    seen = b""
-    while b"importing Dev-Talk" not in seen:  # the lobby is in, the next room under way
-        chunk = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else b""
-        if not chunk:
-            break
-        seen += chunk
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert b"importing lobby" in seen
-    # Usable: the server starts on it and serves the room that was committed.
-    with ServerProcess(data_dir, database_url=fresh_database_url) as srv:
-        with CommunityClient(srv.base_url, srv.public_key, "http") as c:
-            assert since(c, LOBBY, 0, pysogs.people["alice"])
-    import_pysogs(data_dir, fresh_database_url, str(pysogs.path))
+    ) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        seen = b""
+        while b"importing big" not in seen:  # lobby and Dev-Talk are in, big under way
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+        time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, seen.decode()  # killed, not finished
+    assert count_messages(data_dir, fresh_database_url, "big") == 0  # the room is all or nothing
+    # Usable: the server starts on it and serves the rooms that were committed.
+    with (
+        ServerProcess(data_dir, database_url=fresh_database_url).start() as srv,
+        CommunityClient(srv.base_url, srv.public_key, "http") as c,
+    ):
+        got = since(c, LOBBY, 0, pysogs.people["alice"])
+        assert got == pysogs_since(pysogs, LOBBY, 0, pysogs.blinded("alice"), False)
+    again = import_pysogs(data_dir, fresh_database_url, str(source))
+    assert "room big (Big Room, new room): imported messages=20000" in again.stdout
+    assert "room lobby (The Lobby, existing room): imported messages=0" in again.stdout
     complete = dump_tables(data_dir, fresh_database_url)
     reference_dir = tmp_path / "reference"
     reference_url = backend.new_database_url()
     try:
-        import_pysogs(reference_dir, reference_url, str(pysogs.path))
+        import_pysogs(reference_dir, reference_url, str(source))
         reference = dump_tables(reference_dir, reference_url)
     finally:
         backend.drop_database(reference_url)
@@ -488,7 +539,7 @@ def test_a_postgresql_pysogs_database_imports_with_db_key_and_uploads(
         args += ["--uploads", str(data.path / "uploads")]
         result = import_pysogs(data_dir, fresh_database_url, *args)
         assert "room lobby (The Lobby, new room): imported messages=6" in result.stdout
-        with ServerProcess(data_dir, database_url=fresh_database_url) as srv:
+        with ServerProcess(data_dir, database_url=fresh_database_url).start() as srv:
             assert srv.public_key == data.public_key
             with CommunityClient(srv.base_url, srv.public_key, "http") as c:
                 for viewer, moderator in (("alice", False), ("mod", True)):
