@@ -21,7 +21,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from opengroup.pysogs_import.errors import PysogsImportError
 from opengroup.storage.database import normalise_url
@@ -153,6 +154,20 @@ def read_key(path: Path) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(raw)
 
 
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(the URL given)"
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's statement and links."""
+    original = getattr(exc, "orig", None)
+    return str(original if original is not None else exc).strip().splitlines()[0]
+
+
 def _readonly_url(url: str) -> tuple[str, dict[str, Any]]:
     if url.startswith("sqlite:///"):
         file = Path(url.removeprefix("sqlite:///")).resolve()
@@ -174,17 +189,17 @@ class PysogsDb:
                     name: {c["name"] for c in inspector.get_columns(name)}
                     for name in inspector.get_table_names()
                 }
-        except SQLAlchemyError as exc:
-            raise PysogsImportError(f"cannot read the pysogs database {url}: {exc}") from None
-        except ModuleNotFoundError as exc:
-            raise PysogsImportError(f"cannot open {url}: {exc}") from None
+        except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            raise PysogsImportError(
+                f"cannot read the pysogs database {shown_url(url)}: {reason(exc)}"
+            ) from None
 
     def rows(self, sql: str, **params: Any) -> list[Any]:
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(text(sql), params))
         except SQLAlchemyError as exc:
-            raise PysogsImportError(f"cannot read the pysogs database: {exc}") from None
+            raise PysogsImportError(f"cannot read the pysogs database: {reason(exc)}") from None
 
     def stream(self, sql: str, **params: Any) -> Iterator[Any]:
         """Rows one by one (a room's messages may not fit in memory at once)."""
@@ -195,7 +210,7 @@ class PysogsDb:
                 )
                 yield from result
         except SQLAlchemyError as exc:
-            raise PysogsImportError(f"cannot read the pysogs database: {exc}") from None
+            raise PysogsImportError(f"cannot read the pysogs database: {reason(exc)}") from None
 
     def scalar(self, sql: str, **params: Any) -> Any:
         rows = self.rows(sql, **params)
