@@ -32,9 +32,11 @@ What the import does, and its decisions:
   their ids (clients page their inbox by id). Request nonces not yet expired are
   kept, for as long again as our time window, so no request can be replayed.
 - Idempotent: what is here already is skipped, so a second run adds nothing and a
-  run stopped half-way is completed by the next one. The server-wide part is one
-  transaction and each room another (on SQLite the write lock is held meanwhile:
-  stop the servers for the import). A dry run reads only and creates nothing.
+  run stopped half-way is completed by the next one. Rows already here are not
+  compared with pysogs' again: stop pysogs before the import, not after it. The
+  server-wide part is one transaction and each room another (on SQLite the write
+  lock is held meanwhile: stop the servers for the import). A dry run reads only
+  and creates nothing.
 """
 
 from __future__ import annotations
