@@ -34,6 +34,11 @@ SERVER_ENV = {"OPENGROUP_DELETIONS_FORMAT": "objects"}
 LOBBY = "lobby"
 DEV = "Dev-Talk"
 REACTORS = 4
+LOBBY_COUNTS = (
+    "room lobby (The Lobby, new room): imported messages=6 deleted=1 whispers=2 "
+    "reactions=3 pins=1 moderators=4 bans=2 overrides=1 future_permissions=1 files=2 "
+    "room_image=1 activity=2"
+)
 THUMBS = "\U0001f44d"
 
 
@@ -163,6 +168,20 @@ def dump_tables(data_dir: Path, database_url: str | None) -> dict[str, list[tupl
     return rows
 
 
+def our_value(data_dir: Path, database_url: str | None, sql: str) -> Any:
+    """One value of our database."""
+    if database_url is None:
+        conn = sqlite3.connect(data_dir / "opengroup.db")
+        try:
+            return conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+    with psycopg.connect(database_url) as pg:
+        row = pg.execute(sql).fetchone()
+        assert row is not None
+        return row[0]
+
+
 def since(community: CommunityClient, room: str, seqno: int, who: BlindedIdentity) -> Any:
     answer = community.get(
         f"/room/{room}/messages/since/{seqno}?reactors={REACTORS}&t=r", identity=who
@@ -212,11 +231,7 @@ def test_the_summary_counts_what_was_imported_and_prints_the_settings(
         "server: imported users=13 global_moderators=2 global_bans=1 blinded_links=1 "
         "direct_messages=1 nonces=1" in out
     )
-    assert (
-        "room lobby (The Lobby, new room): imported messages=6 deleted=1 whispers=2 "
-        "reactions=3 pins=1 moderators=4 bans=2 overrides=1 future_permissions=1 files=2 "
-        "room_image=1 activity=2"
-    ) in out
+    assert LOBBY_COUNTS in out
     assert 'public_url = "https://sogs.example.org"' in out
     assert "max_upload_bytes = 5000000" in out
     assert "file_ttl_seconds = 1728000" in out
@@ -409,6 +424,34 @@ def test_a_second_import_changes_nothing(
     assert dump_tables(data_dir, fresh_database_url) == before
 
 
+def test_a_rerun_imports_what_pysogs_added_since(
+    pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    source = tmp_path / "sogs"
+    shutil.copytree(pysogs.path, source)
+    data_dir = tmp_path / "data"
+    import_pysogs(data_dir, fresh_database_url, str(source))
+    conn = sqlite3.connect(source / "sogs.db", isolation_level=None)
+    room = conn.execute("SELECT id FROM rooms WHERE token = 'lobby'").fetchone()[0]
+    conn.execute(
+        'INSERT INTO messages (room, "user", data, data_size, signature) '
+        "VALUES (?, (SELECT MIN(id) FROM users), ?, 40, ?)",
+        (room, b"one more", b"s" * 64),
+    )
+    new_id, seqno = conn.execute("SELECT id, seqno FROM messages ORDER BY id DESC").fetchone()
+    conn.close()
+    again = import_pysogs(data_dir, fresh_database_url, str(source))
+    assert "room lobby (The Lobby, existing room): imported messages=1 deleted=0" in again.stdout
+    ours = [r for r in dump_tables(data_dir, fresh_database_url)["messages"] if r[0] == LOBBY]
+    assert max(r[1] for r in ours) == new_id
+    assert base64.b64decode(next(r for r in ours if r[1] == new_id)[4]) == pysogs_padded(
+        b"one more", 40
+    )
+    # The room's seqno followed pysogs' message_sequence.
+    room_seqno = "SELECT seqno FROM rooms WHERE id = 'lobby'"
+    assert our_value(data_dir, fresh_database_url, room_seqno) == seqno
+
+
 def test_a_dry_run_writes_nothing(
     pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None
 ) -> None:
@@ -550,7 +593,7 @@ def test_a_postgresql_pysogs_database_imports_with_db_key_and_uploads(
         args = ["--db", source_url, "--key", str(data.path / "key_x25519")]
         args += ["--uploads", str(data.path / "uploads")]
         result = import_pysogs(data_dir, fresh_database_url, *args)
-        assert "room lobby (The Lobby, new room): imported messages=6" in result.stdout
+        assert LOBBY_COUNTS in result.stdout
         with ServerProcess(data_dir, database_url=fresh_database_url).start() as srv:
             assert srv.public_key == data.public_key
             with CommunityClient(srv.base_url, srv.public_key, "http") as c:
