@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -352,11 +353,23 @@ def test_files_and_the_room_image_keep_their_ids_and_bytes(
     community: CommunityClient, pysogs: PysogsData
 ) -> None:
     alice = pysogs.people["alice"]
+    reader = pysogs.reader()
+    try:
+        rows = reader.x("SELECT id, filename, expiry FROM files")
+        named = {int(r[0]): (r[1], r[2]) for r in rows}
+    finally:
+        reader.close()
     for file_id, content in pysogs.files.items():
         room = DEV if file_id == 201 else LOBBY
         answer = community.get(f"/room/{room}/file/{file_id}", identity=alice)
         assert answer.status == 200, file_id
         assert answer.raw_body == content
+        filename, expiry = named[file_id]
+        assert answer.headers["content-disposition"].endswith(f"filename*=UTF-8''{filename}")
+        if expiry is None:  # the room image
+            assert "expires" not in answer.headers
+        else:
+            assert answer.headers["expires"] == formatdate(expiry, usegmt=True)
     for file_id in pysogs.expired_files:
         assert community.get(f"/room/{LOBBY}/file/{file_id}", identity=alice).status == 404
 
