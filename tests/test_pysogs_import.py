@@ -465,6 +465,24 @@ def test_a_rerun_imports_what_pysogs_added_since(
     assert our_value(data_dir, fresh_database_url, room_seqno) == seqno
 
 
+def test_a_room_of_ours_with_other_messages_under_the_same_ids_is_left_alone(
+    pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    data_dir = tmp_path / "data"
+    import_pysogs(data_dir, fresh_database_url, str(pysogs.path))
+    before = dump_tables(data_dir, fresh_database_url)
+    other = tmp_path / "other"
+    shutil.copytree(pysogs.path, other)
+    conn = sqlite3.connect(other / "sogs.db", isolation_level=None)
+    conn.execute("UPDATE messages SET posted = posted - 1000 WHERE id = 1")
+    conn.close()
+    result = import_pysogs(data_dir, fresh_database_url, str(other))
+    assert "room lobby: skipped" in result.stdout
+    assert "holds other messages under the same ids (e.g. 1)" in result.stderr
+    assert "room Dev-Talk (Developers, existing room): imported messages=0" in result.stdout
+    assert dump_tables(data_dir, fresh_database_url)["messages"] == before["messages"]
+
+
 def test_a_dry_run_writes_nothing(
     pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None
 ) -> None:

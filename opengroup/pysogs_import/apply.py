@@ -81,10 +81,10 @@ def room_conflict(conn: Connection | None, run: Run, room: SourceRoom) -> str | 
         )
     if found is None:
         return None
-    ours = bulk.room_message_ids(conn, room.token)
+    ours = bulk.message_fingerprints(conn, room.token)
     for row in run.db.stream(plan.MESSAGES, room=room.pysogs_id):
-        posted = ours.get(int(row[0]))
-        if posted is not None and abs(posted - float(row[2])) > 0.001:
+        here = ours.get(int(row[0]))
+        if here is not None and here[:2] != (row[1], plan.v2_timestamp(row[2])):
             return (
                 f"room {room.token} skipped: our room of that token holds other messages "
                 f"under the same ids (e.g. {row[0]}); import into a fresh database"
@@ -99,7 +99,7 @@ def import_room(
     counts = RoomCounts()
     token = room.token
     existing = roomdetails.find_room(conn, token) if conn is not None else None
-    ours = bulk.room_message_ids(conn, token) if existing is not None and conn else {}
+    ours = bulk.message_fingerprints(conn, token) if existing is not None and conn else {}
     out = conn if run.write else None
     if out is not None:
         if existing is None:
@@ -134,7 +134,7 @@ def _copy_messages(
     conn: Connection | None,
     run: Run,
     room: SourceRoom,
-    ours: dict[int, float],
+    ours: dict[int, tuple[str, int, bool]],
     counts: RoomCounts,
     advance: Advance,
 ) -> set[int]:
@@ -357,7 +357,7 @@ def _raise_counters(conn: Connection, run: Run, room: SourceRoom) -> None:
     """Our counters continue after pysogs': message ids, deletion numbers, seqno,
     info_updates (never moved back)."""
     token = room.token
-    ids = bulk.room_message_ids(conn, token)
+    ids = bulk.message_fingerprints(conn, token)
     message_seq, deletion_seq = bulk.room_counters(conn, token)
     top_deletion = max(bulk.room_deletions(conn, token), default=0)
     details = roomdetails.find_room(conn, token)

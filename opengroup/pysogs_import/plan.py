@@ -92,6 +92,11 @@ def session_padded(data: bytes, size: int | None) -> bytes:
     return data
 
 
+def v2_timestamp(posted: Any) -> int:
+    """What pysogs' v2 API serves as a message's ``timestamp``: posted, in ms."""
+    return int(float(posted) * 1000)
+
+
 def copied_message(row: Any) -> CopiedMessage:
     """A pysogs ``messages`` row (as ``MESSAGES`` reads it) as we keep it: ids, seqnos
     and times unchanged; data and signature as its API serves them; a deleted one
@@ -105,7 +110,7 @@ def copied_message(row: Any) -> CopiedMessage:
     return CopiedMessage(
         server_id=int(server_id),
         public_key=session_id,
-        timestamp=int(float(posted) * 1000),
+        timestamp=v2_timestamp(posted),
         data=base64.b64encode(served).decode(),
         signature="" if deleted else base64.b64encode(bytes(signature or b"")).decode(),
         posted_at=float(posted),

@@ -159,14 +159,6 @@ def insert_copied_messages(conn: Connection, room_id: str, rows: Sequence[Copied
     )
 
 
-def room_message_ids(conn: Connection, room_id: str) -> dict[int, float]:
-    """server_id -> posted_at of every message of the room."""
-    rows = conn.execute(
-        select(messages.c.server_id, messages.c.posted_at).where(messages.c.room_id == room_id)
-    )
-    return {row[0]: row[1] for row in rows}
-
-
 def direct_message_ids(conn: Connection, ids: Sequence[int]) -> set[int]:
     """Those of ``ids`` that are direct messages here already."""
     found: set[int] = set()
