@@ -384,6 +384,21 @@ def test_unexpired_direct_messages_keep_their_ids(
     assert answer.body[0]["sender"] == pysogs.blinded("alice")
 
 
+def test_new_direct_messages_take_ids_after_pysogs_ones(
+    setup_community: CommunityClient, pysogs: PysogsData
+) -> None:
+    """Clients page their inbox by id: a new message must come after the imported ones."""
+    sent = setup_community.post(
+        f"/inbox/{pysogs.blinded('bob')}",
+        {"message": base64.b64encode(b"\x00after the move").decode()},
+        identity=pysogs.people["alice"],
+    )
+    assert sent.status == 201
+    assert sent.body["id"] > pysogs.live_dm
+    later = setup_community.get(f"/inbox/since/{pysogs.live_dm}", identity=pysogs.people["bob"])
+    assert [m["id"] for m in later.body] == [sent.body["id"]]
+
+
 def test_a_nonce_pysogs_saw_cannot_be_replayed(
     community: CommunityClient, pysogs: PysogsData
 ) -> None:
