@@ -579,7 +579,7 @@ def count_messages(data_dir: Path, database_url: str | None, room: str) -> int:
 def test_a_killed_import_leaves_a_usable_database_and_the_next_run_completes_it(
     pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None, backend: Backend
 ) -> None:
-    source = with_big_room(pysogs, tmp_path / "sogs", 20_000)
+    source = with_big_room(pysogs, tmp_path / "sogs", 40_000)
     data_dir = tmp_path / "data"
     cmd = [sys.executable, "-m", "opengroup", "import-pysogs", str(source)]
     cmd += ["--data-dir", str(data_dir)]
@@ -596,7 +596,7 @@ def test_a_killed_import_leaves_a_usable_database_and_the_next_run_completes_it(
             if not chunk:
                 break
             seen += chunk
-        time.sleep(0.2)
+        time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL, seen.decode()  # killed, not finished
@@ -609,7 +609,7 @@ def test_a_killed_import_leaves_a_usable_database_and_the_next_run_completes_it(
         got = since(c, LOBBY, 0, pysogs.people["alice"])
         assert got == pysogs_since(pysogs, LOBBY, 0, pysogs.blinded("alice"), False)
     again = import_pysogs(data_dir, fresh_database_url, str(source))
-    assert "room big (Big Room, new room): imported messages=20000" in again.stdout
+    assert "room big (Big Room, new room): imported messages=40000" in again.stdout
     assert "room lobby (The Lobby, existing room): imported messages=0" in again.stdout
     complete = dump_tables(data_dir, fresh_database_url)
     reference_dir = tmp_path / "reference"
