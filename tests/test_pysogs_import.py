@@ -467,9 +467,21 @@ def test_a_rerun_imports_what_pysogs_added_since(
         (room, b"one more", b"s" * 64),
     )
     new_id, seqno = conn.execute("SELECT id, seqno FROM messages ORDER BY id DESC").fetchone()
+    newcomer = BlindedIdentity.generate().blinded_id(pysogs.public_key)
+    conn.execute("INSERT INTO users (session_id) VALUES (?)", (newcomer,))
+    conn.execute(
+        'INSERT INTO user_permission_overrides (room, "user", moderator) '
+        "VALUES (?, (SELECT id FROM users WHERE session_id = ?), TRUE)",
+        (room, newcomer),
+    )
     conn.close()
+    info = "SELECT info_updates FROM rooms WHERE id = 'lobby'"
+    info_before = our_value(data_dir, fresh_database_url, info)
     again = import_pysogs(data_dir, fresh_database_url, str(source))
     assert "room lobby (The Lobby, existing room): imported messages=1 deleted=0" in again.stdout
+    assert "pins=0 moderators=1 bans=0" in again.stdout
+    # A new moderator is a change of the room's details, which servers keep by info_updates.
+    assert our_value(data_dir, fresh_database_url, info) > info_before
     ours = [r for r in dump_tables(data_dir, fresh_database_url)["messages"] if r[0] == LOBBY]
     assert max(r[1] for r in ours) == new_id
     assert base64.b64decode(next(r for r in ours if r[1] == new_id)[4]) == pysogs_padded(

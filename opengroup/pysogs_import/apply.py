@@ -126,7 +126,11 @@ def import_room(
     _copy_people(conn, run, room, counts)
     _copy_files(conn, run, room, existing, counts, advance)
     if out is not None:
-        _raise_counters(out, run, room)
+        # Staff, pins and the image are room details, which servers keep by info_updates.
+        changed = existing is not None and bool(
+            counts.moderators or counts.pins or counts.room_image
+        )
+        _raise_counters(out, run, room, details_changed=changed)
     return counts, existing is None
 
 
@@ -353,9 +357,9 @@ def _copy_files(
             roomdetails.set_image(conn, room.token, int(file_id))
 
 
-def _raise_counters(conn: Connection, run: Run, room: SourceRoom) -> None:
+def _raise_counters(conn: Connection, run: Run, room: SourceRoom, *, details_changed: bool) -> None:
     """Our counters continue after pysogs': message ids, deletion numbers, seqno,
-    info_updates (never moved back)."""
+    info_updates (never moved back; moved on if the room's details changed)."""
     token = room.token
     ids = bulk.message_fingerprints(conn, token)
     message_seq, deletion_seq = bulk.room_counters(conn, token)
@@ -369,7 +373,7 @@ def _raise_counters(conn: Connection, run: Run, room: SourceRoom) -> None:
             "message_seq": max(message_seq, max(ids, default=0)),
             "deletion_seq": max(deletion_seq, top_deletion),
             "seqno": max(details.seqno, room.message_sequence),
-            "info_updates": max(details.info_updates, room.info_updates),
+            "info_updates": max(details.info_updates + details_changed, room.info_updates),
         },
     )
 
@@ -403,6 +407,10 @@ def import_server(conn: Connection | None, run: Run) -> ServerCounts:
             counts.global_bans += 1
             if out is not None:
                 people.set_global_ban(out, session_id, run.now, plan.ban_expiry(futures))
+
+    if out is not None and counts.global_moderators:
+        for details in roomdetails.all_rooms(out):  # global staff are every room's staff
+            roomdetails.bump_info_updates(out, details.id)
 
     for session_id, blinded_abs in run.db.rows(plan.NEEDS_BLINDING):
         if conn is not None and session_id in people.session_ids_of_blinded(conn, blinded_abs):
