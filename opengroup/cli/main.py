@@ -28,6 +28,7 @@ from opengroup.domain.users import parse_session_id
 from opengroup.keys import KeyFileError
 from opengroup.logs import log_config
 from opengroup.metrics import multiprocess_directory
+from opengroup.pysogs_import.errors import PysogsImportError
 from opengroup.urls import HTTPS_NOTE, join_url
 
 
@@ -509,3 +510,33 @@ def import_legacy(path: str, dry_run: bool, **options: Any) -> None:
     click.echo(f"total: {verb} {report.total.describe()}")
     if dry_run:
         click.echo("dry run: nothing was written")
+
+
+@main.command("import-pysogs")
+@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--db", "db_url", default=None, help="pysogs database URL, instead of PATH.")
+@click.option("--key", default=None, type=click.Path(dir_okay=False), help="pysogs key_x25519.")
+@click.option("--uploads", default=None, type=click.Path(file_okay=False), help="pysogs uploads/.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be imported.")
+@common_options
+def import_pysogs(
+    path: str | None,
+    db_url: str | None,
+    key: str | None,
+    uploads: str | None,
+    dry_run: bool,
+    **options: Any,
+) -> None:
+    """Import a pysogs server: its data directory PATH (sogs.db, key_x25519, uploads/,
+    sogs.ini), or --db URL --key FILE --uploads DIR for a PostgreSQL database.
+
+    Keeps the key, room tokens, messages with their ids and seqnos, reactions, pins,
+    staff, bans, permissions, files, direct messages and nonces. Safe to run again.
+    """
+    from opengroup.cli.pysogs import run_import, source_paths
+
+    try:
+        paths = source_paths(path, db_url, key, uploads)
+    except PysogsImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    run_import(paths, resolve_settings(**options), dry_run)

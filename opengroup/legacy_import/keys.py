@@ -16,7 +16,7 @@ from opengroup.legacy_import.errors import LegacyImportError
 from opengroup.legacy_import.source import LegacyDataDir
 
 
-def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
+def write_exclusive(path: Path, data: bytes, mode: int) -> None:
     """Create ``path`` with ``data`` atomically; never replaces an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".import-", suffix=".tmp")
@@ -30,7 +30,7 @@ def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
         os.unlink(tmp)
 
 
-def _public_pem(key: X25519PrivateKey) -> bytes:
+def public_pem(key: X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -41,12 +41,17 @@ def check_keys(legacy: LegacyDataDir, settings: Settings) -> tuple[str, bool]:
 
     Refuses if our key paths hold a different key pair.
     """
-    key = legacy.private_key()
-    public = crypto.public_bytes(key)
+    public = crypto.public_bytes(legacy.private_key())
+    return public.hex(), keys_needed(public, legacy.private_key_path, settings)
+
+
+def keys_needed(public: bytes, source: Path, settings: Settings) -> bool:
+    """Whether our key files need writing to hold the key pair of ``public`` (read from
+    ``source``); refuses if our key paths hold a different key pair."""
     ours_private, ours_public = settings.private_key_path, settings.public_key_path
     if ours_private.exists() and crypto.public_bytes(load_private_key(ours_private)) != public:
         raise LegacyImportError(
-            f"{ours_private} holds a different key pair than {legacy.private_key_path}; "
+            f"{ours_private} holds a different key pair than {source}; "
             "importing would change every join URL. Move our key files away first "
             "(or import into another data dir)."
         )
@@ -58,20 +63,20 @@ def check_keys(legacy: LegacyDataDir, settings: Settings) -> tuple[str, bool]:
             raw = b""
         if raw != public:
             raise LegacyImportError(
-                f"{ours_public} is not the reference server's public key; move it away first"
+                f"{ours_public} is not the public key of {source}; move it away first"
             )
-    return public.hex(), not (ours_private.exists() and ours_public.exists())
+    return not (ours_private.exists() and ours_public.exists())
 
 
 def install_keys(legacy: LegacyDataDir, settings: Settings) -> None:
     """Copy the reference key files to our key paths (those missing)."""
     key = legacy.private_key()
     if not settings.private_key_path.exists():
-        _write_exclusive(settings.private_key_path, legacy.private_key_path.read_bytes(), 0o600)
+        write_exclusive(settings.private_key_path, legacy.private_key_path.read_bytes(), 0o600)
     if not settings.public_key_path.exists():
         pem = (
             legacy.public_key_path.read_bytes()
             if legacy.public_key_path.exists()
-            else _public_pem(key)
+            else public_pem(key)
         )
-        _write_exclusive(settings.public_key_path, pem, 0o644)
+        write_exclusive(settings.public_key_path, pem, 0o644)

@@ -1,4 +1,5 @@
-"""Statements only ``opengroup import-legacy`` needs: bulk copies that keep ids.
+"""Statements only the imports (``import-legacy``, ``import-pysogs``) need: bulk copies
+that keep ids.
 
 Kept apart from :mod:`opengroup.storage.queries` (what the server runs) so
 that module reads as the server's own storage interface.
@@ -7,11 +8,22 @@ that module reads as the server's own storage interface.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from opengroup.storage.queries import Message
-from opengroup.storage.schema import deletions, files, messages, pending_tokens, rooms, tokens
+from opengroup.storage.schema import (
+    deletions,
+    direct_messages,
+    files,
+    messages,
+    pending_tokens,
+    request_nonces,
+    rooms,
+    tokens,
+)
 
 
 def rename_room(conn: Connection, room_id: str, name: str) -> None:
@@ -116,4 +128,101 @@ def file_rooms(conn: Connection, file_ids: Sequence[int]) -> dict[int, str]:
         chunk = list(file_ids[start : start + 500])
         rows = conn.execute(select(files.c.id, files.c.room_id).where(files.c.id.in_(chunk)))
         found.update({row[0]: row[1] for row in rows})
+    return found
+
+
+@dataclass(frozen=True)
+class CopiedMessage:
+    """A community message copied whole from another server: ids, seqnos and times kept."""
+
+    server_id: int
+    public_key: str
+    timestamp: int  # v2 milliseconds
+    data: str  # base64 ("" if deleted)
+    signature: str
+    posted_at: float
+    edited_at: float | None
+    deleted: bool
+    seqno: int
+    seqno_data: int
+    seqno_created: int
+    whisper_to: str | None
+    whisper_mods: bool
+
+
+def insert_copied_messages(conn: Connection, room_id: str, rows: Sequence[CopiedMessage]) -> None:
+    if not rows:
+        return
+    conn.execute(
+        insert(messages),
+        [{"room_id": room_id, **m.__dict__} for m in rows],
+    )
+
+
+def direct_message_ids(conn: Connection, ids: Sequence[int]) -> set[int]:
+    """Those of ``ids`` that are direct messages here already."""
+    found: set[int] = set()
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        rows = conn.execute(select(direct_messages.c.id).where(direct_messages.c.id.in_(chunk)))
+        found.update(row[0] for row in rows)
+    return found
+
+
+def insert_direct_message(
+    conn: Connection,
+    message_id: int,
+    sender: str,
+    recipient: str,
+    data: bytes,
+    posted_at: float,
+    expires_at: float,
+) -> None:
+    """A direct message under the id it had (clients page their inbox by id)."""
+    conn.execute(
+        insert(direct_messages).values(
+            id=message_id,
+            sender=sender,
+            recipient=recipient,
+            data=data,
+            posted_at=posted_at,
+            expires_at=expires_at,
+        )
+    )
+
+
+def continue_direct_message_ids(conn: Connection) -> None:
+    """After ids were given explicitly: new direct messages take ids above them. (SQLite
+    takes the largest id plus one by itself; PostgreSQL's sequence must be moved.)"""
+    if conn.dialect.name != "postgresql":
+        return
+    top = conn.execute(select(func.max(direct_messages.c.id))).scalar()
+    if top is not None:
+        conn.execute(
+            text(
+                "SELECT setval(seq, GREATEST(:top, "
+                "COALESCE(pg_sequence_last_value(seq::regclass), 0))) "
+                "FROM (SELECT pg_get_serial_sequence('direct_messages', 'id') AS seq) AS s"
+            ),
+            {"top": top},
+        )
+
+
+def insert_nonces(conn: Connection, rows: Sequence[tuple[bytes, float]]) -> None:
+    """(nonce, expires_at) rows; a nonce already recorded is left as it is."""
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    conn.execute(
+        dialect.insert(request_nonces).on_conflict_do_nothing(),
+        [{"nonce": nonce, "expires_at": at} for nonce, at in rows],
+    )
+
+
+def known_nonces(conn: Connection, nonces: Sequence[bytes]) -> set[bytes]:
+    found: set[bytes] = set()
+    for start in range(0, len(nonces), 500):
+        chunk = list(nonces[start : start + 500])
+        rows = conn.execute(select(request_nonces.c.nonce).where(request_nonces.c.nonce.in_(chunk)))
+        found.update(bytes(row[0]) for row in rows)
     return found
