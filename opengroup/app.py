@@ -52,6 +52,21 @@ def open_database(settings: Settings, *, serving: bool = False) -> Database:
     return db
 
 
+def import_target(settings: Settings, *, dry_run: bool) -> Database | None:
+    """The database an import writes into: opened and upgraded; for a dry run, opened
+    only if it exists already (None: it does not, and nothing is created)."""
+    if not dry_run:
+        return open_database(settings)
+    sqlite_file = settings.data_path / "opengroup.db"
+    if not settings.database_url and not sqlite_file.exists():
+        return None
+    db = Database(settings.effective_database_url)
+    if migrate.current_revision(db) is None:
+        db.dispose()
+        return None
+    return db
+
+
 def prepare(settings: Settings, *, with_keys: bool = True, serving: bool = False) -> Prepared:
     keys = None
     if with_keys:

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from serverprocess import ServerProcess, run_cli
 from sessionclient import Client, Identity, encode_visible_message, pad_message
+from storageprobe import dump_tables
 
 # The reference server's tables, as src/storage.rs creates them.
 MAIN_DDL = "CREATE TABLE IF NOT EXISTS main (id TEXT PRIMARY KEY, name TEXT, image_id TEXT)"
@@ -259,35 +259,6 @@ def reported_counts(stdout: str) -> dict[str, dict[str, int]]:
             name = found.group(1) or found.group(2)
             counts[name] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(3))}
     return counts
-
-
-def dump_tables(data_dir: Path, database_url: str | None) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of our database (empty if there is no database)."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    if database_url is None:
-        path = data_dir / "opengroup.db"
-        if not path.exists():
-            return rows
-        conn = sqlite3.connect(path)
-        try:
-            names = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
-            for name in names:
-                rows[name] = sorted(conn.execute(f'SELECT * FROM "{name}"'), key=repr)
-        finally:
-            conn.close()
-        return rows
-    with psycopg.connect(database_url) as pg:
-        names = [
-            r[0]
-            for r in pg.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            )
-        ]
-        for name in names:
-            rows[name] = sorted(pg.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
-    return rows
 
 
 def key_files(data_dir: Path) -> dict[str, bytes]:

@@ -30,6 +30,7 @@ from communityclient import BlindedIdentity, CommunityClient, sogs_headers
 from pysogsdata import PysogsData, build_pysogs, pysogs_padded
 from serverprocess import REPO_ROOT, Backend, ServerProcess, run_cli, server_env
 from sessionclient import Identity
+from storageprobe import dump_tables
 
 SERVER_ENV = {"OPENGROUP_DELETIONS_FORMAT": "objects"}
 LOBBY = "lobby"
@@ -138,35 +139,6 @@ def import_pysogs(
     data_dir: Path, database_url: str | None, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     return run_cli(data_dir, database_url, "import-pysogs", *args, check=check)
-
-
-def dump_tables(data_dir: Path, database_url: str | None) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of our database (empty if there is none)."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    if database_url is None:
-        path = data_dir / "opengroup.db"
-        if not path.exists():
-            return rows
-        conn = sqlite3.connect(path)
-        try:
-            names = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
-            for name in names:
-                rows[name] = sorted(conn.execute(f'SELECT * FROM "{name}"'), key=repr)
-        finally:
-            conn.close()
-        return rows
-    with psycopg.connect(database_url) as pg:
-        names = [
-            r[0]
-            for r in pg.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            )
-        ]
-        for name in names:
-            rows[name] = sorted(pg.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
-    return rows
 
 
 def our_value(data_dir: Path, database_url: str | None, sql: str) -> Any:

@@ -48,7 +48,6 @@ from opengroup.legacy_import.errors import LegacyImportError
 from opengroup.legacy_import.keys import check_keys, install_keys
 from opengroup.legacy_import.plan import Counts, RoomPlan, Warn, plan_room
 from opengroup.legacy_import.source import LegacyDataDir, LegacyRoom, reading
-from opengroup.storage import migrate
 from opengroup.storage.database import Database
 
 __all__ = ["ImportReport", "LegacyImport", "LegacyImportError", "RoomReport"]
@@ -107,19 +106,9 @@ class LegacyImport:
         return units
 
     def _target(self) -> Database | None:
-        """Our database: opened and migrated, or for a dry run only if it exists."""
-        if not self.dry_run:
-            from opengroup.app import open_database  # the app module pulls in the web stack
+        from opengroup.app import import_target  # the app module pulls in the web stack
 
-            return open_database(self.settings)
-        sqlite_file = self.settings.data_path / "opengroup.db"
-        if not self.settings.database_url and not sqlite_file.exists():
-            return None
-        db = Database(self.settings.effective_database_url)
-        if migrate.current_revision(db) is None:
-            db.dispose()
-            return None
-        return db
+        return import_target(self.settings, dry_run=self.dry_run)
 
     def run(self, advance: Advance) -> ImportReport:
         if self.keys_needed and not self.dry_run:

@@ -68,7 +68,6 @@ from opengroup.pysogs_import.source import (
     read_ini,
     read_key,
 )
-from opengroup.storage import migrate
 from opengroup.storage.database import Database
 
 __all__ = ["ImportReport", "PysogsImport", "PysogsImportError", "RoomReport", "SourcePaths"]
@@ -143,19 +142,9 @@ class PysogsImport:
         return int(messages or 0) + int(files or 0)
 
     def _target(self) -> Database | None:
-        """Our database: opened and migrated, or for a dry run only if it exists."""
-        if not self.dry_run:
-            from opengroup.app import open_database  # the app module pulls in the web stack
+        from opengroup.app import import_target  # the app module pulls in the web stack
 
-            return open_database(self.settings)
-        sqlite_file = self.settings.data_path / "opengroup.db"
-        if not self.settings.database_url and not sqlite_file.exists():
-            return None
-        db = Database(self.settings.effective_database_url)
-        if migrate.current_revision(db) is None:
-            db.dispose()
-            return None
-        return db
+        return import_target(self.settings, dry_run=self.dry_run)
 
     def run(self, progress: RoomProgress) -> ImportReport:
         try:
