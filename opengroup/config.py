@@ -169,6 +169,42 @@ class Settings:
         60,
         "Window of the upload rate limit; 0 disables.",
     )
+    slow_mode_seconds: int = _setting(
+        0,
+        (
+            "Slow mode: one post per user per room in this many seconds (moderators exempt; "
+            "429 with Retry-After). A room's own value (opengroup rooms update --slow-mode) "
+            "takes precedence. 0: off."
+        ),
+    )
+    new_poster_wait_seconds: int = _setting(
+        0,
+        (
+            "A user may post in a room only once first seen on this server this many seconds "
+            "ago (moderators exempt; 429 with Retry-After). A room's own value (opengroup rooms "
+            "update --new-poster-wait) takes precedence. 0: off."
+        ),
+    )
+    new_identities_per_minute: int = _setting(
+        0,
+        (
+            "Most new identities (first seen within new_identity_seconds, never posted or sent "
+            "a direct message) that may post or send direct messages per minute, server-wide; "
+            "the others get 429 with Retry-After. 0: off."
+        ),
+    )
+    new_identity_seconds: int = _setting(
+        3600,
+        "How long after it is first seen an identity counts as new (new_identities_per_minute).",
+    )
+    dm_rate_limit_count: int = _setting(
+        0,
+        "Direct messages allowed per sender in the window (all recipients); 0 disables.",
+    )
+    dm_rate_limit_seconds: int = _setting(
+        60,
+        "Window of the direct message rate limit; 0 disables.",
+    )
     pending_token_ttl_seconds: int = _setting(
         600,
         "How long an unclaimed challenge token lives.",

@@ -11,7 +11,8 @@ database of the run's backend.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 
 from opengroup.storage import migrate
 from opengroup.storage.database import Database
-from opengroup.storage.postwriter import GroupWriteFailed, NewPost, PostWriter
+from opengroup.storage.postwriter import GroupWriteFailed, NewPost, PostWriter, RoomRules
 
 ROOM = "main"  # made by the first migration
 ALICE, BOB = "05" + "aa" * 32, "05" + "bb" * 32
@@ -39,15 +40,34 @@ def at_most(count: int):
     return check
 
 
+@dataclass(frozen=True)
+class WindowJudge:
+    """A post's rules as the writer sees them: ``check`` is handed the key's posts
+    after ``since``."""
+
+    since: float
+    check: Callable[[Sequence[float]], None]
+
+    def posts_since(self, room: RoomRules) -> float | None:
+        return self.since
+
+    def needs_first_seen(self, room: RoomRules) -> bool:
+        return False
+
+    def judge(self, room: RoomRules, recent: Sequence[float], first_seen: float | None) -> None:
+        self.check(recent)
+
+
 def new_post(
     data: str,
     key: str = ALICE,
     room: str = ROOM,
-    check=None,
+    check: Callable[[Sequence[float]], None] | None = None,
     posted_at: float = 100.0,
     limit_since: float = 0.0,
 ) -> NewPost:
-    return NewPost(room, key, 1, data, "sig", posted_at, limit_since=limit_since, check=check)
+    judge = WindowJudge(limit_since, check) if check is not None else None
+    return NewPost(room, key, 1, data, "sig", posted_at, judge=judge)
 
 
 @pytest.fixture

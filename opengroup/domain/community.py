@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 
 from opengroup.config import Settings
+from opengroup.domain import spam
 from opengroup.domain.direct_messages import DirectMessages
 from opengroup.domain.files import Files
 from opengroup.domain.membership import Challenge, Membership
@@ -85,8 +86,7 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
 
     def prune(self) -> dict[str, int]:
         with self.db.write() as conn:
-            # rate_events holds only the challenge limit's events so far.
-            keep = self.settings.challenge_rate_limit_seconds
+            keep = spam.rate_events_kept_seconds(self.settings)
             now = self.clock()
             counts = q.prune_expired(conn, now, rate_events_seconds=keep)
             counts["direct_messages"] = self.inbox.prune(conn, now)

@@ -10,7 +10,10 @@ it checks only who may send to whom, and the size:
 - a sender banned from the server never gets this far (the router refuses their
   signature, 403);
 - a message is 1 to ``max_dm_bytes`` bytes once decoded (400, 413) and lives
-  ``dm_ttl_seconds``.
+  ``dm_ttl_seconds``;
+- a sender sends at most ``dm_rate_limit_count`` messages per
+  ``dm_rate_limit_seconds`` (429), and a new identity is held to the cap on new
+  identities (:mod:`opengroup.domain.spam`).
 
 Clearing an inbox deletes the messages themselves, so they leave their senders'
 outboxes too.
@@ -24,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from opengroup.config import Settings
-from opengroup.domain import values
+from opengroup.domain import spam, values
 from opengroup.domain.errors import BadRequest, NotFound, PayloadTooLarge
 from opengroup.domain.users import User, Users
 from opengroup.storage import inbox, people
@@ -68,13 +71,16 @@ class DirectMessages:
     def send(self, sender: User, recipient: str, body: dict[str, Any]) -> StoredDirectMessage:
         """Deliver ``body["message"]`` (base64) from ``sender`` to the blinded id
         ``recipient``: 404 for an unknown or banned recipient, 400 for a missing or
-        malformed message, 413 for one over ``max_dm_bytes``."""
+        malformed message, 413 for one over ``max_dm_bytes``, 429 over the sender's
+        rate or the cap on new identities."""
         recipient_id = blinded_recipient(recipient)
         data = self._message(body)
         now = self.clock()
         with self.db.write() as conn:
             if not self._reachable(conn, recipient_id, now):
                 raise NotFound(NO_SUCH_USER)
+            spam.check_direct_message_rate(conn, self.settings, sender.session_id, now)
+            spam.admit_speaker(conn, self.settings, sender.session_id, now)
             return inbox.insert_message(
                 conn,
                 sender.session_id,

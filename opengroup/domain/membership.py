@@ -16,6 +16,7 @@ from opengroup import crypto
 from opengroup.domain import limits
 from opengroup.domain.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
 from opengroup.domain.parts import CommunityPart, Member, parse_token
+from opengroup.storage import people
 from opengroup.storage import queries as q
 from opengroup.storage.roomhead import TokenHolder
 
@@ -100,6 +101,8 @@ class Membership(CommunityPart):
                         conn, room_id, public_key, self.settings.max_tokens_per_key, now
                     )
                 q.touch_activity(conn, room_id, public_key, now)
+                # A v2 key is seen on this server from its first token on (spam rules).
+                people.insert_user(conn, public_key, now)
                 return
             head = q.room_head(conn, room_id, token_hash, now)
             holder = head.holder if head is not None else None

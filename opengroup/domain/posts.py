@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from opengroup import crypto
 from opengroup.config import Settings
-from opengroup.domain import limits, values
+from opengroup.domain import spam, values
 from opengroup.domain.access import RoomView, check_may_delete
 from opengroup.domain.errors import (
     BadRequest,
@@ -33,7 +33,7 @@ from opengroup.domain.users import User, parse_session_id
 from opengroup.storage import posts, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.posts import Reaction, StoredMessage
-from opengroup.storage.postwriter import NewPost, PostWriter
+from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
 
 MAX_PAGE = 256
 DEFAULT_PAGE = 100
@@ -192,10 +192,11 @@ class Posts:
             raise NotPermitted("only moderators may whisper")
         file_ids = _file_ids(body.get("files"))
         now = self.clock()
-        window = limits.Window(
-            self.settings.post_rate_limit_count, self.settings.post_rate_limit_seconds, "posts"
-        )
-        limited = window.enabled and not view.access.moderator
+        exempt = view.access.moderator
+        if not exempt and self.settings.new_identities_per_minute > 0:
+            with self.db.write() as conn:
+                spam.admit_speaker(conn, self.settings, user.session_id, now)
+        room_rules = RoomRules(view.room.slow_mode_seconds, view.room.new_poster_wait_seconds)
         post = NewPost(
             view.id,
             user.session_id,
@@ -205,8 +206,7 @@ class Posts:
             posted_at=now,
             whisper_to=whisper_to,
             whisper_mods=whisper_mods,
-            limit_since=window.since(now),
-            check=(lambda recent: window.check(recent, now)) if limited else None,
+            judge=spam.post_rules(self.settings, now, exempt, room_rules),
         )
         stored = anyio.from_thread.run(self.writer.write, post)
         if stored is None:

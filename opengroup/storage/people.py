@@ -93,6 +93,28 @@ def user_first_seen(conn: Connection, session_id: str) -> float | None:
     ).scalar_one_or_none()
 
 
+def user_first_seen_and_spoke(
+    conn: Connection, session_id: str
+) -> tuple[float, float | None] | None:
+    """When the user was first seen and first spoke (None: not recorded); None if the
+    user was never seen."""
+    row = conn.execute(
+        select(users.c.first_seen, users.c.first_spoke).where(users.c.session_id == session_id)
+    ).first()
+    return None if row is None else (float(row[0]), row[1])
+
+
+def set_first_spoke(conn: Connection, session_id: str, now: float) -> bool:
+    """Record when the user first spoke; False if it was recorded already."""
+    changed = conn.execute(
+        update(users)
+        .where(users.c.session_id == session_id, users.c.first_spoke.is_(None))
+        .values(first_spoke=now)
+        .returning(users.c.session_id)
+    ).first()
+    return changed is not None
+
+
 def link_session_id(conn: Connection, session_id: str, blinded_abs: str) -> None:
     """Remember that ``session_id`` signs in here under the blinded key ``blinded_abs``
     (either sign); nothing if it is remembered already."""

@@ -15,10 +15,13 @@ the posts waiting at the same moment share one transaction (group commit):
   lock, :meth:`Database.writing`), room by room, rooms in the order of their
   ids: the groups of two processes then lock rooms in the same order and never
   wait for each other in a circle.
-- A room's posts are judged first, in the order they came: a rate-limited
-  post is checked against the key's posts in the window, those stored and
-  those accepted earlier in the group (after the room's row is locked, so two
-  processes cannot both count the same window). Then the accepted ones take
+- A room's posts are judged first, in the order they came, by the rules the
+  domain hands with each post (:class:`PostJudge`: rate limit, slow mode, how
+  long the poster must have been seen). The room's row is locked and its own
+  rules read in one statement; then, only as the rules need them, each key's
+  posts in its window (those stored and those accepted earlier in the group)
+  and when the keys were first seen. The lock comes first, so two processes
+  cannot both count the same window. Then the accepted ones take
   their ids with one ``UPDATE ... RETURNING`` and are stored with one
   ``executemany`` (one pipeline on PostgreSQL). A refusal writes nothing, so
   it needs no savepoint and disturbs nobody.
@@ -33,11 +36,11 @@ moved from the code").
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from sqlalchemy import BindParameter, ClauseElement, bindparam, false, insert, select, update
@@ -50,18 +53,46 @@ from opengroup.storage.driversql import (
     driver_connection,
     driver_dialect,
 )
-from opengroup.storage.queries import LOCK_ROOM, Message
-from opengroup.storage.schema import messages, rooms
+from opengroup.storage.queries import Message
+from opengroup.storage.schema import messages, rooms, users
 
-# A rate limit's rule, from the domain: given the times of the key's posts in the
-# window, return to accept the post or raise to refuse it.
-RateCheck = Callable[[Sequence[float]], None]
+
+@dataclass(frozen=True)
+class RoomRules:
+    """A room's own posting rules as stored (None: the server's default applies)."""
+
+    slow_mode_seconds: int | None = None
+    new_poster_wait_seconds: int | None = None
+
+
+class PostJudge(Protocol):
+    """The domain's rules for one post, applied in the writer's transaction once the
+    room's row is locked (see :mod:`opengroup.domain.spam`)."""
+
+    def posts_since(self, room: RoomRules) -> float | None:
+        """The poster's posts in the room after this time are to be judged (None: no
+        rule needs them)."""
+
+    def needs_first_seen(self, room: RoomRules) -> bool:
+        """Whether the rules need the time the poster was first seen."""
+
+    def judge(self, room: RoomRules, recent: Sequence[float], first_seen: float | None) -> None:
+        """Return to accept the post, raise to refuse it. ``recent``: the times of the
+        key's posts after :meth:`posts_since` (stored, then accepted earlier in the
+        group); ``first_seen``: when the key was first seen (None: never recorded, or
+        not asked for)."""
 
 
 def _statements() -> dict[str, ClauseElement]:
     room_id: BindParameter[str] = bindparam("room_id")
     return {
-        "lock_room": LOCK_ROOM,
+        # The room's row lock (as queries.LOCK_ROOM) and, in the same statement, its rules.
+        "lock_room_rules": select(rooms.c.slow_mode_seconds, rooms.c.new_poster_wait_seconds)
+        .where(rooms.c.id == room_id)
+        .with_for_update(key_share=True),
+        "first_seen": select(users.c.first_seen).where(
+            users.c.session_id == bindparam("session_id")
+        ),
         "recent_post_times": select(messages.c.posted_at).where(
             messages.c.room_id == room_id,
             messages.c.public_key == bindparam("public_key"),
@@ -95,7 +126,7 @@ def _statements() -> dict[str, ClauseElement]:
 
 @dataclass
 class NewPost:
-    """A message to store, and the rate limit it is held to (None: exempt)."""
+    """A message to store, and the rules it is held to (None: exempt)."""
 
     room_id: str
     public_key: str
@@ -105,9 +136,7 @@ class NewPost:
     posted_at: float
     whisper_to: str | None = None
     whisper_mods: bool = False
-    # With a limit: the key's posts after `limit_since` are handed to `check`.
-    limit_since: float = 0.0
-    check: RateCheck | None = None
+    judge: PostJudge | None = None
     answer: asyncio.Future[Message | None] = field(init=False, repr=False)
 
 
@@ -135,7 +164,7 @@ class PostWriter:
 
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
-        None if there is no such room, or the exception its ``check`` raised."""
+        None if there is no such room, or the exception its ``judge`` raised."""
         post.answer = asyncio.get_running_loop().create_future()
         self._queue.append(post)
         if self._writer is None:
@@ -228,30 +257,39 @@ class _RoomBatch:
 
     def _judge(self) -> list[Exception | None] | None:
         """Each post's refusal (None: accepted), in order; None if there is no such room."""
-        limited = [post for post in self.posts if post.check is not None]
-        if not limited:
+        judged = [post for post in self.posts if post.judge is not None]
+        if not judged:
             return [None] * len(self.posts)
-        if self._execute("lock_room", {"room_id": self.room_id}).fetchone() is None:
+        row = self._execute("lock_room_rules", {"room_id": self.room_id}).fetchone()
+        if row is None:
             return None
+        room = RoomRules(row[0], row[1])
         # Each key's posts in its earliest window of the batch: stored, then accepted here.
         since: dict[str, float] = {}
-        for post in limited:
-            since[post.public_key] = min(
-                post.limit_since, since.get(post.public_key, post.limit_since)
-            )
+        first_seen: dict[str, float | None] = {}
+        for post in judged:
+            assert post.judge is not None
+            start = post.judge.posts_since(room)
+            if start is not None:
+                since[post.public_key] = min(start, since.get(post.public_key, start))
+            if post.judge.needs_first_seen(room) and post.public_key not in first_seen:
+                first_seen[post.public_key] = self._first_seen(post.public_key)
         recent = {key: self._recent_times(key, start) for key, start in since.items()}
         refusals: list[Exception | None] = []
         for post in self.posts:
-            if post.check is None:
+            if post.judge is None:
                 refusals.append(None)
                 continue
-            times = recent[post.public_key]
+            start = post.judge.posts_since(room)
+            times = recent.get(post.public_key, [])
+            window = [t for t in times if t > start] if start is not None else []
             try:
-                post.check([t for t in times if t > post.limit_since])
+                post.judge.judge(room, window, first_seen.get(post.public_key))
             except Exception as refusal:
                 refusals.append(refusal)
                 continue
-            times.append(post.posted_at)
+            if post.public_key in recent:
+                times.append(post.posted_at)
             refusals.append(None)
         return refusals
 
@@ -259,6 +297,10 @@ class _RoomBatch:
         """When the key posted in the room after ``since`` (one round trip each)."""
         params = {"room_id": self.room_id, "public_key": public_key, "since": since}
         return [row[0] for row in self._execute("recent_post_times", params).fetchall()]
+
+    def _first_seen(self, public_key: str) -> float | None:
+        row = self._execute("first_seen", {"session_id": public_key}).fetchone()
+        return None if row is None else float(row[0])
 
     def _take_ids(self, count: int) -> tuple[int, int] | None:
         """The first of ``count`` new server ids and seqnos of the room (locking its

@@ -27,6 +27,9 @@ class RoomDetails:
     default_accessible: bool
     default_write: bool
     default_upload: bool
+    # The room's own spam rules (None: the server's default setting).
+    slow_mode_seconds: int | None = None
+    new_poster_wait_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,13 @@ _COLUMNS = (
     rooms.c.seqno,
     rooms.c.info_updates,
     *(rooms.c[name] for name in DEFAULT_PERMISSIONS),
+    rooms.c.slow_mode_seconds,
+    rooms.c.new_poster_wait_seconds,
 )
 
 
 def _details(row: Any) -> RoomDetails:
-    return RoomDetails(*row[:7], *(bool(v) for v in row[7:]))
+    return RoomDetails(*row[:7], *(bool(v) for v in row[7:11]), *row[11:])
 
 
 _TOKEN = bindparam("token", type_=String)
@@ -75,7 +80,7 @@ def bump_info_updates(conn: Connection, room_id: str) -> int:
 
 
 def update_room(conn: Connection, room_id: str, values: dict[str, Any]) -> None:
-    """Set some of name, description and the default permissions."""
+    """Set some of name, description, the default permissions and the spam rules."""
     conn.execute(update(rooms).where(rooms.c.id == room_id).values(**values))
 
 

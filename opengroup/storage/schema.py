@@ -58,6 +58,9 @@ rooms = Table(
     Column("default_accessible", Boolean, nullable=False, default=True),
     Column("default_write", Boolean, nullable=False, default=True),
     Column("default_upload", Boolean, nullable=False, default=True),
+    # The room's own spam rules (NULL: the server's default setting of the same name).
+    Column("slow_mode_seconds", Integer, nullable=True),
+    Column("new_poster_wait_seconds", Integer, nullable=True),
 )
 
 messages = Table(
@@ -232,13 +235,17 @@ future_permissions = Table(
     Index("future_permissions_by_time", "at"),
 )
 
-# The community API's identities, as they first and last signed a request.
+# Identities seen here: community API signers as they first and last signed a
+# request, v2 keys as they first claimed a token. ``first_spoke``: when the identity
+# first posted or sent a direct message while the cap on new identities was on
+# (NULL: not recorded), see opengroup/domain/spam.py.
 users = Table(
     "users",
     metadata,
     Column("session_id", String(66), primary_key=True),
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    Column("first_spoke", Float, nullable=True),
 )
 
 # A Session id ("05...") named by the operator or a moderator, and the blinded id
