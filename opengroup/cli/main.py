@@ -227,22 +227,69 @@ def rooms_add(room_id: str, name: str, description: str | None, **options: Any) 
     default=None,
     help="The room's new image (a file; the old image is dropped).",
 )
+@click.option(
+    "--slow-mode",
+    "slow_mode",
+    metavar="SECONDS|default",
+    default=None,
+    help="One post per user in this many seconds (moderators exempt); 0: off; "
+    "default: the server's slow_mode_seconds.",
+)
+@click.option(
+    "--new-poster-wait",
+    "new_poster_wait",
+    metavar="SECONDS|default",
+    default=None,
+    help="Posts only from ids first seen on this server this long ago (moderators exempt); "
+    "0: off; default: the server's new_poster_wait_seconds.",
+)
 @common_options
 def rooms_update(
     room_id: str,
     name: str | None,
     description: str | None,
     image: BinaryIO | None,
+    slow_mode: str | None,
+    new_poster_wait: str | None,
     **options: Any,
 ) -> None:
-    """Change the name, description or image of ROOM_ID."""
+    """Change the name, description, image or spam rules of ROOM_ID."""
     data = image.read() if image is not None else None
-    room = room_settings(**options).update(room_id, name=name, description=description, image=data)
+    rules = {
+        rule: rule_seconds(value, flag)
+        for rule, value, flag in (
+            ("slow_mode_seconds", slow_mode, "--slow-mode"),
+            ("new_poster_wait_seconds", new_poster_wait, "--new-poster-wait"),
+        )
+        if value is not None
+    }
+    settings = room_settings(**options)
+    room = settings.update(room_id, name=name, description=description, image=data, rules=rules)
     click.echo(f"updated room {room.id} ({room.name})")
     if room.description:
         click.echo(f"description: {room.description}")
     if room.image_file_id is not None:
         click.echo(f"image: file {room.image_file_id}")
+    server = settings.settings
+    for label, own, default in (
+        ("slow mode", room.slow_mode_seconds, server.slow_mode_seconds),
+        ("new poster wait", room.new_poster_wait_seconds, server.new_poster_wait_seconds),
+    ):
+        value = own if own is not None else default
+        shown = f"{value} s" if value else "off"
+        click.echo(f"{label}: {shown}" + (" (the server's default)" if own is None else ""))
+
+
+def rule_seconds(value: str, flag: str) -> int | None:
+    """A spam rule's value on the command line: whole seconds, or "default" (None)."""
+    if value.strip().lower() == "default":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither whole seconds nor default", param_hint=flag
+        ) from None
 
 
 PERMISSION_NAMES = ("read", "write", "upload", "accessible")
@@ -410,21 +457,36 @@ def bans() -> None:
     default=None,
     help="Lift the ban by itself after this many seconds (default: never).",
 )
+@click.option(
+    "--delete-messages",
+    is_flag=True,
+    help="Also delete every message they posted there (in every room with --global).",
+)
 @common_options
 def bans_add(
     session_id: str,
     rooms: tuple[str, ...],
     server: bool,
     timeout: float | None,
+    delete_messages: bool,
     **options: Any,
 ) -> None:
-    """Ban SESSION_ID from ROOM... or from the whole server (--global). Staff cannot be
-    banned: remove their role first."""
+    """Ban SESSION_ID from ROOM... or from the whole server (--global), and with
+    --delete-messages delete everything they posted there. Staff cannot be banned:
+    remove their role first."""
     scope = scope_of(rooms, server)
     sid = parse_session_id(session_id)
-    open_server(with_keys=True, **options).community().staff.ban(None, sid, scope, timeout)
+    staff = open_server(with_keys=True, **options).community().staff
+    staff.ban(None, sid, scope, timeout)
     until = f" for {timeout:g} seconds" if timeout is not None else ""
     click.echo(f"{sid} is banned from {where(scope)}{until}")
+    if delete_messages:
+        counts = staff.operator_delete_all(sid, scope)
+        rooms_deleted = ", ".join(f"{room} {n}" for room, n in counts.items() if n)
+        click.echo(
+            f"deleted {sum(counts.values())} messages"
+            + (f" ({rooms_deleted})" if rooms_deleted else "")
+        )
 
 
 @bans.command("delete")

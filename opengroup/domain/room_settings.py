@@ -1,8 +1,10 @@
 """The operator's changes to rooms (``opengroup rooms ...``): creating a room with a
-description, renaming it, its description and image, and its default permissions.
+description, renaming it, its description and image, its default permissions and
+its own spam rules (slow mode, how long new posters wait: :mod:`opengroup.domain.spam`).
 
-Each change counts as a change of the room's details (``info_updates``), so the
-community API's clients refetch them; v2 clients read the same rows.
+Each change of what clients are shown counts as a change of the room's details
+(``info_updates``), so the community API's clients refetch them; v2 clients read the
+same rows. The spam rules are not shown to clients, so changing them alone does not.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from opengroup.storage.roomdetails import DEFAULT_PERMISSIONS, RoomDetails
 # Room images get random ids in the range of every other file's (see domain.files).
 FILE_ID_MIN = 2**31
 FILE_ID_MAX = 2**53
+# A room's own spam rules, and the longest value accepted for one (a year).
+SPAM_RULES = ("slow_mode_seconds", "new_poster_wait_seconds")
+MAX_RULE_SECONDS = 365 * 24 * 3600
 
 
 class RoomSettings:
@@ -50,9 +55,17 @@ class RoomSettings:
         name: str | None = None,
         description: str | None = None,
         image: bytes | None = None,
+        rules: dict[str, int | None] | None = None,
     ) -> RoomDetails:
         """Rename the room, set (or, with "", remove) its description, replace its
-        image; the room afterwards."""
+        image, set its own spam rules (``rules``: a name of :data:`SPAM_RULES` -> seconds,
+        0 for off, or None for the server's default); the room afterwards."""
+        rules = dict(rules or {})
+        for rule, value in rules.items():
+            if rule not in SPAM_RULES:
+                raise BadRequest(f"the spam rules are {', '.join(SPAM_RULES)}")
+            if value is not None and not 0 <= value <= MAX_RULE_SECONDS:
+                raise BadRequest(f"{rule} must be 0 to {MAX_RULE_SECONDS} seconds")
         changes: dict[str, object] = {}
         if name is not None:
             changes["name"] = _one_line(name, "name")
@@ -66,10 +79,17 @@ class RoomSettings:
                     f"the image is {len(image)} bytes; the limit is "
                     f"{self.settings.max_upload_bytes} (max_upload_bytes)"
                 )
-        if not changes and image is None:
-            raise BadRequest("nothing to change: give --name, --description or --image")
+        if not changes and image is None and not rules:
+            raise BadRequest(
+                "nothing to change: give --name, --description, --image, --slow-mode "
+                "or --new-poster-wait"
+            )
         with self.db.write() as conn:
             details = self._find(conn, room)
+            if rules:
+                roomdetails.update_room(conn, details.id, rules)
+            if not changes and image is None:
+                return self._find(conn, details.id)
             if changes:
                 roomdetails.update_room(conn, details.id, changes)
             if image is not None:

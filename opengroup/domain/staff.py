@@ -625,6 +625,22 @@ class Staff:
                 views.append(view)
         return {view.id: self.posts.delete_all_by(view, keys) for view in views}
 
+    def operator_delete_all(self, session_id: str, scope: Scope) -> dict[str, int]:
+        """The operator deletes every message the person posted (and expires their
+        uploads) in the scope's rooms, every room for the whole server: room id -> how
+        many. Both APIs see the deletions."""
+        session_id = parse_session_id(session_id)
+        with self.db.read() as conn:
+            keys = self._person(conn, session_id)
+            if scope.server:
+                found = roomdetails.all_rooms(conn)
+            else:
+                found = self._rooms(conn, None, scope, admin=False)
+        operator = RoomAccess(
+            read=True, accessible=True, write=True, upload=True, moderator=True, admin=True
+        )
+        return {room.id: self.posts.delete_all_by(RoomView(room, operator), keys) for room in found}
+
     @staticmethod
     def _check_may_delete_all(
         conn: Connection, view: RoomView, by: User, keys: Sequence[str]
