@@ -49,6 +49,7 @@ COUNTED_BY_THEIR_NOUN = {
     "max_pending_challenges_per_key": "unclaimed challenges of one key",
     "max_tokens_per_key": "live tokens of one key",
     "max_batch_requests": "sub-requests in one batch",
+    "new_identities_per_minute": "new identities admitted to speak in a minute",
 }
 
 
