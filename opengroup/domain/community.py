@@ -86,9 +86,10 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
 
     def prune(self) -> dict[str, int]:
         with self.db.write() as conn:
-            keep = spam.rate_events_kept_seconds(self.settings)
             now = self.clock()
-            counts = q.prune_expired(conn, now, rate_events_seconds=keep)
+            counts = q.prune_expired(
+                conn, now, rate_events_kept=spam.rate_events_kept(self.settings)
+            )
             counts["direct_messages"] = self.inbox.prune(conn, now)
             counts.update(self.staff.apply_due_in(conn))
             return counts

@@ -178,10 +178,11 @@ def check_direct_message_rate(
     queries.add_rate_event(conn, bucket, now)
 
 
-def rate_events_kept_seconds(settings: Settings) -> int:
-    """How long counted events must be kept: the longest window that counts them."""
-    return max(
-        settings.challenge_rate_limit_seconds,
-        settings.dm_rate_limit_seconds,
-        NEW_IDENTITY_WINDOW_SECONDS,
-    )
+def rate_events_kept(settings: Settings) -> dict[str, float]:
+    """How long the counted events of each kind are kept (bucket prefix -> seconds):
+    as long as the window that counts them."""
+    return {
+        "challenge:": settings.challenge_rate_limit_seconds,
+        "dm:": settings.dm_rate_limit_seconds,
+        NEW_IDENTITIES_BUCKET: NEW_IDENTITY_WINDOW_SECONDS,
+    }

@@ -17,7 +17,7 @@ Other statements live elsewhere:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,11 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    false,
     func,
     insert,
     literal_column,
+    not_,
     or_,
     select,
     text,
@@ -623,15 +625,22 @@ def upload_times(
 # -- pruning -----------------------------------------------------------------
 
 
-def prune_expired(conn: Connection, now: float, *, rate_events_seconds: float) -> dict[str, int]:
+def prune_expired(
+    conn: Connection, now: float, *, rate_events_kept: Mapping[str, float]
+) -> dict[str, int]:
     """Delete expired pending tokens, tokens, files and request nonces, and rate events
-    older than ``rate_events_seconds`` (the longest window); returns how many of each."""
+    out of their window (``rate_events_kept``: bucket prefix -> seconds; a bucket of no
+    prefix given goes at once); returns how many of each."""
+    kept = [
+        and_(rate_events.c.bucket.startswith(prefix, autoescape=True), rate_events.c.at > now - s)
+        for prefix, s in rate_events_kept.items()
+    ]
     counts = {}
     for name, table, condition in (
         ("pending_tokens", pending_tokens, pending_tokens.c.expires_at <= now),
         ("tokens", tokens, tokens.c.expires_at <= now),
         ("files", files, and_(files.c.expires_at.is_not(None), files.c.expires_at <= now)),
-        ("rate_events", rate_events, rate_events.c.at <= now - rate_events_seconds),
+        ("rate_events", rate_events, not_(or_(false(), *kept))),
         ("request_nonces", request_nonces, request_nonces.c.expires_at <= now),
     ):
         counts[name] = conn.execute(delete(table).where(condition)).rowcount
