@@ -21,11 +21,14 @@ room rule applies to them too, the v2 API.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
 from communityhelpers import assert_refused, b64, ok, post_message, posted, start_server
@@ -373,7 +376,8 @@ def capped_server(
     tmp_path_factory: pytest.TempPathFactory, backend: Backend
 ) -> Iterator[ServerProcess]:
     """At most 2 new identities (seen less than 4 s ago, never spoke) speak a minute;
-    slow mode of 30 s by default, except where a room says otherwise."""
+    slow mode of 30 s by default, except where a room says otherwise; 100 DMs per 2 s;
+    pruned every second."""
     yield from start_server(
         tmp_path_factory,
         backend,
@@ -381,6 +385,9 @@ def capped_server(
             "OPENGROUP_NEW_IDENTITIES_PER_MINUTE": str(NEW_CAP),
             "OPENGROUP_NEW_IDENTITY_SECONDS": str(NEW_SECONDS),
             "OPENGROUP_SLOW_MODE_SECONDS": "30",
+            "OPENGROUP_DM_RATE_LIMIT_COUNT": "100",
+            "OPENGROUP_DM_RATE_LIMIT_SECONDS": "2",
+            "OPENGROUP_PRUNE_INTERVAL_SECONDS": "1",
         },
     )
 
@@ -424,3 +431,39 @@ def test_the_server_default_slow_mode_and_a_rooms_own_zero(
     shown = capped_server.cli("rooms", "update", "main", "--slow-mode", "0").stdout
     assert "\nslow mode: off\n" in shown  # the room's own 0, not the server's 30
     posted(capped, person)
+
+
+def rate_events(server: ServerProcess, prefix: str) -> int:
+    """How many ``rate_events`` rows have a bucket starting with ``prefix``, read straight
+    from the server's database."""
+    query = "SELECT COUNT(*) FROM rate_events WHERE bucket LIKE "
+    if server.database_url is None:
+        uri = f"file:{server.data_dir / 'opengroup.db'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return int(conn.execute(query + "?", (prefix + "%",)).fetchone()[0])
+    with psycopg.connect(server.database_url, autocommit=True) as conn:
+        row = conn.execute(query + "%s", (prefix + "%",)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_counted_events_are_pruned_each_by_its_own_window(
+    capped: CommunityClient, capped_server: ServerProcess
+) -> None:
+    """A sender's DMs are counted for 2 s here, new identities' admissions for 60 s."""
+    sender, recipient = BlindedIdentity.generate(), BlindedIdentity.generate()
+    seen(capped, sender)
+    to = seen(capped, recipient)
+    if not rate_events(capped_server, "new-identities"):  # run alone: admit one
+        assert send_dm(capped, recipient, seen(capped, sender)).status == 201
+    time.sleep(NEW_SECONDS + 0.2)  # not new: no admission needed
+    assert send_dm(capped, sender, to).status == 201
+    sender_id = sender.blinded_id(capped.server_pk)
+    assert rate_events(capped_server, f"dm:{sender_id}") == 1
+    admissions = rate_events(capped_server, "new-identities")
+    assert admissions >= 1
+    deadline = time.monotonic() + 2 + 5
+    while rate_events(capped_server, f"dm:{sender_id}") and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert rate_events(capped_server, f"dm:{sender_id}") == 0
+    assert rate_events(capped_server, "new-identities") == admissions
