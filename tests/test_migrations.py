@@ -107,7 +107,30 @@ def test_a_database_of_the_first_version_opens_with_its_data(
     db.dispose()
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002"])
+def test_rooms_and_users_of_0003_follow_the_servers_spam_settings(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    """0004 adds a room's own spam rules (NULL: the server's settings) and when a user
+    first spoke (NULL: not recorded, so a user seen before is never new)."""
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db, "0003")
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO users (session_id, first_seen, last_seen) VALUES (:s, 1, 2)"),
+            {"s": "15" + "ab" * 32},
+        )
+    migrate.upgrade(db)
+    with db.engine.connect() as conn:
+        rules = conn.execute(
+            sa.text("SELECT slow_mode_seconds, new_poster_wait_seconds FROM rooms")
+        ).all()
+        spoke = conn.execute(sa.text("SELECT first_spoke, first_seen FROM users")).all()
+    db.dispose()
+    assert [tuple(row) for row in rules] == [(None, None)]
+    assert [tuple(row) for row in spoke] == [(None, 1.0)]
+
+
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003"])
 def test_every_revision_upgrades_from_nothing(
     tmp_path: Path, fresh_database_url: str | None, revision: str
 ) -> None:
