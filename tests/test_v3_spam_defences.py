@@ -467,3 +467,27 @@ def test_counted_events_are_pruned_each_by_its_own_window(
         time.sleep(0.25)
     assert rate_events(capped_server, f"dm:{sender_id}") == 0
     assert rate_events(capped_server, "new-identities") == admissions
+
+
+def test_two_processes_on_one_database_share_the_rules(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Slow mode and the cap on new identities count in the database: a post through
+    one process holds back the next through another, and so does an admission."""
+    env = {"OPENGROUP_SLOW_MODE_SECONDS": "30", "OPENGROUP_NEW_IDENTITIES_PER_MINUTE": "1"}
+    first = server_factory(env=env)
+    second = server_factory(data_dir=first.data_dir, database_url=first.database_url, env=env)
+    with (
+        CommunityClient(first.base_url, first.public_key, "http") as one,
+        CommunityClient(second.base_url, second.public_key, "onion") as two,
+    ):
+        alice, bob = BlindedIdentity.generate(), BlindedIdentity.generate()
+        seen(one, alice)
+        seen(two, bob)
+        posted(one, alice)  # admitted: the minute's one new identity
+        refused = post_message(two, bob)
+        assert refused.body.startswith("too many new ids are posting"), refused.body
+        assert 50 <= retry_after(refused) <= 60
+        slow = post_message(two, alice)
+        assert slow.body.startswith("slow mode: one post per 30 s"), slow.body
+        assert 25 <= retry_after(slow) <= 30
