@@ -47,7 +47,9 @@ class Messages(CommunityPart):
             raise BadRequest("signature does not match the data and the sender's key")
         now = self.clock()
         if not member.is_moderator and self.settings.new_identities_per_minute > 0:
-            await anyio.to_thread.run_sync(self._admit_speaker, member.public_key, now)
+            await anyio.to_thread.run_sync(
+                spam.admit_poster, self.db, self.settings, member.public_key, now
+            )
         # The room's own rules are read in the writer's transaction (the token check
         # does not read them): a room is judged unless the poster is a moderator.
         message = await self._posts.write(
@@ -64,10 +66,6 @@ class Messages(CommunityPart):
         if message is None:
             raise NotFound(f"no such room: {member.room_id}")
         return message
-
-    def _admit_speaker(self, public_key: str, now: float) -> None:
-        with self.db.write() as conn:
-            spam.admit_speaker(conn, self.settings, public_key, now)
 
     def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
         with self.db.read() as conn:

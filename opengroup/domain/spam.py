@@ -32,6 +32,7 @@ from opengroup.config import Settings
 from opengroup.domain import limits
 from opengroup.domain.errors import RateLimited
 from opengroup.storage import people, queries
+from opengroup.storage.database import Database
 from opengroup.storage.postwriter import RoomRules
 
 NEW_IDENTITY_WINDOW_SECONDS = 60
@@ -132,21 +133,27 @@ def post_rules(
     return rules
 
 
-def admit_speaker(conn: Connection, settings: Settings, session_id: str, now: float) -> None:
-    """The cap on new identities, in the transaction of a direct message (or before a
-    post is queued): 429 if ``session_id`` is new and the minute's admissions are used
-    up; otherwise a new identity is admitted (counted, and never new again).
-
-    Reads the user's row only while the cap is on."""
-    most = settings.new_identities_per_minute
-    if most <= 0:
-        return
+def is_new_identity(conn: Connection, settings: Settings, session_id: str, now: float) -> bool:
+    """Whether the cap on new identities is on and ``session_id`` counts as new: first
+    seen less than ``new_identity_seconds`` ago, never admitted to speak. Reads the
+    user's row only while the cap is on."""
+    if settings.new_identities_per_minute <= 0:
+        return False
     seen = people.user_first_seen_and_spoke(conn, session_id)
     if seen is None:  # a v2 key whose first token predates the record: seen long ago
-        return
+        return False
     first_seen, first_spoke = seen
-    if first_spoke is not None or now - first_seen >= settings.new_identity_seconds:
+    return first_spoke is None and now - first_seen < settings.new_identity_seconds
+
+
+def admit_speaker(conn: Connection, settings: Settings, session_id: str, now: float) -> None:
+    """The cap on new identities, in a write transaction (a direct message's own, or
+    one before a post is queued): 429 if ``session_id`` is new and the minute's
+    admissions are used up; otherwise a new identity is admitted (counted, and never
+    new again). Nothing for an identity that is not new."""
+    if not is_new_identity(conn, settings, session_id, now):
         return
+    most = settings.new_identities_per_minute
     queries.lock_name(conn, NEW_IDENTITIES_BUCKET)
     admitted = queries.rate_event_times(
         conn, NEW_IDENTITIES_BUCKET, now - NEW_IDENTITY_WINDOW_SECONDS
@@ -160,6 +167,18 @@ def admit_speaker(conn: Connection, settings: Settings, session_id: str, now: fl
         )
     if people.set_first_spoke(conn, session_id, now):
         queries.add_rate_event(conn, NEW_IDENTITIES_BUCKET, now)
+
+
+def admit_poster(db: Database, settings: Settings, session_id: str, now: float) -> None:
+    """:func:`admit_speaker` before a post is queued: a read, and a write only for a new
+    identity (so posters that are not new never queue for the write lock)."""
+    if settings.new_identities_per_minute <= 0:
+        return
+    with db.read() as conn:
+        if not is_new_identity(conn, settings, session_id, now):
+            return
+    with db.write() as conn:
+        admit_speaker(conn, settings, session_id, now)
 
 
 def check_direct_message_rate(
