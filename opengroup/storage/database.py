@@ -14,6 +14,7 @@ the writer whose commit fills the WAL: see :meth:`Database.checkpoint`.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from typing import Any
@@ -32,6 +33,10 @@ SQLITE_CHECKPOINT_SECONDS = 1.0
 # Threads that run requests in one worker, and so connections kept open: a pool
 # smaller than the thread count closes and reopens connections all the time.
 THREADS = 16
+# Connections a thread may hold at once: a shared read (see Database.shared_reads)
+# and a write. The pool may grow to twice the thread count, so no thread ever waits
+# for a connection that another thread waiting for one holds.
+CONNECTIONS_PER_THREAD = 2
 
 
 def normalise_url(url: str) -> str:
@@ -60,6 +65,14 @@ def _configure_sqlite(engine: Engine, *, autocheckpoint: bool) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
 
+class _SharedRead(threading.local):
+    """A thread's shared read: whether :meth:`Database.read` shares one now, and the
+    connection that holds it (``None`` until a read needs it)."""
+
+    sharing = False
+    conn: Connection | None = None
+
+
 class Database:
     """One engine (a connection pool) and the two kinds of transaction we use."""
 
@@ -72,13 +85,16 @@ class Database:
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
+        # Up to a read and a write per request thread; connections past pool_size are
+        # closed when returned.
+        overflow = pool_size * (CONNECTIONS_PER_THREAD - 1)
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = 8
+            kwargs["max_overflow"] = overflow
         elif self.dialect == "postgresql":
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = 8
+            kwargs["max_overflow"] = overflow
             kwargs["pool_recycle"] = 3600
         # hide_parameters: a database error in the log never shows message data or token hashes.
         self.engine = create_engine(self.url, hide_parameters=True, **kwargs)
@@ -88,6 +104,7 @@ class Database:
             _configure_sqlite(self.engine, autocheckpoint=not background_checkpoints)
             if parsed.database and parsed.database != ":memory:":
                 self._write_lock = WriteLock(parsed.database)
+        self._shared = _SharedRead()
 
     @property
     def is_sqlite(self) -> bool:
@@ -100,12 +117,74 @@ class Database:
         SQLite's deferred transactions and PostgreSQL's REPEATABLE READ both
         give every statement of the transaction the same view; read-only
         transactions never fail with serialisation errors at that level.
+
+        Inside :meth:`shared_reads`, every read of this thread shares one such
+        transaction, begun by the first of them.
         """
-        with self.engine.connect() as conn:
-            if not self.is_sqlite:
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
+        shared = self._shared
+        if not shared.sharing:
+            with self.engine.connect() as conn:
+                self._read_only(conn)
+                with conn.begin():
+                    yield conn
+            return
+        if shared.conn is None:
+            conn = self.engine.connect()
+            self._read_only(conn)
+            conn.begin()
+            shared.conn = conn
+        try:
+            yield shared.conn
+        except BaseException:
+            # A failed statement ends a PostgreSQL transaction: the next read begins anew.
+            self._end_shared_read()
+            raise
+
+    def _read_only(self, conn: Connection) -> None:
+        if not self.is_sqlite:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+
+    @contextmanager
+    def shared_reads(self) -> Iterator[None]:
+        """Let this thread's reads share one read transaction until the end, or until
+        :meth:`own_reads` (``/batch`` runs its ``GET`` items so: one snapshot, one
+        pooled connection, one ``BEGIN`` and ``COMMIT`` for them all).
+
+        The thread may still write meanwhile, on another connection; its reads see
+        what it wrote only once the shared read has ended (see :meth:`own_reads`).
+        """
+        with self._sharing(True):
+            yield
+
+    @contextmanager
+    def own_reads(self) -> Iterator[None]:
+        """End this thread's shared read, if any, and give each read inside its own
+        transaction, which sees every write committed before it (a batch's items that
+        may write run so)."""
+        with self._sharing(False):
+            yield
+
+    @contextmanager
+    def _sharing(self, sharing: bool) -> Iterator[None]:
+        shared = self._shared
+        before = shared.sharing
+        if before == sharing:  # within a scope of the same kind, which ends it
+            yield
+            return
+        self._end_shared_read()
+        shared.sharing = sharing
+        try:
+            yield
+        finally:
+            self._end_shared_read()
+            shared.sharing = before
+
+    def _end_shared_read(self) -> None:
+        """Close the shared read's connection, which rolls its transaction back: it
+        wrote nothing, so that ends it as a commit would (and ends a failed one too)."""
+        conn, self._shared.conn = self._shared.conn, None
+        if conn is not None:
+            conn.close()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -36,17 +36,23 @@ def capabilities(call: Call) -> Answer:
 
 
 def batch(call: Call) -> list[dict[str, Any]]:
-    """Every sub-request, in order, each answered in its place (a malformed one too)."""
-    return [_run(call, item) for item in _items(call)]
+    """Every sub-request, in order, each answered in its place (a malformed one too).
+
+    Consecutive ``GET`` items share one read transaction (see the router)."""
+    items = _items(call)
+    with call.community.db.shared_reads():
+        return [_run(call, item) for item in items]
 
 
 def sequence(call: Call) -> list[dict[str, Any]]:
     """Sub-requests in order until the first that does not succeed (its answer included)."""
     answers = []
-    for item in _items(call):
-        answers.append(_run(call, item))
-        if not 200 <= answers[-1]["code"] < 300:
-            break
+    items = _items(call)
+    with call.community.db.shared_reads():
+        for item in items:
+            answers.append(_run(call, item))
+            if not 200 <= answers[-1]["code"] < 300:
+                break
     return answers
 
 

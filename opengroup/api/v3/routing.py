@@ -7,6 +7,9 @@ Handlers run in a worker thread (they use the database's blocking calls); a
 thread, as the outer request's signer. Within one batch, a room's view (its
 details and the signer's rights) is read once and reused by the ``GET`` items
 that follow, until an item of another method (which may change either) runs.
+Likewise a ``GET`` request, and the consecutive ``GET`` items of a batch, read in
+one shared read transaction (:meth:`Database.shared_reads`); an item of another
+method ends it and reads in transactions of its own, which see its writes.
 """
 
 from __future__ import annotations
@@ -101,10 +104,14 @@ class Router:
                 user,
                 sub_request=lambda sub: self.handle_as(community, sub, user, views),
             )
-            if request.method != "GET":
+            if request.method == "GET":
+                reads = community.db.shared_reads()
+            else:
                 views.clear()  # this request may change a room or someone's rights in it
-            self._check_access(call, route.access, views)
-            result = route.handler(call)
+                reads = community.db.own_reads()  # ... and read back what it wrote
+            with reads:
+                self._check_access(call, route.access, views)
+                result = route.handler(call)
             answer = result if isinstance(result, Answer) else Answer.json(result)
         except RateLimited as exc:
             retry = max(1, round(exc.retry_after_seconds + 0.5))

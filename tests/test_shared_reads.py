@@ -1,0 +1,107 @@
+"""A thread's shared read transaction (Database.shared_reads), on the run's backend:
+one snapshot for every read inside it, writes on their own connection beside it,
+a failed statement ending it without spoiling the reads after it, and a pool in
+which every thread may hold a shared read and a write at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from opengroup.storage import migrate
+from opengroup.storage.database import Database
+
+COUNT_ROOMS = sa.text("SELECT count(*) FROM rooms")
+
+
+@pytest.fixture
+def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
+    database = Database(fresh_database_url or f"sqlite:///{tmp_path / 'opengroup.db'}")
+    migrate.upgrade(database)
+    yield database
+    database.dispose()
+
+
+def add_room(db: Database, token: str) -> None:
+    with db.write() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO rooms (id, name, message_seq, deletion_seq, created_at)"
+                " VALUES (:token, :name, 0, 0, 0)"
+            ),
+            {"token": token, "name": token.title()},
+        )
+
+
+def rooms(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.execute(COUNT_ROOMS).scalar_one())
+
+
+def test_reads_inside_share_one_transaction_and_its_snapshot(db: Database) -> None:
+    with db.shared_reads():
+        with db.read() as first:
+            before = int(first.execute(COUNT_ROOMS).scalar_one())
+        add_room(db, "lobby")  # committed on another connection
+        with db.read() as second:
+            assert second is first
+            assert int(second.execute(COUNT_ROOMS).scalar_one()) == before
+        with db.own_reads():
+            assert rooms(db) == before + 1
+        assert rooms(db) == before + 1  # the shared read ended, the next one is new
+    assert rooms(db) == before + 1
+
+
+def test_reads_outside_each_have_their_own_transaction(db: Database) -> None:
+    with db.read() as first:
+        first.execute(COUNT_ROOMS).scalar_one()
+    with db.read() as second:
+        assert second is not first
+
+
+def test_a_failed_statement_ends_the_shared_read_and_the_next_read_works(db: Database) -> None:
+    before = rooms(db)
+    with db.shared_reads():
+        with pytest.raises(sa.exc.DBAPIError), db.read() as conn:
+            conn.execute(sa.text("SELECT nothing FROM no_such_table"))
+        assert rooms(db) == before  # on PostgreSQL, an aborted transaction would refuse this
+
+
+def test_an_exception_in_a_read_ends_the_shared_read(db: Database) -> None:
+    with db.shared_reads():
+        with pytest.raises(LookupError), db.read() as first:
+            first.execute(COUNT_ROOMS).scalar_one()
+            raise LookupError
+        with db.read() as second:
+            assert second is not first
+
+
+def test_every_thread_may_hold_a_shared_read_and_write(tmp_path: Path, db: Database) -> None:
+    """As many threads as pooled connections each hold a shared read and another
+    connection (as a write takes) at once: none waits for a connection."""
+    threads = 10
+    before = rooms(db)
+    small = Database(db.url, pool_size=threads)
+    holding = threading.Barrier(threads, timeout=10)
+
+    def read_then_write(n: int) -> int:
+        with small.shared_reads():
+            rooms(small)
+            with small.engine.connect():
+                holding.wait()  # every thread holds two connections now
+            add_room(small, f"room{n}")
+            with small.own_reads():
+                return rooms(small)
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            counts = list(pool.map(read_then_write, range(threads)))
+    finally:
+        small.dispose()
+    assert all(before < count <= before + threads for count in counts)
+    assert rooms(db) == before + threads
