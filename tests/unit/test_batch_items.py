@@ -259,5 +259,5 @@ def test_an_answer_item_has_its_code_headers_and_body(
     answer: Answer, expected: dict[str, Any]
 ) -> None:
     got = _item_answer(answer)
-    assert got == expected
+    assert orjson.loads(orjson.dumps(got)) == expected  # as the batch's answer encodes it
     assert list(got["headers"])[:1] == list(expected["headers"])[:1]  # content type first

@@ -77,9 +77,6 @@ class Answer:
         """304: no body, so no content type either (the transports send none)."""
         return cls(304, b"", NO_CONTENT)
 
-    def json_value(self) -> Any:
-        return orjson.loads(self.body) if self.content_type == JSON else None
-
 
 @dataclass
 class Call:

@@ -124,11 +124,14 @@ def _sub_request(item: Any) -> ApiRequest:
 
 def _item_answer(answer: Answer) -> dict[str, Any]:
     """``{code, headers, body}``: the body as JSON if it is JSON, else base64 (a 304 is
-    ``{"code": 304, "headers": {}, "body": ""}``, as pysogs answers it)."""
+    ``{"code": 304, "headers": {}, "body": ""}``, as pysogs answers it).
+
+    A JSON body goes into the batch's answer as the bytes it was encoded to, never
+    decoded to be encoded again."""
     typed = {"content-type": answer.content_type} if answer.content_type else {}
     headers = {**typed, **answer.headers}
     if answer.content_type == JSON:
-        body: Any = answer.json_value()
+        body: Any = orjson.Fragment(answer.body)
     else:
         body = base64.b64encode(answer.body).decode()
     return {"code": answer.status, "headers": headers, "body": body}
