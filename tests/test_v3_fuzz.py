@@ -346,14 +346,23 @@ SAFE_TEXT = st.one_of(
     st.sampled_from([t for t in TRICKY_TEXT if without_surrogates(t) == t]),
     st.sampled_from(PLACEHOLDERS),
 ).map(without_surrogates)
-ROOM_TOKENS = st.one_of(st.sampled_from([DEFAULT_ROOM, STAFF_ROOM, "nope", "MAIN"]), SAFE_TEXT)
+REAL_ROOMS = st.sampled_from([DEFAULT_ROOM, STAFF_ROOM])
+REAL_MESSAGES = st.sampled_from(["@@BYSTANDER_MSG@@", "@@ALICE_MSG@@"])
+REAL_PEOPLE = st.sampled_from(["@@BYSTANDER@@", "@@BYSTANDER_05@@", "@@ALICE@@", "@@ALICE_05@@"])
+# Real values most of the time (one_of picks a branch evenly), so requests reach handlers.
+ROOM_TOKENS = st.one_of(
+    REAL_ROOMS, REAL_ROOMS, REAL_ROOMS, st.sampled_from(["nope", "MAIN"]), SAFE_TEXT
+)
 MESSAGE_IDS = st.one_of(
-    st.sampled_from(["@@BYSTANDER_MSG@@", "@@ALICE_MSG@@", "0", "-1", "9" * 19, "1e3"]),
+    REAL_MESSAGES,
+    REAL_MESSAGES,
+    st.sampled_from(["0", "-1", "9" * 19, "1e3"]),
     INTEGERS.map(str),
     SAFE_TEXT,
 )
 SESSION_IDS = st.one_of(
-    st.sampled_from(["@@BYSTANDER@@", "@@BYSTANDER_05@@", "@@ALICE@@", "@@ALICE_05@@"]),
+    REAL_PEOPLE,
+    REAL_PEOPLE,
     st.from_regex(r"(05|15|00|25)[0-9a-f]{64}", fullmatch=True),
     st.sampled_from(["15" + p for p in LOW_ORDER_POINTS] + ["05" + "00" * 32, "15" + "ff" * 32]),
     SAFE_TEXT,
@@ -446,7 +455,7 @@ def paths(draw: st.DrawFn) -> tuple[str, str]:
     path = PARAMETER.sub(
         lambda m: quote(draw(PARAMETERS.get(m.group(1), SAFE_TEXT)), safe="%@"), template
     )
-    mangle = draw(st.integers(0, 9))
+    mangle = draw(st.integers(0, 19))
     if mangle == 0:
         path = "/" + quote(draw(SAFE_TEXT), safe="/%")
     elif mangle == 1:
