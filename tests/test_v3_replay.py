@@ -24,6 +24,7 @@ The module's server uses the default window; the short-window server a window of
 
 from __future__ import annotations
 
+import base64
 import os
 import sqlite3
 import time
@@ -262,6 +263,43 @@ def test_a_replay_after_every_process_restarted_is_refused(
             with fresh_connection_client(proc, transport) as client:
                 refused(post.send(client), NONCE_REUSED)
                 assert post.stored(client) == 1
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param({"X-SOGS-Nonce": "hex"}, id="nonce-as-hex"),
+        pytest.param({"X-SOGS-Nonce": "unpadded"}, id="nonce-unpadded"),
+        pytest.param({"X-SOGS-Signature": "hex", "X-SOGS-Pubkey": "upper"}, id="sig-hex-key-upper"),
+        pytest.param({"X-SOGS-Timestamp": "zeros"}, id="timestamp-with-leading-zeros"),
+    ],
+)
+def test_a_replay_with_its_headers_written_differently_is_still_refused(
+    entries: list[CommunityClient], rewrite: dict[str, str]
+) -> None:
+    """The nonce is the 16 bytes, however they are written: writing them (or the key, or
+    the signature) another way makes no new request. A timestamp written with leading
+    zeros is another signed text, so its signature no longer checks out (401)."""
+    client = entries[0]
+    post = SignedPost(client.server_pk)
+    assert post.send(client).status == 201
+    headers = dict(post.headers)
+    for name, how in rewrite.items():
+        value = headers[name]
+        if how == "hex":
+            headers[name] = base64.b64decode(value).hex()
+        elif how == "unpadded":
+            headers[name] = value.rstrip("=")
+        elif how == "upper":
+            headers[name] = value.upper()
+        else:
+            headers[name] = "00" + value
+    replay = client.post(f"{ROOM}/message", post.body, headers=headers)
+    if "X-SOGS-Timestamp" in rewrite:
+        assert replay.status == 401, replay
+    else:
+        refused(replay, NONCE_REUSED)
+    assert post.stored(client) == 1
 
 
 # --------------------------------------------------------------------------- over time
