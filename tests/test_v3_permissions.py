@@ -428,6 +428,7 @@ def test_bad_schedules_are_refused_and_schedule_nothing(
 #   5po  ... after it appeared
 #   b5r  banned from the room by Session id before their blinded id appeared
 #   b5o  ... after it appeared
+#   g5r  banned from the server by Session id before their blinded id appeared
 #
 # Requests name: {msg} a message of another user, {own}/{own2} the caller's own messages
 # (the other user's for the anonymous), {fresh} a new message of the other user, {file}
@@ -497,54 +498,54 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
 # pysogs answers 404 for `GET /room/:t` there); without read and access the room does not
 # exist (404). Writing and uploading need only their own permission (as pysogs).
 PEOPLE_TABLE = """
-route             ano unb usr nrd nac nwr nup ban bnt bno gbn gbt gbo b5r b5o
-capabilities      200 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-batch             200 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-sequence          200 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-rooms             200 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-room              200 400 200 200 404 200 200 403 403 200 403 403 200 403 403
-room update       401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-pollInfo          200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-pin               401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-unpin             401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-unpin all         401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-since             200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-recent            200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-before            200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-message           200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-post              401 400 201 201 404 403 201 403 403 201 403 403 201 403 403
-edit own          401 400 200 200 404 403 200 403 403 200 403 403 200 403 403
-delete own        401 400 200 200 404 403 200 403 403 200 403 403 200 403 403
-delete other's    401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-react             401 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-unreact           401 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-clear reactions   401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-clear one kind    401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-reactors          200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-upload            401 400 201 201 404 201 403 403 403 201 403 403 201 403 403
-download          200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-download named    200 400 200 403 404 200 200 403 403 200 403 403 200 403 403
-inbox             401 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-inbox since       401 400 304 304 304 304 304 304 304 304 403 403 304 304 304
-outbox            401 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-outbox since      401 400 304 304 304 304 304 304 304 304 403 403 304 304 304
-send DM           401 400 201 201 201 201 201 201 201 201 403 403 201 201 201
-clear inbox       401 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-room staff        401 400 403 403 403 403 403 403 403 403 403 403 403 403 403
-global staff      401 400 403 403 403 403 403 403 403 403 403 403 403 403 403
-room ban          401 400 403 403 403 403 403 403 403 403 403 403 403 403 403
-room unban        401 400 403 403 403 403 403 403 403 403 403 403 403 403 403
-global ban        401 400 403 403 403 403 403 403 403 403 403 403 403 403 403
-global unban      401 400 403 403 403 403 403 403 403 403 403 403 403 403 403
-delete all of     401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-everywhere of     401 400 200 200 200 200 200 200 200 200 403 403 200 200 200
-permissions       401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-permissions of    401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-set permissions   401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-future            401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-future of         401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-schedule          401 400 403 403 404 403 403 403 403 403 403 403 403 403 403
-delete all mine   401 400 200 403 404 200 200 403 403 200 403 403 200 403 403
+route             ano unb usr nrd nac nwr nup ban bnt bno gbn gbt gbo b5r b5o g5r
+capabilities      200 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+batch             200 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+sequence          200 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+rooms             200 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+room              200 400 200 200 404 200 200 403 403 200 403 403 200 403 403 403
+room update       401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+pollInfo          200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+pin               401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+unpin             401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+unpin all         401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+since             200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+recent            200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+before            200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+message           200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+post              401 400 201 201 404 403 201 403 403 201 403 403 201 403 403 403
+edit own          401 400 200 200 404 403 200 403 403 200 403 403 200 403 403 403
+delete own        401 400 200 200 404 403 200 403 403 200 403 403 200 403 403 403
+delete other's    401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+react             401 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+unreact           401 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+clear reactions   401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+clear one kind    401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+reactors          200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+upload            401 400 201 201 404 201 403 403 403 201 403 403 201 403 403 403
+download          200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+download named    200 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
+inbox             401 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+inbox since       401 400 304 304 304 304 304 304 304 304 403 403 304 304 304 403
+outbox            401 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+outbox since      401 400 304 304 304 304 304 304 304 304 403 403 304 304 304 403
+send DM           401 400 201 201 201 201 201 201 201 201 403 403 201 201 201 403
+clear inbox       401 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+room staff        401 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403
+global staff      401 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403
+room ban          401 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403
+room unban        401 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403
+global ban        401 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403
+global unban      401 400 403 403 403 403 403 403 403 403 403 403 403 403 403 403
+delete all of     401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+everywhere of     401 400 200 200 200 200 200 200 200 200 403 403 200 200 200 403
+permissions       401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+permissions of    401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+set permissions   401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+future            401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+future of         401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+schedule          401 400 403 403 404 403 403 403 403 403 403 403 403 403 403 403
+delete all mine   401 400 200 403 404 200 200 403 403 200 403 403 200 403 403 403
 """
 
 # Staff may do everything a user may; moderators all a moderator may (pins, the room's
@@ -672,8 +673,11 @@ def matrix(server: ServerProcess) -> Matrix:
         by_session_id = {"rooms": [MATRIX_ROOM]}
         banned = c.post(f"/user/{key['b5r'].session_id}/ban", by_session_id, identity=admin)
         assert banned.status == 200, banned
+        everywhere = {"global": True}
+        banned = c.post(f"/user/{key['g5r'].session_id}/ban", everywhere, identity=gadmin)
+        assert banned.status == 200, banned
         for p in personas.values():
-            if p.identity is not None and p.blinded and p.name != "b5r":
+            if p.identity is not None and p.blinded and p.name not in ("b5r", "g5r"):
                 p.own = [matrix_post(c, p.identity) for _ in range(2)]
         cli("moderators", "add", key["5po"].session_id, MATRIX_ROOM)  # seen by now
         banned = c.post(f"/user/{key['b5o'].session_id}/ban", by_session_id, identity=admin)
@@ -830,6 +834,11 @@ def test_whispers_reach_only_their_addressees(
                 assert (message_id in {m["id"] for m in recent.body}) == shown, (name, message_id)
                 one = c.get(f"{MR}/message/{message_id}", identity=who)
                 assert one.status == (200 if shown else 404), (name, message_id, one)
+                reactors = c.get(f"{MR}/reactors/{message_id}/{EMOJI}", identity=who)
+                assert reactors.status == (200 if shown else 404), (name, message_id, reactors)
+                if who is not None:  # nor can one react to what one cannot see
+                    react = c.put(f"{MR}/reaction/{message_id}/{EMOJI}", identity=who)
+                    assert react.status == (200 if shown else 404), (name, message_id, react)
 
 
 def room_seqno_of(c: CommunityClient) -> int:
@@ -853,7 +862,8 @@ def test_hidden_staff_stay_hidden_from_everyone_but_moderators(
             who = people[name].identity
             info = ok(c.get(MR, identity=who))
             listed = next(r for r in ok(c.get("/rooms", identity=who)) if r["token"] == MATRIX_ROOM)
-            for shown in (info, listed):
+            polled = ok(c.get(f"{MR}/pollInfo/0", identity=who))["details"]
+            for shown in (info, listed, polled):
                 staff = set(shown["moderators"]) | set(shown["admins"])
                 secret = set(shown.get("hidden_moderators", [])) | set(
                     shown.get("hidden_admins", [])
