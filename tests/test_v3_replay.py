@@ -302,6 +302,27 @@ def test_a_replay_with_its_headers_written_differently_is_still_refused(
     assert post.stored(client) == 1
 
 
+def test_a_request_refused_for_a_global_ban_is_refused_again_after_the_ban(
+    server: ServerProcess,
+) -> None:
+    """Refused while its signer was banned from the server (403), the same request sent
+    again once the ban is over is a replay (425): the user was told it did nothing."""
+    with CommunityClient(server.base_url, server.public_key, "onion") as client:
+        post = SignedPost(client.server_pk)
+        blinded_id = post.identity.blinded_id(client.server_pk)
+        server.cli("bans", "add", blinded_id, "--global", "--timeout", "2")
+        refused_while_banned = post.send(client)
+        assert refused_while_banned.status == 403, refused_while_banned
+        wait_until(
+            lambda: client.get("/capabilities", identity=post.identity).status == 200,
+            10,
+            "the ban over",
+        )
+
+        refused(post.send(client), NONCE_REUSED)
+        assert post.stored(client) == 0
+
+
 # --------------------------------------------------------------------------- over time
 
 
