@@ -470,6 +470,31 @@ def paths(draw: st.DrawFn) -> tuple[str, str]:
     return method, path
 
 
+ASCII_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+DISPOSITIONS = st.one_of(
+    st.sampled_from(
+        [
+            "attachment; filename*=UTF-8''%F0%9F%98%80.png",
+            "attachment; filename*=UTF-8''%ff%fe",
+            "attachment; filename*=UTF-8''%00a%0d%0a",
+            "attachment; filename*=utf-8'en'a%20b",
+            "attachment; filename*=ISO-8859-1''%e9",
+            'attachment; filename="a\\"b.txt"',
+            'attachment; filename="../../etc/passwd"',
+            'attachment; filename="unterminated',
+            "attachment; filename*=",
+            "attachment; filename",
+            "attachment;;;",
+            "inline; filename=" + "a" * 300,
+            "attachment; filename*=UTF-8''" + "%41" * 2000,
+        ]
+    ),
+    ASCII_TEXT.map(lambda t: "attachment; filename*=UTF-8''" + quote(t, safe="%")),
+    ASCII_TEXT.map(lambda t: f'attachment; filename="{t}"'),
+    ASCII_TEXT,
+)
+
+
 @st.composite
 def requests(draw: st.DrawFn) -> Request:
     usual, path = draw(paths())
@@ -485,6 +510,8 @@ def requests(draw: st.DrawFn) -> Request:
         )
     )
     headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "host")}
+    if draw(st.integers(0, 3)) == 0:  # an upload's name, however it is written
+        headers["Content-Disposition"] = draw(DISPOSITIONS)
     return Request(
         draw(st.sampled_from(["http", "onion-aes", "onion-xchacha"])),
         draw(st.sampled_from(SIGNERS)),

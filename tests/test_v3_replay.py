@@ -248,6 +248,34 @@ def test_of_one_request_sent_through_every_process_at_once_exactly_one_is_accept
     assert post.stored(entries[0]) == 1
 
 
+def test_one_reaction_sent_again_and_again_at_once_through_every_process_counts_once(
+    entries: list[CommunityClient],
+) -> None:
+    """Not a replay (each copy is signed anew) but its cousin: the same change requested
+    many times at once is made once, and the room's seqno moves once for it."""
+    client = entries[0]
+    message = SignedPost(client.server_pk)
+    assert message.send(client).status == 201
+    (posted,) = [
+        m
+        for m in since(client, None, 0, "limit=256")
+        if m["session_id"] == message.identity.blinded_id(client.server_pk)
+    ]
+    fan = BlindedIdentity.generate()
+    path = f"{ROOM}/reaction/{posted['id']}/\U0001f44d"
+    targets = [entries[k % len(entries)] for k in range(12)]
+
+    with ThreadPoolExecutor(len(targets)) as pool:
+        answers = list(pool.map(lambda c: c.put(path, identity=fan), targets))
+
+    assert all(a.status == 200 for a in answers), answers
+    assert sorted(a.body["added"] for a in answers) == [False] * 11 + [True], answers
+    assert len({a.body["seqno"] for a in answers}) == 1, answers
+    shown = ok(client.get(f"{ROOM}/message/{posted['id']}"))
+    assert shown["reactions"]["\U0001f44d"]["count"] == 1, shown
+    assert shown["seqno"] == answers[0].body["seqno"], shown
+
+
 def test_a_replay_after_every_process_restarted_is_refused(
     processes: list[ServerProcess],
 ) -> None:
