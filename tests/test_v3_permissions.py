@@ -874,3 +874,25 @@ def test_hidden_staff_stay_hidden_from_everyone_but_moderators(
                 else:
                     assert "hidden_moderators" not in shown and "hidden_admins" not in shown
                     assert not (hidden & set(json.dumps(shown).split('"'))), (name, shown)
+
+
+@pytest.mark.parametrize("seen_before", [True, False], ids=["seen-before", "seen-after"])
+def test_a_whisper_to_a_session_id_reaches_that_persons_blinded_id(
+    server: ServerProcess, matrix: Matrix, seen_before: bool
+) -> None:
+    """Moderators name people by their Session id (what users see in their app): a whisper
+    to it reaches the person's blinded id, whether it was seen before or first appears
+    after, and nobody else."""
+    person, other = BlindedIdentity.generate(), BlindedIdentity.generate()
+    mod = matrix.personas["mod"].identity
+    assert mod is not None
+    with CommunityClient(server.base_url, server.public_key, "http") as c:
+        if seen_before:
+            ok(c.get("/capabilities", identity=person))
+        to_person = whisper(c, mod, whisper_to=person.session_id)
+
+        assert c.get(f"{MR}/message/{to_person}", identity=person).status == 200
+        recent = ok(c.get(f"{MR}/messages/recent?limit=256", identity=person))
+        assert to_person in [m["id"] for m in recent]
+        for nobody in (other, None):
+            assert c.get(f"{MR}/message/{to_person}", identity=nobody).status == 404
