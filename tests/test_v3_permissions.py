@@ -848,6 +848,8 @@ def room_seqno_of(c: CommunityClient) -> int:
 def test_hidden_staff_stay_hidden_from_everyone_but_moderators(
     server: ServerProcess, matrix: Matrix
 ) -> None:
+    """Not in the staff lists (room details, the room list, pollInfo), and not as the
+    one who pinned a message (only admins pin: that would tell)."""
     people = matrix.personas
     with CommunityClient(server.base_url, server.public_key, "onion") as c:
 
@@ -858,6 +860,10 @@ def test_hidden_staff_stay_hidden_from_everyone_but_moderators(
 
         hidden = {sid("hmd"), sid("gmd"), sid("gad")}  # global staff are hidden by default
         visible = {sid("mod"), sid("adm"), sid("5pr"), sid("5po")}
+        # Pinned by a hidden admin (and by a visible one): who pinned is staff.
+        hidden_pin, visible_pin = (matrix_post(c, matrix.author) for _ in range(2))
+        for pin, by in ((hidden_pin, "gad"), (visible_pin, "adm")):
+            ok(c.post(f"{MR}/pin/{pin}", {}, identity=people[by].identity))
         for name in READERS:
             who = people[name].identity
             info = ok(c.get(MR, identity=who))
@@ -869,11 +875,16 @@ def test_hidden_staff_stay_hidden_from_everyone_but_moderators(
                     shown.get("hidden_admins", [])
                 )
                 assert staff == visible, (name, shown)
+                pinners = {p["id"]: p.get("pinned_by") for p in shown["pinned_messages"]}
+                assert pinners[visible_pin] == sid("adm"), (name, shown)
                 if name in ROOM_STAFF:
                     assert secret == hidden, (name, shown)
+                    assert pinners[hidden_pin] == sid("gad"), (name, shown)
                 else:
                     assert "hidden_moderators" not in shown and "hidden_admins" not in shown
                     assert not (hidden & set(json.dumps(shown).split('"'))), (name, shown)
+                    assert hidden_pin in pinners, (name, shown)  # the pin itself is public
+        ok(c.post(f"{MR}/unpin/all", {}, identity=people["adm"].identity))
 
 
 @pytest.mark.parametrize("seen_before", [True, False], ids=["seen-before", "seen-after"])
