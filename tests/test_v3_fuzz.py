@@ -40,8 +40,9 @@ import os
 import re
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from json import loads as json_loads
 from typing import Any
 from urllib.parse import quote
 
@@ -51,21 +52,25 @@ from communityclient import (
     CONTENT_BINARY,
     CONTENT_JSON,
     CONTENT_TEXT,
+    ONION_V3_PATH,
     ONION_V4_PATH,
     BlindedIdentity,
     CommunityAnswer,
     CommunityClient,
     EncType,
     OnionKey,
+    Transport,
     WireFormatError,
     bencode_strings,
     blake2b_512,
+    build_onion_envelope,
     desktop_json,
     encode_v4_request,
     onion_decrypt,
     onion_encrypt,
     onion_key_for,
     parse_v4_reply,
+    sogs_headers,
 )
 from communityhelpers import ROOM, b64, message_body, posted
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -222,6 +227,49 @@ class Tables(Storage):
         ]
 
 
+class OnionV3Client(CommunityClient):
+    """The community API through the old onion v3 envelope (`/loki/v3/lsrpc`, an endpoint
+    with a leading `/`): the inner request is JSON, its body a string; the answer is a
+    success's body, or ``{"status_code": N}`` for a refusal, each summed up here as a
+    :class:`CommunityAnswer` (content type by whether the body is JSON)."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        identity: BlindedIdentity | None = None,
+        json: object = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        blinded: bool = True,
+        transport: Transport | None = None,
+    ) -> CommunityAnswer:
+        text = (body or b"").decode("utf-8", "replace")  # JSON carries text only
+        content = text.encode()
+        inner_headers: dict[str, str] = {}
+        if identity is not None:
+            inner_headers.update(
+                sogs_headers(identity, self.server_pk, method, path, content, blinded=blinded)
+            )
+        inner_headers.update(headers or {})
+        inner = {"endpoint": path, "method": method, "headers": inner_headers}
+        if text:
+            inner["body"] = text
+        envelope, key = build_onion_envelope(self.server_pk, desktop_json(inner))
+        resp = self.raw_onion(envelope, target=ONION_V3_PATH)
+        if resp.status_code != 200:
+            raise WireFormatError(f"onion v3: outer HTTP {resp.status_code}: {resp.text[:300]}")
+        plain = onion_decrypt(key, base64.b64decode(resp.content, validate=True))
+        try:
+            value = json_loads(plain)  # (the parameter json hides the module here)
+        except ValueError:
+            return CommunityAnswer(200, {}, plain, CONTENT_BINARY, plain)
+        if isinstance(value, dict) and isinstance(value.get("status_code"), int):
+            return CommunityAnswer(value["status_code"], {}, value, CONTENT_TEXT, plain)
+        return CommunityAnswer(200, {}, value, CONTENT_JSON, plain)
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -241,7 +289,7 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def clients(server: ServerProcess, http: httpx.Client) -> dict[str, CommunityClient]:
-    """A community client per way in: direct, onion v4 with each cipher."""
+    """A community client per way in: direct, onion v4 with each cipher, onion v3."""
     made: dict[str, CommunityClient] = {}
     for name, transport, enc in (
         ("http", "http", "aes-gcm"),
@@ -256,6 +304,9 @@ def clients(server: ServerProcess, http: httpx.Client) -> dict[str, CommunityCli
             http_client=http,
             timeout=TIMEOUT,
         )
+    made["onion3"] = OnionV3Client(
+        server.base_url, server.public_key, "onion", http_client=http, timeout=TIMEOUT
+    )
     return made
 
 
@@ -513,7 +564,7 @@ def requests(draw: st.DrawFn) -> Request:
     if draw(st.integers(0, 3)) == 0:  # an upload's name, however it is written
         headers["Content-Disposition"] = draw(DISPOSITIONS)
     return Request(
-        draw(st.sampled_from(["http", "onion-aes", "onion-xchacha"])),
+        draw(st.sampled_from(["http", "onion-aes", "onion-xchacha", "onion3"])),
         draw(st.sampled_from(SIGNERS)),
         method,
         path,
@@ -636,7 +687,7 @@ BATCH_BODIES = st.one_of(
 @given(
     items=BATCH_BODIES,
     which=st.sampled_from(["/batch", "/sequence"]),
-    transport=st.sampled_from(["http", "onion-aes", "onion-xchacha"]),
+    transport=st.sampled_from(["http", "onion-aes", "onion-xchacha", "onion3"]),
     signer=st.sampled_from(SIGNERS),
 )
 @example(
@@ -1170,3 +1221,16 @@ def test_the_fuzzer_can_tell_a_write_from_a_refusal(
     deleted = clients["http"].delete(f"{ROOM}/message/{extra['id']}", identity=world.bystander)
     assert deleted.status == 200, deleted
     assert tables.rooms_snapshot(world) != snapshot  # a deletion leaves its row, blanked
+
+
+def test_the_onion_v3_client_tells_a_success_from_a_refusal(
+    clients: dict[str, CommunityClient], world: World
+) -> None:
+    """Self-check of the onion v3 way in: an answer, a refusal, a signed request."""
+    c = clients["onion3"]
+    answer = c.request("GET", "/capabilities")
+    assert (answer.status, answer.content_type) == (200, CONTENT_JSON), answer
+    assert "sogs" in answer.body["capabilities"]
+    assert c.request("GET", "/inbox").status == 401
+    signed = c.request("GET", "/inbox", identity=world.alice)
+    assert signed.status == 200 and isinstance(signed.body, list), signed
