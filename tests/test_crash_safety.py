@@ -39,6 +39,10 @@ import httpx
 import psycopg
 import pytest
 import xeddsa
+from communityclient import BlindedIdentity, CommunityClient, WireFormatError
+from communityclient import Transport as CommunityTransport
+from communityhelpers import b64, message_body, posted, session_padded
+from nacl.signing import VerifyKey
 from serverprocess import ServerProcess
 from sessionclient import (
     DEFAULT_ROOM,
@@ -283,7 +287,8 @@ def test_a_killed_server_keeps_every_acknowledged_write_and_shows_no_torn_one(
         )
         assert answer["status_code"] == 200, (file_id, answer)
         assert hashlib.sha256(base64.b64decode(answer["result"])).hexdigest() == digest
-    for file_id, size, data in database_rows(server, "SELECT id, size, data FROM files"):
+    v2_files = f"SELECT id, size, data FROM files WHERE room_id = '{DEFAULT_ROOM}'"
+    for file_id, size, data in database_rows(server, v2_files):
         assert len(data) == size, f"file {file_id} is torn: {len(data)} of {size} bytes"
         assert ledger.sent_files.get(hashlib.sha256(data).hexdigest()) == size, file_id
 
@@ -293,5 +298,333 @@ def test_a_killed_server_keeps_every_acknowledged_write_and_shows_no_torn_one(
     assert after["message"]["server_id"] > max(ids, default=0)
     ledger.ack_post(after["message"])
     ledger.sent_posts[after["message"]["data"]] = after["message"]
+
+    assert "Traceback" not in server.output(), server.output()[-3000:]
+
+
+# =========================================================================== the community API
+#
+# The same kills under the community API's writes, in a room of their own (`crash3`):
+# posts, edits of one's own posts, reactions, pins (by the room's admin), direct messages
+# and uploads, by V3_USERS users at once over direct HTTP and onion v4. After each restart,
+# over every burst so far:
+#
+# - every acknowledged post is there, by its poster, holding the data of its last
+#   acknowledged edit (or of an edit sent after it, whose answer the kill cut off), with
+#   a valid signature over that data; every stored message was really sent;
+# - `seqno` never goes back: the room's message_sequence is at least every seqno ever
+#   acknowledged, each message's at least the one acknowledged for it, and the next post
+#   is numbered after every stored one;
+# - every acknowledged reaction is there, no reaction is stored (or counted) twice, and
+#   the counts the API shows are the rows the database holds;
+# - every acknowledged pin, direct message and upload is there, whole.
+
+V3_ROOM = "crash3"
+V3_PATH = f"/room/{V3_ROOM}"
+V3_USERS = 6
+V3_KILL_MOMENTS = [
+    pytest.param(1, id="at-the-first-acknowledgement"),
+    pytest.param(40, id="after-40-acknowledgements"),
+    pytest.param(200, id="after-200-acknowledgements"),
+]
+EMOJI = ("\U0001f44d", "\u2764\ufe0f", "\U0001f602")
+
+
+@dataclass
+class V3Post:
+    """One post of the community API and the data of each version sent, in order."""
+
+    poster: str
+    datas: list[str]
+    acked: int = 0  # index in datas of the last acknowledged version
+    seqno: int = 0  # the seqno acknowledged last for it
+
+
+@dataclass
+class V3Ledger:
+    """What was sent and acknowledged through the community API, over every burst."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent_data: dict[str, str] = field(default_factory=dict)  # data (base64) -> poster
+    posts: dict[int, V3Post] = field(default_factory=dict)  # acknowledged, by id
+    sent_reactions: set[tuple[int, str, str]] = field(default_factory=set)
+    acked_reactions: set[tuple[int, str, str]] = field(default_factory=set)
+    acked_pins: set[int] = field(default_factory=set)
+    sent_dms: set[bytes] = field(default_factory=set)
+    acked_dms: dict[int, tuple[str, str, bytes]] = field(default_factory=dict)
+    sent_files: dict[str, int] = field(default_factory=dict)  # sha256 -> size
+    acked_files: dict[int, str] = field(default_factory=dict)
+    max_seqno: int = 0
+    max_info_updates: int = 0
+    refusals: list[Any] = field(default_factory=list)
+    acks_this_burst: int = 0
+    cut_off: int = 0
+
+    def ack(self, seqno: int | None = None) -> None:
+        """Count an acknowledgement (call with the lock held)."""
+        self.acks_this_burst += 1
+        if seqno is not None:
+            self.max_seqno = max(self.max_seqno, seqno)
+
+
+@pytest.fixture(scope="module")
+def v3_users(server: ServerProcess) -> list[BlindedIdentity]:
+    """The room `crash3`, and its users: the first is its admin (and pins)."""
+    server.cli("rooms", "add", V3_ROOM, "Crash 3")
+    people = [BlindedIdentity.generate() for _ in range(V3_USERS)]
+    server.cli("moderators", "add", people[0].session_id, V3_ROOM, "--admin")
+    with CommunityClient(server.base_url, server.public_key, "http") as c:
+        for person in people:  # seen by the server, so that they may receive DMs
+            assert c.get("/capabilities", identity=person).status == 200
+    return people
+
+
+@pytest.fixture(scope="module")
+def v3_ledger() -> V3Ledger:
+    return V3Ledger()
+
+
+def v3_action(
+    client: CommunityClient,
+    me: BlindedIdentity,
+    index: int,
+    n: int,
+    people: list[BlindedIdentity],
+    ledger: V3Ledger,
+    rng: random.Random,
+) -> None:
+    """One write of the burst, recorded before it leaves and when it is acknowledged."""
+    pk = client.server_pk
+    my_id = me.blinded_id(pk)
+    with ledger.lock:
+        mine = [i for i, p in ledger.posts.items() if p.poster == my_id]
+        anyone = list(ledger.posts)
+    kind = 5 if index == 0 and n % 3 == 2 else n % 6  # the admin pins a third of the time
+    if kind == 1 and mine:  # edit one of my posts
+        message_id = rng.choice(mine)
+        body = message_body(me, pk, session_padded(f"edit {n} {os.urandom(6).hex()}"))
+        with ledger.lock:
+            ledger.sent_data[body["data"]] = my_id
+            post = ledger.posts[message_id]
+            post.datas.append(body["data"])
+            version = len(post.datas) - 1
+        answer = client.put(f"{V3_PATH}/message/{message_id}", body, identity=me)
+        if answer.status == 200:
+            with ledger.lock:
+                post.acked = max(post.acked, version)
+                ledger.ack()
+            return
+    elif kind == 2 and anyone:  # react
+        message_id, emoji = rng.choice(anyone), rng.choice(EMOJI)
+        with ledger.lock:
+            ledger.sent_reactions.add((message_id, emoji, my_id))
+        answer = client.put(f"{V3_PATH}/reaction/{message_id}/{emoji}", identity=me)
+        if answer.status == 200:
+            with ledger.lock:
+                ledger.acked_reactions.add((message_id, emoji, my_id))
+                ledger.ack(answer.body["seqno"])
+            return
+    elif kind == 3:  # a direct message to someone else
+        to = people[(index + 1 + n) % len(people)]
+        if to is me:
+            to = people[(index + 1) % len(people)]
+        data = os.urandom(rng.randint(50, 2000))
+        with ledger.lock:
+            ledger.sent_dms.add(data)
+        answer = client.post(f"/inbox/{to.blinded_id(pk)}", {"message": b64(data)}, identity=me)
+        if answer.status == 201:
+            with ledger.lock:
+                ledger.acked_dms[answer.body["id"]] = (my_id, to.blinded_id(pk), data)
+                ledger.ack()
+            return
+    elif kind == 4:  # an upload
+        data = rng.randbytes(rng.randint(*UPLOAD_SIZES))
+        digest = hashlib.sha256(data).hexdigest()
+        with ledger.lock:
+            ledger.sent_files[digest] = len(data)
+        answer = client.post(f"{V3_PATH}/file", body=data, identity=me)
+        if answer.status == 201:
+            with ledger.lock:
+                ledger.acked_files[answer.body["id"]] = digest
+                ledger.ack()
+            return
+    elif kind == 5 and index == 0 and anyone:  # the admin pins
+        message_id = rng.choice(anyone)
+        answer = client.post(f"{V3_PATH}/pin/{message_id}", {}, identity=me)
+        if answer.status == 200:
+            with ledger.lock:
+                ledger.acked_pins.add(message_id)
+                ledger.max_info_updates = max(ledger.max_info_updates, answer.body["info_updates"])
+                ledger.ack()
+            return
+    else:  # post
+        body = message_body(me, pk, session_padded(f"crash3 {n} {os.urandom(6).hex()}"))
+        with ledger.lock:
+            ledger.sent_data[body["data"]] = my_id
+        answer = client.post(f"{V3_PATH}/message", body, identity=me)
+        if answer.status == 201:
+            with ledger.lock:
+                ledger.posts[answer.body["id"]] = V3Post(
+                    my_id, [body["data"]], 0, answer.body["seqno"]
+                )
+                ledger.ack(answer.body["seqno"])
+            return
+    with ledger.lock:
+        ledger.refusals.append(answer)
+
+
+def v3_hammer(
+    server: ServerProcess,
+    people: list[BlindedIdentity],
+    index: int,
+    ledger: V3Ledger,
+    stop: threading.Event,
+) -> None:
+    """Write as fast as answers come, until the server is gone (or told to stop)."""
+    rng = random.Random(os.urandom(16))
+    transport: CommunityTransport = "http" if index % 2 else "onion"
+    with CommunityClient(
+        server.base_url, server.public_key, transport, timeout=BURST_TIMEOUT
+    ) as client:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                v3_action(client, people[index], index, n, people, ledger, rng)
+            except (httpx.TransportError, WireFormatError):  # (onion: the outer answer)
+                with ledger.lock:
+                    ledger.cut_off += 1
+                return
+
+
+def v3_burst_and_kill(
+    server: ServerProcess, people: list[BlindedIdentity], ledger: V3Ledger, kill_after: int
+) -> None:
+    ledger.acks_this_burst = ledger.cut_off = 0
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=v3_hammer, args=(server, people, i, ledger, stop), daemon=True)
+        for i in range(len(people))
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + BURST_TIMEOUT
+    try:
+        while ledger.acks_this_burst < kill_after:
+            assert time.monotonic() < deadline, f"only {ledger.acks_this_burst} acks"
+            assert any(t.is_alive() for t in threads), "every writer stopped before the kill"
+            time.sleep(0.001)
+        server.kill()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(BURST_TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a writer hung after the kill"
+    server.start()
+
+
+def all_room_messages(client: CommunityClient, reader: BlindedIdentity) -> list[dict[str, Any]]:
+    """Every message of `crash3` through the API, by seqno pages."""
+    found: list[dict[str, Any]] = []
+    seqno = 0
+    while True:
+        page = client.get(f"{V3_PATH}/messages/since/{seqno}?limit=256&t=r", identity=reader)
+        assert page.status == 200, page
+        if not page.body:
+            return found
+        found += page.body
+        seqno = max(m["seqno"] for m in page.body)
+
+
+@pytest.mark.parametrize("kill_after", V3_KILL_MOMENTS)
+def test_a_killed_server_keeps_every_acknowledged_community_write_and_seqno_never_goes_back(
+    server: ServerProcess, v3_users: list[BlindedIdentity], v3_ledger: V3Ledger, kill_after: int
+) -> None:
+    ledger = v3_ledger
+    v3_burst_and_kill(server, v3_users, ledger, kill_after)
+    assert ledger.refusals == []
+    assert ledger.acks_this_burst >= kill_after
+    assert ledger.cut_off >= 1, "the kill must land while requests are being made"
+    if kill_after >= 40:  # by now every kind of write was acknowledged
+        edits = sum(p.acked > 0 for p in ledger.posts.values())
+        kinds = (ledger.acked_reactions, ledger.acked_pins, ledger.acked_dms, ledger.acked_files)
+        assert edits and all(kinds), (edits, [len(k) for k in kinds])
+    if server.database_url is None:
+        assert database_rows(server, "PRAGMA integrity_check") == [("ok",)]
+        assert database_rows(server, "PRAGMA foreign_key_check") == []
+
+    with CommunityClient(server.base_url, server.public_key, "onion") as client:
+        reader = v3_users[1]
+        messages = all_room_messages(client, reader)
+        by_id = {m["id"]: m for m in messages}
+        assert len(by_id) == len(messages), Counter(m["id"] for m in messages)
+        info = client.get(V3_PATH, identity=reader)
+        assert info.status == 200, info
+
+        # Posts and edits: every acknowledged one, the last acknowledged version or later.
+        for message_id, post in ledger.posts.items():
+            stored = by_id.get(message_id)
+            assert stored is not None, f"acknowledged post {message_id} lost"
+            assert stored["session_id"] == post.poster, stored
+            assert stored["data"] in post.datas[post.acked :], (stored, post)
+            assert stored["seqno"] >= post.seqno, (stored, post)
+        for stored in messages:  # nothing torn, nothing nobody sent
+            assert ledger.sent_data.get(stored["data"]) == stored["session_id"], stored
+            key = VerifyKey(bytes.fromhex(stored["session_id"][2:]))
+            key.verify(base64.b64decode(stored["data"]), base64.b64decode(stored["signature"]))
+
+        # seqno never goes back.
+        assert info.body["message_sequence"] >= ledger.max_seqno
+        assert info.body["message_sequence"] >= max((m["seqno"] for m in messages), default=0)
+        assert info.body["info_updates"] >= ledger.max_info_updates
+
+        # Reactions: every acknowledged one there, none twice, the API counting the rows.
+        rows = database_rows(
+            server,
+            f"SELECT message_id, reaction, public_key FROM reactions WHERE room_id = '{V3_ROOM}'",
+        )
+        assert len(rows) == len(set(rows)), Counter(rows).most_common(3)
+        assert ledger.acked_reactions <= set(rows), ledger.acked_reactions - set(rows)
+        assert set(rows) <= ledger.sent_reactions
+        counted = Counter((message_id, reaction) for message_id, reaction, _ in rows)
+        shown = {
+            (m["id"], name): r["count"]
+            for m in messages
+            for name, r in m.get("reactions", {}).items()
+        }
+        assert shown == dict(counted)
+
+        # Pins, direct messages, uploads.
+        pins = database_rows(server, f"SELECT message_id FROM pins WHERE room_id = '{V3_ROOM}'")
+        assert ledger.acked_pins <= {r[0] for r in pins}
+        assert {p["id"] for p in info.body.get("pinned_messages", [])} == {r[0] for r in pins}
+        dms = {
+            r[0]: (r[1], r[2], bytes(r[3]))
+            for r in database_rows(
+                server, "SELECT id, sender, recipient, data FROM direct_messages"
+            )
+        }
+        for dm_id, sent in ledger.acked_dms.items():
+            assert dms.get(dm_id) == sent, (dm_id, dms.get(dm_id), sent)
+        assert {d[2] for d in dms.values()} <= ledger.sent_dms
+        for file_id, digest in ledger.acked_files.items():
+            answer = client.get(f"{V3_PATH}/file/{file_id}", identity=reader)
+            assert answer.status == 200, (file_id, answer)
+            assert hashlib.sha256(answer.body).hexdigest() == digest
+        v3_files = f"SELECT id, size, data FROM files WHERE room_id = '{V3_ROOM}'"
+        for file_id, size, data in database_rows(server, v3_files):
+            assert len(data) == size, f"file {file_id} is torn: {len(data)} of {size} bytes"
+            assert ledger.sent_files.get(hashlib.sha256(data).hexdigest()) == size, file_id
+
+        # The next post comes after every stored one, by id and by seqno.
+        after = posted(client, v3_users[2], room=V3_PATH)
+        assert after["id"] > max(by_id, default=0)
+        assert after["seqno"] > max((m["seqno"] for m in messages), default=0)
+        with ledger.lock:
+            ledger.sent_data[after["data"]] = after["session_id"]
+            ledger.posts[after["id"]] = V3Post(
+                after["session_id"], [after["data"]], 0, after["seqno"]
+            )
+            ledger.max_seqno = max(ledger.max_seqno, after["seqno"])
 
     assert "Traceback" not in server.output(), server.output()[-3000:]

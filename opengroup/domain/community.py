@@ -72,7 +72,7 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         # The community API's parts: composed, each given what it uses.
         self.server_public_key = server_public_key
         self.users = Users(db, settings, self.server_public_key, clock)
-        self.posts = Posts(db, settings, self._posts, clock)
+        self.posts = Posts(db, settings, self._posts, self.users, clock)
         self.room_info = RoomInfo(db, settings, self.users, clock)
         self.staff = Staff(db, settings, self.users, self.posts, clock)
         self.uploads = Uploads(db, settings, clock)

@@ -9,6 +9,7 @@ either is seen by both (:func:`opengroup.storage.queries.mark_deleted`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from opengroup.domain.errors import (
     NotPermitted,
     PayloadTooLarge,
 )
-from opengroup.domain.users import User, parse_session_id
+from opengroup.domain.users import User, Users, parse_session_id
 from opengroup.storage import posts, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.posts import Reaction, StoredMessage
@@ -87,11 +88,13 @@ class Posts:
         db: Database,
         settings: Settings,
         writer: PostWriter,
+        users: Users,
         clock: Callable[[], float],
     ) -> None:
         self.db = db
         self.settings = settings
         self.writer = writer
+        self.users = users
         self.clock = clock
 
     # -- reading ----------------------------------------------------------------------
@@ -190,6 +193,10 @@ class Posts:
             raise BadRequest("whisper_mods must be true or false")
         if (whisper_to is not None or whisper_mods) and not view.access.moderator:
             raise NotPermitted("only moderators may whisper")
+        if whisper_to is not None and whisper_to.startswith("05"):
+            # Named by their Session id: linked, so that their blinded id reads it.
+            with self.db.write() as conn, contextlib.suppress(ValueError):  # (not a point)
+                self.users.link(conn, whisper_to)
         file_ids = _file_ids(body.get("files"))
         now = self.clock()
         exempt = view.access.moderator

@@ -67,7 +67,9 @@ class Users:
     def admit(self, signed: SignedRequest) -> User:
         """The user behind a request whose signature checked out: 425 if its nonce was
         used before, 403 if they are banned from the server. Records the nonce (until
-        the request's timestamp leaves the window) and when the user was last seen."""
+        the request's timestamp leaves the window), a banned user's too (the request
+        must not get in by a replay once the ban is over), and when the user was last
+        seen."""
         now = self.clock()
         keep_until = signed.timestamp + self.settings.request_time_window_seconds + 1
         session_id = signed.session_id
@@ -77,12 +79,13 @@ class Users:
             if not people.take_nonce(conn, signed.nonce, keep_until):
                 raise TooEarly("Invalid authentication: X-SOGS-Nonce cannot be reused")
             facts = people.signer_facts(conn, session_id, blinded_abs, own_keys, now)
-            if facts.globally_banned:
-                raise Banned("Banned")
-            if facts.last_seen is None:
-                self._first_seen(conn, session_id, facts.linked_session_ids, now)
-            elif now - facts.last_seen >= self.settings.activity_interval_seconds:
-                people.touch_user(conn, session_id, now)
+            if not facts.globally_banned:
+                if facts.last_seen is None:
+                    self._first_seen(conn, session_id, facts.linked_session_ids, now)
+                elif now - facts.last_seen >= self.settings.activity_interval_seconds:
+                    people.touch_user(conn, session_id, now)
+        if facts.globally_banned:  # (after the commit: the nonce stays used)
+            raise Banned("Banned")
         return User(session_id, (*own_keys, *facts.linked_session_ids))
 
     def user(self, conn: Connection, session_id: str) -> User:

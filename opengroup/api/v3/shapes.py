@@ -87,8 +87,15 @@ def room_json(snapshot: RoomSnapshot, active_users_cutoff: int) -> dict[str, Any
     if room.image_file_id is not None:
         out["image_id"] = room.image_file_id
     if snapshot.pins:
+        # Only admins pin: a pinner who is not visible staff is shown to moderators only.
+        shown = set(staff.admins) | set(staff.moderators)
         out["pinned_messages"] = [
-            {"id": p.message_id, "pinned_at": p.pinned_at, "pinned_by": p.pinned_by}
+            {"id": p.message_id, "pinned_at": p.pinned_at}
+            | (
+                {"pinned_by": p.pinned_by}
+                if snapshot.access.moderator or p.pinned_by in shown
+                else {}
+            )
             for p in snapshot.pins
         ]
     out.update(permissions_json(snapshot))
