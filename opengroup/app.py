@@ -2,8 +2,10 @@
 
 ``prepare`` does the once-per-start work (data dir, key pair, migrations) and
 is safe to run in several processes at once. ``create_app`` builds the ASGI
-app of one worker; ``app_factory`` is what uvicorn calls in each worker
-process, reading the settings the parent put into ``OPENGROUP_*`` variables.
+app of one worker, and :func:`create_asgi_app` assembles it, the one place
+that says which endpoint answers which path; ``app_factory`` is what uvicorn
+calls in each worker process, reading the settings the parent put into
+``OPENGROUP_*`` variables.
 """
 
 from __future__ import annotations
@@ -12,21 +14,29 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.types import ASGIApp
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opengroup.api.routes import router
 from opengroup.api.v3.routes import router as community_router
 from opengroup.config import Settings, load_settings
 from opengroup.domain.community import Community
 from opengroup.keys import ServerKeys, load_or_create_keys
+from opengroup.metrics import METRICS_ROUTE, Metrics, MetricsPage
 from opengroup.storage import migrate
 from opengroup.storage.database import SQLITE_CHECKPOINT_SECONDS, THREADS, Database
-from opengroup.transport.http import create_asgi_app
+from opengroup.transport.direct import DirectHttp
+from opengroup.transport.dispatch import Dispatcher
+from opengroup.transport.observe import RequestLog
+from opengroup.transport.onion_endpoints import ONION_V3_ROUTES, ONION_V4_ROUTE, OnionEndpoints
+from opengroup.web.routes import HOME_ROUTE, ROOM_IMAGE_ROUTE, WebPages
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +149,72 @@ def create_app(settings: Settings) -> ASGIApp:
             prepared.db.dispose()
 
     assert prepared.keys is not None  # prepare() loads them unless told not to
-    return create_asgi_app(community, router, community_router, prepared.keys, lifespan=lifespan)
+    return create_asgi_app(community, prepared.keys, lifespan)
+
+
+class OnionFirst:
+    """Hands ``POST`` on the onion paths straight to their bare ASGI endpoints; the rest
+    to the Starlette app (which also answers other methods there with a 405)."""
+
+    def __init__(self, onion: OnionEndpoints, app: ASGIApp) -> None:
+        self.onion = onion
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            if scope["path"] in ONION_V3_ROUTES:
+                await self.onion.v3(scope, receive, send)
+                return
+            if scope["path"] == ONION_V4_ROUTE:
+                await self.onion.v4(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+
+def create_asgi_app(
+    community: Community, keys: ServerKeys, lifespan: Lifespan | None = None
+) -> ASGIApp:
+    """The ASGI app: every path and the endpoint that answers it."""
+    settings = community.settings
+    metrics = Metrics(community) if settings.metrics_enabled else None
+    requests = RequestLog(metrics)
+    dispatcher = Dispatcher(community, router, community_router, requests)
+    direct = DirectHttp(dispatcher, requests, settings.max_request_body_bytes)
+    onion = OnionEndpoints(
+        dispatcher,
+        requests,
+        keys.private_key,
+        settings.max_onion_body_bytes,
+        settings.max_json_depth,
+    )
+    web = WebPages(community, requests)
+    methods = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
+    not_post = [m for m in methods if m != "POST"]
+    routes = [
+        *(
+            Route(path, direct.method_not_allowed(path), methods=not_post)
+            for path in (*ONION_V3_ROUTES, ONION_V4_ROUTE)
+        ),
+        Route(HOME_ROUTE, web.home, methods=["GET"]),
+        Route(
+            HOME_ROUTE,
+            direct.method_not_allowed(HOME_ROUTE),
+            methods=[m for m in methods if m != "GET"],
+        ),
+        Route(ROOM_IMAGE_ROUTE, web.room_image, methods=["GET"]),
+    ]
+    if metrics is not None:
+        routes.append(Route(METRICS_ROUTE, MetricsPage(metrics, requests).scrape, methods=["GET"]))
+    routes.append(Route("/{path:path}", direct.endpoint, methods=methods))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: direct.starlette_refusal},
+        lifespan=lifespan,
+    )
+    return OnionFirst(onion, app)
 
 
 def app_factory() -> ASGIApp:

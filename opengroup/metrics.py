@@ -36,14 +36,22 @@ import ipaddress
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
 from opengroup.config import ConfigError, Settings
+from opengroup.transport.asgi import closing
 
 if TYPE_CHECKING:
     from opengroup.domain.community import Community
+    from opengroup.transport.observe import RequestLog
 
+METRICS_ROUTE = "/metrics"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"
 METHODS = frozenset(("GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"))
@@ -191,3 +199,21 @@ class Metrics:
             exposition, "CONTENT_TYPE_PLAIN_0_0_4", "text/plain; version=0.0.4; charset=utf-8"
         )
         return generate_latest(self.registry), content_type
+
+
+class MetricsPage:
+    """``GET /metrics``: the scrape, for ``metrics_allow_from`` addresses only (403)."""
+
+    def __init__(self, metrics: Metrics, requests: RequestLog) -> None:
+        self.metrics = metrics
+        self.requests = requests
+
+    async def scrape(self, request: Request) -> Response:
+        started = time.perf_counter()
+        client = request.client.host if request.client else None
+        if not self.metrics.allowed(client):
+            self.requests.record("http", "GET", METRICS_ROUTE, 403, started)
+            return closing(request, PlainTextResponse("metrics are not served to you", 403))
+        body, content_type = await anyio.to_thread.run_sync(self.metrics.exposition)
+        self.requests.record("http", "GET", METRICS_ROUTE, 200, started)
+        return closing(request, Response(body, 200, media_type=content_type))

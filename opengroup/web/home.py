@@ -4,7 +4,7 @@ nothing secret.
 Server-rendered from two ``string.Template`` files in ``templates/`` (no build
 step, no template engine): ``home.html`` (the page) and ``room.html`` (one
 room's card). Every value put into them is HTML-escaped here. Room images are
-served by ``GET /web/rooms/{room_id}/image`` (see ``transport/http.py``).
+served by ``GET /web/rooms/{room_id}/image`` (see ``web/routes.py``).
 """
 
 from __future__ import annotations
