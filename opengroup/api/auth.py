@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from opengroup.api.exchange import JsonObject
 from opengroup.api.formats import b64
-from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import Community, Member
 from opengroup.domain.errors import BadRequest
 
 
-def _room_header(req: ApiRequest) -> str:
+def _room_header(req: RoutedRequest) -> str:
     if req.room is None:
         raise BadRequest("missing Room header")
     return req.room
 
 
-def challenge(og: Community, req: ApiRequest) -> JsonObject:
+def challenge(og: Community, req: RoutedRequest) -> JsonObject:
     room_id = _room_header(req)
     public_key = values.session_id(req.query.get("public_key"))
     made = og.challenge(room_id, public_key)
@@ -27,17 +28,17 @@ def challenge(og: Community, req: ApiRequest) -> JsonObject:
     }
 
 
-def claim(og: Community, req: ApiRequest) -> JsonObject:
+def claim(og: Community, req: RoutedRequest) -> JsonObject:
     room_id = _room_header(req)
     public_key = values.session_id(req.json().get("public_key"))
     og.claim(room_id, req.token, public_key)
     return {}
 
 
-def revoke(og: Community, req: ApiRequest) -> JsonObject:
+def revoke(og: Community, req: RoutedRequest) -> JsonObject:
     og.revoke(_room_header(req), req.token)
     return {}
 
 
-def member_count(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def member_count(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     return {"member_count": og.member_count(member)}

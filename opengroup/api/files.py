@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from opengroup.api.exchange import JsonObject
 from opengroup.api.formats import b64
-from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import Community, Member
 
 
-def upload(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def upload(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     data = values.base64_bytes(req.json().get("file"), "file")
     return {"result": og.upload(member, data)}
 
 
-def download(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def download(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     file_id = values.integer(req.path_params["file_id"], "file id")
     return {"result": b64(og.download(member, file_id))}

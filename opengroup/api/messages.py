@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from opengroup.api.exchange import JsonObject
 from opengroup.api.formats import deletions_json, message_json
-from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import MAX_PAGE, Community, Member
 from opengroup.domain.errors import BadRequest
 
 
-async def post_message(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+async def post_message(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     """On the event loop; the write goes to a worker thread (see Community.post)."""
     body = req.json()
     if not isinstance(body.get("timestamp"), int):
@@ -23,30 +24,30 @@ async def post_message(og: Community, req: ApiRequest, member: Member) -> JsonOb
     return {"message": message_json(message)}
 
 
-def _paging(req: ApiRequest) -> tuple[int | None, int]:
+def _paging(req: RoutedRequest) -> tuple[int | None, int]:
     after = values.optional_integer(req.query.get("from_server_id"), "from_server_id")
     limit = values.optional_integer(req.query.get("limit"), "limit", minimum=1)
     return after, min(limit or MAX_PAGE, MAX_PAGE)
 
 
-def get_messages(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def get_messages(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     after, limit = _paging(req)
     return {"messages": [message_json(m) for m in og.messages(member, after, limit)]}
 
 
-def get_deleted_messages(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def get_deleted_messages(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     after, limit = _paging(req)
     deletions = og.deletions(member, after, limit)
     return {"ids": deletions_json(deletions, og.settings.deletions_format)}
 
 
-def delete_message(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def delete_message(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     server_id = values.integer(req.path_params["message_id"], "message id")
     og.delete_messages(member, [server_id])
     return {}
 
 
-def delete_messages(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def delete_messages(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     ids = req.json().get("ids")
     if not isinstance(ids, list) or not ids:
         raise BadRequest("ids must be a non-empty list of message ids")

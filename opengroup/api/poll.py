@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from opengroup.api.exchange import JsonObject
 from opengroup.api.formats import deletions_json, message_json
-from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import Community, PollRequest, RoomPoll
 from opengroup.domain.errors import ApiError, BadRequest, PayloadTooLarge
@@ -58,7 +59,7 @@ def _result(og: Community, room_id: str, polled: RoomPoll | ApiError) -> JsonObj
     }
 
 
-async def compact_poll(og: Community, req: ApiRequest) -> JsonObject:
+async def compact_poll(og: Community, req: RoutedRequest) -> JsonObject:
     entries = req.json().get("requests")
     if not isinstance(entries, list):
         raise BadRequest("requests must be a list")

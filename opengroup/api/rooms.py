@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+from opengroup.api.exchange import JsonObject
 from opengroup.api.formats import b64, room_json
-from opengroup.api.routing import ApiRequest, JsonObject
+from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import Community, Member
 
 
-def list_rooms(og: Community, req: ApiRequest) -> JsonObject:
+def list_rooms(og: Community, req: RoutedRequest) -> JsonObject:
     return {"rooms": [room_json(room) for room in og.rooms()]}
 
 
-def get_room(og: Community, req: ApiRequest) -> JsonObject:
+def get_room(og: Community, req: RoutedRequest) -> JsonObject:
     return {"room": room_json(og.room(req.path_params["room_id"]))}
 
 
-def get_room_image(og: Community, req: ApiRequest) -> JsonObject:
+def get_room_image(og: Community, req: RoutedRequest) -> JsonObject:
     return {"result": b64(og.room_image(req.path_params["room_id"]))}
 
 
-def set_room_image(og: Community, req: ApiRequest, member: Member) -> JsonObject:
+def set_room_image(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     """Moderators of the room in the path; the Room header is not needed."""
     room_id = req.path_params["room_id"]
     data = values.base64_bytes(req.json().get("file"), "file")

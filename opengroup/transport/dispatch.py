@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from opengroup.api.routing import ApiRequest, ApiResponse, Router
+from opengroup.api.exchange import ApiRequest, ApiResponse
+from opengroup.api.routing import Router
 from opengroup.api.v3.calls import Answer
 from opengroup.api.v3.routing import Router as CommunityRouter
 from opengroup.domain.community import Community

@@ -36,6 +36,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from opengroup import crypto
+from opengroup.api.exchange import ApiRequest, json_headers
 from opengroup.api.jsonbody import (
     DEEP_JSON,
     JsonTooDeep,
@@ -43,7 +44,6 @@ from opengroup.api.jsonbody import (
     json_too_deep,
     loads_json,
 )
-from opengroup.api.routing import ApiRequest, json_headers
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 

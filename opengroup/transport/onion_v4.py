@@ -19,8 +19,8 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
+from opengroup.api.exchange import ApiRequest, json_headers
 from opengroup.api.jsonbody import DEEP_JSON, JsonTooDeep, loads_json
-from opengroup.api.routing import ApiRequest, json_headers
 from opengroup.transport.onion import InnerRequestError
 
 MAX_LENGTH_DIGITS = 10

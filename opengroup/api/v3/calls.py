@@ -18,7 +18,7 @@ from opengroup.domain.errors import BadRequest, NotPermitted, Unauthorized
 from opengroup.domain.users import User
 
 if TYPE_CHECKING:
-    from opengroup.api.routing import ApiRequest
+    from opengroup.api.exchange import ApiRequest
     from opengroup.domain.community import Community
 
 JSON = "application/json"

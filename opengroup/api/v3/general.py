@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from opengroup.api.routing import ApiRequest, json_headers
+from opengroup.api.exchange import ApiRequest, json_headers
 from opengroup.api.v3.calls import JSON, Answer, Call
 from opengroup.domain import values
 from opengroup.domain.errors import BadRequest, PayloadTooLarge

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 
+from opengroup.api.exchange import ApiRequest
 from opengroup.api.paths import PathTable
-from opengroup.api.routing import ApiRequest
 from opengroup.api.v3.calls import Access, Answer, Call, Handler
 from opengroup.domain import signed_requests
 from opengroup.domain.access import RoomView, view_room
