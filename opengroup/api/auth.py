@@ -7,12 +7,12 @@ from opengroup.api.formats import b64
 from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import Community, Member
-from opengroup.domain.errors import BadRequest
+from opengroup.domain.errors import InvalidInput
 
 
 def _room_header(req: RoutedRequest) -> str:
     if req.room is None:
-        raise BadRequest("missing Room header")
+        raise InvalidInput("missing Room header")
     return req.room
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from opengroup.domain.errors import BadRequest
+from opengroup.domain.errors import InvalidInput
 
 DEEP_JSON = "JSON nested too deeply"
 
@@ -74,6 +74,6 @@ def parse_json(data: bytes | str, max_depth: int) -> Any:
     try:
         return loads_json(data, max_depth)
     except JsonTooDeep:
-        raise BadRequest(DEEP_JSON) from None
+        raise InvalidInput(DEEP_JSON) from None
     except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
+        raise InvalidInput("body is not valid JSON") from None

@@ -7,14 +7,14 @@ from opengroup.api.formats import deletions_json, message_json
 from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import MAX_PAGE, Community, Member
-from opengroup.domain.errors import BadRequest
+from opengroup.domain.errors import InvalidInput
 
 
 async def post_message(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     """On the event loop; the write goes to a worker thread (see Community.post)."""
     body = req.json()
     if not isinstance(body.get("timestamp"), int):
-        raise BadRequest("timestamp must be an integer (milliseconds)")
+        raise InvalidInput("timestamp must be an integer (milliseconds)")
     timestamp = values.integer(body["timestamp"], "timestamp", minimum=1)
     if body.get("public_key") is not None:
         values.session_id(body["public_key"])  # checked, but the token says who posts
@@ -50,8 +50,8 @@ def delete_message(og: Community, req: RoutedRequest, member: Member) -> JsonObj
 def delete_messages(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     ids = req.json().get("ids")
     if not isinstance(ids, list) or not ids:
-        raise BadRequest("ids must be a non-empty list of message ids")
+        raise InvalidInput("ids must be a non-empty list of message ids")
     if len(ids) > MAX_PAGE:
-        raise BadRequest(f"at most {MAX_PAGE} ids at once")
+        raise InvalidInput(f"at most {MAX_PAGE} ids at once")
     og.delete_messages(member, [values.integer(i, "ids[]") for i in ids])
     return {}

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
-from opengroup.domain.errors import MethodNotAllowed, NotFound
+from opengroup.api.errors import MethodNotAllowed, NoSuchEndpoint
 
 _PARAM_RE = re.compile(r"\{(\w+)(:path)?\}")
 
@@ -60,12 +60,12 @@ class PathTable(Generic[R]):
             allowed = True
         if allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
-        raise NotFound(f"no such endpoint: {path}")
+        raise NoSuchEndpoint(f"no such endpoint: {path}")
 
     def knows(self, method: str, path: str) -> bool:
         """Whether a route of this method has the path."""
         try:
             self.match(method, path)
-        except (NotFound, MethodNotAllowed):
+        except (NoSuchEndpoint, MethodNotAllowed):
             return False
         return True

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from opengroup.api.errors import status_of
 from opengroup.api.exchange import JsonObject
 from opengroup.api.formats import deletions_json, message_json
 from opengroup.api.routing import RoutedRequest
 from opengroup.domain import values
 from opengroup.domain.community import Community, PollRequest, RoomPoll
-from opengroup.domain.errors import ApiError, BadRequest, PayloadTooLarge
+from opengroup.domain.errors import InvalidInput, Refusal, TooLarge
 
 
 def _empty_result(room_id: Any, status: int, reason: str) -> JsonObject:
@@ -30,10 +31,10 @@ def _empty_result(room_id: Any, status: int, reason: str) -> JsonObject:
 
 def _parse_entry(entry: Any) -> PollRequest:
     if not isinstance(entry, dict):
-        raise BadRequest("each request must be a JSON object")
+        raise InvalidInput("each request must be a JSON object")
     room_id = entry.get("room_id")
     if not isinstance(room_id, str) or not room_id:
-        raise BadRequest("room_id is required")
+        raise InvalidInput("room_id is required")
     token = entry.get("auth_token")
     return PollRequest(
         room_id=room_id,
@@ -47,9 +48,9 @@ def _parse_entry(entry: Any) -> PollRequest:
     )
 
 
-def _result(og: Community, room_id: str, polled: RoomPoll | ApiError) -> JsonObject:
-    if isinstance(polled, ApiError):
-        return _empty_result(room_id, polled.status, polled.reason)
+def _result(og: Community, room_id: str, polled: RoomPoll | Refusal) -> JsonObject:
+    if isinstance(polled, Refusal):
+        return _empty_result(room_id, status_of(polled), polled.reason)
     return {
         "room_id": room_id,
         "status_code": 200,
@@ -62,18 +63,18 @@ def _result(og: Community, room_id: str, polled: RoomPoll | ApiError) -> JsonObj
 async def compact_poll(og: Community, req: RoutedRequest) -> JsonObject:
     entries = req.json().get("requests")
     if not isinstance(entries, list):
-        raise BadRequest("requests must be a list")
+        raise InvalidInput("requests must be a list")
     if len(entries) > og.settings.max_poll_rooms:
-        raise PayloadTooLarge(f"at most {og.settings.max_poll_rooms} rooms per poll")
+        raise TooLarge(f"at most {og.settings.max_poll_rooms} rooms per poll")
     # Each entry parsed, or the answer to its own bad request; then the good ones
     # polled together (one snapshot), their answers put back in their places.
     parsed: list[PollRequest | JsonObject] = []
     for entry in entries:
         try:
             parsed.append(_parse_entry(entry))
-        except ApiError as exc:
+        except Refusal as exc:
             room_id = entry.get("room_id") if isinstance(entry, dict) else ""
-            parsed.append(_empty_result(room_id, exc.status, exc.reason))
+            parsed.append(_empty_result(room_id, status_of(exc), exc.reason))
     polled = iter(await og.poll([p for p in parsed if isinstance(p, PollRequest)]))
     return {
         "results": [

@@ -6,7 +6,7 @@ function in a worker thread, since the database calls block; an ``async`` one,
 the hot ``compact_poll``, on the event loop) with a :class:`RoutedRequest`: the
 request, untouched, beside what its route adds (the path's parameters, the
 body's depth limit). The result, or the
-:class:`~opengroup.domain.errors.ApiError` raised, becomes an
+:class:`~opengroup.domain.errors.Refusal` raised, becomes an
 :class:`ApiResponse` whose JSON body always carries ``status_code``. No exception
 leaves ``dispatch``: an unexpected one is logged and answered 500 without details.
 """
@@ -22,11 +22,12 @@ from typing import cast
 
 import anyio.to_thread
 
+from opengroup.api.errors import error_response, v2_refusal
 from opengroup.api.exchange import ApiRequest, ApiResponse, JsonObject
 from opengroup.api.jsonbody import parse_json
 from opengroup.api.paths import PathTable
 from opengroup.domain.community import Community
-from opengroup.domain.errors import ApiError, BadRequest, RateLimited
+from opengroup.domain.errors import InvalidInput, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,10 @@ class RoutedRequest:
     def json(self) -> JsonObject:
         """The body as a JSON object, or 400 saying why it is not one."""
         if not self.request.body.strip():
-            raise BadRequest("a JSON body is required")
+            raise InvalidInput("a JSON body is required")
         value = parse_json(self.request.body, self.max_json_depth)
         if not isinstance(value, dict):
-            raise BadRequest("body must be a JSON object")
+            raise InvalidInput("body must be a JSON object")
         return value
 
 
@@ -88,13 +89,6 @@ class Route:
     who: Who = Who.ANYONE
 
 
-def error_response(
-    status: int, reason: str, headers: Mapping[str, str] | None = None
-) -> ApiResponse:
-    """The one error shape: ``{"status_code": N, "error": "short reason"}``."""
-    return ApiResponse(status, {"status_code": status, "error": reason}, headers or {})
-
-
 class Router:
     def __init__(self, routes: list[Route]) -> None:
         self.table = PathTable(routes)
@@ -112,8 +106,8 @@ class Router:
         """Find and run the handler; the answer names the route that matched (if any)."""
         try:
             route, params = self.match(request.method, request.path)
-        except ApiError as exc:
-            return error_response(exc.status, exc.reason)
+        except Refusal as exc:
+            return v2_refusal(exc)
         routed = RoutedRequest(request, params, community.settings.max_json_depth)
         response = await self._run(route, community, routed)
         response.route = route.path
@@ -125,13 +119,8 @@ class Router:
                 result = await self._call_async(route, community, req)
             else:
                 result = await anyio.to_thread.run_sync(self._call, route, community, req)
-        except RateLimited as exc:
-            retry = max(1, round(exc.retry_after_seconds + 0.5))
-            response = error_response(exc.status, exc.reason, {"Retry-After": str(retry)})
-            response.body["retry_after"] = retry
-            return response
-        except ApiError as exc:
-            return error_response(exc.status, exc.reason)
+        except Refusal as exc:
+            return v2_refusal(exc)
         except Exception:
             log.exception("unexpected error in %s %s", req.request.method, req.request.path)
             return error_response(500, "internal server error")
@@ -165,6 +154,6 @@ def _room_of(who: Who, req: RoutedRequest) -> str | None:
         if room_id is None:
             return req.room
         if not isinstance(room_id, str):
-            raise BadRequest("room_id must be a string")
+            raise InvalidInput("room_id must be a string")
         return room_id
     return req.room

@@ -17,7 +17,7 @@ from opengroup.app import prepare
 from opengroup.cli.main import print_join_urls, resolve_settings, run_server
 from opengroup.config import ConfigError
 from opengroup.domain import values
-from opengroup.domain.errors import ApiError
+from opengroup.domain.errors import Refusal
 from opengroup.keys import KeyFileError
 
 
@@ -88,5 +88,5 @@ def main(
             print_join_urls(prepared)
     except (ConfigError, KeyFileError) as exc:
         raise click.ClickException(str(exc)) from None
-    except ApiError as exc:
+    except Refusal as exc:
         raise click.ClickException(exc.reason) from None

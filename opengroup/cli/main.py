@@ -21,7 +21,7 @@ import click
 
 from opengroup.app import Prepared, prepare
 from opengroup.config import SETTINGS, ConfigError, Settings, load_settings
-from opengroup.domain.errors import ApiError
+from opengroup.domain.errors import Refusal
 from opengroup.domain.room_settings import RoomSettings
 from opengroup.domain.staff import RoleChange, Scope
 from opengroup.domain.users import parse_session_id
@@ -52,7 +52,7 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except (ConfigError, KeyFileError) as exc:
             raise click.ClickException(str(exc)) from None
-        except ApiError as exc:
+        except Refusal as exc:
             raise click.ClickException(exc.reason) from None
 
     return wrapper

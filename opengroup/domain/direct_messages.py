@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from opengroup.config import Settings
 from opengroup.domain import spam, values
-from opengroup.domain.errors import BadRequest, NotFound, PayloadTooLarge
+from opengroup.domain.errors import InvalidInput, MessageTooLarge, NoSuchUser
 from opengroup.domain.users import User, Users
 from opengroup.storage import inbox, people
 from opengroup.storage.database import Database
@@ -50,7 +50,7 @@ def blinded_recipient(value: str) -> str:
             pass
         else:
             return text
-    raise NotFound(NO_SUCH_USER)
+    raise NoSuchUser(NO_SUCH_USER)
 
 
 class DirectMessages:
@@ -78,7 +78,7 @@ class DirectMessages:
         now = self.clock()
         with self.db.write() as conn:
             if not self._reachable(conn, recipient_id, now):
-                raise NotFound(NO_SUCH_USER)
+                raise NoSuchUser(NO_SUCH_USER)
             spam.check_direct_message_rate(conn, self.settings, sender.session_id, now)
             spam.admit_speaker(conn, self.settings, sender.session_id, now)
             return inbox.insert_message(
@@ -92,13 +92,13 @@ class DirectMessages:
 
     def _message(self, body: dict[str, Any]) -> bytes:
         if body.get("message") is None:
-            raise BadRequest("message is required")
+            raise InvalidInput("message is required")
         data = values.base64_bytes(body["message"], "message")
         if not data:
-            raise BadRequest("message is empty")
+            raise InvalidInput("message is empty")
         most = self.settings.max_dm_bytes
         if len(data) > most:
-            raise PayloadTooLarge(f"message is {len(data)} bytes; the limit is {most}")
+            raise MessageTooLarge(f"message is {len(data)} bytes; the limit is {most}")
         return data
 
     def _reachable(self, conn: Connection, recipient_id: str, now: float) -> bool:

@@ -7,7 +7,7 @@ for both APIs (file ids are random, between 2**31 and 2**53).
 from __future__ import annotations
 
 from opengroup.domain import uploads
-from opengroup.domain.errors import Forbidden, NotFound
+from opengroup.domain.errors import NoRoomImage, NoSuchFile, NotPermitted
 from opengroup.domain.parts import CommunityPart, Member
 from opengroup.storage import queries as q
 from opengroup.storage import roomdetails
@@ -23,12 +23,12 @@ class Files(CommunityPart):
             if room.image_file_id is not None:
                 data = q.file_data(conn, room_id, room.image_file_id, self.clock())
         if data is None:
-            raise NotFound(f"room {room_id} has no image")
+            raise NoRoomImage(room_id)
         return data
 
     def set_room_image(self, member: Member, room_id: str, data: bytes) -> int:
         if member.room_id != room_id or not member.is_moderator:
-            raise Forbidden("only moderators of this room may set its image")
+            raise NotPermitted("only moderators of this room may set its image")
         uploads.check_size(self.settings, data)
         with self.db.write() as conn:
             self._room(conn, room_id)
@@ -50,5 +50,5 @@ class Files(CommunityPart):
         with self.db.read() as conn:
             data = q.file_data(conn, member.room_id, file_id, self.clock())
         if data is None:
-            raise NotFound(f"no such file: {file_id}")
+            raise NoSuchFile(file_id)
         return data

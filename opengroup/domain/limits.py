@@ -4,7 +4,7 @@ A limit allows ``count`` events per ``seconds``. The caller reads the times of
 the accepted events of the window from the database (posts from ``messages``,
 uploads from ``files``, challenges from ``rate_events``) inside the write
 transaction that would add one more, and :meth:`Window.check` refuses with
-:class:`~opengroup.domain.errors.RateLimited` (429, ``Retry-After``) when the
+:class:`~opengroup.domain.errors.RateLimited` (or the window's own kind of it) when the
 window is full. Refused requests are not counted, so a client that waits
 as told gets through. The state lives in the database, never in a process:
 every worker process and every server on the database shares it.
@@ -25,6 +25,7 @@ class Window:
     count: int
     seconds: float
     what: str  # plural noun for the error text: "posts", "uploads", ...
+    refusal: type[RateLimited] = RateLimited  # what a full window raises
 
     @property
     def enabled(self) -> bool:
@@ -42,7 +43,7 @@ class Window:
         if not self.enabled or len(recent) < self.count:
             return
         blocking = sorted(recent)[-self.count]
-        raise RateLimited(
+        raise self.refusal(
             f"at most {self.count} {self.what} per {self.seconds:g} s",
             retry_after_seconds=max(blocking + self.seconds - now, 0.0),
         )

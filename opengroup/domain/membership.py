@@ -14,7 +14,14 @@ from sqlalchemy import Connection
 
 from opengroup import crypto
 from opengroup.domain import limits
-from opengroup.domain.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
+from opengroup.domain.errors import (
+    Banned,
+    ChallengeRateLimited,
+    InvalidInput,
+    NoSuchRoom,
+    RateLimited,
+    TokenRejected,
+)
 from opengroup.domain.parts import CommunityPart, Member, parse_token
 from opengroup.storage import people
 from opengroup.storage import queries as q
@@ -37,7 +44,7 @@ class Membership(CommunityPart):
         with self.db.write() as conn:
             self._room(conn, room_id)
             if q.is_banned(conn, room_id, public_key, now):
-                raise Forbidden("banned from this room")
+                raise Banned("banned from this room")
             self._check_challenge_limits(conn, room_id, public_key, now)
             q.insert_pending_token(
                 conn,
@@ -63,6 +70,7 @@ class Membership(CommunityPart):
             self.settings.challenge_rate_limit_count,
             self.settings.challenge_rate_limit_seconds,
             "challenges per public key",
+            ChallengeRateLimited,
         )
         if window.enabled:
             try:
@@ -74,7 +82,7 @@ class Membership(CommunityPart):
         if most > 0:
             pending = q.pending_token_expiries(conn, room_id, public_key, now)
             if len(pending) >= most:
-                raise RateLimited(
+                raise ChallengeRateLimited(
                     f"at most {most} unclaimed challenges per public key per room",
                     retry_after_seconds=max(pending[len(pending) - most] - now, 0.0),
                 )
@@ -89,7 +97,7 @@ class Membership(CommunityPart):
             self._room(conn, room_id)
             if q.take_pending_token(conn, room_id, public_key, token_hash, now):
                 if q.is_banned(conn, room_id, public_key, now):
-                    raise Forbidden("banned from this room")
+                    raise Banned("banned from this room")
                 q.lock_name(conn, f"tokens:{room_id}:{public_key}")
                 q.insert_token(
                     conn, room_id, public_key, token_hash, now + self.settings.token_ttl_seconds
@@ -107,14 +115,14 @@ class Membership(CommunityPart):
             head = q.room_head(conn, room_id, token_hash, now)
             holder = head.holder if head is not None else None
         if holder is None or holder.public_key != public_key:
-            raise Unauthorized("no such pending token for this public key in this room")
+            raise TokenRejected("no such pending token for this public key in this room")
         if holder.is_banned:
-            raise Forbidden("banned from this room")
+            raise Banned("banned from this room")
 
     def authenticate(self, room_id: str | None, token: str | None) -> Member:
         """The caller behind a token, or 401 (no/unknown/expired token) or 403 (banned)."""
         if not room_id:
-            raise BadRequest("missing Room header")
+            raise InvalidInput("missing Room header")
         now = self.clock()
         token_hash = crypto.token_hash(parse_token(token))
         with self.db.read() as conn:
@@ -128,14 +136,14 @@ class Membership(CommunityPart):
         reader looks the token up (SQLite inline, PostgreSQL on its async pool), and
         only a stale activity record is written, in a worker thread."""
         if not room_id:
-            raise BadRequest("missing Room header")
+            raise InvalidInput("missing Room header")
         now = self.clock()
         token_hash = crypto.token_hash(parse_token(token))
         room_exists, holder = False, None
         if "\x00" not in room_id:  # in no room id; PostgreSQL text cannot even hold one
             room_exists, holder = await self.poll_reader().token_holder(room_id, token_hash, now)
         if not room_exists:
-            raise NotFound(f"no such room: {room_id}")
+            raise NoSuchRoom(room_id)
         member = self._member(room_id, holder)
         if self._stale_activities([(member, holder)], now):
             await anyio.to_thread.run_sync(self._note_activity, member, holder, now)
@@ -148,7 +156,7 @@ class Membership(CommunityPart):
         """The token's holder (None: not a live token there); 404 if there is no room."""
         head = None if "\x00" in room_id else q.room_head(conn, room_id, token_hash, now)
         if head is None:
-            raise NotFound(f"no such room: {room_id}")
+            raise NoSuchRoom(room_id)
         return head.holder
 
     def revoke(self, room_id: str | None, token: str | None) -> None:

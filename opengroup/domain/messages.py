@@ -12,7 +12,12 @@ from sqlalchemy import Connection
 from opengroup import crypto
 from opengroup.domain import spam, values
 from opengroup.domain.access import check_may_delete
-from opengroup.domain.errors import BadRequest, NotFound, PayloadTooLarge
+from opengroup.domain.errors import (
+    InvalidInput,
+    MessageTooLarge,
+    NoSuchMessage,
+    NoSuchRoom,
+)
 from opengroup.domain.parts import MAX_PAGE, CommunityPart, Member
 from opengroup.storage import queries as q
 from opengroup.storage.postwriter import NewPost, PostWriter
@@ -34,17 +39,17 @@ class Messages(CommunityPart):
         raw = values.base64_bytes(data, "data")
         raw_signature = values.base64_bytes(signature, "signature")
         if not raw:
-            raise BadRequest("data is empty")
+            raise InvalidInput("data is empty")
         if len(raw_signature) != crypto.SIGNATURE_SIZE:
-            raise BadRequest("signature must be 64 bytes")
+            raise InvalidInput("signature must be 64 bytes")
         if len(raw) > self.settings.max_message_bytes:
-            raise PayloadTooLarge(
+            raise MessageTooLarge(
                 f"message data is {len(raw)} bytes; the limit is {self.settings.max_message_bytes}"
             )
         if self.settings.verify_signatures and not crypto.verify_signature(
             bytes.fromhex(member.public_key[2:]), raw, raw_signature
         ):
-            raise BadRequest("signature does not match the data and the sender's key")
+            raise InvalidInput("signature does not match the data and the sender's key")
         now = self.clock()
         if not member.is_moderator and self.settings.new_identities_per_minute > 0:
             await anyio.to_thread.run_sync(
@@ -64,7 +69,7 @@ class Messages(CommunityPart):
             )
         )
         if message is None:
-            raise NotFound(f"no such room: {member.room_id}")
+            raise NoSuchRoom(member.room_id)
         return message
 
     def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
@@ -98,7 +103,7 @@ class Messages(CommunityPart):
             found = q.message_senders(conn, member.room_id, wanted)
             missing = [i for i in wanted if i not in found]
             if missing:
-                raise NotFound(f"no such message: {missing[0]}")
+                raise NoSuchMessage(missing[0])
             for server_id in wanted:
                 check_may_delete(
                     found[server_id][0], [member.public_key], member.is_moderator, server_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from opengroup.domain.errors import NotFound
+from opengroup.domain.errors import NoSuchRoom
 from opengroup.domain.parts import CommunityPart, Member
 from opengroup.storage import queries as q
 
@@ -27,7 +27,7 @@ class Moderation(CommunityPart):
         with self.db.read() as conn:
             head = None if "\x00" in room_id else q.room_head(conn, room_id, b"", self.clock())
         if head is None:
-            raise NotFound(f"no such room: {room_id}")
+            raise NoSuchRoom(room_id)
         return head.moderators
 
     def add_moderator(self, room_id: str, public_key: str, by: Member | None = None) -> bool:

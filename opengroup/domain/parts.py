@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from opengroup.config import Settings
-from opengroup.domain.errors import Forbidden, NotFound, Unauthorized
+from opengroup.domain.errors import Banned, NoSuchRoom, NotPermitted, TokenRejected
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.pollreader import PollReader, open_poll_reader
@@ -41,13 +41,13 @@ class Member:
 
 def parse_token(token: str | None) -> bytes:
     if not token:
-        raise Unauthorized("missing auth token")
+        raise TokenRejected("missing auth token")
     try:
         raw = bytes.fromhex(token)
     except ValueError:
-        raise Unauthorized("auth token is not hex") from None
+        raise TokenRejected("auth token is not hex") from None
     if not raw:
-        raise Unauthorized("missing auth token")
+        raise TokenRejected("missing auth token")
     return raw
 
 
@@ -64,21 +64,21 @@ class CommunityPart:
         # A NUL is in no room id, and PostgreSQL text cannot even hold one: no such room.
         room = None if "\x00" in room_id else q.get_room(conn, room_id)
         if room is None:
-            raise NotFound(f"no such room: {room_id}")
+            raise NoSuchRoom(room_id)
         return room
 
     @staticmethod
     def _member(room_id: str, holder: TokenHolder | None) -> Member:
         if holder is None:
-            raise Unauthorized("unknown or expired auth token")
+            raise TokenRejected("unknown or expired auth token")
         if holder.is_banned:
-            raise Forbidden("banned from this room")
+            raise Banned("banned from this room")
         return Member(room_id, holder.public_key, holder.is_moderator)
 
     @staticmethod
     def _require_moderator(member: Member, room_id: str | None = None) -> None:
         if not member.is_moderator or (room_id is not None and room_id != member.room_id):
-            raise Forbidden("moderators only")
+            raise NotPermitted("moderators only")
 
     def poll_reader(self) -> PollReader:
         """This process's :class:`PollReader`, opened on first use."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 
 from opengroup import crypto
-from opengroup.domain.errors import ApiError, NotFound
+from opengroup.domain.errors import NoSuchRoom, Refusal
 from opengroup.domain.parts import MAX_PAGE, CommunityPart, Member, parse_token
 from opengroup.storage.pollreader import PollLookup
 from opengroup.storage.queries import Message
@@ -37,7 +37,7 @@ class RoomPoll:
 class Polling(CommunityPart):
     """Many rooms' news in one request."""
 
-    async def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | ApiError]:
+    async def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | Refusal]:
         """The entries of one ``compact_poll``, in order, read together (see the
         readers for what shares a snapshot). An entry that is refused gets its error;
         the others still get their answer.
@@ -49,13 +49,13 @@ class Polling(CommunityPart):
         """
         now = self.clock()
         lookups: list[PollLookup] = []
-        refused: dict[int, ApiError] = {}
+        refused: dict[int, Refusal] = {}
         for index, request in enumerate(requests):
             try:
                 if "\x00" in request.room_id:  # in no room id; PostgreSQL text cannot hold it
-                    raise NotFound(f"no such room: {request.room_id}")
+                    raise NoSuchRoom(request.room_id)
                 token_hash = crypto.token_hash(parse_token(request.token))
-            except ApiError as exc:
+            except Refusal as exc:
                 refused[index] = exc
                 continue
             lookups.append(
@@ -67,7 +67,7 @@ class Polling(CommunityPart):
         found = iter(
             await self.poll_reader().read(lookups, now, MAX_PAGE, by_number) if lookups else []
         )
-        results: list[RoomPoll | ApiError] = []
+        results: list[RoomPoll | Refusal] = []
         seen: list[tuple[Member, TokenHolder | None]] = []
         for index, request in enumerate(requests):
             if index in refused:
@@ -76,9 +76,9 @@ class Polling(CommunityPart):
             rows = next(found)
             try:
                 if not rows.room_exists:
-                    raise NotFound(f"no such room: {request.room_id}")
+                    raise NoSuchRoom(request.room_id)
                 member = self._member(request.room_id, rows.holder)
-            except ApiError as exc:
+            except Refusal as exc:
                 results.append(exc)
                 continue
             seen.append((member, rows.holder))

@@ -24,11 +24,11 @@ from opengroup.config import Settings
 from opengroup.domain import spam, values
 from opengroup.domain.access import RoomView, check_may_delete
 from opengroup.domain.errors import (
-    BadRequest,
+    InvalidInput,
+    MessageTooLarge,
     NoSuchMessage,
     NoSuchRoom,
     NotPermitted,
-    PayloadTooLarge,
 )
 from opengroup.domain.users import User, Users, parse_session_id
 from opengroup.storage import posts, queries, roomdetails
@@ -61,9 +61,9 @@ class MessageView:
 def reaction_text(value: str) -> str:
     """A reaction: 1 to 12 code points, none of them a control character."""
     if not 1 <= len(value) <= MAX_REACTION_CODE_POINTS:
-        raise BadRequest(f"a reaction is 1 to {MAX_REACTION_CODE_POINTS} characters")
+        raise InvalidInput(f"a reaction is 1 to {MAX_REACTION_CODE_POINTS} characters")
     if any(unicodedata.category(c) == "Cc" for c in value):
-        raise BadRequest("a reaction holds no control characters")
+        raise InvalidInput("a reaction holds no control characters")
     return value
 
 
@@ -168,17 +168,17 @@ class Posts:
         raw = values.base64_bytes(body.get("data"), "data")
         signature = values.base64_bytes(body.get("signature"), "signature")
         if not raw:
-            raise BadRequest("data is empty")
+            raise InvalidInput("data is empty")
         if len(signature) != crypto.SIGNATURE_SIZE:
-            raise BadRequest("signature must be 64 bytes")
+            raise InvalidInput("signature must be 64 bytes")
         if len(raw) > self.settings.max_message_bytes:
-            raise PayloadTooLarge(
+            raise MessageTooLarge(
                 f"message data is {len(raw)} bytes; the limit is {self.settings.max_message_bytes}"
             )
         if self.settings.verify_signatures and not verify_post_signature(
             user.session_id, raw, signature
         ):
-            raise BadRequest("signature does not match the data and the sender's key")
+            raise InvalidInput("signature does not match the data and the sender's key")
         return base64.b64encode(raw).decode(), base64.b64encode(signature).decode()
 
     def post(self, view: RoomView, user: User, body: dict[str, object]) -> MessageView:
@@ -190,7 +190,7 @@ class Posts:
         if whisper_to is not None:
             whisper_to = parse_session_id(whisper_to, "whisper_to")
         if not isinstance(whisper_mods, bool):
-            raise BadRequest("whisper_mods must be true or false")
+            raise InvalidInput("whisper_mods must be true or false")
         if (whisper_to is not None or whisper_mods) and not view.access.moderator:
             raise NotPermitted("only moderators may whisper")
         if whisper_to is not None and whisper_to.startswith("05"):
@@ -346,9 +346,9 @@ def _file_ids(value: object) -> list[int]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise BadRequest("files must be a list of file ids")
+        raise InvalidInput("files must be a list of file ids")
     if len(value) > MAX_PAGE:
-        raise BadRequest(f"at most {MAX_PAGE} files")
+        raise InvalidInput(f"at most {MAX_PAGE} files")
     return [values.integer(item, "files[]") for item in value]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from opengroup.config import Settings
 from opengroup.domain import values
 from opengroup.domain.access import RoomAccess, RoomView, room_access
-from opengroup.domain.errors import BadRequest, NoSuchMessage
+from opengroup.domain.errors import InvalidInput, NoSuchMessage
 from opengroup.domain.users import User, Users
 from opengroup.storage import people, queries, roomdetails
 from opengroup.storage.database import Database
@@ -141,11 +141,11 @@ class RoomInfo:
         for key, value in changes.items():
             if key == "name":
                 if not isinstance(value, str) or not _clean(value):
-                    raise BadRequest("name must be a non-empty string")
+                    raise InvalidInput("name must be a non-empty string")
                 columns["name"] = _clean(value)
             elif key == "description":
                 if value is not None and not isinstance(value, str):
-                    raise BadRequest("description must be a string or null")
+                    raise InvalidInput("description must be a string or null")
                 columns["description"] = (
                     _clean(value, "\n\t") or None if value is not None else None
                 )
@@ -153,14 +153,14 @@ class RoomInfo:
                 image = values.integer(value, "image")
             elif key in ("default_read", "default_accessible", "default_write", "default_upload"):
                 if not isinstance(value, bool):
-                    raise BadRequest(f"{key} must be true or false")
+                    raise InvalidInput(f"{key} must be true or false")
                 columns[key] = value
         if not columns and image is None:
-            raise BadRequest("nothing to change: give name, description, image or default_*")
+            raise InvalidInput("nothing to change: give name, description, image or default_*")
         with self.db.write() as conn:
             if image is not None:
                 if not roomdetails.file_in_room(conn, view.id, image, self.clock()):
-                    raise BadRequest(f"no such file in this room: {image}")
+                    raise InvalidInput(f"no such file in this room: {image}")
                 roomdetails.set_image(conn, view.id, image)
             if columns:
                 roomdetails.update_room(conn, view.id, columns)

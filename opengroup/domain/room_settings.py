@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from opengroup.config import Settings
 from opengroup.domain import values
-from opengroup.domain.errors import BadRequest, NoSuchRoom, PayloadTooLarge
+from opengroup.domain.errors import FileTooLarge, InvalidInput, NoSuchRoom
 from opengroup.storage import queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.roomdetails import DEFAULT_PERMISSIONS, RoomDetails
@@ -63,9 +63,9 @@ class RoomSettings:
         rules = dict(rules or {})
         for rule, value in rules.items():
             if rule not in SPAM_RULES:
-                raise BadRequest(f"the spam rules are {', '.join(SPAM_RULES)}")
+                raise InvalidInput(f"the spam rules are {', '.join(SPAM_RULES)}")
             if value is not None and not 0 <= value <= MAX_RULE_SECONDS:
-                raise BadRequest(f"{rule} must be 0 to {MAX_RULE_SECONDS} seconds")
+                raise InvalidInput(f"{rule} must be 0 to {MAX_RULE_SECONDS} seconds")
         changes: dict[str, object] = {}
         if name is not None:
             changes["name"] = _one_line(name, "name")
@@ -73,14 +73,14 @@ class RoomSettings:
             changes["description"] = description.strip() or None
         if image is not None:
             if not image:
-                raise BadRequest("the image file is empty")
+                raise InvalidInput("the image file is empty")
             if len(image) > self.settings.max_upload_bytes:
-                raise PayloadTooLarge(
+                raise FileTooLarge(
                     f"the image is {len(image)} bytes; the limit is "
                     f"{self.settings.max_upload_bytes} (max_upload_bytes)"
                 )
         if not changes and image is None and not rules:
-            raise BadRequest(
+            raise InvalidInput(
                 "nothing to change: give --name, --description, --image, --slow-mode "
                 "or --new-poster-wait"
             )
@@ -106,7 +106,7 @@ class RoomSettings:
         a user without a permission of their own may do); the room afterwards."""
         columns = {f"default_{name}": value for name, value in changes.items()}
         if any(column not in DEFAULT_PERMISSIONS for column in columns):
-            raise BadRequest("the permissions are read, write, upload and accessible")
+            raise InvalidInput("the permissions are read, write, upload and accessible")
         with self.db.write() as conn:
             details = self._find(conn, room)
             if columns:
@@ -129,5 +129,5 @@ class RoomSettings:
 def _one_line(text: str, field: str) -> str:
     cleaned = " ".join(text.split())
     if not cleaned:
-        raise BadRequest(f"the room {field} must not be empty")
+        raise InvalidInput(f"the room {field} must not be empty")
     return cleaned

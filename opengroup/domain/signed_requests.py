@@ -26,7 +26,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from opengroup import blinding
-from opengroup.domain.errors import BadRequest, TooEarly, Unauthorized
+from opengroup.domain.errors import InvalidInput, NotFresh, SignatureRejected
 
 HEADERS = ("x-sogs-pubkey", "x-sogs-nonce", "x-sogs-timestamp", "x-sogs-signature")
 BLINDING_REQUIRED = "Invalid authentication: this server requires the use of blinded ids"
@@ -66,9 +66,9 @@ def _bytes(text: str, size: int, refusal: str) -> bytes:
         try:
             raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(refusal) from None
+            raise InvalidInput(refusal) from None
     if len(raw) != size:
-        raise BadRequest(refusal)
+        raise InvalidInput(refusal)
     return raw
 
 
@@ -88,7 +88,7 @@ def read_signature(
     is not empty, ``?`` and the raw query."""
     missing = [name for name in HEADERS if not headers.get(name)]
     if missing:
-        raise BadRequest(
+        raise InvalidInput(
             f"Invalid authentication headers: missing {len(missing)}/4 required X-SOGS-* headers"
         )
     # The refusals' texts are pysogs' own (docs/spec/sogs-v3.md section 2).
@@ -98,15 +98,15 @@ def read_signature(
     except ValueError:
         prefixed_key = b""
     if len(pubkey_text) != 66 or len(prefixed_key) != 33:
-        raise BadRequest("Invalid authentication: X-SOGS-Pubkey is not a valid 66-hex digit id")
+        raise InvalidInput("Invalid authentication: X-SOGS-Pubkey is not a valid 66-hex digit id")
     public_key = prefixed_key[1:]
     if pubkey_text[:2] not in (BLINDED_PREFIX, UNBLINDED_PREFIX):
-        raise BadRequest("Invalid authentication: X-SOGS-Pubkey must be 00- or 15- prefixed")
+        raise InvalidInput("Invalid authentication: X-SOGS-Pubkey must be 00- or 15- prefixed")
     blinded = pubkey_text.startswith(BLINDED_PREFIX)
     if require_blinded and not blinded:
-        raise BadRequest(BLINDING_REQUIRED)
+        raise InvalidInput(BLINDING_REQUIRED)
     if not blinding.is_valid_point(public_key):
-        raise BadRequest(
+        raise InvalidInput(
             "Invalid authentication: given X-SOGS-Pubkey is not a valid Ed25519 pubkey"
         )
     nonce = _bytes(
@@ -121,10 +121,10 @@ def read_signature(
     )
     timestamp_text = headers["x-sogs-timestamp"]
     if not timestamp_text.isascii() or not timestamp_text.isdigit() or len(timestamp_text) > 12:
-        raise BadRequest("Invalid authentication: X-SOGS-Timestamp is not a valid timestamp")
+        raise InvalidInput("Invalid authentication: X-SOGS-Timestamp is not a valid timestamp")
     timestamp = int(timestamp_text)
     if abs(now - timestamp) > window_seconds:
-        raise TooEarly("Invalid authentication: X-SOGS-Timestamp is too far from current time")
+        raise NotFresh("Invalid authentication: X-SOGS-Timestamp is too far from current time")
     message = b"".join(
         (
             server_public_key,
@@ -138,6 +138,8 @@ def read_signature(
     try:
         VerifyKey(public_key).verify(message, signature)
     except BadSignatureError:
-        raise Unauthorized("Invalid authentication: X-SOGS-Signature verification failed") from None
+        raise SignatureRejected(
+            "Invalid authentication: X-SOGS-Signature verification failed"
+        ) from None
     session_id = pubkey_text if blinded else blinding.session_id_of_ed25519(public_key)
     return SignedRequest(session_id, nonce, timestamp)

@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 
 from opengroup.config import Settings
 from opengroup.domain import limits
-from opengroup.domain.errors import RateLimited
+from opengroup.domain.errors import PostRateLimited, RateLimited
 from opengroup.storage import people, queries
 from opengroup.storage.database import Database
 from opengroup.storage.postwriter import RoomRules
@@ -73,7 +73,10 @@ class PostRules:
     @classmethod
     def of(cls, settings: Settings, now: float) -> PostRules:
         rate = limits.Window(
-            settings.post_rate_limit_count, settings.post_rate_limit_seconds, "posts"
+            settings.post_rate_limit_count,
+            settings.post_rate_limit_seconds,
+            "posts",
+            PostRateLimited,
         )
         return cls(rate, settings.slow_mode_seconds, settings.new_poster_wait_seconds, now)
 

@@ -36,7 +36,7 @@ from sqlalchemy import Connection
 
 from opengroup.config import Settings
 from opengroup.domain.access import RoomAccess, RoomView, room_access
-from opengroup.domain.errors import BadRequest, NoSuchRoom, NotFound, NotPermitted
+from opengroup.domain.errors import InvalidInput, NoSuchRoom, NotPermitted
 from opengroup.domain.posts import Posts
 from opengroup.domain.users import User, Users, parse_session_id
 from opengroup.storage import people, posts, queries, roomdetails
@@ -75,21 +75,21 @@ class Scope:
         if server is None:
             server = False
         if not isinstance(server, bool):
-            raise BadRequest("global must be true or false")
+            raise InvalidInput("global must be true or false")
         if rooms is not None and not (
             isinstance(rooms, list) and all(isinstance(r, str) for r in rooms)
         ):
-            raise BadRequest("rooms must be a list of room tokens")
+            raise InvalidInput("rooms must be a list of room tokens")
         if rooms and server:
-            raise BadRequest("give rooms or global, not both")
+            raise InvalidInput("give rooms or global, not both")
         if not rooms and not server:
-            raise BadRequest('give rooms (a list of room tokens, or ["*"]) or global: true')
+            raise InvalidInput('give rooms (a list of room tokens, or ["*"]) or global: true')
         if server:
             return cls.everywhere()
         assert rooms is not None
         if ALL_MY_ROOMS in rooms:
             if len(rooms) > 1:
-                raise BadRequest('"*" must be the only room')
+                raise InvalidInput('"*" must be the only room')
             return cls(mine=True)
         return cls.of_rooms(rooms)
 
@@ -104,9 +104,9 @@ class RoleChange:
 
     def __post_init__(self) -> None:
         if self.moderator is None and self.admin is None:
-            raise BadRequest("give moderator or admin (true or false)")
+            raise InvalidInput("give moderator or admin (true or false)")
         if self.admin is True and self.moderator is False:
-            raise BadRequest("an admin is always a moderator: admin true needs moderator true")
+            raise InvalidInput("an admin is always a moderator: admin true needs moderator true")
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> RoleChange:
@@ -125,16 +125,16 @@ class RoleChange:
 def optional_bool(body: dict[str, Any], key: str) -> bool | None:
     value = body.get(key)
     if value is not None and not isinstance(value, bool):
-        raise BadRequest(f"{key} must be true, false or null")
+        raise InvalidInput(f"{key} must be true, false or null")
     return value
 
 
 def seconds(value: Any, field: str) -> float:
     """A duration: a JSON number of seconds, more than 0 and less than 10**9."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadRequest(f"{field} must be a number of seconds")
+        raise InvalidInput(f"{field} must be a number of seconds")
     if not (math.isfinite(value) and 0 < value < MAX_SECONDS):
-        raise BadRequest(f"{field} must be more than 0 and less than {MAX_SECONDS} seconds")
+        raise InvalidInput(f"{field} must be more than 0 and less than {MAX_SECONDS} seconds")
     return float(value)
 
 
@@ -339,13 +339,13 @@ class Staff:
             if scope.server:
                 self._check_server_role(conn, by, admin=False)
                 if server_staff or people.staff_rooms_of(conn, keys):
-                    raise BadRequest("staff cannot be banned; remove them as moderator first")
+                    raise InvalidInput("staff cannot be banned; remove them as moderator first")
                 if not people.update_global_bans(conn, keys, now, expires_at):
                     people.set_global_ban(conn, session_id, now, expires_at)
                 return
             for room in self._rooms(conn, by, scope, admin=False):
                 if server_staff or people.room_role(conn, room.id, keys) is not None:
-                    raise BadRequest(
+                    raise InvalidInput(
                         f"a moderator of {room.id} cannot be banned there; "
                         "remove them as moderator first"
                     )
@@ -373,7 +373,7 @@ class Staff:
         with self.db.write() as conn:
             queries.lock_room(conn, room_id)
             if queries.get_room(conn, room_id) is None:
-                raise NotFound(f"no such room: {room_id}")
+                raise NoSuchRoom(room_id)
             self._link(conn, session_id)
             keys = self._person(conn, session_id)
             people.remove_room_ban(conn, room_id, keys)
@@ -388,7 +388,7 @@ class Staff:
         only by an admin (``by``: the caller's key; None: the operator)."""
         with self.db.write() as conn:
             if queries.get_room(conn, room_id) is None:
-                raise NotFound(f"no such room: {room_id}")
+                raise NoSuchRoom(room_id)
             keys = self._person(conn, session_id)
             entries = people.room_staff_of(conn, room_id, keys)
             if not entries:
@@ -413,7 +413,7 @@ class Staff:
             self._link(conn, session_id)
             keys = self._person(conn, session_id)
             if people.room_role(conn, room_id, keys) or people.global_role(conn, keys):
-                raise BadRequest("a moderator cannot be banned; remove them as moderator first")
+                raise InvalidInput("a moderator cannot be banned; remove them as moderator first")
             now = self.clock()
             if not people.update_room_bans(conn, room_id, keys, now, None):
                 people.set_room_ban(conn, room_id, session_id, now, None)
@@ -495,13 +495,15 @@ class Staff:
             default = optional_bool(body, "default_" + name)
             if value is not None:
                 if default:
-                    raise BadRequest(f"give {name} or default_{name}, not both")
+                    raise InvalidInput(f"give {name} or default_{name}, not both")
                 changes[name] = value
             elif default:
                 changes[name] = None
         unschedule = optional_bool(body, "unschedule")
         if not changes:
-            raise BadRequest("nothing to change: give read, write, upload, accessible or default_*")
+            raise InvalidInput(
+                "nothing to change: give read, write, upload, accessible or default_*"
+            )
         with self.db.write() as conn:
             self._link(conn, session_id)
             keys = self._person(conn, session_id)
@@ -538,7 +540,7 @@ class Staff:
             if (value := optional_bool(body, name)) is not None
         }
         if not changes:
-            raise BadRequest("give read, write or upload (true or false) to schedule")
+            raise InvalidInput("give read, write or upload (true or false) to schedule")
         delay = seconds(body.get("in"), "in")
         with self.db.write() as conn:
             self._link(conn, session_id)

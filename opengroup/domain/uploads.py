@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 from opengroup.config import Settings
 from opengroup.domain import limits
 from opengroup.domain.access import RoomView
-from opengroup.domain.errors import BadRequest, NotFound, PayloadTooLarge
+from opengroup.domain.errors import FileTooLarge, InvalidInput, NoSuchFile, UploadRateLimited
 from opengroup.domain.users import User
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
@@ -43,11 +43,9 @@ _KEPT_SUFFIX_CHARS = 16
 def check_size(settings: Settings, data: bytes) -> None:
     """400 for an empty file, 413 above ``max_upload_bytes``."""
     if not data:
-        raise BadRequest("file is empty")
+        raise InvalidInput("file is empty")
     if len(data) > settings.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"file is {len(data)} bytes; the limit is {settings.max_upload_bytes}"
-        )
+        raise FileTooLarge(f"file is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
 
 
 def check_rate(
@@ -59,7 +57,10 @@ def check_rate(
     keys are locked in sorted order, so two such transactions never wait in a circle.
     """
     window = limits.Window(
-        settings.upload_rate_limit_count, settings.upload_rate_limit_seconds, "uploads"
+        settings.upload_rate_limit_count,
+        settings.upload_rate_limit_seconds,
+        "uploads",
+        UploadRateLimited,
     )
     if not window.enabled:
         return
@@ -123,5 +124,5 @@ class Uploads:
         with self.db.read() as conn:
             found = q.find_file(conn, view.id, file_id, self.clock())
         if found is None:
-            raise NotFound(f"no such file: {file_id}")
+            raise NoSuchFile(file_id)
         return found

@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from opengroup import blinding
 from opengroup.config import Settings
-from opengroup.domain.errors import BadRequest, Banned, TooEarly
+from opengroup.domain.errors import Banned, InvalidInput, NotFresh
 from opengroup.domain.signed_requests import SignedRequest
 from opengroup.storage import people, roomdetails
 from opengroup.storage.database import Database
@@ -46,7 +46,7 @@ def parse_session_id(value: object, field: str = "session id") -> str:
             key = b""
         if len(key) == 32:
             return value.lower()
-    raise BadRequest(f"{field} must be 66 hex digits starting with 05 or 15")
+    raise InvalidInput(f"{field} must be 66 hex digits starting with 05 or 15")
 
 
 class Users:
@@ -77,7 +77,7 @@ class Users:
         blinded_abs = blinding.blinded_abs(session_id) if session_id.startswith("15") else None
         with self.db.write() as conn:
             if not people.take_nonce(conn, signed.nonce, keep_until):
-                raise TooEarly("Invalid authentication: X-SOGS-Nonce cannot be reused")
+                raise NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused")
             facts = people.signer_facts(conn, session_id, blinded_abs, own_keys, now)
             if not facts.globally_banned:
                 if facts.last_seen is None:

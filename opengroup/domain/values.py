@@ -1,6 +1,6 @@
 """Parsing of the values clients send: Session ids, room ids, base64, integers.
 
-Each parser either returns a clean value or raises :class:`BadRequest` with a
+Each parser either returns a clean value or raises :class:`InvalidInput` with a
 reason that names the field, so handlers stay free of validation noise.
 """
 
@@ -11,7 +11,7 @@ import binascii
 import re
 from typing import Any
 
-from opengroup.domain.errors import BadRequest
+from opengroup.domain.errors import InvalidInput
 
 SESSION_ID_RE = re.compile(r"05[0-9a-f]{64}")
 # The v2 rule of room ids (the legacy import still takes only these).
@@ -26,7 +26,7 @@ DECIMAL_RE = re.compile(r"-?[0-9]{1,19}")
 def session_id(value: Any, field: str = "public_key") -> str:
     """A Session id: 66 hex characters starting with 05 (upper case is folded)."""
     if not isinstance(value, str) or not SESSION_ID_RE.fullmatch(value.lower()):
-        raise BadRequest(f"{field} must be a Session id: 66 hex characters starting with 05")
+        raise InvalidInput(f"{field} must be a Session id: 66 hex characters starting with 05")
     return value.lower()
 
 
@@ -41,40 +41,40 @@ def is_room_token(value: Any) -> bool:
 def room_id(value: Any) -> str:
     """The id of a new room: 1 to 64 of A-Z, a-z, 0-9, _ and -."""
     if not isinstance(value, str) or not is_room_token(value):
-        raise BadRequest("room ids are 1 to 64 of A-Z, a-z, 0-9, _ and -")
+        raise InvalidInput("room ids are 1 to 64 of A-Z, a-z, 0-9, _ and -")
     return value
 
 
 def base64_text(value: Any, field: str) -> str:
     """A base64 string as the client sent it (its decoding is :func:`base64_bytes`)."""
     if not isinstance(value, str):
-        raise BadRequest(f"{field} must be a base64 string")
+        raise InvalidInput(f"{field} must be a base64 string")
     return value
 
 
 def base64_bytes(value: Any, field: str) -> bytes:
     """Standard, padded base64 (what every Session client sends)."""
     if not isinstance(value, str):
-        raise BadRequest(f"{field} must be a base64 string")
+        raise InvalidInput(f"{field} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest(f"{field} is not valid base64") from None
+        raise InvalidInput(f"{field} is not valid base64") from None
 
 
 def integer(value: Any, field: str, *, minimum: int = 0, maximum: int = MAX_INT64) -> int:
     """A JSON integer (or its decimal text, as in query strings) within bounds."""
     if isinstance(value, bool):
-        raise BadRequest(f"{field} must be an integer")
+        raise InvalidInput(f"{field} must be an integer")
     if isinstance(value, str):
         text = value.strip()
         if not DECIMAL_RE.fullmatch(text):  # not isdigit(): "²" and "--5" pass that
-            raise BadRequest(f"{field} must be an integer")
+            raise InvalidInput(f"{field} must be an integer")
         value = int(text)
     if not isinstance(value, int):
-        raise BadRequest(f"{field} must be an integer")
+        raise InvalidInput(f"{field} must be an integer")
     if not minimum <= value <= maximum:
-        raise BadRequest(f"{field} must be between {minimum} and {maximum}")
+        raise InvalidInput(f"{field} must be between {minimum} and {maximum}")
     return value
 
 

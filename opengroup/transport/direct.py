@@ -12,8 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from opengroup.api.errors import error_response
 from opengroup.api.exchange import ApiRequest
-from opengroup.api.routing import error_response
 from opengroup.api.v3.calls import Answer
 from opengroup.transport.asgi import JSON, BodyTooLarge, closing, read_body
 from opengroup.transport.dispatch import Dispatcher

@@ -16,7 +16,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from starlette.types import Receive, Scope, Send
 
-from opengroup.api.routing import error_response
+from opengroup.api.errors import error_response
 from opengroup.transport import onion, onion_v4
 from opengroup.transport.asgi import (
     JSON,

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from opengroup.domain.community import Community
-from opengroup.domain.errors import NotFound
+from opengroup.domain.errors import NoSuchThing
 from opengroup.transport.asgi import closing
 from opengroup.transport.observe import RequestLog
 from opengroup.web.home import render_home, sniff_image_type
@@ -37,7 +37,7 @@ class WebPages:
             data = await anyio.to_thread.run_sync(
                 self.community.room_image, request.path_params["room_id"]
             )
-        except NotFound:
+        except NoSuchThing:
             self.requests.record("http", "GET", ROOM_IMAGE_ROUTE, 404, started)
             return closing(request, PlainTextResponse("no image", 404))
         self.requests.record("http", "GET", ROOM_IMAGE_ROUTE, 200, started)

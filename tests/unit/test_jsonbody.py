@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+from opengroup.api.errors import status_of
 from opengroup.api.jsonbody import (
     DEEP_JSON,
     JsonTooDeep,
@@ -29,7 +30,7 @@ from opengroup.api.jsonbody import (
     loads_json,
     parse_json,
 )
-from opengroup.domain.errors import BadRequest
+from opengroup.domain.errors import InvalidInput
 
 ORJSON_MAX_DEPTH = 1024
 
@@ -92,10 +93,10 @@ def test_a_body_nested_exactly_max_depth_parses_and_one_more_is_refused(
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_parse_json_refuses_a_too_deep_body_as_a_bad_request(shape: Any) -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_json(shape(33), 32)
     assert refused.value.reason == DEEP_JSON
-    assert refused.value.status == 400
+    assert status_of(refused.value) == 400
 
 
 @pytest.mark.parametrize(
@@ -144,7 +145,7 @@ def test_orjsons_own_depth_limit_is_answered_as_too_deep(limit: int) -> None:
     assert loads_json(arrays(ORJSON_MAX_DEPTH), limit) is not None
     with pytest.raises(JsonTooDeep, match=DEEP_JSON):
         loads_json(arrays(ORJSON_MAX_DEPTH + 1), limit)
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_json(objects(ORJSON_MAX_DEPTH + 1), limit)
     assert refused.value.reason == DEEP_JSON
 
@@ -166,7 +167,7 @@ def test_orjsons_own_depth_limit_is_answered_as_too_deep(limit: int) -> None:
 def test_non_json_is_a_decode_error_and_a_bad_request(data: bytes | str) -> None:
     with pytest.raises(orjson.JSONDecodeError):
         loads_json(data, 32)
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_json(data, 32)
     assert refused.value.reason == "body is not valid JSON"
 
@@ -187,5 +188,5 @@ def test_json_within_the_limit_parses_to_its_value(data: bytes | str, value: Any
 def test_a_wide_body_is_not_deep() -> None:
     wide = orjson.dumps([{"k": [i]} for i in range(10_000)])
     assert len(parse_json(wide, 3)) == 10_000
-    with pytest.raises(BadRequest, match=DEEP_JSON):
+    with pytest.raises(InvalidInput, match=DEEP_JSON):
         parse_json(wide, 2)

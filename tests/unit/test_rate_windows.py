@@ -20,6 +20,7 @@ import random
 
 import pytest
 
+from opengroup.api.errors import status_of
 from opengroup.domain.errors import RateLimited
 from opengroup.domain.limits import Window
 
@@ -73,7 +74,7 @@ def test_the_count_th_event_is_allowed_and_the_next_is_refused(count: int) -> No
     events.append(NOW)
     with pytest.raises(RateLimited) as refused:
         window.check(events, NOW)
-    assert refused.value.status == 429
+    assert status_of(refused.value) == 429
     assert refused.value.reason == f"at most {count} posts per 16 s"
 
 

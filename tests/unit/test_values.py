@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from opengroup.domain.errors import BadRequest
+from opengroup.domain.errors import InvalidInput
 from opengroup.domain.users import parse_session_id
 from opengroup.domain.values import (
     MAX_INT64,
@@ -89,7 +89,7 @@ def test_integers_and_their_decimal_text_are_accepted(value: Any, expected: int)
     ],
 )
 def test_anything_but_an_integer_is_refused_naming_the_field(value: Any) -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         integer(value, "limit")
     assert refused.value.reason == "limit must be an integer"
 
@@ -110,7 +110,7 @@ def test_integers_out_of_bounds_are_refused_with_the_bounds(
     value: Any, bounds: dict[str, int]
 ) -> None:
     minimum, maximum = bounds.get("minimum", 0), bounds.get("maximum", MAX_INT64)
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         integer(value, "limit", **bounds)
     assert refused.value.reason == f"limit must be between {minimum} and {maximum}"
 
@@ -144,9 +144,9 @@ def test_optional_integers_treat_null_and_empty_text_as_not_given(
 
 
 def test_optional_integers_keep_the_bounds_and_the_refusals() -> None:
-    with pytest.raises(BadRequest, match="since must be between 1 and 10"):
+    with pytest.raises(InvalidInput, match="since must be between 1 and 10"):
         optional_integer("0", "since", minimum=1, maximum=10)
-    with pytest.raises(BadRequest, match="since must be an integer"):
+    with pytest.raises(InvalidInput, match="since must be an integer"):
         optional_integer(False, "since")
 
 
@@ -182,7 +182,7 @@ def test_padded_standard_base64_is_decoded(text: str, data: bytes) -> None:
     ],
 )
 def test_invalid_base64_is_refused_naming_the_field(text: str) -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         base64_bytes(text, "data")
     assert refused.value.reason == "data is not valid base64"
 
@@ -197,9 +197,9 @@ def test_invalid_base64_is_refused_naming_the_field(text: str) -> None:
     ],
 )
 def test_base64_must_be_a_string(value: Any) -> None:
-    with pytest.raises(BadRequest, match=r"^signature must be a base64 string$"):
+    with pytest.raises(InvalidInput, match=r"^signature must be a base64 string$"):
         base64_bytes(value, "signature")
-    with pytest.raises(BadRequest, match=r"^signature must be a base64 string$"):
+    with pytest.raises(InvalidInput, match=r"^signature must be a base64 string$"):
         base64_text(value, "signature")
 
 
@@ -241,7 +241,7 @@ BAD_SESSION_IDS = [
 
 @pytest.mark.parametrize("value", [*BAD_SESSION_IDS, pytest.param("15" + KEY_HEX, id="prefix 15")])
 def test_anything_but_a_05_session_id_is_refused_naming_the_field(value: Any) -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         session_id(value, "whisper_to")
     assert refused.value.reason.startswith("whisper_to must be a Session id")
 
@@ -260,7 +260,7 @@ def test_parse_session_id_takes_05_and_15_ids(value: str, expected: str) -> None
 
 @pytest.mark.parametrize("value", BAD_SESSION_IDS)
 def test_parse_session_id_refuses_anything_else_naming_the_field(value: Any) -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         parse_session_id(value, "whisper_to")
     assert refused.value.reason == "whisper_to must be 66 hex digits starting with 05 or 15"
 
@@ -298,7 +298,7 @@ def test_new_room_ids_are_1_to_64_token_characters(value: str) -> None:
 )
 def test_anything_else_is_not_a_room_id(value: Any) -> None:
     assert not is_room_token(value)
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(InvalidInput) as refused:
         room_id(value)
     assert refused.value.reason == "room ids are 1 to 64 of A-Z, a-z, 0-9, _ and -"
 

@@ -14,7 +14,7 @@ import orjson
 from opengroup.api.jsonbody import parse_json
 from opengroup.domain import values
 from opengroup.domain.access import RoomView
-from opengroup.domain.errors import BadRequest, NotPermitted, Unauthorized
+from opengroup.domain.errors import InvalidInput, NotAuthenticated, NotPermitted
 from opengroup.domain.users import User
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Call:
     def signer(self) -> User:
         """The signer, on routes that require one (the router made sure)."""
         if self.user is None:
-            raise Unauthorized("Authentication required")
+            raise NotAuthenticated("Authentication required")
         return self.user
 
     @property
@@ -108,13 +108,13 @@ class Call:
     def json(self) -> Any:
         """The body as JSON (any value; the Content-Type is not required)."""
         if not self.request.body.strip():
-            raise BadRequest("a JSON body is required")
+            raise InvalidInput("a JSON body is required")
         return parse_json(self.request.body, self.community.settings.max_json_depth)
 
     def json_object(self) -> dict[str, Any]:
         value = self.json() if self.request.body.strip() else {}
         if not isinstance(value, dict):
-            raise BadRequest("the body must be a JSON object")
+            raise InvalidInput("the body must be a JSON object")
         return value
 
     def int_param(self, name: str) -> int:

@@ -8,10 +8,11 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
+from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest, json_headers
 from opengroup.api.v3.calls import JSON, Answer, Call
 from opengroup.domain import values
-from opengroup.domain.errors import BadRequest, PayloadTooLarge
+from opengroup.domain.errors import InvalidInput, TooLarge
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
 BATCH_PATHS = ("/batch", "/sequence")
@@ -59,18 +60,18 @@ def sequence(call: Call) -> list[dict[str, Any]]:
 def _items(call: Call) -> list[Any]:
     items = call.json()
     if not isinstance(items, list):
-        raise BadRequest("the body must be a JSON list of requests")
+        raise InvalidInput("the body must be a JSON list of requests")
     most = call.community.settings.max_batch_requests
     if len(items) > most:
-        raise PayloadTooLarge(f"at most {most} requests in one batch")
+        raise TooLarge(f"at most {most} requests in one batch")
     return items
 
 
 def _run(call: Call, item: Any) -> dict[str, Any]:
     try:
         request = _sub_request(item)
-    except BadRequest as exc:
-        answer = Answer.text(400, exc.reason)
+    except InvalidInput as exc:
+        answer = v3_refusal(exc)
     else:
         answer = call.sub_request(request)
     return _item_answer(answer)
@@ -79,22 +80,22 @@ def _run(call: Call, item: Any) -> dict[str, Any]:
 def _sub_request(item: Any) -> ApiRequest:
     """One item ``{method, path, headers?, json? | b64? | bytes?}`` as a request."""
     if not isinstance(item, dict):
-        raise BadRequest("a batch item must be a JSON object")
+        raise InvalidInput("a batch item must be a JSON object")
     method, path = item.get("method"), item.get("path")
     if method not in METHODS:
-        raise BadRequest(f"a batch item's method must be one of {', '.join(METHODS)}")
+        raise InvalidInput(f"a batch item's method must be one of {', '.join(METHODS)}")
     if not isinstance(path, str) or not path.startswith("/"):
-        raise BadRequest("a batch item's path must start with /")
+        raise InvalidInput("a batch item's path must start with /")
     path, _, query_string = path.partition("?")
     try:
         path = unquote(path, errors="strict")  # as a transport decodes a request's path
     except UnicodeDecodeError:
-        raise BadRequest("a batch item's path is not UTF-8 once decoded") from None
+        raise InvalidInput("a batch item's path is not UTF-8 once decoded") from None
     if "/" + path.strip("/") in BATCH_PATHS:  # as the path table finds routes
-        raise BadRequest("a batch cannot hold another batch")
+        raise InvalidInput("a batch cannot hold another batch")
     bodies = [key for key in ("json", "b64", "bytes") if key in item]
     if len(bodies) > 1:
-        raise BadRequest("a batch item has at most one of json, b64 and bytes")
+        raise InvalidInput("a batch item has at most one of json, b64 and bytes")
     body = b""
     if bodies == ["json"]:
         body = orjson.dumps(item["json"])
@@ -102,13 +103,13 @@ def _sub_request(item: Any) -> ApiRequest:
         body = values.base64_bytes(item["b64"], "b64")
     elif bodies == ["bytes"]:
         if not isinstance(item["bytes"], str):
-            raise BadRequest("bytes must be a string")
+            raise InvalidInput("bytes must be a string")
         body = item["bytes"].encode()
     headers = item.get("headers")
     if headers is None:
         headers = {}
     if not isinstance(headers, dict):
-        raise BadRequest("a batch item's headers must be an object")
+        raise InvalidInput("a batch item's headers must be an object")
     query: dict[str, str] = {}
     for name, value in parse_qsl(query_string, keep_blank_values=True):
         query.setdefault(name, value)

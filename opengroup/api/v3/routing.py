@@ -20,19 +20,14 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 
+from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest
 from opengroup.api.paths import PathTable
 from opengroup.api.v3.calls import Access, Answer, Call, Handler
 from opengroup.domain import signed_requests
 from opengroup.domain.access import RoomView, view_room
 from opengroup.domain.community import Community
-from opengroup.domain.errors import (
-    ApiError,
-    Banned,
-    NotPermitted,
-    RateLimited,
-    Unauthorized,
-)
+from opengroup.domain.errors import Banned, NotAuthenticated, NotPermitted, Refusal
 from opengroup.domain.users import User
 
 log = logging.getLogger(__name__)
@@ -113,11 +108,8 @@ class Router:
                 self._check_access(call, route.access, views)
                 result = route.handler(call)
             answer = result if isinstance(result, Answer) else Answer.json(result)
-        except RateLimited as exc:
-            retry = max(1, round(exc.retry_after_seconds + 0.5))
-            answer = Answer.text(exc.status, exc.reason, {"retry-after": str(retry)})
-        except ApiError as exc:
-            answer = Answer.text(exc.status, exc.reason)
+        except Refusal as exc:
+            answer = v3_refusal(exc)
         except Exception:
             log.exception("unexpected error in %s %s", request.method, request.path)
             answer = Answer.text(500, "internal server error")
@@ -148,9 +140,9 @@ class Router:
     def _check_access(call: Call, access: Access, views: dict[str, RoomView]) -> None:
         user = call.user
         if access.needs_user and user is None:
-            raise Unauthorized(AUTH_REQUIRED)
+            raise NotAuthenticated(AUTH_REQUIRED)
         if access is Access.BLINDED and user is not None and not user.blinded:
-            raise Unauthorized("this route needs a blinded id")
+            raise NotAuthenticated("this route needs a blinded id")
         if not access.needs_room:
             return
         token = call.params["token"]
