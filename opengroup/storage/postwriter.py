@@ -7,9 +7,10 @@ after another (one writer on SQLite; on PostgreSQL a room's posts wait on its
 row until commit), and most of a write's cost comes once per transaction. So
 the posts waiting at the same moment share one transaction (group commit):
 
-- :meth:`PostWriter.write` queues the post and waits. If no group of this
-  process is being written, a group starts at once; otherwise the post waits
-  for the group in progress to end.
+- :meth:`PostWriter.write` queues the post and waits (a
+  :class:`~opengroup.storage.batching.Batcher` of one batch at a time). If no
+  group of this process is being written, a group starts at once; otherwise
+  the post waits for the group in progress to end.
 - A group is every post queued since the previous group started. One worker
   thread writes it in one transaction (on SQLite under the database's write
   lock, :meth:`Database.writing`), room by room, rooms in the order of their
@@ -35,16 +36,16 @@ moved from the code").
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Protocol
 
 import anyio.to_thread
 from sqlalchemy import BindParameter, ClauseElement, bindparam, false, insert, select, update
 
+from opengroup.storage.batching import Batcher
 from opengroup.storage.database import Database
 from opengroup.storage.driversql import (
     DriverConnection,
@@ -137,11 +138,10 @@ class NewPost:
     whisper_to: str | None = None
     whisper_mods: bool = False
     judge: PostJudge | None = None
-    answer: asyncio.Future[Message | None] = field(init=False, repr=False)
 
 
 # What a post of a group came to: its message (None: no such room), or why it was refused.
-Outcome = tuple[Message | None, Exception | None]
+Outcome = Message | None | Exception
 
 
 class GroupWriteFailed(RuntimeError):
@@ -154,8 +154,8 @@ class PostWriter:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
-        self._queue: list[NewPost] = []
-        self._writer: asyncio.Task[None] | None = None  # writing groups, while any wait
+        # One group at a time: the posts that wait meanwhile are the next group.
+        self._groups: Batcher[NewPost, Message | None] = Batcher(self._write_group, 1)
         # The writer's own thread token: community API posts wait for the writer from
         # request threads, so were it to queue for those threads' tokens, a full pool of
         # waiting posts would never be written.
@@ -165,40 +165,33 @@ class PostWriter:
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
         None if there is no such room, or the exception its ``judge`` raised."""
-        post.answer = asyncio.get_running_loop().create_future()
-        self._queue.append(post)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_groups())
-        return await post.answer
+        return await self._groups.submit(post)
 
-    async def _write_groups(self) -> None:
-        """Write groups until none is waiting (the one task of this process doing so)."""
-        group: list[NewPost] = []
+    async def _write_group(self, group: list[NewPost]) -> list[Message | Exception | None]:
+        """A group in one transaction, in a thread of the writer's own: an outcome per
+        post, in the group's order (every post fails if the transaction does)."""
+        # Stable: each room's posts stay in the order they came.
+        order = sorted(range(len(group)), key=lambda n: group[n].room_id)
+        by_room = [group[n] for n in order]
+        if self._thread is None:
+            self._thread = anyio.CapacityLimiter(1)
         try:
-            while self._queue:
-                group, self._queue = self._queue, []
-                group.sort(key=lambda post: post.room_id)  # stable: each room's posts in order
-                try:
-                    if self._thread is None:
-                        self._thread = anyio.CapacityLimiter(1)
-                    outcomes = await anyio.to_thread.run_sync(
-                        self._write_group, group, limiter=self._thread
-                    )
-                except Exception as exc:
-                    for post in group:
-                        failed = GroupWriteFailed("the transaction of this post failed")
-                        failed.__cause__ = exc
-                        _settle(post.answer, None, failed)
-                    continue
-                for post, (message, error) in zip(group, outcomes, strict=True):
-                    _settle(post.answer, message, error)
-        finally:
-            self._writer = None
-            for post in group + self._queue:  # left unanswered only if cancelled (stopping)
-                post.answer.cancel()
-            self._queue = []
+            outcomes = await anyio.to_thread.run_sync(
+                self._write_in_thread, by_room, limiter=self._thread
+            )
+        except Exception as exc:
+            failures: list[Message | Exception | None] = []
+            for _ in group:
+                failed = GroupWriteFailed("the transaction of this post failed")
+                failed.__cause__ = exc
+                failures.append(failed)
+            return failures
+        results: list[Message | Exception | None] = [None] * len(group)
+        for n, outcome in zip(order, outcomes, strict=True):
+            results[n] = outcome
+        return results
 
-    def _write_group(self, group: list[NewPost]) -> list[Outcome]:
+    def _write_in_thread(self, group: list[NewPost]) -> list[Outcome]:
         """The group (sorted by room) in one transaction: an outcome per post."""
         outcomes: list[Outcome] = []
         with closing(self._db.engine.raw_connection()) as pooled, self._db.writing():
@@ -231,7 +224,7 @@ class _RoomBatch:
         return self.conn.execute(statement.sql, statement.params(params))
 
     def write(self) -> list[Outcome]:
-        no_room: list[Outcome] = [(None, None)] * len(self.posts)  # and nothing written
+        no_room: list[Outcome] = [None] * len(self.posts)  # and nothing written
         refusals = self._judge()
         if refusals is None:
             return no_room
@@ -250,9 +243,9 @@ class _RoomBatch:
         for post, refused in zip(self.posts, refusals, strict=True):
             if refused is None:
                 n = next(ids)
-                outcomes.append((_message(post, first + n, first_seqno + n), None))
+                outcomes.append(_message(post, first + n, first_seqno + n))
             else:
-                outcomes.append((None, refused))
+                outcomes.append(refused)
         return outcomes
 
     def _judge(self) -> list[Exception | None] | None:
@@ -338,12 +331,3 @@ def _message(post: NewPost, server_id: int, seqno: int) -> Message:
     return Message(
         server_id, post.public_key, post.timestamp, post.data, post.signature, seqno, post.posted_at
     )
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the request was cancelled while its post was being written
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

@@ -1,0 +1,65 @@
+"""The reads of ``compact_poll`` (and posting's token check), run on the database
+driver itself.
+
+Every Session client polls every few seconds, so this is the server's hottest
+path. The statements, still SQLAlchemy Core built from
+:mod:`opengroup.storage.schema`, are compiled once to SQL text and handed
+straight to the driver (:mod:`opengroup.storage.driversql`; the measurements
+are in bench/RESULTS.md, "Design notes moved from the code"):
+
+- SQLite: one query-only connection per process, used on the event loop
+  thread. In WAL mode a reader never waits for the writer, and a poll's reads
+  cost less than handing them to a thread would.
+- PostgreSQL: a few async connections (``psycopg_pool``). A round trip costs
+  more than the rows it brings, so polls that arrive together are read together
+  (:class:`~opengroup.storage.batching.Batcher`).
+
+Both read a room's *head* first (:mod:`opengroup.storage.roomhead`): its message
+and deletion counters, the token's holder and the moderators, in one statement.
+Messages and deletions are read only when the counters are past the poll's
+cursors, so a client that is up to date (nearly every poll) costs one indexed
+lookup per room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.engine import make_url
+
+from opengroup.storage.database import Database
+from opengroup.storage.pollreader.plan import PollLookup, RoomRows
+from opengroup.storage.pollreader.postgres import PostgresPollReader
+from opengroup.storage.pollreader.sqlite import SqlitePollReader
+from opengroup.storage.roomhead import TokenHolder
+
+__all__ = ["PollLookup", "PollReader", "RoomRows", "open_poll_reader"]
+
+
+class PollReader(Protocol):
+    async def read(
+        self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
+    ) -> list[RoomRows]:
+        """The rows of every lookup, in order. The heads of all of them come from one
+        snapshot; messages and deletions, when any are due, from one that may be later."""
+        ...
+
+    async def token_holder(
+        self, room_id: str, token_hash: bytes, now: float
+    ) -> tuple[bool, TokenHolder | None]:
+        """Whether the room exists, and the holder of the live token there: a token
+        check for handlers on the event loop (the room's head statement alone)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_poll_reader(db: Database) -> PollReader:
+    """The reader for ``db``'s backend."""
+    url = make_url(db.url)
+    if db.is_sqlite:
+        assert url.database, "the poll reader needs an SQLite file"
+        return SqlitePollReader(url.database)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return PostgresPollReader(conninfo)
