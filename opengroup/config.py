@@ -13,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,31 @@ class Setting:
     choices: tuple[str, ...] = ()
 
 
-def _setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
-    """A field of :class:`Settings`: its default, with the help text (and choices) that
-    ``opengroup settings``, the README and error messages show."""
+class DeletionsFormat(StrEnum):
+    """The shape of deletions in ``compact_poll`` and ``GET /deleted_messages``."""
+
+    IDS = "ids"  # the seed document's: a list of deleted message ids
+    OBJECTS = "objects"  # what released clients read: [{id, deleted_message_id}]
+
+    @property
+    def by_number(self) -> bool:
+        """Whether clients page deletions by the deletion's own number (``objects``)
+        rather than by the deleted message's id (``ids``)."""
+        return self is DeletionsFormat.OBJECTS
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+def _setting(default: Any, help: str) -> Any:
+    """A field of :class:`Settings`: its default, with the help text (and, for a choice,
+    its enum's values) that ``opengroup settings``, the README and error messages show."""
+    choices = tuple(member.value for member in type(default)) if isinstance(default, Enum) else ()
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
@@ -91,14 +114,13 @@ class Settings:
         "",
         "Path of the server's X25519 public key (PEM); empty: DATA_DIR/x25519_public_key.pem.",
     )
-    deletions_format: str = _setting(
-        "ids",
+    deletions_format: DeletionsFormat = _setting(
+        DeletionsFormat.IDS,
         (
             "Shape of deletions in compact_poll and GET /deleted_messages: 'ids' (the seed "
             "document: a list of deleted message ids) or 'objects' (what released Session clients "
             "read: [{id, deleted_message_id}])."
         ),
-        choices=("ids", "objects"),
     )
     verify_signatures: bool = _setting(
         True,
@@ -228,10 +250,9 @@ class Settings:
             "are applied: they take effect at most this long after their time."
         ),
     )
-    log_level: str = _setting(
-        "info",
+    log_level: LogLevel = _setting(
+        LogLevel.INFO,
         "Log level.",
-        choices=("debug", "info", "warning", "error", "critical"),
     )
     log_file: str = _setting(
         "",
@@ -284,6 +305,13 @@ class Settings:
         "127.0.0.1,::1",
         "Comma-separated addresses or networks (CIDR) allowed to read /metrics; others get 403.",
     )
+
+    def __post_init__(self) -> None:
+        # A choice given as its text (Settings(log_level="debug")) becomes its enum member.
+        for field in dataclasses.fields(self):
+            if isinstance(field.default, Enum):
+                value = getattr(self, field.name)
+                object.__setattr__(self, field.name, type(field.default)(value))
 
     @property
     def data_path(self) -> Path:
@@ -359,6 +387,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         )
     if setting.type is int and result < 0:
         raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
+    if issubclass(setting.type, Enum):
+        result = setting.type(result)
     return result
 
 

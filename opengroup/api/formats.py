@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from opengroup.config import DeletionsFormat
 from opengroup.storage.queries import Message, Room
 
 
@@ -22,9 +23,11 @@ def message_json(message: Message) -> dict[str, Any]:
     }
 
 
-def deletions_json(deletions: list[tuple[int, int]], deletions_format: str) -> list[Any]:
+def deletions_json(
+    deletions: list[tuple[int, int]], deletions_format: DeletionsFormat
+) -> list[Any]:
     """``ids``: the seed's list of deleted message ids; ``objects``: what clients read."""
-    if deletions_format == "objects":
+    if deletions_format is DeletionsFormat.OBJECTS:
         return [
             {"id": number, "deleted_message_id": message_id} for number, message_id in deletions
         ]

@@ -92,7 +92,7 @@ class Messages(CommunityPart):
     def _deletions(
         self, conn: Connection, room_id: str, after: int | None, limit: int
     ) -> list[tuple[int, int]]:
-        by_number = self.settings.deletions_format == "objects"
+        by_number = self.settings.deletions_format.by_number
         return q.deletions_after(conn, room_id, after, min(limit, MAX_PAGE), by_number=by_number)
 
     def delete_messages(self, member: Member, server_ids: Sequence[int]) -> None:

@@ -63,7 +63,7 @@ class Polling(CommunityPart):
                     request.room_id, token_hash, request.messages_after, request.deletions_after
                 )
             )
-        by_number = self.settings.deletions_format == "objects"
+        by_number = self.settings.deletions_format.by_number
         found = iter(
             await self.poll_reader().read(lookups, now, MAX_PAGE, by_number) if lookups else []
         )

@@ -23,6 +23,7 @@ Rules pinned here:
 from __future__ import annotations
 
 import dataclasses
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from opengroup.config import (
     SETTINGS,
     SETTINGS_BY_NAME,
     ConfigError,
+    DeletionsFormat,
+    LogLevel,
     Settings,
     _coerce,
     load_settings,
@@ -77,9 +80,10 @@ def test_settings_are_built_from_the_fields_of_settings_in_order() -> None:
 @pytest.mark.parametrize("setting", [pytest.param(s, id=s.name) for s in SETTINGS])
 def test_every_setting_has_help_text_and_a_usable_type(setting: Any) -> None:
     assert setting.help.strip(), f"{setting.name} has no help text"
-    assert setting.type in (str, int, bool)
+    assert setting.type in (str, int, bool) or issubclass(setting.type, StrEnum)
     if setting.choices:
         assert setting.default in setting.choices
+        assert setting.choices == tuple(member.value for member in setting.type)
 
 
 @pytest.mark.parametrize("setting", [pytest.param(s, id=s.name) for s in SETTINGS if s.type is int])
@@ -152,8 +156,8 @@ def test_settings_as_environment_variables_read_back_to_the_same_settings() -> N
         port=9000,
         verify_signatures=False,
         metrics_enabled=True,
-        log_level="debug",
-        deletions_format="objects",
+        log_level=LogLevel.DEBUG,
+        deletions_format=DeletionsFormat.OBJECTS,
         public_url="https://chat.example.org",
         max_json_depth=0,
     )
@@ -295,3 +299,21 @@ def test_a_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(env={}, config_file=tmp_path / "absent.toml")
+
+
+def test_a_choice_is_its_enum_member_however_it_was_given(tmp_path: Path) -> None:
+    config = tmp_path / "opengroup.toml"
+    config.write_text('deletions_format = "objects"\nlog_level = "warning"\n')
+    from_file = load_settings(env={}, config_file=config)
+    assert from_file.deletions_format is DeletionsFormat.OBJECTS
+    assert from_file.log_level is LogLevel.WARNING
+    from_env = load_settings(env={ENV_PREFIX + "DELETIONS_FORMAT": "ids"})
+    assert from_env.deletions_format is DeletionsFormat.IDS
+    # A choice given as text, as a caller may: the type says the member, hence the ignore.
+    text_given = Settings(log_level="error")  # type: ignore[arg-type]
+    assert text_given.log_level is LogLevel.ERROR
+
+
+def test_deletions_are_paged_by_number_only_as_objects() -> None:
+    assert DeletionsFormat.OBJECTS.by_number
+    assert not DeletionsFormat.IDS.by_number
