@@ -21,7 +21,7 @@ import pytest
 
 from opengroup.api import errors as api_errors
 from opengroup.api.errors import STATUSES, status_of, v2_refusal, v3_refusal
-from opengroup.domain import errors
+from opengroup.domain import errors, spam
 from opengroup.domain.errors import (
     Banned,
     ChallengeRateLimited,
@@ -46,7 +46,7 @@ from opengroup.domain.errors import (
 DEFINED = sorted(
     {
         cls
-        for module in (errors, api_errors)
+        for module in (errors, api_errors, spam)
         for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, Refusal) and cls is not Refusal
     },
@@ -95,6 +95,7 @@ def test_an_error_added_later_answers_as_its_base() -> None:
         pass
 
     assert status_of(SlowModeLimited("one post per minute", 30.0)) == 429
+    assert status_of(spam.SlowModeLimited("slow mode", 30.0)) == 429
     assert status_of(NoSuchReaction(3)) == 404
 
 
