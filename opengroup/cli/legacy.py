@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from opengroup.app import prepare
-from opengroup.cli.main import print_join_urls, resolve_settings, run_server
+from opengroup.cli.common import print_join_urls, resolve_settings
+from opengroup.cli.serve import run_server
 from opengroup.config import ConfigError
 from opengroup.domain import values
 from opengroup.domain.errors import Refusal

@@ -1,0 +1,80 @@
+"""``opengroup serve`` (and what the legacy command line serves with) and
+``opengroup url``."""
+
+from __future__ import annotations
+
+import logging.config
+import os
+from typing import Any
+
+import click
+
+from opengroup.app import prepare
+from opengroup.cli.common import common_options, open_server, print_join_urls, resolve_settings
+from opengroup.config import Settings
+from opengroup.logs import log_config
+from opengroup.metrics import multiprocess_directory
+from opengroup.urls import HTTPS_NOTE
+
+
+@click.command()
+@common_options
+@click.option("--host", default=None, help="Address to listen on (default 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8080).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
+@click.option("--public-url", default=None, help="Base URL clients reach us at, for join URLs.")
+@click.option("--log-level", default=None, help="debug, info, warning, error or critical.")
+@click.option("--log-file", default=None, help="Also log to this file.")
+def serve(**options: Any) -> None:
+    """Run the server."""
+    settings = resolve_settings(**options)
+    run_server(settings)
+
+
+def run_server(
+    settings: Settings, *, tls_certificate: str | None = None, tls_key: str | None = None
+) -> None:
+    """Serve until stopped; with TLS when both a certificate and its key are given."""
+    import uvicorn  # imported here: admin commands do not need it
+
+    logging_config = log_config(settings)
+    logging.config.dictConfig(logging_config)
+    prepared = prepare(settings)
+    assert prepared.keys is not None
+    prepared.db.dispose()
+    click.echo(
+        f"opengroup listening on {settings.host}:{settings.port} "
+        f"with {settings.workers} worker(s), database {prepared.db.dialect}"
+    )
+    click.echo("Join URLs (http://HOST[:PORT]/ROOM?public_key=KEY):")
+    print_join_urls(prepared)
+    click.echo(HTTPS_NOTE)
+    os.environ.update(settings.as_env())
+    # With metrics on: a fresh directory the workers add their counters up in.
+    with multiprocess_directory(settings):
+        uvicorn.run(
+            "opengroup.app:app_factory",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers if settings.workers > 1 else None,
+            log_config=logging_config,
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            # The client's address matters only to /metrics' allow-list; without
+            # metrics, X-Forwarded-For is not even looked at.
+            proxy_headers=settings.metrics_enabled,
+            ssl_certfile=tls_certificate,
+            ssl_keyfile=tls_key,
+        )
+
+
+@click.command()
+@common_options
+def url(**options: Any) -> None:
+    """Print the join URL of every room."""
+    prepared = open_server(with_keys=True, **options)
+    print_join_urls(prepared)
+    click.echo(f"# server public key: {prepared.keys.public_hex if prepared.keys else ''}")
+    click.echo(f"# {HTTPS_NOTE}")
