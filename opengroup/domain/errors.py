@@ -134,14 +134,3 @@ class UploadRateLimited(RateLimited):
 
 class ChallengeRateLimited(RateLimited):
     """Too many auth challenges asked for (or left unclaimed)."""
-
-
-# The names these errors had when they were named by status; kept so that code
-# written against them still runs. New code names the cause.
-ApiError = Refusal
-BadRequest = InvalidInput
-Unauthorized = NotAuthenticated
-Forbidden = NotAllowed
-NotFound = NoSuchThing
-PayloadTooLarge = TooLarge
-TooEarly = NotFresh
