@@ -79,7 +79,9 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         self.inbox = DirectMessages(db, settings, self.users, clock)
 
     async def close(self) -> None:
-        """Close what :meth:`poll` opened (the database itself is the caller's)."""
+        """Close what :meth:`poll` opened and stop admitting (the database itself is the
+        caller's)."""
+        await self.users.close()
         if self._poll_reader is not None:
             await self._poll_reader.close()
             self._poll_reader = None

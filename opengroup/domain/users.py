@@ -15,13 +15,15 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import anyio
 from sqlalchemy import Connection
 
 from opengroup import blinding
 from opengroup.config import Settings
-from opengroup.domain.errors import Banned, InvalidInput, NotFresh
+from opengroup.domain.errors import Banned, InvalidInput, NotFresh, Refusal
 from opengroup.domain.signed_requests import SignedRequest
 from opengroup.storage import people, roomdetails
+from opengroup.storage.batching import Batcher
 from opengroup.storage.database import Database
 
 
@@ -63,6 +65,10 @@ class Users:
         self.settings = settings
         self.server_public_key = server_public_key
         self.clock = clock
+        # One group of admissions at a time per process; those that wait meanwhile are
+        # the next group. Its own thread token, so request threads never hold it up.
+        self._admissions: Batcher[SignedRequest, User] = Batcher(self._admit_group, 1)
+        self._thread: anyio.CapacityLimiter | None = None
 
     def admit(self, signed: SignedRequest) -> User:
         """The user behind a request whose signature checked out: 425 if its nonce was
@@ -70,22 +76,46 @@ class Users:
         the request's timestamp leaves the window), a banned user's too (the request
         must not get in by a replay once the ban is over), and when the user was last
         seen."""
+        admitted = self.admit_all([signed])[0]
+        if isinstance(admitted, Refusal):
+            raise admitted
+        return admitted
+
+    async def admit_soon(self, signed: SignedRequest) -> User:
+        """:meth:`admit`, from the event loop, together with the other requests waiting
+        to be admitted in this process at that moment: one write transaction for them
+        all (on SQLite, one turn of the write lock instead of one each)."""
+        return await self._admissions.submit(signed)
+
+    async def close(self) -> None:
+        await self._admissions.close()
+
+    async def _admit_group(self, group: list[SignedRequest]) -> list[User | Refusal]:
+        if self._thread is None:  # (made on first use: it belongs to the event loop)
+            self._thread = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self.admit_all, group, limiter=self._thread)
+
+    def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
+        """Admit the requests in one write transaction: each one's user, or its refusal
+        (a nonce used twice in the group is refused the second time)."""
         now = self.clock()
+        with self.db.write() as conn:
+            return [self._admit(conn, signed, now) for signed in requests]
+
+    def _admit(self, conn: Connection, signed: SignedRequest, now: float) -> User | Refusal:
         keep_until = signed.timestamp + self.settings.request_time_window_seconds + 1
+        if not people.take_nonce(conn, signed.nonce, keep_until):
+            return NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused")
         session_id = signed.session_id
         own_keys = self._own_keys(session_id)
         blinded_abs = blinding.blinded_abs(session_id) if session_id.startswith("15") else None
-        with self.db.write() as conn:
-            if not people.take_nonce(conn, signed.nonce, keep_until):
-                raise NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused")
-            facts = people.signer_facts(conn, session_id, blinded_abs, own_keys, now)
-            if not facts.globally_banned:
-                if facts.last_seen is None:
-                    self._first_seen(conn, session_id, facts.linked_session_ids, now)
-                elif now - facts.last_seen >= self.settings.activity_interval_seconds:
-                    people.touch_user(conn, session_id, now)
-        if facts.globally_banned:  # (after the commit: the nonce stays used)
-            raise Banned("Banned")
+        facts = people.signer_facts(conn, session_id, blinded_abs, own_keys, now)
+        if facts.globally_banned:  # (refused, but the nonce stays used)
+            return Banned("Banned")
+        if facts.last_seen is None:
+            self._first_seen(conn, session_id, facts.linked_session_ids, now)
+        elif now - facts.last_seen >= self.settings.activity_interval_seconds:
+            people.touch_user(conn, session_id, now)
         return User(session_id, (*own_keys, *facts.linked_session_ids))
 
     def user(self, conn: Connection, session_id: str) -> User:

@@ -28,6 +28,7 @@ from opengroup.domain import signed_requests
 from opengroup.domain.access import RoomView, view_room
 from opengroup.domain.community import Community
 from opengroup.domain.errors import Banned, NotAuthenticated, NotPermitted, Refusal
+from opengroup.domain.signed_requests import SignedRequest
 from opengroup.domain.users import User
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,28 @@ class Router:
 
     async def dispatch(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
         """Answer a request in a worker thread; also the matched route's pattern ("" if
-        none matched), which logs and metrics name it by."""
-        return await anyio.to_thread.run_sync(self.handle, community, request)
+        none matched), which logs and metrics name it by. The signer of a request for a
+        known route is admitted first, with the others waiting to be admitted in this
+        process (:meth:`~opengroup.domain.users.Users.admit_soon`)."""
+        try:
+            route, _ = self.match(request.method, request.path)
+        except Refusal:  # (answered in the thread, as any refusal of the route table)
+            return await anyio.to_thread.run_sync(self.handle, community, request)
+        if not signed_requests.is_signed(request.headers):
+            return await anyio.to_thread.run_sync(self.handle, community, request)
+        try:
+            user = await community.users.admit_soon(self._signature(community, request))
+        except Refusal as exc:
+            return v3_refusal(exc), route.path
+        except Exception:
+            log.exception("unexpected error admitting %s %s", request.method, request.path)
+            return Answer.text(500, "internal server error"), route.path
+        answer, _ = await anyio.to_thread.run_sync(self._handle, community, request, True, user, {})
+        return answer, route.path
 
     def handle(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
-        """Answer a request (in this thread), and name the matched route."""
+        """Answer a request (in this thread, its signer admitted alone), and name the
+        matched route."""
         return self._handle(community, request, False, None, {})
 
     def handle_as(
@@ -83,15 +101,17 @@ class Router:
         self,
         community: Community,
         request: ApiRequest,
-        as_batch: bool,
+        admitted: bool,
         signer: User | None,
         views: dict[str, RoomView],
     ) -> tuple[Answer, str]:
+        """``admitted``: ``signer`` is who the request is answered as (a batch's item, or
+        a request admitted already), its signature headers are not read again."""
         route_name = ""
         try:
             route, params = self.match(request.method, request.path)
             route_name = route.path
-            user = signer if as_batch else self._signer(community, request)
+            user = signer if admitted else self._signer(community, request)
             call = Call(
                 community,
                 request,
@@ -115,16 +135,21 @@ class Router:
             answer = Answer.text(500, "internal server error")
         return answer, route_name
 
-    @staticmethod
-    def _signer(community: Community, request: ApiRequest) -> User | None:
-        """The user who signed the request (None: unsigned)."""
+    @classmethod
+    def _signer(cls, community: Community, request: ApiRequest) -> User | None:
+        """The user who signed the request (None: unsigned), admitted alone."""
         if not signed_requests.is_signed(request.headers):
             return None
+        return community.users.admit(cls._signature(community, request))
+
+    @staticmethod
+    def _signature(community: Community, request: ApiRequest) -> SignedRequest:
+        """The request's signature, checked: 401 and friends if it does not hold."""
         signed_path = request.path  # already decoded (by the transport or the batch)
         if request.query_string:
             signed_path += "?" + request.query_string
         settings = community.settings
-        signed = signed_requests.read_signature(
+        return signed_requests.read_signature(
             request.headers,
             request.method,
             signed_path,
@@ -134,7 +159,6 @@ class Router:
             window_seconds=settings.request_time_window_seconds,
             require_blinded=settings.require_blinded_ids,
         )
-        return community.users.admit(signed)
 
     @staticmethod
     def _check_access(call: Call, access: Access, views: dict[str, RoomView]) -> None:
