@@ -399,3 +399,31 @@ def test_web_image_route_sniffs_the_content_type(
     assert resp.status_code == 200
     assert resp.content == data
     assert resp.headers["content-type"] == content_type
+
+
+def test_a_room_nobody_may_see_is_not_on_the_page_nor_its_image(
+    server: ServerProcess, setup_client: Client, sniffing_room: Persona
+) -> None:
+    """The page shows what an anonymous community API caller may see: a room whose
+    defaults neither let people read it nor know of it is left out, image included."""
+    room_id, token = sniffing_room.room, sniffing_room.token
+    body = {"file": base64.b64encode(IMAGE).decode()}
+    assert (
+        setup_client.request("POST", f"rooms/{room_id}/image", body=body, token=token)[
+            "status_code"
+        ]
+        == 200
+    )
+    image_url = f"{server.base_url}/web/rooms/{room_id}/image"
+
+    server.cli("rooms", "permissions", room_id, "--no-read", "--no-accessible")
+    try:
+        page = httpx.get(server.base_url + "/", trust_env=False).text
+        assert f'id="room-{room_id}"' not in page
+        assert join_url(server, room_id) not in page
+        assert httpx.get(image_url, trust_env=False).status_code == 404
+    finally:
+        server.cli("rooms", "permissions", room_id, "--read", "--accessible")
+
+    assert f'id="room-{room_id}"' in httpx.get(server.base_url + "/", trust_env=False).text
+    assert httpx.get(image_url, trust_env=False).content == IMAGE

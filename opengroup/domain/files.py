@@ -7,6 +7,7 @@ for both APIs (file ids are random, between 2**31 and 2**53).
 from __future__ import annotations
 
 from opengroup.domain import uploads
+from opengroup.domain.access import room_access
 from opengroup.domain.errors import NoRoomImage, NoSuchFile, NotPermitted
 from opengroup.domain.parts import CommunityPart, Member
 from opengroup.storage import queries as q
@@ -25,6 +26,15 @@ class Files(CommunityPart):
         if data is None:
             raise NoRoomImage(room_id)
         return data
+
+    def public_room_image(self, room_id: str) -> bytes:
+        """The image of a room the home page shows; :class:`NoRoomImage` otherwise."""
+        now = self.clock()
+        with self.db.read() as conn:
+            room = None if "\x00" in room_id else roomdetails.find_room(conn, room_id)
+            if room is None or not room_access(conn, room, (), now).may_see_room:
+                raise NoRoomImage(room_id)
+        return self.room_image(room.id)
 
     def set_room_image(self, member: Member, room_id: str, data: bytes) -> int:
         if member.room_id != room_id or not member.is_moderator:

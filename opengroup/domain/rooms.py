@@ -4,6 +4,7 @@ delete and counts.
 
 from __future__ import annotations
 
+from opengroup.domain.access import room_access
 from opengroup.domain.parts import CommunityPart
 from opengroup.storage import queries as q
 from opengroup.storage import roomdetails
@@ -24,12 +25,15 @@ class Rooms(CommunityPart):
             return self._room(conn, room_id)
 
     def room_overview(self) -> list[tuple[RoomDetails, int]]:
-        """Every room with its details (name, description, image) and member count, for
-        the home page, in one snapshot."""
+        """Every room anyone may see (by its default permissions, as the community API
+        decides for an anonymous caller) with its details (name, description, image) and
+        member count, for the home page, in one snapshot."""
         now = self.clock()
         with self.db.read() as conn:
             return [
-                (room, q.member_count(conn, room.id, now)) for room in roomdetails.all_rooms(conn)
+                (room, q.member_count(conn, room.id, now))
+                for room in roomdetails.all_rooms(conn)
+                if room_access(conn, room, (), now).may_see_room
             ]
 
     def stats(self) -> storage_stats.ServerStats:
