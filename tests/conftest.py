@@ -244,6 +244,15 @@ def community(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator
 
 
 @pytest.fixture(scope="module")
+def twin(server: ServerProcess) -> Iterator[ServerProcess]:
+    """A second process on the module server's data dir and database (another port)."""
+    proc = ServerProcess(server.data_dir, database_url=server.database_url)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
 def setup_community(server: ServerProcess) -> Iterator[CommunityClient]:
     """Direct-HTTP community client for arranging state, whatever the transport under test."""
     with CommunityClient(server.base_url, server.public_key, "http") as c:

@@ -32,6 +32,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +190,33 @@ def hammer(
                 return  # the server was killed under this request
 
 
+def kill_mid_burst(
+    server: ServerProcess,
+    threads: list[threading.Thread],
+    stop: threading.Event,
+    acks: Callable[[], int],
+    kill_after: int,
+    who: str,
+) -> None:
+    """Start the threads, SIGKILL the server once ``kill_after`` writes are acknowledged,
+    stop the threads and restart the server."""
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + BURST_TIMEOUT
+    try:
+        while acks() < kill_after:
+            assert time.monotonic() < deadline, f"only {acks()} acks"
+            assert any(t.is_alive() for t in threads), f"every {who} stopped before the kill"
+            time.sleep(0.001)
+        server.kill()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(BURST_TIMEOUT)
+    assert not any(t.is_alive() for t in threads), f"a {who} hung after the kill"
+    server.start()
+
+
 def burst_and_kill(
     server: ServerProcess, users: list[Persona], ledger: Ledger, kill_after: int
 ) -> None:
@@ -199,21 +227,7 @@ def burst_and_kill(
         threading.Thread(target=hammer, args=(server, p, i, ledger, stop), daemon=True)
         for i, p in enumerate(users)
     ]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + BURST_TIMEOUT
-    try:
-        while ledger.acks_this_burst < kill_after:
-            assert time.monotonic() < deadline, f"only {ledger.acks_this_burst} acks"
-            assert any(t.is_alive() for t in threads), "every poster stopped before the kill"
-            time.sleep(0.001)
-        server.kill()
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(BURST_TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a poster hung after the kill"
-    server.start()
+    kill_mid_burst(server, threads, stop, lambda: ledger.acks_this_burst, kill_after, "poster")
 
 
 # --------------------------------------------------------------------------- reading back
@@ -506,21 +520,7 @@ def v3_burst_and_kill(
         threading.Thread(target=v3_hammer, args=(server, people, i, ledger, stop), daemon=True)
         for i in range(len(people))
     ]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + BURST_TIMEOUT
-    try:
-        while ledger.acks_this_burst < kill_after:
-            assert time.monotonic() < deadline, f"only {ledger.acks_this_burst} acks"
-            assert any(t.is_alive() for t in threads), "every writer stopped before the kill"
-            time.sleep(0.001)
-        server.kill()
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(BURST_TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a writer hung after the kill"
-    server.start()
+    kill_mid_burst(server, threads, stop, lambda: ledger.acks_this_burst, kill_after, "writer")
 
 
 def all_room_messages(client: CommunityClient, reader: BlindedIdentity) -> list[dict[str, Any]]:

@@ -100,15 +100,6 @@ class Entries:
 
 
 @pytest.fixture(scope="module")
-def twin(server: ServerProcess) -> Iterator[ServerProcess]:
-    """A second process on the module server's data dir and database (another port)."""
-    proc = ServerProcess(server.data_dir, database_url=server.database_url)
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def multi_worker(
     tmp_path_factory: pytest.TempPathFactory, backend: Backend
 ) -> Iterator[ServerProcess]:

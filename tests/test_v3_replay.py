@@ -71,15 +71,6 @@ def fresh_connection_client(proc: ServerProcess, transport: Transport) -> Commun
 
 
 @pytest.fixture(scope="module")
-def twin(server: ServerProcess) -> Iterator[ServerProcess]:
-    """A second process on the module server's data dir and database."""
-    proc = ServerProcess(server.data_dir, database_url=server.database_url)
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def two_workers(
     tmp_path_factory: pytest.TempPathFactory, backend: Backend
 ) -> Iterator[ServerProcess]:
