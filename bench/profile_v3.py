@@ -39,16 +39,20 @@ from opengroup.app import prepare
 from opengroup.config import load_settings
 
 
-def batch_request(seed: bytes, server_pk: bytes, rooms: list[str], seqno: int) -> ApiRequest:
-    """The batch poll of a caught-up client, signed now with a fresh nonce."""
+def poll_items(rooms: list[str], seqno: int) -> list[dict[str, str]]:
+    """The items of a caught-up client's batch poll of ``rooms``."""
     items: list[dict[str, str]] = [{"method": "GET", "path": "/capabilities"}]
     for room in rooms:
         items.append({"method": "GET", "path": f"/room/{room}/pollInfo/0"})
         items.append(
             {"method": "GET", "path": f"/room/{room}/messages/since/{seqno}?t=r&reactors=5"}
         )
-    items += [{"method": "GET", "path": "/inbox"}, {"method": "GET", "path": "/outbox"}]
-    body = orjson.dumps(items)
+    return [*items, {"method": "GET", "path": "/inbox"}, {"method": "GET", "path": "/outbox"}]
+
+
+def batch_request(seed: bytes, server_pk: bytes, rooms: list[str], seqno: int) -> ApiRequest:
+    """The batch poll of a caught-up client, signed now with a fresh nonce."""
+    body = orjson.dumps(poll_items(rooms, seqno))
     headers = signed_headers(identity(seed), server_pk, "POST", "/batch", body)
     return ApiRequest("POST", "/batch", {}, {k.lower(): v for k, v in headers.items()}, body)
 
@@ -116,13 +120,21 @@ def workspace() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options both profilers take: where, and what the polls cover."""
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     p.add_argument("--database-url", default=DEFAULT_PG, help="PostgreSQL server to use")
     p.add_argument("--rooms", type=int, default=1, help="rooms each poll covers (1 to 10)")
     p.add_argument("--messages", type=int, default=1000, help="history in the main room (M)")
     p.add_argument("--users", type=int, default=200, help="blinded users (K)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = arguments(__doc__)
     p.add_argument("--requests", type=int, default=1000, help="batch polls profiled")
     p.add_argument("--sort", default="cumulative", help="pstats sort key (e.g. tottime)")
     p.add_argument("--top", type=int, default=30, help="functions listed")

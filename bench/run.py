@@ -362,6 +362,41 @@ def insert_history(
 # --------------------------------------------------------------------------- users
 
 
+def insert_nonces(data_dir: Path, database_url: str | None, count: int) -> float:
+    """``count`` stored request nonces, live for two days (as if that many signed requests
+    had come in within the window), written by the database itself in one statement.
+    Returns the seconds it took."""
+    from sqlalchemy import text
+
+    from opengroup.config import load_settings
+    from opengroup.storage.database import Database
+
+    started = time.monotonic()
+    settings = load_settings(
+        overrides={"data_dir": str(data_dir), "database_url": database_url or ""}, env={}
+    )
+    db = Database(settings.effective_database_url)
+    params = {"count": count, "expires_at": time.time() + 2 * 86400}
+    if db.is_sqlite:
+        statement = text(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count) "
+            "INSERT INTO request_nonces (nonce, expires_at) "
+            "SELECT randomblob(16), :expires_at FROM n"
+        )
+    else:
+        statement = text(
+            "INSERT INTO request_nonces (nonce, expires_at) "
+            "SELECT decode(md5(random()::text || i::text), 'hex'), :expires_at "
+            "FROM generate_series(1, :count) AS i"
+        )
+    try:
+        with db.write() as conn:
+            conn.execute(statement, params)
+    finally:
+        db.dispose()
+    return time.monotonic() - started
+
+
 def server_public_key(data_dir: Path) -> bytes:
     key = load_pem_public_key((data_dir / "x25519_public_key.pem").read_bytes())
     return key.public_bytes_raw()  # type: ignore[union-attr]
@@ -874,6 +909,7 @@ def run_server_scenarios(
         cli(data_dir, db_url, ["db", "upgrade"])
         cli(data_dir, db_url, *(["rooms", "add", room, f"Bench {room}"] for room in EXTRA_ROOMS))
         history_s = insert_history(data_dir, db_url, messages, users[:HISTORY_AUTHORS])
+        nonces_s = insert_nonces(data_dir, db_url, args.nonces) if args.nonces else 0.0
         port = free_port()
         env = server_env(
             {
@@ -897,6 +933,8 @@ def run_server_scenarios(
         pub = server_public_key(data_dir)
         rooms = [MAIN_ROOM, *EXTRA_ROOMS]
         setup = [f"history {history_s:.1f} s"]
+        if args.nonces:
+            setup.append(f"{args.nonces} stored nonces in {nonces_s:.1f} s")
         if v2:
             auth_started = time.monotonic()
             for user in users:
@@ -915,7 +953,7 @@ def run_server_scenarios(
             )
         setup.append(f"total {time.monotonic() - started:.1f} s")
         print(f"# setup {backend} M={messages}: " + ", ".join(setup), flush=True)
-        where = {"backend": backend, "messages": messages}
+        where = {"backend": backend, "messages": messages, "stored_nonces": args.nonces}
         measured_rps: dict[str, float] = {}
         for key in args.scenarios:
             scenario = SCENARIOS[key]
@@ -1224,6 +1262,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--database-url", default=None,
         help=f"PostgreSQL server for the postgresql backend (default {DEFAULT_PG}): a fresh "
         "database is created there for each history size and dropped afterwards",
+    )  # fmt: skip
+    p.add_argument(
+        "--nonces", type=int, default=0,
+        help="request nonces stored before the clock (as a busy server holds for its window)",
     )  # fmt: skip
     p.add_argument("--loadgen-processes", type=int, default=2, help="load generator processes")
     p.add_argument("--json-out", type=Path, default=None, help="also append the JSON lines here")

@@ -60,17 +60,23 @@ class RoomView:
 
 def room_access(conn: Connection, room: RoomDetails, keys: Sequence[str], now: float) -> RoomAccess:
     """The rights of the person known under ``keys`` (none: anonymous) in ``room``."""
+    if not keys:
+        return _access(room, None)
+    return _access(room, people.rights_facts(conn, room.id, keys, now))
+
+
+def _access(room: RoomDetails, facts: people.RightsFacts | None) -> RoomAccess:
+    """The rule itself, over what the tables say (None: an anonymous caller)."""
     defaults = RoomAccess(
         read=room.default_read,
         accessible=room.default_accessible,
         write=room.default_write,
         upload=room.default_upload,
     )
-    if not keys:
+    if facts is None:
         return RoomAccess(
             read=defaults.read, accessible=defaults.accessible, write=False, upload=False
         )
-    facts = people.rights_facts(conn, room.id, keys, now)
     own, server = facts.room_role, facts.global_role
     if own is not None or server is not None:
         admin = (own is not None and own.admin) or (server is not None and server.admin)
@@ -102,9 +108,33 @@ def view_room(conn: Connection, token: str, keys: Sequence[str], now: float) -> 
     room = roomdetails.find_room(conn, token) if "\x00" not in token else None
     if room is None:
         raise NoSuchRoom(token)
-    access = room_access(conn, room, keys, now)
-    if not access.may_see_room and not access.banned:
+    view = _view(room, room_access(conn, room, keys, now))
+    if view is None:
         raise NoSuchRoom(token)
+    return view
+
+
+def view_rooms(
+    conn: Connection, tokens: Sequence[str], keys: Sequence[str], now: float
+) -> dict[str, RoomView]:
+    """:func:`view_room` of the rooms whose ids are exactly ``tokens``, in two statements
+    (a ``/batch`` polling many rooms reads them so); the tokens of rooms that are not
+    there, or that the caller may not know of, are left out."""
+    rooms = roomdetails.rooms_by_id(conn, [t for t in tokens if "\x00" not in t])
+    facts = people.rights_facts_in_rooms(conn, list(rooms), keys, now) if keys else {}
+    views = {}
+    for room_id, room in rooms.items():
+        view = _view(room, _access(room, facts.get(room_id)))
+        if view is not None:
+            views[room_id] = view
+    return views
+
+
+def _view(room: RoomDetails, access: RoomAccess) -> RoomView | None:
+    """The room as the caller sees it; None if they may not know of it (a banned caller
+    does: they are told they are banned)."""
+    if not access.may_see_room and not access.banned:
+        return None
     return RoomView(room, access)
 
 

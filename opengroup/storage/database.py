@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -37,6 +37,7 @@ THREADS = 16
 # and a write. The pool may grow to twice the thread count, so no thread ever waits
 # for a connection that another thread waiting for one holds.
 CONNECTIONS_PER_THREAD = 2
+_UNCHANGED: AbstractContextManager[None] = nullcontext()
 
 
 def normalise_url(url: str) -> str:
@@ -62,7 +63,9 @@ def _configure_sqlite(engine: Engine, *, autocheckpoint: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+        # On the driver: SQLAlchemy's execution layer would cost more than the BEGIN.
+        begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+        driver_connection(conn.connection).execute(begin)
 
 
 class _SharedRead(threading.local):
@@ -144,8 +147,7 @@ class Database:
         if not self.is_sqlite:
             conn.execution_options(isolation_level="REPEATABLE READ")
 
-    @contextmanager
-    def shared_reads(self) -> Iterator[None]:
+    def shared_reads(self) -> AbstractContextManager[None]:
         """Let this thread's reads share one read transaction until the end, or until
         :meth:`own_reads` (``/batch`` runs its ``GET`` items so: one snapshot, one
         pooled connection, one ``BEGIN`` and ``COMMIT`` for them all).
@@ -153,24 +155,23 @@ class Database:
         The thread may still write meanwhile, on another connection; its reads see
         what it wrote only once the shared read has ended (see :meth:`own_reads`).
         """
-        with self._sharing(True):
-            yield
+        return self._sharing(True)
 
-    @contextmanager
-    def own_reads(self) -> Iterator[None]:
+    def own_reads(self) -> AbstractContextManager[None]:
         """End this thread's shared read, if any, and give each read inside its own
         transaction, which sees every write committed before it (a batch's items that
         may write run so)."""
-        with self._sharing(False):
-            yield
+        return self._sharing(False)
+
+    def _sharing(self, sharing: bool) -> AbstractContextManager[None]:
+        if self._shared.sharing == sharing:  # within a scope of the same kind, which ends it
+            return _UNCHANGED
+        return self._change_sharing(sharing)
 
     @contextmanager
-    def _sharing(self, sharing: bool) -> Iterator[None]:
+    def _change_sharing(self, sharing: bool) -> Iterator[None]:
         shared = self._shared
         before = shared.sharing
-        if before == sharing:  # within a scope of the same kind, which ends it
-            yield
-            return
         self._end_shared_read()
         shared.sharing = sharing
         try:

@@ -11,23 +11,29 @@ code").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
-from sqlalchemy import ClauseElement, PoolProxiedConnection
+from sqlalchemy import ClauseElement, Connection, PoolProxiedConnection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Executable
 
 
 class DriverCursor(Protocol):
     def executemany(self, sql: str, params: Sequence[Any], /) -> Any: ...
 
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchone(self) -> Any: ...
+
 
 class DriverConnection(Protocol):
     """What the hot paths use of a ``sqlite3`` or ``psycopg`` connection."""
 
-    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+    def execute(self, sql: str, params: Any = ..., /) -> DriverCursor: ...
 
     def cursor(self) -> DriverCursor: ...
 
@@ -79,3 +85,79 @@ def postgresql_dialect() -> Dialect:
     # SQLAlchemy's dialect classes are not annotated; this one is psycopg 3's.
     dialect: Dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
     return dialect
+
+
+class HotStatement:
+    """A Core statement that runs on the driver of the SQLAlchemy connection it is given,
+    inside that connection's transaction: the hot reads and writes of the community
+    API's requests, each of which SQLAlchemy's execution layer would cost more than
+    the database's own work.
+
+    Compiled on first use for the connection's dialect and for each number of values
+    of its ``expanding`` parameters (``IN`` lists: a person's keys), then kept. The
+    rows come back as the driver gives them (SQLite's booleans as 0 and 1): the
+    callers turn them into values, as they would SQLAlchemy's. A test runs each
+    against its Core statement on both backends (tests/test_hot_statements.py).
+    """
+
+    # Every one made, by name (the test that holds each equal to its Core statement
+    # checks that none is left out).
+    made: ClassVar[dict[str, HotStatement]] = {}
+
+    def __init__(
+        self,
+        name: str,
+        statement: ClauseElement | Callable[[str], ClauseElement],
+        *,
+        expanding: Sequence[str] = (),
+    ) -> None:
+        """``statement``: the statement, or a function of the dialect's name giving the
+        statement for it (an ``INSERT ... ON CONFLICT`` is written per dialect)."""
+        self.name = name
+        HotStatement.made[name] = self
+        self._statement = statement
+        self.expanding = tuple(expanding)
+        # (dialect name, each expanding parameter's length) -> the statement for them
+        self._compiled: dict[tuple[str, tuple[int, ...]], Statement] = {}
+
+    def run(self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]) -> DriverCursor:
+        """Execute with ``params`` and, by name, the values of the expanding parameters;
+        the driver's cursor (``fetchall``, ``fetchone``)."""
+        shape = (conn.dialect.name, tuple(len(lists[name]) for name in self.expanding))
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            compiled = self._compiled[shape] = self._compile(conn.dialect.name, params, lists)
+        values = {**compiled.constants, **params} if compiled.constants else dict(params)
+        for name in self.expanding:
+            for n, value in enumerate(lists[name], 1):
+                values[f"{name}_{n}"] = value
+        return driver_connection(conn.connection).execute(compiled.sql, values)
+
+    def rows(self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]) -> list[Any]:
+        rows: list[Any] = self.run(conn, params, **lists).fetchall()
+        return rows
+
+    def core_rows(
+        self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]
+    ) -> list[Any]:
+        """The same rows through SQLAlchemy's execution layer (for the tests that hold
+        the two equal)."""
+        values = {**params, **{name: list(value) for name, value in lists.items()}}
+        return list(conn.execute(cast(Executable, self.statement(conn.dialect.name)), values))
+
+    def statement(self, dialect_name: str) -> ClauseElement:
+        if isinstance(self._statement, ClauseElement):
+            return self._statement
+        return self._statement(dialect_name)
+
+    def _compile(
+        self, dialect_name: str, params: dict[str, Any], lists: dict[str, Sequence[Any]]
+    ) -> Statement:
+        statement = self.statement(dialect_name)
+        compiled = cast(SQLCompiler, statement.compile(dialect=driver_dialect(dialect_name)))
+        expanded = compiled.construct_expanded_state({**params, **lists})
+        ours = set(params) | {
+            f"{name}_{n}" for name in self.expanding for n in range(1, len(lists[name]) + 1)
+        }
+        constants = {k: v for k, v in expanded.parameters.items() if k not in ours}
+        return Statement(expanded.statement, constants)

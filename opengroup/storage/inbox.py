@@ -24,6 +24,7 @@ from sqlalchemy import (
     select,
 )
 
+from opengroup.storage.driversql import HotStatement
 from opengroup.storage.schema import direct_messages
 
 _dm = direct_messages.c
@@ -76,7 +77,8 @@ def _page(whose: Any) -> Any:
     )
 
 
-_TO, _FROM = _page(_dm.recipient), _page(_dm.sender)
+_TO = HotStatement("direct_messages.to", _page(_dm.recipient))
+_FROM = HotStatement("direct_messages.from", _page(_dm.sender))
 
 
 def messages_to(
@@ -96,14 +98,12 @@ def messages_from(
 
 
 def _read_page(
-    conn: Connection, page: Any, key: str, now: float, after_id: int, limit: int
+    conn: Connection, page: HotStatement, key: str, now: float, after_id: int, limit: int
 ) -> list[StoredDirectMessage]:
     params = {"key": key, "after_id": after_id, "now": now, "limit": limit}
     return [
-        StoredDirectMessage(
-            row.id, row.sender, row.recipient, bytes(row.data), row.posted_at, row.expires_at
-        )
-        for row in conn.execute(page, params)
+        StoredDirectMessage(id_, sender, recipient, bytes(data), posted_at, expires_at)
+        for id_, sender, recipient, data, posted_at, expires_at in page.rows(conn, params)
     ]
 
 

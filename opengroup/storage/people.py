@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 
+from opengroup.storage.driversql import HotStatement
 from opengroup.storage.queries import insert_if_absent
 from opengroup.storage.schema import (
     bans,
@@ -211,16 +212,16 @@ def _signer_statement() -> Any:
     )
 
 
-_SIGNER = _signer_statement()
+_SIGNER = HotStatement("people.signer_facts", _signer_statement(), expanding=["keys"])
 
 
 def signer_facts(
     conn: Connection, session_id: str, blinded_abs: str | None, keys: Sequence[str], now: float
 ) -> SignerFacts:
     """The links, last sighting and server ban of a signer known by ``keys``."""
-    params = {"session_id": session_id, "blinded_abs": blinded_abs, "keys": list(keys), "now": now}
+    params = {"session_id": session_id, "blinded_abs": blinded_abs, "now": now}
     linked, last_seen, banned = [], None, False
-    for kind, key, seen in conn.execute(_SIGNER, params):
+    for kind, key, seen in _SIGNER.rows(conn, params, keys=keys):
         if kind == "link":
             linked.append(key)
         elif kind == "seen":
@@ -722,56 +723,75 @@ class RightsFacts:
 
 
 def _facts_statement() -> Any:
-    """Staff roles, live bans and overrides of the person's keys, as tagged rows of
-    (kind, key, a, b, c, d): one round trip instead of five. Built once: the
-    parameters are ``room_id``, ``keys`` (expanding) and ``now``."""
-    room_id = bindparam("room_id", type_=String)
+    """Staff roles, live bans and overrides of the person's keys in some rooms, as tagged
+    rows of (kind, room, key, a, b, c, d), the room NULL for the server's: one round trip
+    instead of five per room. Built once: the parameters are ``now`` and, expanding,
+    ``rooms`` and ``keys``."""
+    in_rooms = bindparam("rooms", expanding=True, type_=String)
     keys = bindparam("keys", expanding=True, type_=String)
     now = bindparam("now", type_=Float)
     none = null().cast(Boolean)  # typed: PostgreSQL unites NULLs with booleans only so
+    no_room = null().cast(String)
 
-    def tagged(kind: str, key: Any, *columns: Any) -> list[Any]:
+    def tagged(kind: str, room: Any, key: Any, *columns: Any) -> list[Any]:
         padded = [*columns, *([none] * (4 - len(columns)))]
-        return [literal(kind).label("kind"), key.label("key"), *padded]
+        return [literal(kind).label("kind"), room.label("room"), key.label("key"), *padded]
 
     def live(table: Any) -> Any:
         return or_(table.c.expires_at.is_(None), table.c.expires_at > now)
 
     mods, gmods, po = moderators, global_moderators, permission_overrides
     return union_all(
-        select(*tagged("room_staff", mods.c.public_key, mods.c.admin, mods.c.visible))
-        .where(mods.c.room_id == room_id, mods.c.public_key.in_(keys)),
-        select(*tagged("global_staff", gmods.c.public_key, gmods.c.admin, gmods.c.visible))
+        select(*tagged("room_staff", mods.c.room_id, mods.c.public_key, mods.c.admin,
+                       mods.c.visible))
+        .where(mods.c.room_id.in_(in_rooms), mods.c.public_key.in_(keys)),
+        select(*tagged("global_staff", no_room, gmods.c.public_key, gmods.c.admin,
+                       gmods.c.visible))
         .where(gmods.c.public_key.in_(keys)),
-        select(*tagged("room_ban", bans.c.public_key))
-        .where(bans.c.room_id == room_id, bans.c.public_key.in_(keys), live(bans)),
-        select(*tagged("global_ban", global_bans.c.public_key))
+        select(*tagged("room_ban", bans.c.room_id, bans.c.public_key))
+        .where(bans.c.room_id.in_(in_rooms), bans.c.public_key.in_(keys), live(bans)),
+        select(*tagged("global_ban", no_room, global_bans.c.public_key))
         .where(global_bans.c.public_key.in_(keys), live(global_bans)),
-        select(*tagged("override", po.c.public_key, *(po.c[name] for name in PERMISSIONS)))
-        .where(po.c.room_id == room_id, po.c.public_key.in_(keys)),
+        select(*tagged("override", po.c.room_id, po.c.public_key,
+                       *(po.c[name] for name in PERMISSIONS)))
+        .where(po.c.room_id.in_(in_rooms), po.c.public_key.in_(keys)),
     )  # fmt: skip
 
 
-_FACTS = _facts_statement()
+_FACTS = HotStatement("people.rights_facts", _facts_statement(), expanding=["rooms", "keys"])
 
 
 def rights_facts(conn: Connection, room_id: str, keys: Sequence[str], now: float) -> RightsFacts:
     """Everything :func:`opengroup.domain.access.room_access` weighs, read at once."""
-    rows = conn.execute(_FACTS, {"room_id": room_id, "keys": list(keys), "now": now}).all()
-    by_kind: dict[str, list[Any]] = {}
-    for row in rows:
-        by_kind.setdefault(row[0], []).append(row[1:])
+    return rights_facts_in_rooms(conn, [room_id], keys, now)[room_id]
 
-    def role(kind: str) -> StaffRole | None:
-        found = by_kind.get(kind)
-        if not found:
+
+def rights_facts_in_rooms(
+    conn: Connection, room_ids: Sequence[str], keys: Sequence[str], now: float
+) -> dict[str, RightsFacts]:
+    """:func:`rights_facts` of one person in each of some rooms, in one statement."""
+    server: dict[str, list[Any]] = {}
+    by_room: dict[str, dict[str, list[Any]]] = {room_id: {} for room_id in room_ids}
+    for kind, room, *rest in _FACTS.rows(conn, {"now": now}, rooms=room_ids, keys=keys):
+        found = server if room is None else by_room[room]
+        found.setdefault(kind, []).append(rest)
+    return {room_id: _facts(found, server, keys) for room_id, found in by_room.items()}
+
+
+def _facts(
+    in_room: dict[str, list[Any]], server: dict[str, list[Any]], keys: Sequence[str]
+) -> RightsFacts:
+    """The facts of one room from its rows and the server's, (key, a, b, c, d) each."""
+
+    def role(rows: list[Any] | None) -> StaffRole | None:
+        if not rows:
             return None
-        return StaffRole(any(r[1] for r in found), any(r[2] for r in found))
+        return StaffRole(any(r[1] for r in rows), any(r[2] for r in rows))
 
     return RightsFacts(
-        room_role=role("room_staff"),
-        global_role=role("global_staff"),
-        room_banned="room_ban" in by_kind,
-        globally_banned="global_ban" in by_kind,
-        overrides=_first_keys_win(by_kind.get("override", []), keys),
+        room_role=role(in_room.get("room_staff")),
+        global_role=role(server.get("global_staff")),
+        room_banned="room_ban" in in_room,
+        globally_banned="global_ban" in server,
+        overrides=_first_keys_win(in_room.get("override", []), keys),
     )

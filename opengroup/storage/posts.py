@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 
+from opengroup.storage.driversql import HotStatement
 from opengroup.storage.queries import insert_if_absent
 from opengroup.storage.schema import files, messages, reactions
 
@@ -115,7 +116,10 @@ def _changes_since(with_reactions: bool) -> Any:
     return query.order_by(messages.c.seqno).limit(_LIMIT)
 
 
-_CHANGES_SINCE = {flag: _changes_since(flag) for flag in (True, False)}
+_CHANGES_SINCE = {
+    flag: HotStatement(f"messages.since.reactions={flag}", _changes_since(flag), expanding=["keys"])
+    for flag in (True, False)
+}
 
 
 def changes_since(
@@ -131,14 +135,9 @@ def changes_since(
     """The room's messages changed after ``seqno`` that the reader known under ``keys``
     may see, in seqno order: posts and edits, deletions of messages posted by then, and
     (``with_reactions``) reaction changes."""
-    params = {
-        "room_id": room_id,
-        "seqno": seqno,
-        "keys": list(keys),
-        "moderator": moderator,
-        "limit": limit,
-    }
-    return [_message(row) for row in conn.execute(_CHANGES_SINCE[with_reactions], params)]
+    params = {"room_id": room_id, "seqno": seqno, "moderator": moderator, "limit": limit}
+    rows = _CHANGES_SINCE[with_reactions].rows(conn, params, keys=keys)
+    return [_message(row) for row in rows]
 
 
 def _newest(before: bool) -> Any:
@@ -148,7 +147,10 @@ def _newest(before: bool) -> Any:
     return query.order_by(messages.c.server_id.desc()).limit(_LIMIT)
 
 
-_NEWEST = {flag: _newest(flag) for flag in (True, False)}
+_NEWEST = {
+    flag: HotStatement(f"messages.newest.before={flag}", _newest(flag), expanding=["keys"])
+    for flag in (True, False)
+}
 
 
 def newest(
@@ -161,10 +163,10 @@ def newest(
 ) -> list[StoredMessage]:
     """The room's newest live messages (with ids below ``before``) that the reader known
     under ``keys`` may see, newest first."""
-    params = {"room_id": room_id, "keys": list(keys), "moderator": moderator, "limit": limit}
+    params = {"room_id": room_id, "moderator": moderator, "limit": limit}
     if before is not None:
         params["before"] = before
-    return [_message(row) for row in conn.execute(_NEWEST[before is not None], params)]
+    return [_message(row) for row in _NEWEST[before is not None].rows(conn, params, keys=keys)]
 
 
 def one(conn: Connection, room_id: str, message_id: int) -> StoredMessage | None:

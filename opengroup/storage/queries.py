@@ -16,6 +16,7 @@ Other statements live elsewhere:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from opengroup.storage import paging
+from opengroup.storage.driversql import HotStatement
 from opengroup.storage.roomhead import RoomHead, head_statement
 from opengroup.storage.schema import (
     bans,
@@ -238,20 +240,25 @@ def room_head(conn: Connection, room_id: str, token_hash: bytes, now: float) -> 
 def insert_if_absent(conn: Connection, table: Table, **values: Any) -> bool:
     """Insert a row unless one with the same key is there; whether it was inserted.
     (Two transactions may both find a row absent; the database decides, not a read.)"""
-    key = (conn.dialect.name, table.name, tuple(values))
+    key = (table.name, tuple(values))
     statement = _INSERTS_IF_ABSENT.get(key)
     if statement is None:
-        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-        insert_ = dialect.insert(table).values({name: bindparam(name) for name in values})
-        # RETURNING says whether a row went in (a skipped conflict returns none); the
-        # rowcount of such an insert is not reliable across drivers.
-        statement = insert_.on_conflict_do_nothing().returning(literal_column("1"))
-        _INSERTS_IF_ABSENT[key] = statement
-    return conn.execute(statement, values).first() is not None
+        statement = _INSERTS_IF_ABSENT[key] = HotStatement(
+            f"insert_if_absent.{table.name}", functools.partial(_insert_if_absent, table, key[1])
+        )
+    return statement.run(conn, values).fetchone() is not None
 
 
-# (dialect, table, columns) -> the statement: built once, its values as parameters
-_INSERTS_IF_ABSENT: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+def _insert_if_absent(table: Table, columns: tuple[str, ...], dialect_name: str) -> Any:
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
+    insert_ = dialect.insert(table).values({name: bindparam(name) for name in columns})
+    # RETURNING says whether a row went in (a skipped conflict returns none); the
+    # rowcount of such an insert is not reliable across drivers.
+    return insert_.on_conflict_do_nothing().returning(literal_column("1"))
+
+
+# (table, columns) -> the statement: built once, its values as parameters
+_INSERTS_IF_ABSENT: dict[tuple[str, tuple[str, ...]], HotStatement] = {}
 
 
 def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) -> None:

@@ -3,11 +3,13 @@ description, image, counters, default permissions, pins and active users."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Float, String, bindparam, delete, func, insert, select, update
 
+from opengroup.storage.driversql import HotStatement
 from opengroup.storage.queries import bump_room_counter
 from opengroup.storage.schema import files, messages, pins, room_activity, rooms
 
@@ -58,17 +60,32 @@ def _details(row: Any) -> RoomDetails:
 
 
 _TOKEN = bindparam("token", type_=String)
-_BY_ID = select(*_COLUMNS).where(rooms.c.id == _TOKEN)
-_BY_FOLDED_ID = select(*_COLUMNS).where(func.lower(rooms.c.id) == _TOKEN)
+_BY_ID = HotStatement("rooms.by_id", select(*_COLUMNS).where(rooms.c.id == _TOKEN))
+_BY_FOLDED_ID = HotStatement(
+    "rooms.by_folded_id", select(*_COLUMNS).where(func.lower(rooms.c.id) == _TOKEN)
+)
 
 
 def find_room(conn: Connection, token: str) -> RoomDetails | None:
     """The room whose id is ``token`` without regard to case (ids never differ only in
     case); exact matches are found by the primary key."""
-    row = conn.execute(_BY_ID, {"token": token}).first()
+    row = _BY_ID.run(conn, {"token": token}).fetchone()
     if row is None:
-        row = conn.execute(_BY_FOLDED_ID, {"token": token.lower()}).first()
+        row = _BY_FOLDED_ID.run(conn, {"token": token.lower()}).fetchone()
     return _details(row) if row is not None else None
+
+
+_BY_IDS = HotStatement(
+    "rooms.by_ids",
+    select(*_COLUMNS).where(rooms.c.id.in_(bindparam("ids", expanding=True))),
+    expanding=["ids"],
+)
+
+
+def rooms_by_id(conn: Connection, room_ids: Sequence[str]) -> dict[str, RoomDetails]:
+    """The rooms whose ids are exactly ``room_ids`` (those there), by id."""
+    found = (_details(row) for row in _BY_IDS.rows(conn, {}, ids=room_ids))
+    return {room.id: room for room in found}
 
 
 def all_rooms(conn: Connection) -> list[RoomDetails]:
@@ -84,14 +101,17 @@ def update_room(conn: Connection, room_id: str, values: dict[str, Any]) -> None:
     conn.execute(update(rooms).where(rooms.c.id == room_id).values(**values))
 
 
-_ACTIVE_USERS = select(func.count()).where(
-    room_activity.c.room_id == bindparam("room_id", type_=String),
-    room_activity.c.last_active > bindparam("since", type_=Float),
+_ACTIVE_USERS = HotStatement(
+    "rooms.active_users",
+    select(func.count()).where(
+        room_activity.c.room_id == bindparam("room_id", type_=String),
+        room_activity.c.last_active > bindparam("since", type_=Float),
+    ),
 )
 
 
 def active_users(conn: Connection, room_id: str, since: float) -> int:
-    count: int = conn.execute(_ACTIVE_USERS, {"room_id": room_id, "since": since}).scalar_one()
+    count: int = _ACTIVE_USERS.run(conn, {"room_id": room_id, "since": since}).fetchone()[0]
     return count
 
 

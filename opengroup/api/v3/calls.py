@@ -90,6 +90,9 @@ class Call:
     # Answers another request as this one's signer (what /batch runs its items with).
     sub_request: Callable[[ApiRequest], Answer]
     room: RoomView | None = None
+    # The rooms read so far by the GET requests of this one (a batch's items), with the
+    # signer's rights in each: reused until a request of another method runs.
+    views: dict[str, RoomView] = field(default_factory=dict)
 
     @property
     def signer(self) -> User:

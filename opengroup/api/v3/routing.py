@@ -118,6 +118,7 @@ class Router:
                 params,
                 user,
                 sub_request=lambda sub: self.handle_as(community, sub, user, views),
+                views=views,
             )
             if request.method == "GET":
                 reads = community.db.shared_reads()

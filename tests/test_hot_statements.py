@@ -1,0 +1,333 @@
+"""The community API's hot statements run on the database driver
+(opengroup/storage/driversql.py's HotStatement), compiled from their Core
+statements. On the real database of the run's backend, each must give exactly
+the rows SQLAlchemy gives for its Core statement, for every number of keys a
+person is known under (none for anonymous callers, up to three), with rows to
+find and without; and the values the storage functions build from them must
+have the types SQLAlchemy's would (SQLite hands back booleans as 0 and 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Table, insert
+
+from opengroup.domain.access import view_room, view_rooms
+from opengroup.domain.errors import NoSuchRoom
+from opengroup.storage import inbox, migrate, people, posts, queries, roomdetails
+from opengroup.storage.database import Database
+from opengroup.storage.driversql import HotStatement
+from opengroup.storage.schema import (
+    bans,
+    blinded_ids,
+    direct_messages,
+    global_bans,
+    global_moderators,
+    messages,
+    moderators,
+    permission_overrides,
+    room_activity,
+    rooms,
+    users,
+)
+
+NOW = 1_000_000.0
+ROOM = "lobby"
+
+
+def key(prefix: str, n: int) -> str:
+    return prefix + f"{n:02x}" * 32
+
+
+ALICE, ALICE_15, ALICE_15_OTHER = key("05", 1), key("15", 1), key("15", 2)
+BOB, MOD, GLOBAL_ADMIN, BANNED = key("05", 3), key("05", 4), key("05", 5), key("15", 6)
+# The lists of keys a caller may be known under: anonymous, one key, a blinded
+# signer with its linked Session id, and all three.
+KEY_LISTS: list[list[str]] = [
+    [],
+    [BOB],
+    [ALICE_15, ALICE],
+    [ALICE_15, ALICE_15_OTHER, ALICE],
+    [MOD],
+    [GLOBAL_ADMIN],
+    [BANNED],
+]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory, database_url: str | None) -> Iterator[Database]:
+    path: Path = tmp_path_factory.mktemp("hot") / "opengroup.db"
+    database = Database(database_url or f"sqlite:///{path}")
+    migrate.upgrade(database)
+    with database.write() as conn:
+        insert_rows(conn, rooms,
+            [
+                {"id": ROOM, "name": "Lobby", "created_at": 1.5, "seqno": 9, "info_updates": 4,
+                 "default_write": False, "slow_mode_seconds": 30},
+                {"id": "Quiet", "name": "Quiet", "created_at": 2.0, "description": "shh",
+                 "default_read": False, "default_upload": False},
+            ],
+        )  # fmt: skip
+        insert_rows(
+            conn,
+            messages,
+            [
+                message(1, ALICE_15, seqno=1),
+                message(2, BOB, seqno=5, whisper_to=ALICE_15),
+                message(3, MOD, seqno=6, whisper_mods=True),
+                message(4, BOB, seqno=7, deleted=True, seqno_created=3),
+                message(5, ALICE, seqno=8, edited_at=NOW - 5, seqno_data=8, seqno_created=2),
+                message(6, BOB, seqno=9, deleted=True, seqno_created=9),
+            ],
+        )
+        insert_rows(conn, moderators,
+            [
+                {"room_id": ROOM, "public_key": MOD, "added_at": 1.0, "admin": False,
+                 "visible": True},
+                {"room_id": ROOM, "public_key": ALICE, "added_at": 1.0, "admin": True,
+                 "visible": False},
+            ],
+        )  # fmt: skip
+        insert_rows(
+            conn,
+            global_moderators,
+            [{"public_key": GLOBAL_ADMIN, "added_at": 1.0, "admin": True, "visible": False}],
+        )
+        insert_rows(
+            conn,
+            bans,
+            [
+                {"room_id": ROOM, "public_key": BANNED, "banned_at": 1.0, "expires_at": None},
+                {"room_id": ROOM, "public_key": BOB, "banned_at": 1.0, "expires_at": NOW - 1},
+            ],
+        )
+        insert_rows(
+            conn,
+            global_bans,
+            [
+                {"public_key": BANNED, "banned_at": 1.0, "expires_at": NOW + 60},
+                {"public_key": ALICE, "banned_at": 1.0, "expires_at": NOW - 60},
+            ],
+        )
+        insert_rows(conn, permission_overrides,
+            [
+                {"room_id": ROOM, "public_key": ALICE_15, "read": None, "accessible": None,
+                 "write": True, "upload": False},
+                {"room_id": ROOM, "public_key": ALICE, "read": False, "accessible": None,
+                 "write": False, "upload": None},
+                {"room_id": ROOM, "public_key": BOB, "read": True, "accessible": True,
+                 "write": None, "upload": None},
+            ],
+        )  # fmt: skip
+        insert_rows(
+            conn,
+            room_activity,
+            [
+                {"room_id": ROOM, "public_key": ALICE, "last_active": NOW - 10},
+                {"room_id": ROOM, "public_key": BOB, "last_active": NOW - 1000},
+            ],
+        )
+        insert_rows(
+            conn,
+            users,
+            [{"session_id": ALICE, "first_seen": 1.0, "last_seen": NOW - 3, "first_spoke": 2.0}],
+        )
+        insert_rows(conn, blinded_ids, [{"session_id": ALICE, "blinded_abs": ALICE_15}])
+        insert_rows(conn, direct_messages,
+            [
+                {"sender": ALICE_15, "recipient": BANNED, "data": b"\x00hi", "posted_at": NOW - 9,
+                 "expires_at": NOW + 9},
+                {"sender": BANNED, "recipient": ALICE_15, "data": b"yo", "posted_at": NOW - 8,
+                 "expires_at": NOW + 9},
+                {"sender": ALICE_15, "recipient": BANNED, "data": b"old", "posted_at": NOW - 99,
+                 "expires_at": NOW - 1},
+            ],
+        )  # fmt: skip
+    yield database
+    database.dispose()
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    for row in rows:  # one by one: each row names only the columns it sets
+        conn.execute(insert(table).values(row))
+
+
+def message(server_id: int, author: str, *, seqno: int, **columns: Any) -> dict[str, Any]:
+    row = {
+        "room_id": ROOM,
+        "server_id": server_id,
+        "public_key": author,
+        "timestamp": 1000 + server_id,
+        "data": f"data-{server_id}",
+        "signature": f"sig-{server_id}",
+        "posted_at": NOW - 100 + server_id,
+        "seqno": seqno,
+        "seqno_data": seqno,
+        "seqno_created": seqno,
+    }
+    return {**row, **columns}
+
+
+def as_sqlalchemy_gives(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows in comparable form: booleans as the integers SQLite stores, binary as bytes."""
+
+    def value(v: Any) -> Any:
+        if isinstance(v, bool):
+            return int(v)
+        if isinstance(v, memoryview):
+            return bytes(v)
+        return v
+
+    return [tuple(value(v) for v in row) for row in rows]
+
+
+# (statement name, its parameters, its expanding lists): every read the hot paths make.
+READS: list[tuple[str, dict[str, Any], dict[str, list[str]]]] = [
+    ("rooms.by_id", {"token": ROOM}, {}),
+    ("rooms.by_id", {"token": "quiet"}, {}),
+    ("rooms.by_folded_id", {"token": "quiet"}, {}),
+    ("rooms.active_users", {"room_id": ROOM, "since": NOW - 100}, {}),
+    ("rooms.active_users", {"room_id": "Quiet", "since": NOW - 100}, {}),
+    *(
+        ("people.rights_facts", {"now": NOW}, {"rooms": rooms_, "keys": keys})
+        for rooms_ in ([ROOM], ["Quiet"], [ROOM, "Quiet"], [ROOM, "nowhere", "Quiet"])
+        for keys in KEY_LISTS
+    ),
+    *(
+        ("rooms.by_ids", {}, {"ids": ids})
+        for ids in ([ROOM], [ROOM, "Quiet"], ["quiet", "nowhere"], [])
+    ),
+    *(
+        (
+            "people.signer_facts",
+            {"session_id": sid, "blinded_abs": abs_, "now": NOW},
+            {"keys": keys},
+        )
+        for sid, abs_, keys in [
+            (ALICE, ALICE_15, [ALICE_15, ALICE]),
+            (ALICE, None, [ALICE]),
+            (BANNED, BANNED, [BANNED]),
+            (BOB, None, [BOB]),
+        ]
+    ),
+    *(
+        (
+            f"messages.since.reactions={flag}",
+            {"room_id": ROOM, "seqno": seqno, "moderator": moderator, "limit": 256},
+            {"keys": keys},
+        )
+        for flag in (True, False)
+        for seqno in (0, 2, 6, 9)
+        for moderator in (False, True)
+        for keys in KEY_LISTS[:4]
+    ),
+    *(
+        (
+            f"messages.newest.before={before is not None}",
+            {"room_id": ROOM, "moderator": moderator, "limit": limit}
+            | ({"before": before} if before is not None else {}),
+            {"keys": keys},
+        )
+        for before in (None, 4)
+        for moderator in (False, True)
+        for limit in (2, 100)
+        for keys in KEY_LISTS[:4]
+    ),
+    *(
+        (f"direct_messages.{box}", {"key": who, "after_id": after, "now": NOW, "limit": 10}, {})
+        for box in ("to", "from")
+        for who in (ALICE_15, BANNED, BOB)
+        for after in (0, 1)
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "lists"), READS)
+def test_a_hot_read_gives_the_rows_of_its_core_statement(
+    db: Database, name: str, params: dict[str, Any], lists: dict[str, list[str]]
+) -> None:
+    statement = HotStatement.made[name]
+    with db.read() as conn:
+        hot = statement.rows(conn, params, **lists)
+        core = statement.core_rows(conn, params, **lists)
+    assert as_sqlalchemy_gives(hot) == as_sqlalchemy_gives(core)
+
+
+def test_every_hot_statement_is_held_to_its_core_statement(db: Database) -> None:
+    with db.write() as conn:  # the inserts are made on first use
+        people.take_nonce(conn, b"n" * 16, NOW + 10)
+        people.insert_user(conn, BOB, NOW)
+        people.link_session_id(conn, BOB, key("15", 3))
+    covered = {name for name, _params, _lists in READS} | {
+        name for name in HotStatement.made if name.startswith("insert_if_absent.")
+    }
+    assert set(HotStatement.made) <= covered
+
+
+def test_insert_if_absent_says_whether_the_row_went_in(db: Database) -> None:
+    with db.write() as conn:
+        assert people.take_nonce(conn, b"a" * 16, NOW + 10) is True
+        assert people.take_nonce(conn, b"a" * 16, NOW + 10) is False
+        assert people.take_nonce(conn, b"b" * 16, NOW + 10) is True
+    with db.write() as conn:
+        assert people.take_nonce(conn, b"a" * 16, NOW + 20) is False
+        assert queries.insert_if_absent(conn, users, session_id=BANNED, first_seen=1.0,
+                                        last_seen=1.0) is True  # fmt: skip
+
+
+def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) -> None:
+    with db.read() as conn:
+        lobby = roomdetails.find_room(conn, ROOM)
+        quiet = roomdetails.find_room(conn, "QUIET")
+        assert lobby is not None and quiet is not None
+        assert (lobby.default_read, lobby.default_write) == (True, False)
+        assert all(
+            type(flag) is bool
+            for room in (lobby, quiet)
+            for flag in (room.default_read, room.default_accessible, room.default_write,
+                         room.default_upload)
+        )  # fmt: skip
+        assert (lobby.created_at, lobby.seqno, lobby.slow_mode_seconds) == (1.5, 9, 30)
+        assert quiet.id == "Quiet" and quiet.description == "shh"
+        assert roomdetails.active_users(conn, ROOM, NOW - 100) == 1
+
+        facts = people.rights_facts(conn, ROOM, [ALICE_15, ALICE], NOW)
+        assert facts.overrides == {"read": False, "write": True, "upload": False}
+        assert all(type(v) is bool for v in facts.overrides.values())
+        assert facts.room_role is not None and facts.room_role.admin is True
+        assert facts.room_role.visible is False and facts.globally_banned is False
+        banned = people.rights_facts(conn, ROOM, [BANNED], NOW)
+        assert banned.room_banned is True and banned.globally_banned is True
+
+        signer = people.signer_facts(conn, ALICE, ALICE_15, [ALICE_15, ALICE], NOW)
+        assert signer == people.SignerFacts([ALICE], NOW - 3, False)
+
+        changed = posts.changes_since(conn, ROOM, 4, 256, [ALICE_15, ALICE], True,
+                                      with_reactions=True)  # fmt: skip
+        assert [m.id for m in changed] == [2, 3, 4, 5]
+        assert all(type(m.deleted) is bool and type(m.whisper_mods) is bool for m in changed)
+        assert [m.deleted for m in changed] == [False, False, True, False]
+        assert changed[1].whisper_mods is True and changed[3].edited == NOW - 5
+
+        received = inbox.messages_to(conn, BANNED, NOW, after_id=0, limit=10)
+        assert [(m.sender, m.data) for m in received] == [(ALICE_15, b"\x00hi")]
+        assert type(received[0].data) is bytes
+
+
+@pytest.mark.parametrize("keys", KEY_LISTS)
+def test_rooms_read_together_are_the_rooms_read_one_by_one(db: Database, keys: list[str]) -> None:
+    tokens = [ROOM, "Quiet", "nowhere", "quiet"]
+    with db.read() as conn:
+        together = view_rooms(conn, tokens, keys, NOW)
+        one_by_one = {}
+        for token in tokens:
+            with contextlib.suppress(NoSuchRoom):
+                one_by_one[token] = view_room(conn, token, keys, NOW)
+    # Read together, rooms are found by their exact ids only ("quiet" is found alone).
+    assert together == {token: view for token, view in one_by_one.items() if token != "quiet"}
+    assert one_by_one.get("quiet") == one_by_one.get("Quiet")
