@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     server_pk = prepared.keys.public_key
     rooms = [MAIN_ROOM, *EXTRA_ROOMS][: args.rooms]
     for room in rooms:
-        community.add_room(room, room.title())
+        community.rooms.add(room, room.title())
     insert_history(tmp, database_url or None, args.messages, [User.generate()])
     seeds = [os.urandom(32) for _ in range(args.users)]
     seqno = args.messages

@@ -19,7 +19,7 @@ def _room_header(req: RoutedRequest) -> str:
 def challenge(og: Community, req: RoutedRequest) -> JsonObject:
     room_id = _room_header(req)
     public_key = values.session_id(req.query.get("public_key"))
-    made = og.challenge(room_id, public_key)
+    made = og.membership.challenge(room_id, public_key)
     return {
         "challenge": {
             "ciphertext": b64(made.ciphertext),
@@ -31,14 +31,14 @@ def challenge(og: Community, req: RoutedRequest) -> JsonObject:
 def claim(og: Community, req: RoutedRequest) -> JsonObject:
     room_id = _room_header(req)
     public_key = values.session_id(req.json().get("public_key"))
-    og.claim(room_id, req.token, public_key)
+    og.membership.claim(room_id, req.token, public_key)
     return {}
 
 
 def revoke(og: Community, req: RoutedRequest) -> JsonObject:
-    og.revoke(_room_header(req), req.token)
+    og.membership.revoke(_room_header(req), req.token)
     return {}
 
 
 def member_count(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
-    return {"member_count": og.member_count(member)}
+    return {"member_count": og.membership.member_count(member)}

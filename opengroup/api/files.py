@@ -11,9 +11,9 @@ from opengroup.domain.community import Community, Member
 
 def upload(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     data = values.base64_bytes(req.json().get("file"), "file")
-    return {"result": og.upload(member, data)}
+    return {"result": og.files.upload(member, data)}
 
 
 def download(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     file_id = values.integer(req.path_params["file_id"], "file id")
-    return {"result": b64(og.download(member, file_id))}
+    return {"result": b64(og.files.download(member, file_id))}

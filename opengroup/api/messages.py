@@ -11,7 +11,7 @@ from opengroup.domain.errors import InvalidInput
 
 
 async def post_message(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
-    """On the event loop; the write goes to a worker thread (see Community.post)."""
+    """On the event loop; the write goes to a worker thread (see ``Messages.post``)."""
     body = req.json()
     if not isinstance(body.get("timestamp"), int):
         raise InvalidInput("timestamp must be an integer (milliseconds)")
@@ -20,7 +20,7 @@ async def post_message(og: Community, req: RoutedRequest, member: Member) -> Jso
         values.session_id(body["public_key"])  # checked, but the token says who posts
     data = values.base64_text(body.get("data"), "data")
     signature = values.base64_text(body.get("signature"), "signature")
-    message = await og.post(member, timestamp, data, signature)
+    message = await og.messages.post(member, timestamp, data, signature)
     return {"message": message_json(message)}
 
 
@@ -32,18 +32,18 @@ def _paging(req: RoutedRequest) -> tuple[int | None, int]:
 
 def get_messages(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     after, limit = _paging(req)
-    return {"messages": [message_json(m) for m in og.messages(member, after, limit)]}
+    return {"messages": [message_json(m) for m in og.messages.page(member, after, limit)]}
 
 
 def get_deleted_messages(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     after, limit = _paging(req)
-    deletions = og.deletions(member, after, limit)
+    deletions = og.messages.deletions(member, after, limit)
     return {"ids": deletions_json(deletions, og.settings.deletions_format)}
 
 
 def delete_message(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     server_id = values.integer(req.path_params["message_id"], "message id")
-    og.delete_messages(member, [server_id])
+    og.messages.delete(member, [server_id])
     return {}
 
 
@@ -53,5 +53,5 @@ def delete_messages(og: Community, req: RoutedRequest, member: Member) -> JsonOb
         raise InvalidInput("ids must be a non-empty list of message ids")
     if len(ids) > MAX_PAGE:
         raise InvalidInput(f"at most {MAX_PAGE} ids at once")
-    og.delete_messages(member, [values.integer(i, "ids[]") for i in ids])
+    og.messages.delete(member, [values.integer(i, "ids[]") for i in ids])
     return {}

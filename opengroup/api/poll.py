@@ -75,7 +75,7 @@ async def compact_poll(og: Community, req: RoutedRequest) -> JsonObject:
         except Refusal as exc:
             room_id = entry.get("room_id") if isinstance(entry, dict) else ""
             parsed.append(_empty_result(room_id, status_of(exc), exc.reason))
-    polled = iter(await og.poll([p for p in parsed if isinstance(p, PollRequest)]))
+    polled = iter(await og.polling.poll([p for p in parsed if isinstance(p, PollRequest)]))
     return {
         "results": [
             _result(og, p.room_id, next(polled)) if isinstance(p, PollRequest) else p

@@ -10,20 +10,20 @@ from opengroup.domain.community import Community, Member
 
 
 def list_rooms(og: Community, req: RoutedRequest) -> JsonObject:
-    return {"rooms": [room_json(room) for room in og.rooms()]}
+    return {"rooms": [room_json(room) for room in og.rooms.all()]}
 
 
 def get_room(og: Community, req: RoutedRequest) -> JsonObject:
-    return {"room": room_json(og.room(req.path_params["room_id"]))}
+    return {"room": room_json(og.rooms.get(req.path_params["room_id"]))}
 
 
 def get_room_image(og: Community, req: RoutedRequest) -> JsonObject:
-    return {"result": b64(og.room_image(req.path_params["room_id"]))}
+    return {"result": b64(og.files.room_image(req.path_params["room_id"]))}
 
 
 def set_room_image(og: Community, req: RoutedRequest, member: Member) -> JsonObject:
     """Moderators of the room in the path; the Room header is not needed."""
     room_id = req.path_params["room_id"]
     data = values.base64_bytes(req.json().get("file"), "file")
-    og.set_room_image(member, room_id, data)
+    og.files.set_room_image(member, room_id, data)
     return {"room_id": room_id}

@@ -132,7 +132,7 @@ class Router:
         handler = cast(SyncHandler, route.handler)
         if route.who is Who.ANYONE:
             return handler(community, req)
-        member = community.authenticate(_room_of(route.who, req), req.token)
+        member = community.membership.authenticate(_room_of(route.who, req), req.token)
         return handler(community, req, member)
 
     @staticmethod
@@ -141,7 +141,7 @@ class Router:
         handler = cast(AsyncHandler, route.handler)
         if route.who is Who.ANYONE:
             return await handler(community, req)
-        member = await community.authenticate_async(_room_of(route.who, req), req.token)
+        member = await community.membership.authenticate_async(_room_of(route.who, req), req.token)
         return await handler(community, req, member)
 
 

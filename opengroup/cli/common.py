@@ -63,5 +63,5 @@ def room_settings(**options: Any) -> RoomSettings:
 def print_join_urls(prepared: Prepared) -> None:
     assert prepared.keys is not None
     public_url = prepared.settings.effective_public_url
-    for room in prepared.community().rooms():
+    for room in prepared.community().rooms.all():
         click.echo(f"{room.id}\t{join_url(public_url, room.id, prepared.keys.public_hex)}")

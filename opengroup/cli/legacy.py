@@ -71,19 +71,19 @@ def main(
         community = prepared.community()
         if add_room:
             room_id = values.room_id(add_room[0])
-            added = community.add_room(room_id, add_room[1])
+            added = community.rooms.add(room_id, add_room[1])
             click.echo(f"added room {room_id}" if added else f"room {room_id} exists already")
         if delete_room:
-            if not community.delete_room(delete_room):
+            if not community.rooms.delete(delete_room):
                 raise click.ClickException(f"no such room: {delete_room}")
             click.echo(f"deleted room {delete_room}")
         if add_moderator:
             key = values.session_id(add_moderator[0], "KEY")
-            community.add_moderator(add_moderator[1], key)
+            community.moderation.add_moderator(add_moderator[1], key)
             click.echo(f"added moderator {key} to {add_moderator[1]}")
         if delete_moderator:
             key = values.session_id(delete_moderator[0], "KEY")
-            community.remove_moderator(delete_moderator[1], key)
+            community.moderation.remove_moderator(delete_moderator[1], key)
             click.echo(f"removed moderator {key} from {delete_moderator[1]}")
         if print_url:
             print_join_urls(prepared)

@@ -142,7 +142,7 @@ def rooms_permissions(
 @common_options
 def rooms_delete(room_id: str, **options: Any) -> None:
     """Delete room ROOM_ID with all its messages, files, moderators and bans."""
-    if open_server(**options).community().delete_room(room_id):
+    if open_server(**options).community().rooms.delete(room_id):
         click.echo(f"deleted room {room_id}")
     else:
         raise click.ClickException(f"no such room: {room_id}")
@@ -152,5 +152,5 @@ def rooms_delete(room_id: str, **options: Any) -> None:
 @common_options
 def rooms_list(**options: Any) -> None:
     """List rooms as ID<TAB>NAME."""
-    for room in open_server(**options).community().rooms():
+    for room in open_server(**options).community().rooms.all():
         click.echo(f"{room.id}\t{room.name}")

@@ -18,7 +18,7 @@ from opengroup.config import SETTINGS
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
 def stats(as_json: bool, **options: Any) -> None:
     """Rooms, messages, active users (1/7/30 days) and files, per room and in total."""
-    counts = open_server(**options).community().stats()
+    counts = open_server(**options).community().rooms.stats()
     if as_json:
         click.echo(json.dumps(counts.as_json(), indent=2))
         return

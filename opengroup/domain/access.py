@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from opengroup.domain.errors import NoSuchRoom, NotPermitted
+from opengroup.domain.values import could_be_room_id
 from opengroup.storage import people, roomdetails
 from opengroup.storage.roomdetails import RoomDetails
 
@@ -105,7 +106,7 @@ def _access(room: RoomDetails, facts: people.RightsFacts | None) -> RoomAccess:
 def view_room(conn: Connection, token: str, keys: Sequence[str], now: float) -> RoomView:
     """The room named ``token`` with the caller's rights; 404 if there is none or the
     caller may not know of it."""
-    room = roomdetails.find_room(conn, token) if "\x00" not in token else None
+    room = roomdetails.find_room(conn, token) if could_be_room_id(token) else None
     if room is None:
         raise NoSuchRoom(token)
     view = _view(room, room_access(conn, room, keys, now))

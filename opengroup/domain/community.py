@@ -1,28 +1,30 @@
 """The open group itself: rooms, members, messages, moderation and files.
 
-Every operation a client or the operator can perform is one method of
-:class:`Community`, written in the module of its capability: ``rooms``,
-``membership``, ``messages``, ``moderation``, ``files`` and ``polling``, with
-what they share in ``parts``. A method checks the rules (who may, which
-limits), reads and writes through :mod:`opengroup.storage`, and raises an
-:mod:`opengroup.domain.errors` exception when the answer is no.
+:class:`Community` is what handlers and the CLI talk to: a small object that
+builds one object per capability, each given what it uses, and holds them.
+The v2 API's: ``rooms``, ``membership`` (tokens), ``messages``, ``moderation``,
+``files`` and ``polling``, each in the module of that name, with what they share
+in :mod:`~opengroup.domain.parts`; the community API's: ``users``, ``posts``,
+``room_info``, ``staff``, ``uploads`` and ``inbox``. A method checks the rules
+(who may, which limits), reads and writes through :mod:`opengroup.storage`, and
+raises an :mod:`opengroup.domain.errors` exception when the answer is no.
 
-Most methods open one transaction. The exceptions:
+A v2 method mostly opens one transaction. The exceptions:
 
-- ``authenticate`` and ``authenticate_async``: a read, then a write only when
-  the member's activity record is stale;
-- ``revoke``: ``authenticate``, then the write that deletes the token;
-- ``poll``: the rooms' heads, then messages and deletions only when something
-  is past a cursor, then one write for the stale activity records;
-- ``post``: one transaction shared with the other posts waiting at that moment
-  (group commit).
+- ``membership.authenticate`` and ``membership.authenticate_async``: a read,
+  then a write only when the member's activity record is stale;
+- ``membership.revoke``: ``authenticate``, then the write that deletes the token;
+- ``polling.poll``: the rooms' heads, then messages and deletions only when
+  something is past a cursor, then one write for the stale activity records;
+- ``messages.post``: one transaction shared with the other posts waiting at that
+  moment (group commit).
 
-A handler usually calls two methods: ``authenticate`` (``authenticate_async``
-on the event loop), then the operation. Nothing but open connections is kept
-in the process between calls, so any number of processes can serve the same
-database. The hot paths are ``async``: ``poll`` (see
-:mod:`opengroup.storage.pollreader`) and ``post`` (see
-:mod:`opengroup.storage.postwriter`).
+A v2 handler usually calls two methods: ``membership.authenticate``
+(``authenticate_async`` on the event loop), then the operation. Nothing but
+open connections is kept in the process between calls, so any number of
+processes can serve the same database. The hot paths are ``async``:
+``polling.poll`` (see :mod:`opengroup.storage.pollreader`) and
+``messages.post`` (see :mod:`opengroup.storage.postwriter`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from opengroup.domain.files import Files
 from opengroup.domain.membership import Challenge, Membership
 from opengroup.domain.messages import Messages
 from opengroup.domain.moderation import Moderation
-from opengroup.domain.parts import MAX_PAGE, Member
+from opengroup.domain.parts import MAX_PAGE, ActivityRecords, Member, OnDemandPollReader
 from opengroup.domain.polling import Polling, PollRequest, RoomPoll
 from opengroup.domain.posts import Posts
 from opengroup.domain.room_info import RoomInfo
@@ -52,8 +54,8 @@ from opengroup.storage.postwriter import PostWriter
 __all__ = ["MAX_PAGE", "Challenge", "Community", "Member", "PollRequest", "RoomPoll"]
 
 
-class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
-    """All rooms of one server, over one database: every capability's methods."""
+class Community:
+    """All rooms of one server, over one database: one object per capability."""
 
     def __init__(
         self,
@@ -67,26 +69,34 @@ class Community(Rooms, Membership, Messages, Moderation, Files, Polling):
         self.db = db
         self.settings = settings
         self.clock = clock
-        self._poll_reader = None
-        self._posts = PostWriter(db)
-        # The community API's parts: composed, each given what it uses.
         self.server_public_key = server_public_key
-        self.users = Users(db, settings, self.server_public_key, clock)
-        self.posts = Posts(db, settings, self._posts, self.users, clock)
+        post_writer = PostWriter(db)
+        # The community API's parts.
+        self.users = Users(db, settings, server_public_key, clock)
+        self.posts = Posts(db, settings, post_writer, self.users, clock)
         self.room_info = RoomInfo(db, settings, self.users, clock)
         self.staff = Staff(db, settings, self.users, self.posts, clock)
         self.uploads = Uploads(db, settings, clock)
         self.inbox = DirectMessages(db, settings, self.users, clock)
+        # The v2 API's parts; posting's token check and polling share the poll reader.
+        self._poll_reader = OnDemandPollReader(db)
+        activity = ActivityRecords(db, settings)
+        self.rooms = Rooms(db, clock)
+        self.membership = Membership(db, settings, clock, self._poll_reader, activity)
+        self.messages = Messages(db, settings, clock, post_writer)
+        self.moderation = Moderation(db, clock, self.staff)
+        self.files = Files(db, settings, clock)
+        self.polling = Polling(settings, clock, self._poll_reader, activity)
 
     async def close(self) -> None:
-        """Close what :meth:`poll` opened and stop admitting (the database itself is the
+        """Close what polling opened and stop admitting (the database itself is the
         caller's)."""
         await self.users.close()
-        if self._poll_reader is not None:
-            await self._poll_reader.close()
-            self._poll_reader = None
+        await self._poll_reader.close()
 
     def prune(self) -> dict[str, int]:
+        """Delete what has expired, and apply the scheduled permission changes that are
+        due, in one write; how many rows of each kind."""
         with self.db.write() as conn:
             now = self.clock()
             counts = q.prune_expired(

@@ -6,20 +6,30 @@ for both APIs (file ids are random, between 2**31 and 2**53).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from opengroup.config import Settings
 from opengroup.domain import uploads
 from opengroup.domain.access import room_access
 from opengroup.domain.errors import NoRoomImage, NoSuchFile, NotPermitted
-from opengroup.domain.parts import CommunityPart, Member
+from opengroup.domain.parts import Member, find_room
+from opengroup.domain.values import could_be_room_id
 from opengroup.storage import queries as q
 from opengroup.storage import roomdetails
+from opengroup.storage.database import Database
 
 
-class Files(CommunityPart):
+class Files:
     """Uploads, downloads and room images."""
+
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
 
     def room_image(self, room_id: str) -> bytes:
         with self.db.read() as conn:
-            room = self._room(conn, room_id)
+            room = find_room(conn, room_id)
             data = None
             if room.image_file_id is not None:
                 data = q.file_data(conn, room_id, room.image_file_id, self.clock())
@@ -31,7 +41,7 @@ class Files(CommunityPart):
         """The image of a room the home page shows; :class:`NoRoomImage` otherwise."""
         now = self.clock()
         with self.db.read() as conn:
-            room = None if "\x00" in room_id else roomdetails.find_room(conn, room_id)
+            room = roomdetails.find_room(conn, room_id) if could_be_room_id(room_id) else None
             if room is None or not room_access(conn, room, (), now).may_see_room:
                 raise NoRoomImage(room_id)
         return self.room_image(room.id)
@@ -41,7 +51,7 @@ class Files(CommunityPart):
             raise NotPermitted("only moderators of this room may set its image")
         uploads.check_size(self.settings, data)
         with self.db.write() as conn:
-            self._room(conn, room_id)
+            find_room(conn, room_id)
             file_id = uploads.store(conn, room_id, member.public_key, data, self.clock(), None)
             roomdetails.set_image(conn, room_id, file_id)
             roomdetails.bump_info_updates(conn, room_id)  # community API clients refetch it

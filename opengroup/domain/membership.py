@@ -2,17 +2,20 @@
 
 A token is per room and device; only its hash is stored. The token check
 has two ways in: :meth:`Membership.authenticate` for handlers in worker
-threads, :meth:`Membership.authenticate_async` for those on the event loop.
+threads, :meth:`Membership.authenticate_async` for those on the event loop
+(through the process's poll reader, which it shares with polling).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio.to_thread
 from sqlalchemy import Connection
 
 from opengroup import crypto
+from opengroup.config import Settings
 from opengroup.domain import limits
 from opengroup.domain.errors import (
     Banned,
@@ -22,9 +25,18 @@ from opengroup.domain.errors import (
     RateLimited,
     TokenRejected,
 )
-from opengroup.domain.parts import CommunityPart, Member, parse_token
+from opengroup.domain.parts import (
+    ActivityRecords,
+    Member,
+    OnDemandPollReader,
+    find_room,
+    member_of,
+    parse_token,
+)
+from opengroup.domain.values import could_be_room_id
 from opengroup.storage import people
 from opengroup.storage import queries as q
+from opengroup.storage.database import Database
 from opengroup.storage.roomhead import TokenHolder
 
 
@@ -34,15 +46,29 @@ class Challenge:
     ephemeral_public_key: bytes
 
 
-class Membership(CommunityPart):
+class Membership:
     """Getting a token, and checking one."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Callable[[], float],
+        poll_reader: OnDemandPollReader,
+        activity: ActivityRecords,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.poll_reader = poll_reader
+        self.activity = activity
 
     def challenge(self, room_id: str, public_key: str) -> Challenge:
         """Make a token, keep its hash as pending, and encrypt it to the requester."""
         token = crypto.new_token()
         now = self.clock()
         with self.db.write() as conn:
-            self._room(conn, room_id)
+            find_room(conn, room_id)
             if q.is_banned(conn, room_id, public_key, now):
                 raise Banned("banned from this room")
             self._check_challenge_limits(conn, room_id, public_key, now)
@@ -94,7 +120,7 @@ class Membership(CommunityPart):
         token_hash = crypto.token_hash(parse_token(token))
         now = self.clock()
         with self.db.write() as conn:
-            self._room(conn, room_id)
+            find_room(conn, room_id)
             if q.take_pending_token(conn, room_id, public_key, token_hash, now):
                 if q.is_banned(conn, room_id, public_key, now):
                     raise Banned("banned from this room")
@@ -127,8 +153,8 @@ class Membership(CommunityPart):
         token_hash = crypto.token_hash(parse_token(token))
         with self.db.read() as conn:
             holder = self._token_holder(conn, room_id, token_hash, now)
-        member = self._member(room_id, holder)
-        self._note_activity(member, holder, now)
+        member = member_of(room_id, holder)
+        self.activity.note(member, holder, now)
         return member
 
     async def authenticate_async(self, room_id: str | None, token: str | None) -> Member:
@@ -140,13 +166,15 @@ class Membership(CommunityPart):
         now = self.clock()
         token_hash = crypto.token_hash(parse_token(token))
         room_exists, holder = False, None
-        if "\x00" not in room_id:  # in no room id; PostgreSQL text cannot even hold one
-            room_exists, holder = await self.poll_reader().token_holder(room_id, token_hash, now)
+        if could_be_room_id(room_id):
+            room_exists, holder = await self.poll_reader.get().token_holder(
+                room_id, token_hash, now
+            )
         if not room_exists:
             raise NoSuchRoom(room_id)
-        member = self._member(room_id, holder)
-        if self._stale_activities([(member, holder)], now):
-            await anyio.to_thread.run_sync(self._note_activity, member, holder, now)
+        member = member_of(room_id, holder)
+        if self.activity.stale([(member, holder)], now):
+            await anyio.to_thread.run_sync(self.activity.note, member, holder, now)
         return member
 
     @staticmethod
@@ -154,7 +182,7 @@ class Membership(CommunityPart):
         conn: Connection, room_id: str, token_hash: bytes, now: float
     ) -> TokenHolder | None:
         """The token's holder (None: not a live token there); 404 if there is no room."""
-        head = None if "\x00" in room_id else q.room_head(conn, room_id, token_hash, now)
+        head = q.room_head(conn, room_id, token_hash, now) if could_be_room_id(room_id) else None
         if head is None:
             raise NoSuchRoom(room_id)
         return head.holder

@@ -4,12 +4,13 @@ reading and deleting.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio.to_thread
 from sqlalchemy import Connection
 
 from opengroup import crypto
+from opengroup.config import Settings
 from opengroup.domain import spam, values
 from opengroup.domain.access import check_may_delete
 from opengroup.domain.errors import (
@@ -18,16 +19,27 @@ from opengroup.domain.errors import (
     NoSuchMessage,
     NoSuchRoom,
 )
-from opengroup.domain.parts import MAX_PAGE, CommunityPart, Member
+from opengroup.domain.parts import MAX_PAGE, Member
 from opengroup.storage import queries as q
+from opengroup.storage.database import Database
 from opengroup.storage.postwriter import NewPost, PostWriter
 from opengroup.storage.queries import Message
 
 
-class Messages(CommunityPart):
+class Messages:
     """Posting, reading and deleting messages."""
 
-    _posts: PostWriter
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Callable[[], float],
+        post_writer: PostWriter,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.post_writer = post_writer
 
     async def post(self, member: Member, timestamp: int, data: str, signature: str) -> Message:
         """Store a signed message; ``data`` and ``signature`` are base64 as the client sent.
@@ -57,7 +69,7 @@ class Messages(CommunityPart):
             )
         # The room's own rules are read in the writer's transaction (the token check
         # does not read them): a room is judged unless the poster is a moderator.
-        message = await self._posts.write(
+        message = await self.post_writer.write(
             NewPost(
                 member.room_id,
                 member.public_key,
@@ -72,7 +84,8 @@ class Messages(CommunityPart):
             raise NoSuchRoom(member.room_id)
         return message
 
-    def messages(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
+    def page(self, member: Member, after: int | None, limit: int = MAX_PAGE) -> list[Message]:
+        """The room's live messages after ``after`` (the newest without it), oldest first."""
         with self.db.read() as conn:
             return self._messages(conn, member.room_id, after, limit)
 
@@ -95,7 +108,7 @@ class Messages(CommunityPart):
         by_number = self.settings.deletions_format.by_number
         return q.deletions_after(conn, room_id, after, min(limit, MAX_PAGE), by_number=by_number)
 
-    def delete_messages(self, member: Member, server_ids: Sequence[int]) -> None:
+    def delete(self, member: Member, server_ids: Sequence[int]) -> None:
         """Delete all of them or none: the sender's own, or any for a moderator."""
         wanted = list(dict.fromkeys(server_ids))
         with self.db.write() as conn:

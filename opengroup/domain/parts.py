@@ -1,16 +1,18 @@
-"""What every capability of :class:`~opengroup.domain.community.Community` shares.
+"""What the v2 API's capabilities share (``rooms``, ``membership``, ``messages``,
+``moderation``, ``files`` and ``polling`` of :class:`~opengroup.domain.community.Community`).
 
-Community is assembled from one class per capability, each in its own module
-(rooms, membership, messages, moderation, files, polling). They work on the
-same database, settings and clock, set once by ``Community.__init__``, and
-share the few rules more than one of them needs: what a member is, which
-room a request names, who is a moderator, and when activity is recorded.
+The rules more than one of them needs are plain functions: what a member is
+(:func:`member_of`), which room a request names (:func:`find_room`), who is a
+moderator (:func:`require_moderator`), and the token's form (:func:`parse_token`).
+What keeps state is two small objects, made once by ``Community`` and handed to
+the capabilities that use them: the process's poll reader (:class:`OnDemandPollReader`)
+and the members' activity records (:class:`ActivityRecords`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -18,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from opengroup.config import Settings
 from opengroup.domain.errors import Banned, NoSuchRoom, NotPermitted, TokenRejected
+from opengroup.domain.values import could_be_room_id
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.pollreader import PollReader, open_poll_reader
@@ -51,71 +54,81 @@ def parse_token(token: str | None) -> bytes:
     return raw
 
 
-class CommunityPart:
-    """The state and shared rules of every capability (see the module docstring)."""
+def find_room(conn: Connection, room_id: str) -> Room:
+    room = q.get_room(conn, room_id) if could_be_room_id(room_id) else None
+    if room is None:
+        raise NoSuchRoom(room_id)
+    return room
 
-    db: Database
-    settings: Settings
-    clock: Callable[[], float]
-    _poll_reader: PollReader | None
 
-    @staticmethod
-    def _room(conn: Connection, room_id: str) -> Room:
-        # A NUL is in no room id, and PostgreSQL text cannot even hold one: no such room.
-        room = None if "\x00" in room_id else q.get_room(conn, room_id)
-        if room is None:
-            raise NoSuchRoom(room_id)
-        return room
+def member_of(room_id: str, holder: TokenHolder | None) -> Member:
+    """The member behind a token checked in ``room_id``: 401 without a live token, 403
+    when banned."""
+    if holder is None:
+        raise TokenRejected("unknown or expired auth token")
+    if holder.is_banned:
+        raise Banned("banned from this room")
+    return Member(room_id, holder.public_key, holder.is_moderator)
 
-    @staticmethod
-    def _member(room_id: str, holder: TokenHolder | None) -> Member:
-        if holder is None:
-            raise TokenRejected("unknown or expired auth token")
-        if holder.is_banned:
-            raise Banned("banned from this room")
-        return Member(room_id, holder.public_key, holder.is_moderator)
 
-    @staticmethod
-    def _require_moderator(member: Member, room_id: str | None = None) -> None:
-        if not member.is_moderator or (room_id is not None and room_id != member.room_id):
-            raise NotPermitted("moderators only")
+def require_moderator(member: Member, room_id: str | None = None) -> None:
+    if not member.is_moderator or (room_id is not None and room_id != member.room_id):
+        raise NotPermitted("moderators only")
 
-    def poll_reader(self) -> PollReader:
-        """This process's :class:`PollReader`, opened on first use."""
-        if self._poll_reader is None:
-            self._poll_reader = open_poll_reader(self.db)
-        return self._poll_reader
 
-    def _note_activity(self, member: Member, holder: TokenHolder | None, now: float) -> None:
-        """Refresh the member's last activity in the room, only once it is stale.
+class OnDemandPollReader:
+    """This process's :class:`PollReader`, opened on first use (commands that never poll
+    open none), shared by polling and posting's token check."""
 
-        ``holder.last_active`` came with the token check, so most requests write
-        nothing; one every ``activity_interval_seconds`` per member and room does a
-        small upsert. Statistics are not worth failing the request for.
-        """
-        self._note_activities([(member, holder)], now)
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._reader: PollReader | None = None
 
-    def _note_activities(
-        self, seen: Sequence[tuple[Member, TokenHolder | None]], now: float
-    ) -> None:
-        """:meth:`_note_activity` for several members, in one write transaction if any
-        (rows in a fixed order: two such transactions never wait for each other in a circle)."""
-        stale = self._stale_activities(seen, now)
+    def get(self) -> PollReader:
+        if self._reader is None:
+            self._reader = open_poll_reader(self._db)
+        return self._reader
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+
+class ActivityRecords:
+    """Each member's last activity in a room, refreshed only once it is stale.
+
+    ``holder.last_active`` came with the token check, so most requests write
+    nothing; one every ``activity_interval_seconds`` per member and room does a
+    small upsert. Statistics are not worth failing the request for.
+    """
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+
+    def note(self, member: Member, holder: TokenHolder | None, now: float) -> None:
+        self.note_all([(member, holder)], now)
+
+    def note_all(self, seen: Sequence[tuple[Member, TokenHolder | None]], now: float) -> None:
+        """:meth:`note` for several members, in one write transaction if any (rows in a
+        fixed order: two such transactions never wait for each other in a circle)."""
+        stale = self.stale(seen, now)
         if not stale:
             return
         try:
-            with self.db.write() as conn:
+            with self._db.write() as conn:
                 for room_id, public_key in stale:
                     q.touch_activity(conn, room_id, public_key, now)
         except SQLAlchemyError:
             rooms = ", ".join(sorted({room_id for room_id, _key in stale}))
             log.warning("could not record activity in room %s", rooms, exc_info=True)
 
-    def _stale_activities(
+    def stale(
         self, seen: Sequence[tuple[Member, TokenHolder | None]], now: float
     ) -> list[tuple[str, str]]:
         """(room, key) of the members whose activity record is due, sorted."""
-        interval = self.settings.activity_interval_seconds
+        interval = self._settings.activity_interval_seconds
         return sorted(
             {
                 (member.room_id, member.public_key)

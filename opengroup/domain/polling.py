@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import anyio.to_thread
 
 from opengroup import crypto
+from opengroup.config import Settings
 from opengroup.domain.errors import NoSuchRoom, Refusal
-from opengroup.domain.parts import MAX_PAGE, CommunityPart, Member, parse_token
+from opengroup.domain.parts import (
+    MAX_PAGE,
+    ActivityRecords,
+    Member,
+    OnDemandPollReader,
+    member_of,
+    parse_token,
+)
+from opengroup.domain.values import could_be_room_id
 from opengroup.storage.pollreader import PollLookup
 from opengroup.storage.queries import Message
 from opengroup.storage.roomhead import TokenHolder
@@ -34,8 +43,20 @@ class RoomPoll:
     moderators: list[str]
 
 
-class Polling(CommunityPart):
+class Polling:
     """Many rooms' news in one request."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float],
+        poll_reader: OnDemandPollReader,
+        activity: ActivityRecords,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.poll_reader = poll_reader
+        self.activity = activity
 
     async def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | Refusal]:
         """The entries of one ``compact_poll``, in order, read together (see the
@@ -52,7 +73,7 @@ class Polling(CommunityPart):
         refused: dict[int, Refusal] = {}
         for index, request in enumerate(requests):
             try:
-                if "\x00" in request.room_id:  # in no room id; PostgreSQL text cannot hold it
+                if not could_be_room_id(request.room_id):
                     raise NoSuchRoom(request.room_id)
                 token_hash = crypto.token_hash(parse_token(request.token))
             except Refusal as exc:
@@ -65,7 +86,7 @@ class Polling(CommunityPart):
             )
         by_number = self.settings.deletions_format.by_number
         found = iter(
-            await self.poll_reader().read(lookups, now, MAX_PAGE, by_number) if lookups else []
+            await self.poll_reader.get().read(lookups, now, MAX_PAGE, by_number) if lookups else []
         )
         results: list[RoomPoll | Refusal] = []
         seen: list[tuple[Member, TokenHolder | None]] = []
@@ -77,12 +98,12 @@ class Polling(CommunityPart):
             try:
                 if not rows.room_exists:
                     raise NoSuchRoom(request.room_id)
-                member = self._member(request.room_id, rows.holder)
+                member = member_of(request.room_id, rows.holder)
             except Refusal as exc:
                 results.append(exc)
                 continue
             seen.append((member, rows.holder))
             results.append(RoomPoll(rows.messages, rows.deletions, rows.moderators))
-        if self._stale_activities(seen, now):
-            await anyio.to_thread.run_sync(self._note_activities, seen, now)
+        if self.activity.stale(seen, now):
+            await anyio.to_thread.run_sync(self.activity.note_all, seen, now)
         return results

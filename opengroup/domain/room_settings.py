@@ -120,7 +120,7 @@ class RoomSettings:
 
     @staticmethod
     def _find(conn: Connection, room: str) -> RoomDetails:
-        details = roomdetails.find_room(conn, room) if "\x00" not in room else None
+        details = roomdetails.find_room(conn, room) if values.could_be_room_id(room) else None
         if details is None:
             raise NoSuchRoom(room)
         return details

@@ -39,6 +39,7 @@ from opengroup.domain.access import RoomAccess, RoomView, room_access
 from opengroup.domain.errors import InvalidInput, NoSuchRoom, NotPermitted
 from opengroup.domain.posts import Posts
 from opengroup.domain.users import User, Users, parse_session_id
+from opengroup.domain.values import could_be_room_id
 from opengroup.storage import people, posts, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.people import FUTURE_PERMISSIONS, PERMISSIONS, StaffEntry
@@ -214,7 +215,7 @@ class Staff:
             return mine
         rooms = []
         for token in scope.rooms:
-            room = roomdetails.find_room(conn, token) if "\x00" not in token else None
+            room = roomdetails.find_room(conn, token) if could_be_room_id(token) else None
             if room is None:
                 raise NoSuchRoom(token)
             rooms.append(room)

@@ -1,7 +1,8 @@
 """Parsing of the values clients send: Session ids, room ids, base64, integers.
 
 Each parser either returns a clean value or raises :class:`InvalidInput` with a
-reason that names the field, so handlers stay free of validation noise.
+reason that names the field, so handlers stay free of validation noise. The
+predicates (``is_room_id``, ``could_be_room_id`` ...) only answer yes or no.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def is_room_id(value: Any) -> bool:
 
 def is_room_token(value: Any) -> bool:
     return isinstance(value, str) and ROOM_TOKEN_RE.fullmatch(value) is not None
+
+
+def could_be_room_id(text: str) -> bool:
+    """False for a text no room's id can be: one with a NUL, which no room id has and
+    PostgreSQL text cannot even hold (looking it up would fail, not find nothing)."""
+    return "\x00" not in text
 
 
 def room_id(value: Any) -> str:

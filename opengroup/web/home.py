@@ -72,7 +72,7 @@ def render_home(community: Community) -> str:
     public_hex = community.server_public_key.hex()
     public_url = community.settings.effective_public_url
     cards = []
-    for room, members in community.room_overview():
+    for room, members in community.rooms.overview():
         url = join_url(public_url, room.id, public_hex)
         cards.append(
             ROOM.substitute(

@@ -35,7 +35,7 @@ class WebPages:
         started = time.perf_counter()
         try:
             data = await anyio.to_thread.run_sync(
-                self.community.public_room_image, request.path_params["room_id"]
+                self.community.files.public_room_image, request.path_params["room_id"]
             )
         except NoSuchThing:
             self.requests.record("http", "GET", ROOM_IMAGE_ROUTE, 404, started)
