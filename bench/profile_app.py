@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     rooms = [MAIN_ROOM, *EXTRA_ROOMS][: args.rooms]
     community = prepared.community()
     for room in rooms:
-        community.add_room(room, room.title())
+        community.rooms.add(room, room.title())
     prepared.db.dispose()
     insert_history(tmp, database_url or None, args.messages, [User.generate()])
 

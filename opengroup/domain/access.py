@@ -121,7 +121,7 @@ def view_rooms(
     """:func:`view_room` of the rooms whose ids are exactly ``tokens``, in two statements
     (a ``/batch`` polling many rooms reads them so); the tokens of rooms that are not
     there, or that the caller may not know of, are left out."""
-    rooms = roomdetails.rooms_by_id(conn, [t for t in tokens if "\x00" not in t])
+    rooms = roomdetails.rooms_by_id(conn, [t for t in tokens if could_be_room_id(t)])
     facts = people.rights_facts_in_rooms(conn, list(rooms), keys, now) if keys else {}
     views = {}
     for room_id, room in rooms.items():
