@@ -50,6 +50,21 @@ class Access(Enum):
     def needs_room(self) -> bool:
         return self.name.startswith("ROOM_")
 
+    @property
+    def right(self) -> str | None:
+        """The right of :class:`~opengroup.domain.access.RoomAccess` it needs, if any."""
+        return _RIGHTS.get(self)
+
+
+_RIGHTS = {
+    Access.ROOM_READER: "read",
+    Access.ROOM_MEMBER: "read",
+    Access.ROOM_WRITER: "write",
+    Access.ROOM_UPLOADER: "upload",
+    Access.ROOM_MODERATOR: "moderator",
+    Access.ROOM_ADMIN: "admin",
+}
+
 
 @dataclass(frozen=True)
 class Answer:

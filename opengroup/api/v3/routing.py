@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio.to_thread
 
@@ -46,6 +46,15 @@ class Route:
     path: str
     handler: Handler
     access: Access
+    # What the access asks of a call, worked out once (not per request).
+    needs_user: bool = field(init=False)
+    needs_room: bool = field(init=False)
+    right: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needs_user", self.access.needs_user)
+        object.__setattr__(self, "needs_room", self.access.needs_room)
+        object.__setattr__(self, "right", self.access.right)
 
 
 class Router:
@@ -66,11 +75,14 @@ class Router:
         known route is admitted first, with the others waiting to be admitted in this
         process (:meth:`~opengroup.domain.users.Users.admit_soon`)."""
         try:
-            route, _ = self.match(request.method, request.path)
+            matched = self.match(request.method, request.path)
         except Refusal:  # (answered in the thread, as any refusal of the route table)
             return await anyio.to_thread.run_sync(self.handle, community, request)
+        route = matched[0]
         if not signed_requests.is_signed(request.headers):
-            return await anyio.to_thread.run_sync(self.handle, community, request)
+            return await anyio.to_thread.run_sync(
+                self._handle, community, request, False, None, {}, matched
+            )
         try:
             user = await community.users.admit_soon(self._signature(community, request))
         except Refusal as exc:
@@ -78,7 +90,9 @@ class Router:
         except Exception:
             log.exception("unexpected error admitting %s %s", request.method, request.path)
             return Answer.text(500, "internal server error"), route.path
-        answer, _ = await anyio.to_thread.run_sync(self._handle, community, request, True, user, {})
+        answer, _ = await anyio.to_thread.run_sync(
+            self._handle, community, request, True, user, {}, matched
+        )
         return answer, route.path
 
     def handle(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
@@ -104,12 +118,14 @@ class Router:
         admitted: bool,
         signer: User | None,
         views: dict[str, RoomView],
+        matched: tuple[Route, dict[str, str]] | None = None,
     ) -> tuple[Answer, str]:
         """``admitted``: ``signer`` is who the request is answered as (a batch's item, or
-        a request admitted already), its signature headers are not read again."""
+        a request admitted already), its signature headers are not read again;
+        ``matched``: the route and its parameters, if the caller found them already."""
         route_name = ""
         try:
-            route, params = self.match(request.method, request.path)
+            route, params = matched or self.match(request.method, request.path)
             route_name = route.path
             user = signer if admitted else self._signer(community, request)
             call = Call(
@@ -126,7 +142,7 @@ class Router:
                 views.clear()  # this request may change a room or someone's rights in it
                 reads = community.db.own_reads()  # ... and read back what it wrote
             with reads:
-                self._check_access(call, route.access, views)
+                self._check_access(call, route, views)
                 result = route.handler(call)
             answer = result if isinstance(result, Answer) else Answer.json(result)
         except Refusal as exc:
@@ -162,13 +178,13 @@ class Router:
         )
 
     @staticmethod
-    def _check_access(call: Call, access: Access, views: dict[str, RoomView]) -> None:
+    def _check_access(call: Call, route: Route, views: dict[str, RoomView]) -> None:
         user = call.user
-        if access.needs_user and user is None:
+        if route.needs_user and user is None:
             raise NotAuthenticated(AUTH_REQUIRED)
-        if access is Access.BLINDED and user is not None and not user.blinded:
+        if route.access is Access.BLINDED and user is not None and not user.blinded:
             raise NotAuthenticated("this route needs a blinded id")
-        if not access.needs_room:
+        if not route.needs_room:
             return
         token = call.params["token"]
         call.room = views.get(token)
@@ -182,13 +198,5 @@ class Router:
         rights = call.room.access
         if rights.banned:
             raise Banned("banned from this room")
-        needed = {
-            Access.ROOM_READER: rights.read,
-            Access.ROOM_MEMBER: rights.read,
-            Access.ROOM_WRITER: rights.write,
-            Access.ROOM_UPLOADER: rights.upload,
-            Access.ROOM_MODERATOR: rights.moderator,
-            Access.ROOM_ADMIN: rights.admin,
-        }
-        if not needed.get(access, True):
-            raise NotPermitted(f"this needs {access.value}")
+        if route.right is not None and not getattr(rights, route.right):
+            raise NotPermitted(f"this needs {route.access.value}")
