@@ -40,7 +40,7 @@ from bench.community import (
 )
 from bench.loadgen import User
 from bench.profile_v3 import arguments, poll_items, workspace
-from bench.run import EXTRA_ROOMS, PostgresDatabase, insert_history
+from bench.run import EXTRA_ROOMS, PostgresDatabase, insert_history, insert_nonces
 from opengroup.app import create_app, prepare
 from opengroup.config import load_settings
 
@@ -158,6 +158,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         community.rooms.add(room, room.title())
     prepared.db.dispose()
     insert_history(tmp, database_url or None, args.messages, [User.generate()])
+    if args.nonces:
+        insert_nonces(tmp, database_url or None, args.nonces)
 
     channel = OnionV4Channel("127.0.0.1", 80, server_pk)
     seeds = [os.urandom(32) for _ in range(args.users)]
@@ -183,7 +185,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         await driver.stop()
         print(
             f"# server, {args.backend}, {len(rooms)} room(s), M={args.messages}, "
-            f"K={args.users}, {args.concurrency} at a time: {cpu / n * 1000:.3f} ms of CPU "
+            f"K={args.users}, {args.nonces} nonces stored before, {args.concurrency} at a "
+            f"time: {cpu / n * 1000:.3f} ms of CPU "
             f"per batch poll ({n / wall:.0f} per second on one event loop)"
             f"{' (profiled)' if args.yappi else ''}"
         )
@@ -214,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     p = arguments(__doc__)
     p.add_argument("--requests", type=int, default=2000, help="batch polls measured")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    p.add_argument("--nonces", type=int, default=0, help="request nonces stored before")
     p.add_argument("--yappi", action="store_true", help="profile every thread with yappi")
     p.add_argument("--sort", default="ttot", help="yappi sort key (ttot, tsub, ncall)")
     p.add_argument("--top", type=int, default=40, help="functions listed")

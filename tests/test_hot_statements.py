@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Table, insert, select
 
 from opengroup.domain.access import view_room, view_rooms
 from opengroup.domain.errors import NoSuchRoom
@@ -26,6 +26,7 @@ from opengroup.storage.schema import (
     bans,
     blinded_ids,
     direct_messages,
+    files,
     global_bans,
     global_moderators,
     messages,
@@ -266,6 +267,7 @@ def test_every_hot_statement_is_held_to_its_core_statement(db: Database) -> None
     covered = {name for name, _params, _lists in READS} | {
         name for name in HotStatement.made if name.startswith("insert_if_absent.")
     }
+    covered.add("files.keep")  # below: a write, held to what it must change
     assert set(HotStatement.made) <= covered
 
 
@@ -331,3 +333,35 @@ def test_rooms_read_together_are_the_rooms_read_one_by_one(db: Database, keys: l
     # Read together, rooms are found by their exact ids only ("quiet" is found alone).
     assert together == {token: view for token, view in one_by_one.items() if token != "quiet"}
     assert one_by_one.get("quiet") == one_by_one.get("Quiet")
+
+
+def test_keeping_files_extends_only_the_posters_expiring_uploads_to_the_room(
+    db: Database,
+) -> None:
+    rows = [
+        (101, ROOM, ALICE_15, NOW + 10),  # kept
+        (102, ROOM, BOB, NOW + 10),  # another uploader's
+        (103, ROOM, ALICE_15, None),  # never expires: stays so
+        (104, "Quiet", ALICE_15, NOW + 10),  # another room's
+        (105, ROOM, ALICE, NOW + 5000),  # already lives longer: never shortened
+        (106, ROOM, ALICE, NOW + 20),  # kept (the poster's other key)
+    ]
+    with db.write() as conn:
+        insert_rows(
+            conn,
+            files,
+            [
+                {"id": id_, "room_id": room, "uploader": who, "data": b"x", "size": 1,
+                 "created_at": NOW, "expires_at": expires}
+                for id_, room, who, expires in rows
+            ],
+        )  # fmt: skip
+        kept = posts.keep_files(conn, ROOM, [ALICE_15, ALICE], [101, 102, 103, 104, 105, 106, 999],
+                                NOW + 1000)  # fmt: skip
+    assert kept == 2
+    with db.read() as conn:
+        found = dict(
+            conn.execute(select(files.c.id, files.c.expires_at).where(files.c.id > 100)).all()
+        )
+    assert found == {101: NOW + 1000, 102: NOW + 10, 103: None, 104: NOW + 10, 105: NOW + 5000,
+                     106: NOW + 1000}  # fmt: skip

@@ -217,15 +217,13 @@ class Posts:
             whisper_to=whisper_to,
             whisper_mods=whisper_mods,
             judge=spam.post_rules(self.settings, now, exempt, room_rules),
+            file_ids=tuple(file_ids),
+            uploader_keys=tuple(user.keys),
+            files_until=now + self.settings.file_ttl_seconds,
         )
         stored = anyio.from_thread.run(self.writer.write, post)
         if stored is None:
             raise NoSuchRoom(view.id)
-        if file_ids:
-            with self.db.write() as conn:
-                posts.keep_files(
-                    conn, view.id, user.keys, file_ids, now + self.settings.file_ttl_seconds
-                )
         message = StoredMessage(
             stored.server_id,
             user.session_id,

@@ -29,6 +29,9 @@ class DriverCursor(Protocol):
 
     def fetchone(self) -> Any: ...
 
+    @property
+    def rowcount(self) -> int: ...
+
 
 class DriverConnection(Protocol):
     """What the hot paths use of a ``sqlite3`` or ``psycopg`` connection."""
@@ -122,16 +125,27 @@ class HotStatement:
 
     def run(self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]) -> DriverCursor:
         """Execute with ``params`` and, by name, the values of the expanding parameters;
-        the driver's cursor (``fetchall``, ``fetchone``)."""
-        shape = (conn.dialect.name, tuple(len(lists[name]) for name in self.expanding))
+        the driver's cursor (``fetchall``, ``fetchone``, ``rowcount``)."""
+        return self.run_on(driver_connection(conn.connection), conn.dialect.name, params, **lists)
+
+    def run_on(
+        self,
+        conn: DriverConnection,
+        dialect_name: str,
+        params: dict[str, Any],
+        **lists: Sequence[Any],
+    ) -> DriverCursor:
+        """:meth:`run` on a driver connection of the dialect ``dialect_name`` (a writer
+        that holds one, as the post writer does)."""
+        shape = (dialect_name, tuple(len(lists[name]) for name in self.expanding))
         compiled = self._compiled.get(shape)
         if compiled is None:
-            compiled = self._compiled[shape] = self._compile(conn.dialect.name, params, lists)
+            compiled = self._compiled[shape] = self._compile(dialect_name, params, lists)
         values = {**compiled.constants, **params} if compiled.constants else dict(params)
         for name in self.expanding:
             for n, value in enumerate(lists[name], 1):
                 values[f"{name}_{n}"] = value
-        return driver_connection(conn.connection).execute(compiled.sql, values)
+        return conn.execute(compiled.sql, values)
 
     def rows(self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]) -> list[Any]:
         rows: list[Any] = self.run(conn, params, **lists).fetchall()

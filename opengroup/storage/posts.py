@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Connection,
+    Float,
     Integer,
     String,
     and_,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-from opengroup.storage.driversql import HotStatement
+from opengroup.storage.driversql import DriverConnection, HotStatement, driver_connection
 from opengroup.storage.queries import insert_if_absent
 from opengroup.storage.schema import files, messages, reactions
 
@@ -283,6 +284,22 @@ def reactors(
 # -- files named by posts ----------------------------------------------------------------
 
 
+_UNTIL = bindparam("until", type_=Float)
+_KEEP_FILES = HotStatement(
+    "files.keep",
+    update(files)
+    .where(
+        files.c.id.in_(bindparam("ids", expanding=True, type_=BigInteger)),
+        files.c.room_id == _ROOM,
+        files.c.uploader.in_(bindparam("keys", expanding=True, type_=String)),
+        files.c.expires_at.is_not(None),
+        files.c.expires_at < _UNTIL,
+    )
+    .values(expires_at=_UNTIL),
+    expanding=["ids", "keys"],
+)
+
+
 def keep_files(
     conn: Connection,
     room_id: str,
@@ -292,19 +309,25 @@ def keep_files(
 ) -> int:
     """Give the uploader's files in the room that a post names a longer life (never
     shorter, and never an expiry to a file that has none); how many."""
+    driver = driver_connection(conn.connection)
+    return keep_files_on(driver, conn.dialect.name, room_id, uploader_keys, file_ids, until)
+
+
+def keep_files_on(
+    conn: DriverConnection,
+    dialect_name: str,
+    room_id: str,
+    uploader_keys: Sequence[str],
+    file_ids: Sequence[int],
+    until: float,
+) -> int:
+    """:func:`keep_files` on a driver connection (the post writer's, in the post's own
+    transaction)."""
     if not file_ids:
         return 0
-    return conn.execute(
-        update(files)
-        .where(
-            files.c.id.in_(list(file_ids)),
-            files.c.room_id == room_id,
-            files.c.uploader.in_(list(uploader_keys)),
-            files.c.expires_at.is_not(None),
-            files.c.expires_at < until,
-        )
-        .values(expires_at=until)
-    ).rowcount
+    params = {"room_id": room_id, "until": until}
+    cursor = _KEEP_FILES.run_on(conn, dialect_name, params, ids=file_ids, keys=uploader_keys)
+    return cursor.rowcount
 
 
 def expire_files_of(

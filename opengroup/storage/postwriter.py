@@ -54,6 +54,7 @@ from opengroup.storage.driversql import (
     driver_connection,
     driver_dialect,
 )
+from opengroup.storage.posts import keep_files_on
 from opengroup.storage.queries import Message
 from opengroup.storage.schema import messages, rooms, users
 
@@ -138,6 +139,11 @@ class NewPost:
     whisper_to: str | None = None
     whisper_mods: bool = False
     judge: PostJudge | None = None
+    # Uploads the post names, kept until ``files_until`` if the poster uploaded them
+    # to the room under one of ``uploader_keys`` (in the post's transaction).
+    file_ids: tuple[int, ...] = ()
+    uploader_keys: tuple[str, ...] = ()
+    files_until: float = 0.0
 
 
 # What a post of a group came to: its message (None: no such room), or why it was refused.
@@ -200,7 +206,8 @@ class PostWriter:
                 conn.execute("BEGIN IMMEDIATE")  # PostgreSQL: the first statement begins
             try:
                 for room_id, posts in groupby(group, key=lambda post: post.room_id):
-                    outcomes += _RoomBatch(conn, self._sql, room_id, list(posts)).write()
+                    batch = _RoomBatch(conn, self._db.dialect, self._sql, room_id, list(posts))
+                    outcomes += batch.write()
             except BaseException:
                 conn.rollback()
                 raise
@@ -212,9 +219,15 @@ class _RoomBatch:
     """The posts of one group to one room, written on the group's connection."""
 
     def __init__(
-        self, conn: DriverConnection, sql: dict[str, Statement], room_id: str, posts: list[NewPost]
+        self,
+        conn: DriverConnection,
+        dialect_name: str,
+        sql: dict[str, Statement],
+        room_id: str,
+        posts: list[NewPost],
     ) -> None:
         self.conn = conn
+        self.dialect_name = dialect_name
         self.sql = sql
         self.room_id = room_id
         self.posts = posts
@@ -238,6 +251,7 @@ class _RoomBatch:
                 return no_room
             first, first_seqno = taken
             self._insert(accepted, first, first_seqno)
+            self._keep_files(accepted)
         ids = iter(range(len(accepted)))
         outcomes: list[Outcome] = []
         for post, refused in zip(self.posts, refusals, strict=True):
@@ -325,6 +339,14 @@ class _RoomBatch:
             for n, post in enumerate(accepted)
         ]
         self.conn.cursor().executemany(statement.sql, rows)
+
+    def _keep_files(self, accepted: list[NewPost]) -> None:
+        for post in accepted:
+            if post.file_ids:
+                keep_files_on(
+                    self.conn, self.dialect_name, self.room_id, post.uploader_keys,
+                    post.file_ids, post.files_until,
+                )  # fmt: skip
 
 
 def _message(post: NewPost, server_id: int, seqno: int) -> Message:
