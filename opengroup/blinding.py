@@ -98,4 +98,12 @@ def is_valid_point(ed25519_public: bytes) -> bool:
     """True for a canonical encoding of a prime-order-subgroup point of large order."""
     if not isinstance(ed25519_public, bytes) or len(ed25519_public) != KEY_SIZE:
         return False
+    return _is_valid_point(ed25519_public)
+
+
+# The subgroup check costs about two thirds of a signature check, and every signed
+# request asks it of its signer's key: the answers for the keys seen lately are kept
+# (a client signs every poll with the same key).
+@lru_cache(maxsize=16384)
+def _is_valid_point(ed25519_public: bytes) -> bool:
     return bool(sodium.crypto_core_ed25519_is_valid_point(ed25519_public))
