@@ -22,8 +22,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 ServerFactory = Callable[..., ServerProcess]
 PersonaFactory = Callable[..., Persona]

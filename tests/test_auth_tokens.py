@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 from cryptography.exceptions import InvalidTag
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, decrypt_challenge
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, decrypt_challenge
 
 CliRunner = Callable[..., Any]
 ServerFactory = Callable[..., ServerProcess]

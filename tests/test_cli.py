@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess, run_cli
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, load_public_key_pem
+from harness.server import ServerProcess, run_cli
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, load_public_key_pem
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 PersonaFactory = Callable[..., Persona]

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityClient
-from sessionclient import DEFAULT_ROOM, Client, Persona
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.v2client import DEFAULT_ROOM, Client, Persona
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 PersonaFactory = Callable[..., Persona]

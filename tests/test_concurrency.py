@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import Client, Identity, Persona, Transport, decrypt_challenge
+from harness.server import ServerProcess
+from harness.v2client import Client, Identity, Persona, Transport, decrypt_challenge
 
 CliRunner = Callable[..., Any]
 T = TypeVar("T")

@@ -40,12 +40,11 @@ import httpx
 import psycopg
 import pytest
 import xeddsa
-from communityclient import BlindedIdentity, CommunityClient, WireFormatError
-from communityclient import Transport as CommunityTransport
-from communityhelpers import b64, message_body, posted, session_padded
-from nacl.signing import VerifyKey
-from serverprocess import ServerProcess
-from sessionclient import (
+from harness.communityclient import BlindedIdentity, CommunityClient, WireFormatError
+from harness.communityclient import Transport as CommunityTransport
+from harness.flows import b64, message_body, posted, session_padded
+from harness.server import ServerProcess
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Persona,
@@ -54,6 +53,7 @@ from sessionclient import (
     make_message_body,
     pad_message,
 )
+from nacl.signing import VerifyKey
 
 SERVER_ENV = {  # no limit may refuse a request of the burst
     "OPENGROUP_POST_RATE_LIMIT_SECONDS": "0",

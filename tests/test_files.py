@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 CliRunner = Callable[..., Any]
 ServerFactory = Callable[..., ServerProcess]

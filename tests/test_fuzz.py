@@ -52,10 +52,8 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-from serverprocess import ServerProcess
-from sessionclient import (
+from harness.server import ServerProcess
+from harness.v2client import (
     CLIENT_LIMITS,
     DEFAULT_ROOM,
     LEGACY_PREFIX,
@@ -68,6 +66,8 @@ from sessionclient import (
     derive_symmetric_key,
     encrypt_onion_payload,
 )
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("OPENGROUP_FUZZ_EXAMPLES", "200"))
 # CI: the same examples every run. OPENGROUP_FUZZ_RANDOM=1: new ground every run (reproduce

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess, run_cli
-from sessionclient import Client, Identity, encode_visible_message, pad_message
-from storageprobe import dump_tables
+from harness.probe import dump_tables
+from harness.server import ServerProcess, run_cli
+from harness.v2client import Client, Identity, encode_visible_message, pad_message
 
 # The reference server's tables, as src/storage.rs creates them.
 MAIN_DDL = "CREATE TABLE IF NOT EXISTS main (id TEXT PRIMARY KEY, name TEXT, image_id TEXT)"

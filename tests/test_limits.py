@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from serverprocess import Backend, ServerProcess, run_cli
-from sessionclient import (
+from harness.server import Backend, ServerProcess, run_cli
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,

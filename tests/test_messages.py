@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import (
+from harness.server import Backend, ServerProcess
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, decrypt_challenge
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, decrypt_challenge
 
 PersonaFactory = Callable[..., Persona]
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]

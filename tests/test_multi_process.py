@@ -36,8 +36,8 @@ from typing import Any
 
 import httpx
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, Transport, decrypt_challenge
+from harness.server import Backend, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, Transport, decrypt_challenge
 
 ServerFactory = Callable[..., ServerProcess]
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sessionclient import (
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,

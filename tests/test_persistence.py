@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import Client, Identity, Persona
+from harness.server import Backend, ServerProcess
+from harness.v2client import Client, Identity, Persona
 
 ROOM = "persist"
 FILE_BYTES = b"a file that must outlive the server\x00\xff"

@@ -1,6 +1,6 @@
 """`opengroup import-pysogs`: a pysogs server taken over with its key, history and people.
 
-The pysogs server is built by tests/pysogsdata.py from pysogs' own schema file,
+The pysogs server is built by tests/harness/pysogsdata.py from pysogs' own schema file,
 written the way pysogs writes (its triggers number the seqnos). It is imported
 with the CLI, our real server is started on the result, and what clients see
 is checked over HTTP and onion requests against what pysogs would answer for
@@ -26,11 +26,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from communityclient import BlindedIdentity, CommunityClient, sogs_headers
-from pysogsdata import PysogsData, build_pysogs, pysogs_padded
-from serverprocess import REPO_ROOT, Backend, ServerProcess, run_cli, server_env
-from sessionclient import Identity
-from storageprobe import dump_tables
+from harness.communityclient import BlindedIdentity, CommunityClient, sogs_headers
+from harness.probe import dump_tables
+from harness.pysogsdata import PysogsData, build_pysogs, pysogs_padded
+from harness.server import REPO_ROOT, Backend, ServerProcess, run_cli, server_env
+from harness.v2client import Identity
 
 SERVER_ENV = {"OPENGROUP_DELETIONS_FORMAT": "objects"}
 LOBBY = "lobby"

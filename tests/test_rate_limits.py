@@ -30,8 +30,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, Transport
+from harness.server import Backend, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, Transport
 
 ServerFactory = Callable[..., ServerProcess]
 

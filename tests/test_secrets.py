@@ -25,9 +25,8 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from psycopg import sql
-from serverprocess import REPO_ROOT, ServerProcess, run_cli, server_env
-from sessionclient import (
+from harness.server import REPO_ROOT, ServerProcess, run_cli, server_env
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,
@@ -36,6 +35,7 @@ from sessionclient import (
     encode_visible_message,
     pad_message,
 )
+from psycopg import sql
 
 ServerFactory = Callable[..., ServerProcess]
 

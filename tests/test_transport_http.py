@@ -30,8 +30,8 @@ import pytest
 import segno
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess
-from sessionclient import (
+from harness.server import ServerProcess
+from harness.v2client import (
     DEFAULT_ROOM,
     LEGACY_PREFIX,
     Client,

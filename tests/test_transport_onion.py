@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess
-from sessionclient import (
+from harness.server import ServerProcess
+from harness.v2client import (
     DEFAULT_ROOM,
     IV_SIZE,
     ONION_PATH,

@@ -32,8 +32,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityClient
-from communityhelpers import (
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.flows import (
     DELETION_KEYS,
     MESSAGE_KEYS,
     ROOM,
@@ -45,8 +46,7 @@ from communityhelpers import (
     room_seqno,
     since,
 )
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 PersonaFactory = Callable[..., Persona]
 OLD_CLIENT_TIMESTAMP = 1_600_000_000_123  # a client clock far from the server's

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from communityclient import (
+from harness.communityclient import (
     BlindedIdentity,
     CommunityAnswer,
     CommunityClient,
@@ -52,7 +52,7 @@ from communityclient import (
     desktop_json,
     sogs_headers,
 )
-from communityhelpers import (
+from harness.flows import (
     AUTH_REQUIRED,
     BLINDING_REQUIRED,
     ROOM,
@@ -64,7 +64,7 @@ from communityhelpers import (
     room_seqno,
     start_server,
 )
-from serverprocess import Backend, ServerProcess
+from harness.server import Backend, ServerProcess
 
 DAY = 24 * 3600
 HEADER_NAMES = ("X-SOGS-Pubkey", "X-SOGS-Nonce", "X-SOGS-Timestamp", "X-SOGS-Signature")

@@ -35,7 +35,7 @@ import os
 from typing import Any
 
 import pytest
-from communityclient import (
+from harness.communityclient import (
     CONTENT_JSON,
     CONTENT_TEXT,
     BlindedIdentity,
@@ -43,7 +43,7 @@ from communityclient import (
     desktop_json,
     sogs_headers,
 )
-from communityhelpers import (
+from harness.flows import (
     AUTH_REQUIRED,
     ROOM,
     assert_refused,
@@ -53,7 +53,7 @@ from communityhelpers import (
     posted,
     room_seqno,
 )
-from sessionclient import DEFAULT_ROOM
+from harness.v2client import DEFAULT_ROOM
 
 MAX_BATCH = 64
 THUMBS = "👍"

@@ -3,7 +3,7 @@ a server with default settings (docs/spec/sogs-v3.md section 4): join by URL, po
 with one signed /batch, post, react, upload an image, get a message request, and a
 moderator bans a user and deletes everything they wrote with one /sequence.
 
-Requests are built the way the desktop builds them (tests/communityclient.py): 15-
+Requests are built the way the desktop builds them (tests/harness/communityclient.py): 15-
 blinded signatures, onion v4 framing (and, for comparison, the same over direct HTTP).
 """
 
@@ -13,7 +13,7 @@ import base64
 import os
 from typing import Any
 
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
 
 ROOM = "main"
 

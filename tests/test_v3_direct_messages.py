@@ -26,8 +26,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
-from serverprocess import Backend, ServerProcess
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.server import Backend, ServerProcess
 
 MAX_DM_BYTES = 2000
 SERVER_ENV = {"OPENGROUP_MAX_DM_BYTES": str(MAX_DM_BYTES)}

@@ -32,9 +32,9 @@ from typing import Any
 
 import httpx
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
-from serverprocess import Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Persona
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.server import Backend, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Persona
 
 MAX_UPLOAD = 3000
 DEFAULT_MAX_UPLOAD = 10_000_000

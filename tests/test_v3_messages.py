@@ -48,8 +48,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
-from communityhelpers import (
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.flows import (
     AUTH_REQUIRED,
     DELETION_KEYS,
     MESSAGE_KEYS,

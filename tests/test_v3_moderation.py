@@ -36,10 +36,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 PersonaFactory = Callable[..., Persona]

@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 import pytest
-from communityclient import (
+from harness.communityclient import (
     CONTENT_BINARY,
     CONTENT_JSON,
     CONTENT_TEXT,
@@ -61,8 +61,8 @@ from communityclient import (
     relay_metadata,
     sogs_headers,
 )
-from communityhelpers import ROOM, assert_refused, message_body, ok, posted, room_seqno
-from sessionclient import DEFAULT_ROOM, Persona
+from harness.flows import ROOM, assert_refused, message_body, ok, posted, room_seqno
+from harness.v2client import DEFAULT_ROOM, Persona
 
 ALLOWED_CONTENT_TYPES = {CONTENT_JSON, CONTENT_TEXT, CONTENT_BINARY}
 ONION_LIMIT = 10 * 1024 * 1024

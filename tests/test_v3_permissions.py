@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient, Transport
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient, Transport
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM
 
 from opengroup.api.v3.routes import ROUTES
 

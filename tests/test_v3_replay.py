@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from communityclient import (
+from harness.communityclient import (
     BlindedIdentity,
     CommunityAnswer,
     CommunityClient,
@@ -43,8 +43,8 @@ from communityclient import (
     desktop_json,
     sogs_headers,
 )
-from communityhelpers import ROOM, message_body, ok, since, start_server
-from serverprocess import Backend, ServerProcess
+from harness.flows import ROOM, message_body, ok, since, start_server
+from harness.server import Backend, ServerProcess
 
 NONCE_REUSED = "Invalid authentication: X-SOGS-Nonce cannot be reused"
 TIMESTAMP_OFF = "Invalid authentication: X-SOGS-Timestamp is too far from current time"

@@ -46,8 +46,8 @@ import time
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityClient
-from communityhelpers import (
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.flows import (
     AUTH_REQUIRED,
     ROOM,
     CliRunner,
@@ -57,7 +57,7 @@ from communityhelpers import (
     posted,
     room_info,
 )
-from sessionclient import DEFAULT_ROOM
+from harness.v2client import DEFAULT_ROOM
 
 ROOM_KEYS = {
     "token",

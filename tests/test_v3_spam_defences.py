@@ -30,11 +30,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
-from communityhelpers import assert_refused, b64, ok, post_message, posted, start_server
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import Backend, ServerProcess
-from sessionclient import Client, Identity
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.flows import assert_refused, b64, ok, post_message, posted, start_server
+from harness.server import Backend, ServerProcess
+from harness.v2client import Client, Identity
 
 SLOW_ROOM, WAIT_ROOM, OTHER_ROOM = "slow", "fresh", "other"
 SLOW_SECONDS = 2

@@ -1,7 +1,7 @@
 """Small helpers of the community API (v3) acceptance tests: posting a signed message,
 reading a room's counters, checking a refusal's exact status and text.
 
-Like communityclient.py, nothing here imports the server package.
+Like the clients, nothing here imports the server package.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from communityclient import (
+
+from .communityclient import (
     CONTENT_JSON,
     CONTENT_TEXT,
     BlindedIdentity,
     CommunityAnswer,
     CommunityClient,
 )
-from serverprocess import Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM
+from .server import Backend, ServerProcess
+from .v2client import DEFAULT_ROOM
 
 ROOM = f"/room/{DEFAULT_ROOM}"
 AUTH_REQUIRED = "X-SOGS-* request authentication required"
