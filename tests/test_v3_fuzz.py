@@ -49,6 +49,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from harness import probe
 from harness.communityclient import (
     CONTENT_BINARY,
     CONTENT_JSON,
@@ -274,9 +275,8 @@ class OnionV3Client(CommunityClient):
 
 @pytest.fixture(scope="module")
 def tables(server: ServerProcess) -> Iterator[Tables]:
-    t = Tables(server)
-    yield t
-    t.close()
+    with probe.connect(server) as conn:
+        yield Tables(conn)
 
 
 @pytest.fixture(scope="module")
