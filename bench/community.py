@@ -2,7 +2,7 @@
 
 Requests are built as Session desktop builds them (docs/spec/sogs-v3.md
 sections 2 to 4), with the cryptography and framing of the test suite's
-independent client, ``tests/communityclient.py``: 15-blinded keys, the four
+independent client, ``tests/harness/communityclient.py``: 15-blinded keys, the four
 ``X-SOGS-*`` headers (a fresh 16-byte nonce each), the bencoded v4 request
 and the relay metadata. This module is the one place that puts ``tests/`` on
 ``sys.path``; nothing here imports the server package.
@@ -48,7 +48,7 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from communityclient import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+from harness.communityclient import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
     ONION_V4_PATH,
     BlindedIdentity,
     BlindedKeyPair,

@@ -22,7 +22,7 @@ grew without bound. Exit status 0 if there were no errors and no growth.
 
 Posting and upload rate limits are off (every write would otherwise be a
 429 within seconds); any other limit stays at its default. Not run in CI.
-The client is the test suite's own (tests/sessionclient.py).
+The client is the test suite's own (tests/harness/v2client.py).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from sessionclient import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+from harness.v2client import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
     Client,
     Identity,
     load_server_public_key,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from communityclient import BlindedIdentity, CommunityClient
-from serverprocess import DEFAULT_POSTGRES_ADMIN_URL, Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.server import DEFAULT_POSTGRES_ADMIN_URL, Backend, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 PersonaFactory = Callable[..., Persona]

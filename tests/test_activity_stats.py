@@ -14,16 +14,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness import probe
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 ServerFactory = Callable[..., ServerProcess]
 PersonaFactory = Callable[..., Persona]
@@ -34,21 +33,9 @@ INTERVAL = 300  # the default activity_interval_seconds
 # --------------------------------------------------------------------------- helpers
 
 
-def sql(server: ServerProcess, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run one statement on the server's database (``%s`` placeholders); its rows."""
-    if server.database_url is None:
-        with contextlib.closing(sqlite3.connect(server.data_dir / "opengroup.db")) as conn:
-            rows = conn.execute(statement.replace("%s", "?"), params).fetchall()
-            conn.commit()
-            return rows
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 def last_active(server: ServerProcess, room: str, session_id: str) -> float | None:
     """The recorded last activity of a key in a room, None if there is none."""
-    rows = sql(
+    rows = probe.run(
         server,
         "SELECT last_active FROM room_activity WHERE room_id = %s AND public_key = %s",
         room,
@@ -59,7 +46,7 @@ def last_active(server: ServerProcess, room: str, session_id: str) -> float | No
 
 def set_last_active(server: ServerProcess, room: str, session_id: str, when: float) -> None:
     """Pretend the key was last active at ``when``."""
-    sql(
+    probe.run(
         server,
         "UPDATE room_activity SET last_active = %s WHERE room_id = %s AND public_key = %s",
         when,
@@ -83,21 +70,16 @@ def use_token(client: Client, persona: Persona, how: str) -> None:
 @contextlib.contextmanager
 def writers_locked_out(server: ServerProcess) -> Iterator[None]:
     """Hold a lock that makes any write to room_activity wait (reads go on)."""
-    if server.database_url is None:
-        conn = sqlite3.connect(server.data_dir / "opengroup.db", isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")  # the one SQLite write lock
+    sqlite = server.database_url is None
+    with probe.connect(server, autocommit=sqlite) as conn:
+        if sqlite:
+            conn.execute("BEGIN IMMEDIATE")  # the one SQLite write lock
+        else:
+            conn.execute("LOCK TABLE room_activity IN EXCLUSIVE MODE")  # reads still allowed
         try:
             yield
         finally:
-            conn.execute("ROLLBACK")
-            conn.close()
-        return
-    with psycopg.connect(server.database_url) as pg:
-        pg.execute("LOCK TABLE room_activity IN EXCLUSIVE MODE")  # reads still allowed
-        try:
-            yield
-        finally:
-            pg.rollback()
+            conn.rollback()
 
 
 def stats_json(server: ServerProcess) -> dict[str, Any]:
@@ -118,7 +100,9 @@ def test_claiming_a_token_records_activity_in_that_room_only(
     member = make_persona()
     recorded = last_active(server, DEFAULT_ROOM, member.session_id)
     assert recorded is not None and started - 1 <= recorded <= time.time() + 1
-    rows = sql(server, "SELECT room_id FROM room_activity WHERE public_key = %s", member.session_id)
+    rows = probe.run(
+        server, "SELECT room_id FROM room_activity WHERE public_key = %s", member.session_id
+    )
     assert rows == [(DEFAULT_ROOM,)]
 
 
@@ -267,7 +251,7 @@ def test_stats_counts_rooms_messages_active_users_and_files(
         image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(92)).decode()
         result = client.request("POST", "rooms/lobby/image", body={"file": image}, token=mod.token)
         assert result["status_code"] == 200, result
-    sql(proc, "UPDATE files SET expires_at = %s WHERE id = %s", now - 1, expired)
+    probe.run(proc, "UPDATE files SET expires_at = %s WHERE id = %s", now - 1, expired)
     # Activity: a and d today; b 3 days ago; c 10 days ago; the moderator 40 days ago.
     set_last_active(proc, "lobby", b.session_id, now - 3 * DAY)
     set_last_active(proc, "lobby", c.session_id, now - 10 * DAY)

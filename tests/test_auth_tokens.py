@@ -11,16 +11,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography.exceptions import InvalidTag
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, decrypt_challenge
+from harness import probe
+from harness.expect import expect_error
+from harness.flows import new_room, wait_until
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, decrypt_challenge
 
 CliRunner = Callable[..., Any]
 ServerFactory = Callable[..., ServerProcess]
@@ -29,13 +30,6 @@ TOKEN_BYTES = 48
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_error(result: dict[str, Any], status: int) -> None:
-    """The one error shape: exactly {"status_code": N, "error": "<short reason>"}."""
-    assert result["status_code"] == status, result
-    assert set(result) == {"status_code", "error"}, result
-    assert isinstance(result["error"], str) and result["error"], result
 
 
 def request_challenge(client: Client, identity: Identity, room: str = DEFAULT_ROOM) -> str:
@@ -71,38 +65,10 @@ def token_works(client: Client, token: str, room: str = DEFAULT_ROOM) -> bool:
     return result["status_code"] == 200
 
 
-def new_room(cli: CliRunner, prefix: str) -> str:
-    """Create a room with a fresh id through the admin CLI."""
-    room_id = f"{prefix}_{secrets.token_hex(4)}"
-    cli("rooms", "add", room_id, f"Room {room_id}")
-    return room_id
-
-
 def db_rows(server: ServerProcess, table: str, public_key: str) -> list[tuple[Any, ...]]:
-    """All rows of `table` for one public key, read straight from the server's database.
-
-    SQLite is opened read-only; PostgreSQL is queried through the server's database_url.
-    """
+    """All rows of `table` for one public key, read straight from the server's database."""
     assert table in ("tokens", "pending_tokens")
-    query = f"SELECT * FROM {table} WHERE public_key = "
-    if server.database_url is None:
-        path = server.data_dir / "opengroup.db"
-        assert path.exists(), path
-        uri = f"file:{path}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            return list(conn.execute(query + "?", (public_key,)).fetchall())
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
-        return list(conn.execute(query + "%s", (public_key,)).fetchall())
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll predicate every 0.2 s until it holds or timeout seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
+    return probe.run(server, f"SELECT * FROM {table} WHERE public_key = %s", public_key)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +150,7 @@ def test_each_challenge_has_a_fresh_ephemeral_key_and_token(setup_client: Client
 )
 def test_challenge_with_a_bad_public_key_is_400(client: Client, query: str) -> None:
     result = client.request("GET", f"auth_token_challenge?{query}", room=DEFAULT_ROOM)
-    assert_error(result, 400)
+    expect_error(result, 400)
 
 
 # --------------------------------------------------------------------------- claiming
@@ -208,13 +174,13 @@ def test_claiming_the_same_token_twice_is_harmless(client: Client) -> None:
 
 def test_claim_of_a_token_never_issued_is_401(client: Client) -> None:
     identity = Identity.generate()
-    assert_error(claim(client, secrets.token_hex(TOKEN_BYTES), identity.session_id), 401)
+    expect_error(claim(client, secrets.token_hex(TOKEN_BYTES), identity.session_id), 401)
 
 
 def test_claim_naming_another_public_key_than_the_challenge_is_401(client: Client) -> None:
     identity, other = Identity.generate(), Identity.generate()
     token = request_challenge(client, identity)
-    assert_error(claim(client, token, other.session_id), 401)
+    expect_error(claim(client, token, other.session_id), 401)
     assert not token_works(client, token)
 
 
@@ -222,13 +188,13 @@ def test_claim_of_a_token_claimed_by_another_key_is_401(client: Client) -> None:
     identity, other = Identity.generate(), Identity.generate()
     token = request_challenge(client, identity)
     assert claim(client, token, identity.session_id)["status_code"] == 200
-    assert_error(claim(client, token, other.session_id), 401)
+    expect_error(claim(client, token, other.session_id), 401)
 
 
 def test_claim_in_another_room_than_the_challenge_is_401(client: Client, room_b: str) -> None:
     identity = Identity.generate()
     token = request_challenge(client, identity, DEFAULT_ROOM)
-    assert_error(claim(client, token, identity.session_id, room=room_b), 401)
+    expect_error(claim(client, token, identity.session_id, room=room_b), 401)
     assert not token_works(client, token, room_b)
 
 
@@ -244,7 +210,7 @@ def test_claim_in_another_room_than_the_challenge_is_401(client: Client, room_b:
 def test_claim_without_a_usable_token_is_401(client: Client, token: str | None) -> None:
     identity = Identity.generate()
     request_challenge(client, identity)
-    assert_error(claim(client, token, identity.session_id), 401)
+    expect_error(claim(client, token, identity.session_id), 401)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +226,7 @@ def test_claim_with_a_bad_public_key_is_400(client: Client, body: dict[str, Any]
     identity = Identity.generate()
     token = request_challenge(client, identity)
     result = client.request("POST", "claim_auth_token", body=body, room=DEFAULT_ROOM, token=token)
-    assert_error(result, 400)
+    expect_error(result, 400)
 
 
 # --------------------------------------------------------------------------- using tokens
@@ -272,8 +238,8 @@ def test_a_token_works_only_in_the_room_it_was_claimed_in(client: Client, room_b
     token_b = client.authenticate(identity, room_b)
     assert token_works(client, token_main, DEFAULT_ROOM)
     assert token_works(client, token_b, room_b)
-    assert_error(member_count(client, token_main, room_b), 401)
-    assert_error(member_count(client, token_b, DEFAULT_ROOM), 401)
+    expect_error(member_count(client, token_main, room_b), 401)
+    expect_error(member_count(client, token_b, DEFAULT_ROOM), 401)
 
 
 def test_two_devices_of_one_key_both_hold_live_tokens(client: Client) -> None:
@@ -291,17 +257,17 @@ def test_revoking_a_token_ends_only_that_token(client: Client) -> None:
     laptop = client.authenticate(identity, DEFAULT_ROOM)
     result = client.request("DELETE", "auth_token", room=DEFAULT_ROOM, token=phone)
     assert result == {"status_code": 200}
-    assert_error(member_count(client, phone), 401)
+    expect_error(member_count(client, phone), 401)
     assert token_works(client, laptop)
     # A revoked token is unknown from then on, revoking included.
-    assert_error(client.request("DELETE", "auth_token", room=DEFAULT_ROOM, token=phone), 401)
+    expect_error(client.request("DELETE", "auth_token", room=DEFAULT_ROOM, token=phone), 401)
     assert token_works(client, laptop)
 
 
 def test_revoking_in_another_room_does_not_touch_the_token(client: Client, room_b: str) -> None:
     identity = Identity.generate()
     token = client.authenticate(identity, DEFAULT_ROOM)
-    assert_error(client.request("DELETE", "auth_token", room=room_b, token=token), 401)
+    expect_error(client.request("DELETE", "auth_token", room=room_b, token=token), 401)
     assert token_works(client, token)
 
 
@@ -325,7 +291,7 @@ def test_revoking_in_another_room_does_not_touch_the_token(client: Client, room_
 def test_requests_without_a_valid_token_are_401(
     client: Client, method: str, endpoint: str, token: str | None
 ) -> None:
-    assert_error(client.request(method, endpoint, room=DEFAULT_ROOM, token=token), 401)
+    expect_error(client.request(method, endpoint, room=DEFAULT_ROOM, token=token), 401)
 
 
 # --------------------------------------------------------------------------- Room header, rooms
@@ -347,7 +313,7 @@ def test_missing_room_header_is_400(
     client: Client, method: str, endpoint: str, body: dict[str, Any] | None
 ) -> None:
     token = secrets.token_hex(TOKEN_BYTES)
-    assert_error(client.request(method, endpoint, body=body, token=token), 400)
+    expect_error(client.request(method, endpoint, body=body, token=token), 400)
 
 
 @pytest.mark.parametrize(
@@ -359,7 +325,7 @@ def test_unknown_room_is_404(
 ) -> None:
     token = secrets.token_hex(TOKEN_BYTES)
     result = client.request(method, endpoint, body=body, room="no_such_room", token=token)
-    assert_error(result, 404)
+    expect_error(result, 404)
 
 
 # --------------------------------------------------------------------------- member_count
@@ -397,7 +363,7 @@ def test_member_count_is_per_room(client: Client, fresh_room: str, room_b: str) 
 
 
 def test_member_count_needs_a_token(client: Client) -> None:
-    assert_error(member_count(client, None), 401)
+    expect_error(member_count(client, None), 401)
 
 
 # --------------------------------------------------------------------------- storage
@@ -440,8 +406,8 @@ def test_expired_challenges_and_tokens_answer_401_and_the_client_reauthenticates
 
         for name, c in clients.items():
             identity, pending, claimed = state[name]
-            assert_error(claim(c, pending, identity.session_id), 401)
-            assert_error(member_count(c, claimed), 401)
+            expect_error(claim(c, pending, identity.session_id), 401)
+            expect_error(member_count(c, claimed), 401)
             fresh = c.authenticate(identity, DEFAULT_ROOM)
             # Expired tokens no longer count as members; only the fresh one does.
             assert member_count(c, fresh) == {"status_code": 200, "member_count": 1}
@@ -468,4 +434,4 @@ def test_expired_tokens_are_pruned_from_the_database(server_factory: ServerFacto
             short, "pending_tokens", identity.session_id
         )
 
-    assert wait_until(pruned, timeout=8.0)
+    wait_until(pruned, 8.0, "the expired tokens pruned")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverprocess import REPO_ROOT, Backend
+from harness.server import REPO_ROOT, Backend
 
 SCENARIOS = ["a_poll_1_room", "b_poll_10_rooms", "c_post", "d_mix_95_5"]
 COMMUNITY_SCENARIOS = [

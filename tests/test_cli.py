@@ -11,19 +11,19 @@ from __future__ import annotations
 import base64
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess, run_cli
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, load_public_key_pem
+from harness import probe
+from harness.expect import expect_cli_refused
+from harness.server import ServerProcess, run_cli
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, load_public_key_pem
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 PersonaFactory = Callable[..., Persona]
@@ -49,15 +49,6 @@ def listed_rooms(cli: CliRunner) -> dict[str, str]:
 def listed_moderators(cli: CliRunner, room: str) -> list[str]:
     """`opengroup moderators list ROOM`: one Session id a line."""
     return [line for line in cli("moderators", "list", room).stdout.splitlines() if line]
-
-
-def assert_refused(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    """A failed admin command: non-zero exit, a message with these words, no traceback."""
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output
-    assert "Traceback" not in output
-    for word in words:
-        assert word.lower() in proc.stderr.lower(), proc.stderr
 
 
 def legacy(
@@ -147,13 +138,13 @@ def test_room_ids_at_the_length_limits_are_accepted(cli: CliRunner) -> None:
     ],
 )
 def test_invalid_room_id_is_refused(cli: CliRunner, room: str) -> None:
-    assert_refused(cli("rooms", "add", room, "Bad", check=False), "room id")
+    expect_cli_refused(cli("rooms", "add", room, "Bad", check=False), "room id")
 
 
 def test_adding_an_existing_room_fails_and_keeps_it(cli: CliRunner) -> None:
     room = new_room_id()
     cli("rooms", "add", room, "First")
-    assert_refused(cli("rooms", "add", room, "Second", check=False), room)
+    expect_cli_refused(cli("rooms", "add", room, "Second", check=False), room)
     assert listed_rooms(cli)[room] == "First"
 
 
@@ -189,7 +180,7 @@ def test_rooms_delete_removes_the_room_and_all_its_data_at_once(
 
 
 def test_deleting_an_unknown_room_fails(cli: CliRunner) -> None:
-    assert_refused(cli("rooms", "delete", "no_such_room", check=False), "no_such_room")
+    expect_cli_refused(cli("rooms", "delete", "no_such_room", check=False), "no_such_room")
 
 
 # --------------------------------------------------------------------------- moderators
@@ -237,12 +228,12 @@ BAD_SESSION_IDS = [
 @pytest.mark.parametrize("session_id", BAD_SESSION_IDS)
 def test_invalid_session_id_is_refused(cli: CliRunner, session_id: str) -> None:
     proc = cli("moderators", "add", session_id, DEFAULT_ROOM, check=False)
-    assert_refused(proc, "session id")
+    expect_cli_refused(proc, "session id")
 
 
 def test_invalid_session_id_is_refused_on_delete(cli: CliRunner) -> None:
     proc = cli("moderators", "delete", "05" + "zz" * 32, DEFAULT_ROOM, check=False)
-    assert_refused(proc, "session id")
+    expect_cli_refused(proc, "session id")
 
 
 @pytest.mark.parametrize(
@@ -254,7 +245,7 @@ def test_invalid_session_id_is_refused_on_delete(cli: CliRunner) -> None:
     ],
 )
 def test_moderator_commands_on_an_unknown_room_fail(cli: CliRunner, args: tuple[str, ...]) -> None:
-    assert_refused(cli("moderators", *args, "no_such_room", check=False), "no_such_room")
+    expect_cli_refused(cli("moderators", *args, "no_such_room", check=False), "no_such_room")
 
 
 # --------------------------------------------------------------------------- url, settings, db
@@ -356,14 +347,10 @@ def test_settings_listing_is_a_config_file_of_the_defaults(
 
 def stored_revision(data_dir: Path, database_url: str | None) -> str:
     """The schema revision recorded in a database (alembic_version)."""
-    query = "SELECT version_num FROM alembic_version"
-    if database_url is None:
-        with sqlite3.connect(data_dir / "opengroup.db") as conn:
-            return conn.execute(query).fetchone()[0]
-    with psycopg.connect(database_url) as pg:
-        row = pg.execute(query).fetchone()
-        assert row is not None
-        return row[0]
+    revision: str = probe.value(
+        probe.DatabaseAt(data_dir, database_url), "SELECT version_num FROM alembic_version"
+    )
+    return revision
 
 
 def test_db_upgrade_makes_a_new_database_ready(
@@ -458,7 +445,7 @@ def test_legacy_print_url_uses_the_key_files_given(server: ServerProcess, tmp_pa
 def test_legacy_refuses_bad_input(
     server: ServerProcess, args: tuple[str, ...], words: tuple[str, ...]
 ) -> None:
-    assert_refused(legacy(server, *args, check=False), *words)
+    expect_cli_refused(legacy(server, *args, check=False), *words)
 
 
 def test_legacy_serves_with_its_own_flags(tmp_path: Path, fresh_database_url: str | None) -> None:

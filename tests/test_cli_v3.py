@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityClient
-from sessionclient import DEFAULT_ROOM, Client, Persona
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.expect import expect_cli_refused
+from harness.v2client import DEFAULT_ROOM, Client, Persona
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 PersonaFactory = Callable[..., Persona]
@@ -47,14 +48,6 @@ MAIN = DEFAULT_ROOM
 def new_token(prefix: str = "Room") -> str:
     """A fresh room token in the wider alphabet (upper case and a hyphen)."""
     return f"{prefix}-{os.urandom(3).hex()}"
-
-
-def refused(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output
-    assert "Traceback" not in output
-    for word in words:
-        assert word.lower() in proc.stderr.lower(), proc.stderr
 
 
 def room(c: CommunityClient, token: str, person: BlindedIdentity | None = None) -> dict[str, Any]:
@@ -116,8 +109,8 @@ def test_rooms_differing_only_in_case_are_refused(
 ) -> None:
     token = new_token()
     cli("rooms", "add", token, "First")
-    refused(cli("rooms", "add", token.lower(), "Second", check=False), "exists")
-    refused(cli("rooms", "add", token.upper(), "Third", check=False), "exists")
+    expect_cli_refused(cli("rooms", "add", token.lower(), "Second", check=False), "exists")
+    expect_cli_refused(cli("rooms", "add", token.upper(), "Third", check=False), "exists")
     assert room(setup_community, token)["name"] == "First"
 
 
@@ -154,12 +147,14 @@ def test_rooms_update_changes_name_description_and_image(
 def test_rooms_update_refuses_bad_input(cli: CliRunner, tmp_path: Path) -> None:
     token = new_token()
     cli("rooms", "add", token, "Target")
-    refused(cli("rooms", "update", token, check=False), "nothing to change")
-    refused(cli("rooms", "update", "no_such_room", "--name", "X", check=False), "no such room")
-    refused(cli("rooms", "update", token, "--name", "  ", check=False), "name")
+    expect_cli_refused(cli("rooms", "update", token, check=False), "nothing to change")
+    expect_cli_refused(
+        cli("rooms", "update", "no_such_room", "--name", "X", check=False), "no such room"
+    )
+    expect_cli_refused(cli("rooms", "update", token, "--name", "  ", check=False), "name")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    refused(cli("rooms", "update", token, "--image", str(empty), check=False), "empty")
+    expect_cli_refused(cli("rooms", "update", token, "--image", str(empty), check=False), "empty")
 
 
 def test_rooms_permissions_sets_what_users_may_do_by_default(
@@ -180,7 +175,7 @@ def test_rooms_permissions_sets_what_users_may_do_by_default(
     cli("rooms", "permissions", token, "--read", "--accessible", "--write")
     info = room(community, token, alice)
     assert (info["read"], info["write"], info["upload"]) == (True, True, False)
-    refused(cli("rooms", "permissions", "no_such_room", check=False), "no such room")
+    expect_cli_refused(cli("rooms", "permissions", "no_such_room", check=False), "no such room")
 
 
 # --------------------------------------------------------------------------- moderators
@@ -205,7 +200,9 @@ def test_moderators_add_in_several_rooms_and_delete(
     cli("moderators", "delete", alice.session_id, first)
     assert "moderator" not in room(community, first, alice)
     assert room(community, second, alice)["moderator"] is True
-    refused(cli("moderators", "delete", alice.session_id, first, check=False), "not a moderator")
+    expect_cli_refused(
+        cli("moderators", "delete", alice.session_id, first, check=False), "not a moderator"
+    )
 
 
 def test_moderators_add_admin_hidden_and_visible(
@@ -271,7 +268,7 @@ def test_moderator_commands_refuse_bad_input(
 ) -> None:
     sid = BlindedIdentity.generate().session_id
     args = tuple(sid if a == "SID" else a for a in args)
-    refused(cli("moderators", *args, check=False), *words)
+    expect_cli_refused(cli("moderators", *args, check=False), *words)
     assert sid not in cli("moderators", "list").stdout
 
 
@@ -287,7 +284,7 @@ def test_bans_add_list_and_delete(
     cli("bans", "delete", alice.session_id, MAIN)
     assert (MAIN, alice.session_id) not in bans(cli)
     assert may_read(community, alice) == 200
-    refused(cli("bans", "delete", alice.session_id, MAIN, check=False), "not banned")
+    expect_cli_refused(cli("bans", "delete", alice.session_id, MAIN, check=False), "not banned")
 
 
 def test_a_ban_with_a_timeout_ends_by_itself(
@@ -348,6 +345,6 @@ def test_ban_commands_refuse_bad_input(
     args = tuple(
         sid if a == "SID" else room_moderator.session_id if a == "MOD" else a for a in args
     )
-    refused(cli("bans", "add", *args, check=False), *words)
+    expect_cli_refused(cli("bans", "add", *args, check=False), *words)
     listed = cli("bans", "list").stdout
     assert sid not in listed and room_moderator.session_id not in listed

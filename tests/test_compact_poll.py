@@ -10,13 +10,13 @@ cursors are a per-room 401 / "no cursor", never a failure of the whole poll.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.flows import new_room
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 RESULT_KEYS = {"room_id", "status_code", "messages", "deletions", "moderators"}
 UNKNOWN_ROOM = "no_such_room"
@@ -89,26 +89,19 @@ def join(client: Client, room: str = DEFAULT_ROOM) -> Persona:
     return Persona(identity, client.authenticate(identity, room), room)
 
 
-def add_room(server: ServerProcess) -> str:
-    """Create a fresh room with the admin CLI; returns its id."""
-    room_id = "r_" + secrets.token_hex(6)
-    server.cli("rooms", "add", room_id, "Fresh room")
-    return room_id
-
-
 # --------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
 def second_room(server: ServerProcess) -> str:
     """A second room on the module's server; no test makes anyone its moderator."""
-    return add_room(server)
+    return new_room(server.cli, "r")
 
 
 @pytest.fixture(scope="module")
 def moderated_room(server: ServerProcess) -> tuple[str, str]:
     """(room id, session id of its only moderator)."""
-    room_id = add_room(server)
+    room_id = new_room(server.cli, "r")
     moderator = Identity.generate().session_id
     server.cli("moderators", "add", moderator, room_id)
     return room_id, moderator
@@ -342,7 +335,7 @@ def test_without_a_deletion_cursor_a_poll_gets_the_rooms_newest_deletions(
 ) -> None:
     """Before its first deletion a room has none to give; after it, every poll
     without a deletion cursor gets it, whatever the message cursor."""
-    member = make_persona(room=add_room(server))
+    member = make_persona(room=new_room(server.cli, "r"))
     ids = [post(client, member)["server_id"] for _ in range(2)]
     before = poll_one(client, entry(member))
     delete(client, member, [ids[0]])

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import Client, Identity, Persona, Transport, decrypt_challenge
+from harness.flows import new_room
+from harness.server import ServerProcess
+from harness.v2client import Client, Identity, Persona, Transport, decrypt_challenge
 
 CliRunner = Callable[..., Any]
 T = TypeVar("T")
@@ -93,13 +94,6 @@ class Connections:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def new_room(cli: CliRunner, prefix: str) -> str:
-    """A fresh room (its message ids start at 1), made through the admin CLI."""
-    room_id = f"{prefix}_{secrets.token_hex(4)}"
-    cli("rooms", "add", room_id, f"Room {room_id}")
-    return room_id
 
 
 def run_together(work: Callable[[int, threading.Barrier], T], n: int) -> list[T]:

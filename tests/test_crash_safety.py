@@ -24,11 +24,9 @@ The acknowledgements of all the kills add up: each restart re-checks all of them
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import random
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -37,23 +35,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import xeddsa
-from communityclient import BlindedIdentity, CommunityClient, WireFormatError
-from communityclient import Transport as CommunityTransport
-from communityhelpers import b64, message_body, posted, session_padded
-from nacl.signing import VerifyKey
-from serverprocess import ServerProcess
-from sessionclient import (
+from harness import probe
+from harness.communityclient import BlindedIdentity, CommunityClient, WireFormatError
+from harness.communityclient import Transport as CommunityTransport
+from harness.flows import b64, message_body, posted, session_padded
+from harness.server import ServerProcess
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Persona,
     Transport,
     encode_visible_message,
-    make_message_body,
-    pad_message,
+    signed_message,
 )
+from nacl.signing import VerifyKey
 
 SERVER_ENV = {  # no limit may refuse a request of the burst
     "OPENGROUP_POST_RATE_LIMIT_SECONDS": "0",
@@ -145,9 +142,8 @@ def ledger() -> Ledger:
 
 def new_post(persona: Persona, n: int) -> dict[str, Any]:
     """A fresh, signed, padded message body, unique by its text."""
-    padded = pad_message(encode_visible_message(f"crash {n} {os.urandom(8).hex()}"))
-    return make_message_body(
-        persona.identity, padded, persona.identity.sign(padded), int(time.time() * 1000)
+    return signed_message(
+        persona.identity, encode_visible_message(f"crash {n} {os.urandom(8).hex()}")
     )
 
 
@@ -247,11 +243,7 @@ def signature_is_valid(session_id: str, data_b64: str, signature_b64: str) -> bo
 
 def database_rows(server: ServerProcess, query: str) -> list[tuple[Any, ...]]:
     """Rows of a query, read from the server's database itself."""
-    if server.database_url is None:
-        with contextlib.closing(sqlite3.connect(server.data_dir / "opengroup.db")) as conn:
-            return conn.execute(query).fetchall()
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
-        return conn.execute(query).fetchall()
+    return probe.run(server, query)
 
 
 # --------------------------------------------------------------------------- the test

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverprocess import REPO_ROOT, run_cli
+from harness.server import REPO_ROOT, run_cli
 
 from opengroup.config import SETTINGS, Settings
 

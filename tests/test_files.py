@@ -15,16 +15,16 @@ import contextlib
 import hashlib
 import os
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness import probe
+from harness.expect import expect_error
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 CliRunner = Callable[..., Any]
 ServerFactory = Callable[..., ServerProcess]
@@ -35,13 +35,6 @@ DEFAULT_MAX_UPLOAD = 10_000_000
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_error(result: dict[str, Any], status: int) -> None:
-    """The one error shape: exactly {"status_code": N, "error": "<short reason>"}."""
-    assert result["status_code"] == status, result
-    assert set(result) == {"status_code", "error"}, result
-    assert isinstance(result["error"], str) and result["error"], result
 
 
 def upload(
@@ -67,16 +60,8 @@ def uploaded_id(client: Client, token: str, data: bytes, room: str = DEFAULT_ROO
 
 
 def file_row_exists(server: ServerProcess, file_id: int) -> bool:
-    """Whether the files table still holds file_id (SQLite read-only, or PostgreSQL)."""
-    if server.database_url is None:
-        uri = f"file:{server.data_dir / 'opengroup.db'}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            row = conn.execute("SELECT count(*) FROM files WHERE id = ?", (file_id,)).fetchone()
-    else:
-        with psycopg.connect(server.database_url, autocommit=True) as conn:
-            row = conn.execute("SELECT count(*) FROM files WHERE id = %s", (file_id,)).fetchone()
-    assert row is not None
-    return bool(row[0])
+    """Whether the files table still holds file_id."""
+    return bool(probe.value(server, "SELECT count(*) FROM files WHERE id = %s", file_id))
 
 
 ALL_BYTES = bytes(range(256)) * 4
@@ -129,9 +114,9 @@ def test_a_file_is_not_found_in_another_room(
 ) -> None:
     file_id = uploaded_id(client, user.token, b"only in main")
     elsewhere = make_persona(user.identity, room_b)
-    assert_error(download(client, elsewhere.token, file_id, room=room_b), 404)
+    expect_error(download(client, elsewhere.token, file_id, room=room_b), 404)
     # And a token of the other room is unknown in the file's room.
-    assert_error(download(client, elsewhere.token, file_id, room=DEFAULT_ROOM), 401)
+    expect_error(download(client, elsewhere.token, file_id, room=DEFAULT_ROOM), 401)
 
 
 @pytest.mark.parametrize(
@@ -143,7 +128,7 @@ def test_a_file_is_not_found_in_another_room(
     ],
 )
 def test_unknown_file_id_is_404(client: Client, user: Persona, file_id: str) -> None:
-    assert_error(download(client, user.token, file_id), 404)
+    expect_error(download(client, user.token, file_id), 404)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +141,7 @@ def test_unknown_file_id_is_404(client: Client, user: Persona, file_id: str) -> 
     ],
 )
 def test_non_integer_file_id_is_400(client: Client, user: Persona, file_id: str) -> None:
-    assert_error(download(client, user.token, file_id), 400)
+    expect_error(download(client, user.token, file_id), 400)
 
 
 # --------------------------------------------------------------------------- refusals
@@ -172,19 +157,19 @@ def test_non_integer_file_id_is_400(client: Client, user: Persona, file_id: str)
 )
 def test_upload_and_download_need_a_token(client: Client, user: Persona, token: str | None) -> None:
     file_id = uploaded_id(client, user.token, b"members only")
-    assert_error(upload(client, token, b"x"), 401)
-    assert_error(download(client, token, file_id), 401)
+    expect_error(upload(client, token, b"x"), 401)
+    expect_error(download(client, token, file_id), 401)
 
 
 def test_missing_room_header_is_400(client: Client, user: Persona) -> None:
     file_id = uploaded_id(client, user.token, b"x")
-    assert_error(upload(client, user.token, b"x", room=None), 400)
-    assert_error(download(client, user.token, file_id, room=None), 400)
+    expect_error(upload(client, user.token, b"x", room=None), 400)
+    expect_error(download(client, user.token, file_id, room=None), 400)
 
 
 def test_unknown_room_is_404(client: Client, user: Persona) -> None:
-    assert_error(upload(client, user.token, b"x", room="no_such_room"), 404)
-    assert_error(download(client, user.token, FILE_ID_MIN, room="no_such_room"), 404)
+    expect_error(upload(client, user.token, b"x", room="no_such_room"), 404)
+    expect_error(download(client, user.token, FILE_ID_MIN, room="no_such_room"), 404)
 
 
 @pytest.mark.parametrize(
@@ -201,15 +186,15 @@ def test_unknown_room_is_404(client: Client, user: Persona) -> None:
 )
 def test_bad_upload_body_is_400(client: Client, user: Persona, body: dict[str, Any]) -> None:
     result = client.request("POST", "files", body=body, room=DEFAULT_ROOM, token=user.token)
-    assert_error(result, 400)
+    expect_error(result, 400)
 
 
 def test_banned_user_can_neither_upload_nor_download(
     client: Client, user: Persona, banned_user: Persona
 ) -> None:
     file_id = uploaded_id(client, user.token, b"not for the banned")
-    assert_error(upload(client, banned_user.token, b"x"), 403)
-    assert_error(download(client, banned_user.token, file_id), 403)
+    expect_error(upload(client, banned_user.token, b"x"), 403)
+    expect_error(download(client, banned_user.token, file_id), 403)
 
 
 # --------------------------------------------------------------------------- size limit
@@ -225,7 +210,7 @@ def test_upload_of_exactly_the_limit_is_accepted_and_one_byte_more_is_413(
             exact = os.urandom(1000)
             file_id = uploaded_id(c, token, exact)
             assert base64.b64decode(download(c, token, file_id)["result"]) == exact
-            assert_error(upload(c, token, os.urandom(1001)), 413)
+            expect_error(upload(c, token, os.urandom(1001)), 413)
 
 
 def test_default_limit_is_10_000_000_bytes(server: ServerProcess, user: Persona) -> None:
@@ -267,7 +252,7 @@ def test_expired_files_are_404_and_pruned(server_factory: ServerFactory) -> None
         time.sleep(1.5)
 
         for c in clients.values():
-            assert_error(download(c, token, file_id), 404)
+            expect_error(download(c, token, file_id), 404)
         deadline = time.monotonic() + 6.0
         while file_row_exists(short, file_id) and time.monotonic() < deadline:
             time.sleep(0.2)

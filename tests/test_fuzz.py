@@ -39,7 +39,6 @@ import base64
 import hashlib
 import json
 import os
-import sqlite3
 import string
 import struct
 from collections.abc import Callable, Iterator
@@ -48,14 +47,12 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 import httpx
-import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-from serverprocess import ServerProcess
-from sessionclient import (
+from harness import probe
+from harness.server import ServerProcess
+from harness.v2client import (
     CLIENT_LIMITS,
     DEFAULT_ROOM,
     LEGACY_PREFIX,
@@ -68,6 +65,8 @@ from sessionclient import (
     derive_symmetric_key,
     encrypt_onion_payload,
 )
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("OPENGROUP_FUZZ_EXAMPLES", "200"))
 # CI: the same examples every run. OPENGROUP_FUZZ_RANDOM=1: new ground every run (reproduce
@@ -616,15 +615,9 @@ FINGERPRINT_QUERIES = (
 class Storage:
     """Reads the server's database directly, to see what a request really changed."""
 
-    def __init__(self, server: ServerProcess) -> None:
-        """SQLite: the data dir's file; PostgreSQL: the server's database URL."""
-        self._conn: Any
-        if server.database_url is None:
-            self._conn = sqlite3.connect(
-                server.data_dir / "opengroup.db", isolation_level=None, timeout=30
-            )
-        else:
-            self._conn = psycopg.connect(server.database_url, autocommit=True)
+    def __init__(self, conn: Any) -> None:
+        """conn: a connection to the server's database (harness.probe.connect)."""
+        self._conn = conn
 
     def fingerprint(self) -> str:
         """A digest of every row that a client's request may change (bookkeeping aside)."""
@@ -633,10 +626,6 @@ class Storage:
             digest.update(repr(self._conn.execute(query).fetchall()).encode())
         return digest.hexdigest()
 
-    def close(self) -> None:
-        """Release the connection."""
-        self._conn.close()
-
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -644,9 +633,8 @@ class Storage:
 @pytest.fixture(scope="module")
 def storage(server: ServerProcess) -> Iterator[Storage]:
     """Direct read access to the module server's tables."""
-    s = Storage(server)
-    yield s
-    s.close()
+    with probe.connect(server) as conn:
+        yield Storage(conn)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import xeddsa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sessionclient import (
+from harness.v2client import (
     LEGACY_PREFIX,
     Client,
     Identity,

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess, run_cli
-from sessionclient import Client, Identity, encode_visible_message, pad_message
-from storageprobe import dump_tables
+from harness.probe import DatabaseAt, dump_tables
+from harness.server import ServerProcess, run_cli
+from harness.v2client import Client, Identity, encode_visible_message, pad_message
 
 # The reference server's tables, as src/storage.rs creates them.
 MAIN_DDL = "CREATE TABLE IF NOT EXISTS main (id TEXT PRIMARY KEY, name TEXT, image_id TEXT)"
@@ -503,7 +503,7 @@ def test_a_second_run_changes_nothing(tmp_path: Path, fresh_database_url: str | 
     ref = build_reference_dir(tmp_path / "reference")
     data_dir = tmp_path / "data"
     import_legacy(data_dir, fresh_database_url, ref.path)
-    before, keys_before = dump_tables(data_dir, fresh_database_url), key_files(data_dir)
+    before, keys_before = dump_tables(DatabaseAt(data_dir, fresh_database_url)), key_files(data_dir)
     assert len(before["messages"]) == 9
 
     again = import_legacy(data_dir, fresh_database_url, ref.path)
@@ -522,7 +522,7 @@ def test_a_second_run_changes_nothing(tmp_path: Path, fresh_database_url: str | 
         0,
     )
     assert "key pair: already in place" in again.stdout
-    assert dump_tables(data_dir, fresh_database_url) == before
+    assert dump_tables(DatabaseAt(data_dir, fresh_database_url)) == before
     assert key_files(data_dir) == keys_before
 
 
@@ -537,7 +537,7 @@ def test_a_dry_run_reports_the_same_counts_and_writes_nothing(
     assert "dry run: nothing was written" in dry.stdout
     assert "key pair: would copy" in dry.stdout
     assert not data_dir.exists()
-    assert dump_tables(data_dir, fresh_database_url) == {}
+    assert dump_tables(DatabaseAt(data_dir, fresh_database_url)) == {}
     real = import_legacy(data_dir, fresh_database_url, ref.path)
     assert reported_counts(dry.stdout) == reported_counts(real.stdout)
 
@@ -548,12 +548,12 @@ def test_a_dry_run_on_imported_data_reports_nothing_new_and_writes_nothing(
     ref = build_reference_dir(tmp_path / "reference")
     data_dir = tmp_path / "data"
     import_legacy(data_dir, fresh_database_url, ref.path)
-    before = dump_tables(data_dir, fresh_database_url)
+    before = dump_tables(DatabaseAt(data_dir, fresh_database_url))
 
     dry = import_legacy(data_dir, fresh_database_url, ref.path, "--dry-run")
 
     assert set(reported_counts(dry.stdout)["total"].values()) == {0}
-    assert dump_tables(data_dir, fresh_database_url) == before
+    assert dump_tables(DatabaseAt(data_dir, fresh_database_url)) == before
 
 
 def test_a_data_dir_with_another_key_pair_is_refused_untouched(
@@ -562,14 +562,14 @@ def test_a_data_dir_with_another_key_pair_is_refused_untouched(
     ref = build_reference_dir(tmp_path / "reference")
     data_dir = tmp_path / "data"
     run_cli(data_dir, fresh_database_url, "url")  # our own key pair and database
-    before, keys_before = dump_tables(data_dir, fresh_database_url), key_files(data_dir)
+    before, keys_before = dump_tables(DatabaseAt(data_dir, fresh_database_url)), key_files(data_dir)
 
     result = import_legacy(data_dir, fresh_database_url, ref.path, check=False)
 
     assert result.returncode == 1
     assert "holds a different key pair" in result.stderr
     assert "join URL" in result.stderr
-    assert dump_tables(data_dir, fresh_database_url) == before
+    assert dump_tables(DatabaseAt(data_dir, fresh_database_url)) == before
     assert key_files(data_dir) == keys_before
 
 

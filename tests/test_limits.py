@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from serverprocess import Backend, ServerProcess, run_cli
-from sessionclient import (
+from harness.expect import expect_error, expect_rate_limited
+from harness.flows import challenge
+from harness.server import Backend, ServerProcess, run_cli
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,
@@ -112,30 +114,6 @@ def onion_inner(client: Client, inner_text: str) -> dict[str, Any]:
     return decrypt_onion_response(key, resp.text)
 
 
-def assert_error(result: dict[str, Any], status: int, error: str | None = None) -> None:
-    """The one error shape, with the exact text when given."""
-    assert result["status_code"] == status, result
-    assert set(result) == {"status_code", "error"}, result
-    assert isinstance(result["error"], str) and result["error"], result
-    if error is not None:
-        assert result["error"] == error, result
-
-
-def assert_rate_limited(result: dict[str, Any], most_seconds: float) -> None:
-    """429 with an integer retry hint of at least 1 s and at most ``most_seconds``."""
-    assert result["status_code"] == 429, result
-    assert set(result) == {"status_code", "error", "retry_after"}, result
-    retry = result["retry_after"]
-    assert isinstance(retry, int) and not isinstance(retry, bool), result
-    assert 1 <= retry <= most_seconds, result
-
-
-def challenge(client: Client, identity: Identity, room: str = DEFAULT_ROOM) -> dict[str, Any]:
-    """GET auth_token_challenge for the identity in a room."""
-    endpoint = f"auth_token_challenge?public_key={identity.session_id}"
-    return client.request("GET", endpoint, room=room)
-
-
 def challenged_token(client: Client, identity: Identity, room: str = DEFAULT_ROOM) -> str:
     """A challenge's token, decrypted but not claimed."""
     result = challenge(client, identity, room)
@@ -208,7 +186,7 @@ def test_a_direct_body_of_exactly_max_request_body_bytes_is_served_one_byte_more
     assert exact.status_code == 200, exact.text[:300]
     assert exact.json() == {"status_code": 200, "results": []}
     assert over.status_code == 413, over.text[:300]
-    assert_error(over.json(), 413)
+    expect_error(over.json(), 413)
 
 
 def onion_blob_of_size(server_public_key: bytes, size: int) -> tuple[bytes, bytes]:
@@ -246,7 +224,7 @@ def test_a_poll_of_exactly_max_poll_rooms_is_served_one_room_more_is_413(
 
     assert exact["status_code"] == 200, exact
     assert [r["status_code"] for r in exact["results"]] == [404] * TIGHT_POLL_ROOMS
-    assert_error(over, 413)
+    expect_error(over, 413)
 
 
 def test_the_default_max_poll_rooms_is_256(client: Client) -> None:
@@ -254,7 +232,7 @@ def test_the_default_max_poll_rooms_is_256(client: Client) -> None:
     over = client.compact_poll(poll_entries(257))
 
     assert exact["status_code"] == 200 and len(exact["results"]) == 256, exact["status_code"]
-    assert_error(over, 413)
+    expect_error(over, 413)
 
 
 # --------------------------------------------------------------------------- JSON nesting
@@ -267,7 +245,7 @@ def test_a_body_nested_exactly_max_json_depth_is_served_one_level_more_is_400(
     over = call_raw(tight_client, "POST", "compact_poll", nested_body(TIGHT_JSON_DEPTH + 1), {})
 
     assert exact == {"status_code": 200, "results": []}
-    assert_error(over, 400, DEEP_JSON)
+    expect_error(over, 400, DEEP_JSON)
 
 
 def test_the_default_max_json_depth_is_32(client: Client) -> None:
@@ -275,7 +253,7 @@ def test_the_default_max_json_depth_is_32(client: Client) -> None:
     over = call_raw(client, "POST", "compact_poll", nested_body(33), {})
 
     assert exact == {"status_code": 200, "results": []}
-    assert_error(over, 400, DEEP_JSON)
+    expect_error(over, 400, DEEP_JSON)
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting(tight_client: Client) -> None:
@@ -297,7 +275,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting(tight_client: Client) -
 )
 def test_json_nested_far_past_the_limit_is_the_same_400(client: Client, body: str) -> None:
     """Past the JSON parser's own depth limit (1024) the answer does not change."""
-    assert_error(call_raw(client, "POST", "compact_poll", body, {}), 400, DEEP_JSON)
+    expect_error(call_raw(client, "POST", "compact_poll", body, {}), 400, DEEP_JSON)
 
 
 def inner_request_with_headers_of_depth(depth: int) -> str:
@@ -316,8 +294,8 @@ def test_an_onion_inner_request_nested_one_level_past_the_limit_is_an_encrypted_
         far = onion_inner(c, '{"endpoint": "rooms", "headers": ' + "[" * 2000 + "]" * 2000 + "}")
 
     assert exact["status_code"] == 200, exact
-    assert_error(over, 400, DEEP_JSON)
-    assert_error(far, 400, DEEP_JSON)
+    expect_error(over, 400, DEEP_JSON)
+    expect_error(far, 400, DEEP_JSON)
 
 
 def test_an_onion_body_sent_as_an_object_has_the_same_depth_limit_as_a_direct_body(
@@ -334,7 +312,7 @@ def test_an_onion_body_sent_as_an_object_has_the_same_depth_limit_as_a_direct_bo
         exact, over = send(TIGHT_JSON_DEPTH), send(TIGHT_JSON_DEPTH + 1)
 
     assert exact == {"status_code": 200, "results": []}
-    assert_error(over, 400, DEEP_JSON)
+    expect_error(over, 400, DEEP_JSON)
 
 
 # --------------------------------------------------------------------------- pending challenges
@@ -349,7 +327,7 @@ def test_the_challenge_past_max_pending_challenges_per_key_is_429_with_a_retry_h
     refused = challenge(tight_client, identity)
 
     assert accepted == [200] * TIGHT_PENDING
-    assert_rate_limited(refused, PENDING_TTL_SECONDS)
+    expect_rate_limited(refused, PENDING_TTL_SECONDS)
     assert refused["retry_after"] > PENDING_TTL_SECONDS - 60, "hint: when the oldest expires"
 
 
@@ -383,7 +361,7 @@ def test_the_default_max_pending_challenges_per_key_is_16(client: Client) -> Non
     refused = challenge(client, identity)
 
     assert accepted == [200] * 16
-    assert_rate_limited(refused, PENDING_TTL_SECONDS)
+    expect_rate_limited(refused, PENDING_TTL_SECONDS)
 
 
 def test_a_refused_challenge_over_http_carries_a_retry_after_header(

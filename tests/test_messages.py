@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import (
+from harness.flows import (
+    b64,
+    new_room,
+    start_server,
+)
+from harness.server import Backend, ServerProcess
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,
@@ -43,11 +47,6 @@ BodyEdit = Callable[[Body], object]
 def now_ms() -> int:
     """The current time in milliseconds, as clients stamp their messages."""
     return int(time.time() * 1000)
-
-
-def b64(data: bytes) -> str:
-    """Standard padded base64, as clients send."""
-    return base64.b64encode(data).decode()
 
 
 def signed_body(
@@ -140,31 +139,10 @@ def last_deletion_number(client: Client, persona: Persona) -> int:
     return int(latest[-1]["id"]) if latest else 0
 
 
-def add_room(server: ServerProcess) -> str:
-    """Create a fresh room on server with the admin CLI; returns its id."""
-    room_id = "r_" + secrets.token_hex(6)
-    server.cli("rooms", "add", room_id, "Fresh room")
-    return room_id
-
-
 def join(client: Client, room: str = DEFAULT_ROOM, identity: Identity | None = None) -> Persona:
     """Authenticate a (new) identity in a room of client's server."""
     ident = identity or Identity.generate()
     return Persona(ident, client.authenticate(ident, room), room)
-
-
-def start_module_server(
-    tmp_path_factory: pytest.TempPathFactory, backend: Backend, env: dict[str, str]
-) -> Iterator[ServerProcess]:
-    """A module-long extra server with its own settings, data dir and database."""
-    url = backend.new_database_url()
-    proc = ServerProcess(tmp_path_factory.mktemp("server") / "data", database_url=url, env=env)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        backend.drop_database(url)
 
 
 def is_int(value: object) -> bool:
@@ -178,7 +156,7 @@ def is_int(value: object) -> bool:
 @pytest.fixture(scope="module")
 def second_room(server: ServerProcess) -> str:
     """Another room on the module's server, beside `main`."""
-    return add_room(server)
+    return new_room(server.cli, "r")
 
 
 @pytest.fixture(scope="module")
@@ -186,9 +164,7 @@ def paging_server(
     tmp_path_factory: pytest.TempPathFactory, backend: Backend
 ) -> Iterator[ServerProcess]:
     """A server without posting rate limit, for filling a room quickly."""
-    yield from start_module_server(
-        tmp_path_factory, backend, {"OPENGROUP_POST_RATE_LIMIT_SECONDS": "0"}
-    )
+    yield from start_server(tmp_path_factory, backend, {"OPENGROUP_POST_RATE_LIMIT_SECONDS": "0"})
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +187,7 @@ def objects_server(
     tmp_path_factory: pytest.TempPathFactory, backend: Backend
 ) -> Iterator[ServerProcess]:
     """A server whose deletions use the format released clients read."""
-    yield from start_module_server(
-        tmp_path_factory, backend, {"OPENGROUP_DELETIONS_FORMAT": "objects"}
-    )
+    yield from start_server(tmp_path_factory, backend, {"OPENGROUP_DELETIONS_FORMAT": "objects"})
 
 
 @pytest.fixture(params=["http", "onion"], ids=["http", "onion"])
@@ -286,7 +260,7 @@ def test_public_key_may_be_left_out_as_ios_does(client: Client, user: Persona) -
 def test_server_ids_are_integers_counting_up_from_one_per_room(
     server: ServerProcess, make_persona: Callable[..., Persona]
 ) -> None:
-    first_room, other_room = add_room(server), add_room(server)
+    first_room, other_room = new_room(server.cli, "r"), new_room(server.cli, "r")
     author = make_persona(room=first_room)
     elsewhere = make_persona(author.identity, room=other_room)
     with server.client("http") as http, server.client("onion") as onion:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Persona
 from prometheus_client.parser import text_string_to_metric_families
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Persona
 
 ServerFactory = Callable[..., ServerProcess]
 PersonaFactory = Callable[..., Persona]

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from serverprocess import ServerProcess
-from sessionclient import Identity
+from harness.server import ServerProcess
+from harness.v2client import Identity
 
 from opengroup.storage import migrate
 from opengroup.storage.database import Database

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, decrypt_challenge
+from harness.expect import expect_error, expect_ok
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, decrypt_challenge
 
 PersonaFactory = Callable[..., Persona]
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -28,35 +29,23 @@ QUIET = "quiet"
 # --------------------------------------------------------------------------- helpers
 
 
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    """The answer, after checking it is a success."""
-    assert result["status_code"] == 200, result
-    return result
-
-
-def assert_refused(result: dict[str, Any], status: int) -> None:
-    """An error answer: the status, and a short reason text.
-
-    See docs/spec/SPEC.md section 3, "errors".
-    """
-    assert result["status_code"] == status, result
-    assert isinstance(result.get("error"), str) and result["error"], result
-
-
 def moderators_of(c: Client, reader: Persona) -> list[str]:
     """GET /moderators of the reader's room."""
-    return ok(c.request("GET", "moderators", room=reader.room, token=reader.token))["moderators"]
+    result = expect_ok(c.request("GET", "moderators", room=reader.room, token=reader.token))
+    return result["moderators"]
 
 
 def block_list_of(c: Client, reader: Persona) -> list[str]:
     """GET /block_list of the reader's room (the reference server's key)."""
-    result = ok(c.request("GET", "block_list", room=reader.room, token=reader.token))
+    result = expect_ok(c.request("GET", "block_list", room=reader.room, token=reader.token))
     return result["banned_members"]
 
 
 def poll_entries(c: Client, *personas: Persona) -> list[dict[str, Any]]:
     """One compact_poll with an entry per persona (its room and token), no cursors."""
-    result = ok(c.compact_poll([{"room_id": p.room, "auth_token": p.token} for p in personas]))
+    result = expect_ok(
+        c.compact_poll([{"room_id": p.room, "auth_token": p.token} for p in personas])
+    )
     return result["results"]
 
 
@@ -96,12 +85,13 @@ def remove_moderator(c: Client, by: Persona, public_key: str) -> dict[str, Any]:
 
 def post(c: Client, author: Persona) -> int:
     """Post a fresh message as the author; returns its server_id."""
-    return ok(c.post_message(author.identity, author.token, author.room))["message"]["server_id"]
+    result = expect_ok(c.post_message(author.identity, author.token, author.room))
+    return result["message"]["server_id"]
 
 
 def message_ids(c: Client, reader: Persona) -> list[int]:
     """server_ids of the newest messages of the reader's room."""
-    result = ok(c.request("GET", "messages", room=reader.room, token=reader.token))
+    result = expect_ok(c.request("GET", "messages", room=reader.room, token=reader.token))
     return [m["server_id"] for m in result["messages"]]
 
 
@@ -186,7 +176,7 @@ def test_new_moderator_has_the_rights_at_once_with_the_token_it_holds(
     client: Client, setup_client: Client, moderator: Persona, user: Persona
 ) -> None:
     assert not can_moderate(setup_client, user)
-    ok(add_moderator(client, moderator, user.session_id))
+    expect_ok(add_moderator(client, moderator, user.session_id))
     assert can_moderate(setup_client, user)
 
 
@@ -201,9 +191,9 @@ def test_adding_an_existing_moderator_again_answers_200_and_lists_it_once(
 def test_member_cannot_add_a_moderator(
     client: Client, setup_client: Client, user: Persona, other_user: Persona
 ) -> None:
-    assert_refused(add_moderator(client, user, other_user.session_id), 403)
+    expect_error(add_moderator(client, user, other_user.session_id), 403)
     assert other_user.session_id not in moderators_of(setup_client, user)
-    assert_refused(add_moderator(client, user, user.session_id), 403)
+    expect_error(add_moderator(client, user, user.session_id), 403)
     assert user.session_id not in moderators_of(setup_client, user)
 
 
@@ -219,10 +209,10 @@ def test_add_moderator_acts_in_the_room_named_in_the_body(
     target = Identity.generate().session_id
     lobby_reader = make_persona(room=LOBBY)
     # The main moderator's token is a main token: in the lobby it is unknown.
-    assert_refused(add_moderator(client, moderator, target, room=LOBBY), 401)
+    expect_error(add_moderator(client, moderator, target, room=LOBBY), 401)
     # Authenticated in the lobby, the main moderator is only a member there.
     as_lobby_member = make_persona(moderator.identity, room=LOBBY)
-    assert_refused(add_moderator(client, as_lobby_member, target, room=LOBBY), 403)
+    expect_error(add_moderator(client, as_lobby_member, target, room=LOBBY), 403)
     assert target not in moderators_of(setup_client, lobby_reader)
 
     # The lobby's moderator, sending Room: main, adds to the lobby and not to main.
@@ -240,7 +230,7 @@ def test_add_moderator_acts_in_the_room_named_in_the_body(
 
 def test_add_moderator_to_an_unknown_room_is_404(client: Client, moderator: Persona) -> None:
     target = Identity.generate().session_id
-    assert_refused(add_moderator(client, moderator, target, room="no_such_room"), 404)
+    expect_error(add_moderator(client, moderator, target, room="no_such_room"), 404)
 
 
 @pytest.mark.parametrize(
@@ -261,7 +251,7 @@ def test_add_moderator_with_a_room_id_that_is_not_a_string_is_400(
         room=MAIN,
         token=moderator.token,
     )
-    assert_refused(result, 400)
+    expect_error(result, 400)
 
 
 # --------------------------------------------------------------------------- DELETE /moderators
@@ -270,7 +260,7 @@ def test_add_moderator_with_a_room_id_that_is_not_a_string_is_400(
 def test_moderator_removes_a_moderator_who_loses_the_rights_at_once(
     client: Client, setup_client: Client, moderator: Persona, user: Persona
 ) -> None:
-    ok(add_moderator(setup_client, moderator, user.session_id))
+    expect_ok(add_moderator(setup_client, moderator, user.session_id))
     assert can_moderate(setup_client, user)
 
     assert remove_moderator(client, moderator, user.session_id) == {"status_code": 200}
@@ -284,7 +274,7 @@ def test_moderator_removes_a_moderator_who_loses_the_rights_at_once(
 def test_member_cannot_remove_a_moderator(
     client: Client, setup_client: Client, user: Persona, moderator: Persona
 ) -> None:
-    assert_refused(remove_moderator(client, user, moderator.session_id), 403)
+    expect_error(remove_moderator(client, user, moderator.session_id), 403)
     assert moderator.session_id in moderators_of(setup_client, user)
     assert can_moderate(setup_client, moderator)
 
@@ -297,8 +287,8 @@ def test_remove_moderator_acts_in_the_room_of_the_room_header(
     lobby_moderator: Persona,
 ) -> None:
     both = make_persona()
-    ok(add_moderator(setup_client, moderator, both.session_id))
-    ok(add_moderator(setup_client, lobby_moderator, both.session_id))
+    expect_ok(add_moderator(setup_client, moderator, both.session_id))
+    expect_ok(add_moderator(setup_client, lobby_moderator, both.session_id))
 
     assert remove_moderator(client, moderator, both.session_id) == {"status_code": 200}
 
@@ -349,26 +339,26 @@ def test_a_challenge_fetched_before_the_ban_cannot_be_claimed_after_it(
     client: Client, setup_client: Client, moderator: Persona
 ) -> None:
     identity = Identity.generate()
-    challenge = ok(
+    challenge = expect_ok(
         client.request("GET", f"auth_token_challenge?public_key={identity.session_id}", room=MAIN)
     )["challenge"]
     token = decrypt_challenge(identity, challenge["ciphertext"], challenge["ephemeral_public_key"])
-    ok(ban(setup_client, moderator, identity.session_id))
+    expect_ok(ban(setup_client, moderator, identity.session_id))
 
     claim = client.request(
         "POST", "claim_auth_token", body={"public_key": identity.session_id}, room=MAIN, token=token
     )
-    assert_refused(claim, 403)
+    expect_error(claim, 403)
     # Nothing was claimed: the token is no live token of the room.
-    assert_refused(client.request("GET", "messages", room=MAIN, token=token), 401)
+    expect_error(client.request("GET", "messages", room=MAIN, token=token), 401)
 
 
 def test_member_cannot_ban(
     client: Client, setup_client: Client, user: Persona, other_user: Persona, moderator: Persona
 ) -> None:
-    assert_refused(ban(client, user, other_user.session_id), 403)
+    expect_error(ban(client, user, other_user.session_id), 403)
     assert other_user.session_id not in block_list_of(setup_client, moderator)
-    assert ok(setup_client.request("GET", "messages", room=MAIN, token=other_user.token))
+    assert expect_ok(setup_client.request("GET", "messages", room=MAIN, token=other_user.token))
 
 
 def test_banning_a_banned_key_answers_200_with_a_json_body(
@@ -395,7 +385,7 @@ def test_block_list_answers_the_same_list_under_both_keys(
     victims = [Identity.generate().session_id for _ in range(2)]
     before = set(block_list_of(setup_client, moderator))
     for key in victims:
-        ok(ban(setup_client, moderator, key))
+        expect_ok(ban(setup_client, moderator, key))
 
     result = client.request("GET", "block_list", room=MAIN, token=user.token)
 
@@ -409,23 +399,23 @@ def test_block_list_answers_the_same_list_under_both_keys(
 def test_unban_lets_the_key_back_in_with_its_old_token_and_new_ones(
     client: Client, setup_client: Client, moderator: Persona, user: Persona
 ) -> None:
-    ok(ban(setup_client, moderator, user.session_id))
-    assert_refused(setup_client.request("GET", "messages", room=MAIN, token=user.token), 403)
+    expect_ok(ban(setup_client, moderator, user.session_id))
+    expect_error(setup_client.request("GET", "messages", room=MAIN, token=user.token), 403)
 
     assert unban(client, moderator, user.session_id) == {"status_code": 200}
 
-    ok(setup_client.request("GET", "messages", room=MAIN, token=user.token))
+    expect_ok(setup_client.request("GET", "messages", room=MAIN, token=user.token))
     new_token = setup_client.authenticate(user.identity, MAIN)
-    ok(setup_client.request("GET", "messages", room=MAIN, token=new_token))
+    expect_ok(setup_client.request("GET", "messages", room=MAIN, token=new_token))
     assert user.session_id not in block_list_of(setup_client, moderator)
 
 
 def test_member_cannot_unban(
     client: Client, setup_client: Client, moderator: Persona, user: Persona, banned_user: Persona
 ) -> None:
-    assert_refused(unban(client, user, banned_user.session_id), 403)
+    expect_error(unban(client, user, banned_user.session_id), 403)
     assert banned_user.session_id in block_list_of(setup_client, moderator)
-    assert_refused(setup_client.request("GET", "messages", room=MAIN, token=banned_user.token), 403)
+    expect_error(setup_client.request("GET", "messages", room=MAIN, token=banned_user.token), 403)
 
 
 def test_ban_and_delete_all_bans_and_deletes_every_message_of_the_key(
@@ -450,7 +440,7 @@ def test_ban_and_delete_all_bans_and_deletes_every_message_of_the_key(
     remaining = message_ids(setup_client, other_user)
     assert kept in remaining
     assert not set(doomed) & set(remaining)
-    deleted = ok(
+    deleted = expect_ok(
         setup_client.request(
             "GET",
             f"deleted_messages?from_server_id={min(doomed) - 1}",
@@ -468,7 +458,7 @@ def test_ban_and_delete_all_bans_and_deletes_every_message_of_the_key(
     challenge = setup_client.request(
         "GET", f"auth_token_challenge?public_key={user.session_id}", room=MAIN
     )
-    assert_refused(challenge, 403)
+    expect_error(challenge, 403)
 
 
 def test_member_cannot_ban_and_delete_all(
@@ -486,7 +476,7 @@ def test_member_cannot_ban_and_delete_all(
         room=MAIN,
         token=user.token,
     )
-    assert_refused(result, 403)
+    expect_error(result, 403)
     assert target in message_ids(setup_client, user)
     assert other_user.session_id not in block_list_of(setup_client, moderator)
 
@@ -500,13 +490,13 @@ def test_a_moderator_cannot_be_banned(
     endpoint: str,
 ) -> None:
     """Banning a moderator of the room is 400 (community.ban): remove them first."""
-    ok(add_moderator(setup_client, moderator, user.session_id))
+    expect_ok(add_moderator(setup_client, moderator, user.session_id))
     message = post(setup_client, user)
 
     result = client.request(
         "POST", endpoint, body={"public_key": user.session_id}, room=MAIN, token=moderator.token
     )
-    assert_refused(result, 400)
+    expect_error(result, 400)
     # Not even oneself.
     result = client.request(
         "POST",
@@ -515,7 +505,7 @@ def test_a_moderator_cannot_be_banned(
         room=MAIN,
         token=moderator.token,
     )
-    assert_refused(result, 400)
+    expect_error(result, 400)
 
     assert not {user.session_id, moderator.session_id} & set(block_list_of(setup_client, moderator))
     assert message in message_ids(setup_client, user)
@@ -543,7 +533,7 @@ def test_a_ban_applies_only_to_its_room(
     in_main = make_persona()
     in_lobby = make_persona(in_main.identity, room=LOBBY)
 
-    ok(ban(client, moderator, in_main.session_id))
+    expect_ok(ban(client, moderator, in_main.session_id))
 
     main_entry, lobby_entry = poll_entries(client, in_main, in_lobby)
     assert (main_entry["room_id"], main_entry["status_code"]) == (MAIN, 403)
@@ -563,10 +553,10 @@ def test_an_unban_applies_only_to_its_room(
 ) -> None:
     in_main = make_persona()
     in_lobby = make_persona(in_main.identity, room=LOBBY)
-    ok(ban(setup_client, moderator, in_main.session_id))
-    ok(ban(setup_client, lobby_moderator, in_main.session_id))
+    expect_ok(ban(setup_client, moderator, in_main.session_id))
+    expect_ok(ban(setup_client, lobby_moderator, in_main.session_id))
 
-    ok(unban(client, lobby_moderator, in_main.session_id))
+    expect_ok(unban(client, lobby_moderator, in_main.session_id))
 
     main_entry, lobby_entry = poll_entries(client, in_main, in_lobby)
     assert (main_entry["status_code"], lobby_entry["status_code"]) == (403, 200)
@@ -654,4 +644,4 @@ def test_malformed_public_key_is_400(
         if endpoint == "moderators":
             body["room_id"] = MAIN
         result = client.request("POST", endpoint, body=body, room=MAIN, token=moderator.token)
-    assert_refused(result, 400)
+    expect_error(result, 400)

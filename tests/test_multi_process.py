@@ -36,8 +36,9 @@ from typing import Any
 
 import httpx
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, Transport, decrypt_challenge
+from harness.expect import expect_ok
+from harness.server import Backend, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, Transport, decrypt_challenge
 
 ServerFactory = Callable[..., ServerProcess]
 
@@ -136,12 +137,6 @@ def entries(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[
 # --------------------------------------------------------------------------- helpers
 
 
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    """Assert a 200 answer and hand it back."""
-    assert result["status_code"] == 200, result
-    return result
-
-
 def post(client: Client, persona: Persona, text: str | None = None) -> dict[str, Any]:
     """POST a signed message as `persona`; returns the whole answer."""
     payload = None if text is None else text.encode()
@@ -150,7 +145,7 @@ def post(client: Client, persona: Persona, text: str | None = None) -> dict[str,
 
 def poll_messages(client: Client, persona: Persona, after: int) -> list[dict[str, Any]]:
     """compact_poll one room from a message cursor; the messages of its single result."""
-    result = ok(
+    result = expect_ok(
         client.compact_poll(
             [
                 {
@@ -181,7 +176,7 @@ def test_a_token_claimed_through_one_process_works_through_every_other(
 ) -> None:
     persona = entries.authenticate(Identity.generate())
     for c in entries.rounds():
-        ok(c.request("GET", "member_count", room=DEFAULT_ROOM, token=persona.token))
+        expect_ok(c.request("GET", "member_count", room=DEFAULT_ROOM, token=persona.token))
 
 
 def test_a_challenge_requested_from_one_process_can_be_claimed_on_another(
@@ -190,7 +185,7 @@ def test_a_challenge_requested_from_one_process_can_be_claimed_on_another(
     for k in range(CHECK_ROUNDS):
         identity = Identity.generate()
         asked, claimer, user = entries.at(k), entries.at(k + 1), entries.at(k + 2)
-        challenge = ok(
+        challenge = expect_ok(
             asked.request(
                 "GET", f"auth_token_challenge?public_key={identity.session_id}", room=DEFAULT_ROOM
             )
@@ -206,12 +201,12 @@ def test_a_challenge_requested_from_one_process_can_be_claimed_on_another(
             token=token,
         )
         assert claim == {"status_code": 200}
-        ok(user.request("GET", "messages?limit=1", room=DEFAULT_ROOM, token=token))
+        expect_ok(user.request("GET", "messages?limit=1", room=DEFAULT_ROOM, token=token))
 
 
 def test_a_token_revoked_on_one_process_is_refused_on_every_other(entries: Entries) -> None:
     persona = entries.authenticate(Identity.generate())
-    ok(entries.at(0).request("DELETE", "auth_token", room=DEFAULT_ROOM, token=persona.token))
+    expect_ok(entries.at(0).request("DELETE", "auth_token", room=DEFAULT_ROOM, token=persona.token))
     for c in entries.rounds():
         result = c.request("GET", "member_count", room=DEFAULT_ROOM, token=persona.token)
         assert error_status(result) == 401
@@ -225,7 +220,7 @@ def test_a_message_posted_on_one_process_appears_in_compact_poll_on_every_other(
 ) -> None:
     poster = entries.authenticate(Identity.generate())
     reader = entries.authenticate(Identity.generate())
-    answer = ok(post(entries.at(0), poster))["message"]
+    answer = expect_ok(post(entries.at(0), poster))["message"]
     assert answer["public_key"] == poster.session_id
     for c in entries.rounds():
         assert poll_messages(c, reader, answer["server_id"] - 1) == [answer]
@@ -233,15 +228,15 @@ def test_a_message_posted_on_one_process_appears_in_compact_poll_on_every_other(
 
 def test_a_message_deleted_on_one_process_is_gone_on_every_other(entries: Entries) -> None:
     poster = entries.authenticate(Identity.generate())
-    server_id = ok(post(entries.at(0), poster))["message"]["server_id"]
-    ok(
+    server_id = expect_ok(post(entries.at(0), poster))["message"]["server_id"]
+    expect_ok(
         entries.at(0).request(
             "DELETE", f"messages/{server_id}", room=DEFAULT_ROOM, token=poster.token
         )
     )
     for c in entries.rounds():
         assert poll_messages(c, poster, server_id - 1) == []
-        deleted = ok(
+        deleted = expect_ok(
             c.request(
                 "GET",
                 f"deleted_messages?from_server_id={server_id - 1}",
@@ -255,7 +250,7 @@ def test_a_message_deleted_on_one_process_is_gone_on_every_other(entries: Entrie
 def test_the_post_rate_limit_is_shared_by_all_processes(entries: Entries) -> None:
     persona = entries.authenticate(Identity.generate())
     for k in range(RATE_LIMIT_COUNT):
-        ok(post(entries.at(k), persona))
+        expect_ok(post(entries.at(k), persona))
     sixth = post(entries.at(RATE_LIMIT_COUNT), persona)
     assert sixth["status_code"] == 429, sixth
     # and every process keeps refusing while the window lasts
@@ -286,7 +281,7 @@ def test_simultaneous_posts_some_refused_get_gapless_ids_each_stored_once(
     and some of them are refused: a refused post takes no server_id and leaves no
     trace, and the others are stored exactly as acknowledged."""
     posters = [entries.authenticate(Identity.generate()) for _ in range(3)]
-    head = ok(post(entries.at(0), entries.authenticate(Identity.generate())))
+    head = expect_ok(post(entries.at(0), entries.authenticate(Identity.generate())))
     attempts = [(p, k) for p in posters for k in range(2 * RATE_LIMIT_COUNT)]
     barrier = threading.Barrier(len(attempts), timeout=30)
 
@@ -314,7 +309,7 @@ def test_simultaneous_posts_some_refused_get_gapless_ids_each_stored_once(
 def test_a_file_uploaded_on_one_process_downloads_from_every_other(entries: Entries) -> None:
     persona = entries.authenticate(Identity.generate())
     data = os.urandom(3000)
-    upload = ok(
+    upload = expect_ok(
         entries.at(0).request(
             "POST",
             "files",
@@ -334,7 +329,7 @@ def test_a_room_image_set_on_one_process_is_served_by_every_other(
 ) -> None:
     moderator = entries.authenticate(deployment.moderator)
     image = os.urandom(500)
-    ok(
+    expect_ok(
         entries.at(0).request(
             "POST",
             f"rooms/{DEFAULT_ROOM}/image",
@@ -355,7 +350,7 @@ def test_a_ban_made_on_one_process_applies_on_every_other(
 ) -> None:
     moderator = entries.authenticate(deployment.moderator)
     victim = entries.authenticate(Identity.generate())
-    ok(
+    expect_ok(
         entries.at(0).request(
             "POST",
             "block_list",
@@ -365,7 +360,7 @@ def test_a_ban_made_on_one_process_applies_on_every_other(
         )
     )
     for k, c in enumerate(entries.rounds()):
-        listed = ok(c.request("GET", "block_list", room=DEFAULT_ROOM, token=moderator.token))
+        listed = expect_ok(c.request("GET", "block_list", room=DEFAULT_ROOM, token=moderator.token))
         assert victim.session_id in listed["banned_members"]
         reading = c.request("GET", "messages?limit=1", room=DEFAULT_ROOM, token=victim.token)
         assert error_status(reading) == 403

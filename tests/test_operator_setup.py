@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess, free_port, run_cli, server_env
-from sessionclient import DEFAULT_ROOM, Client, load_public_key_pem
+from harness.server import ServerProcess, free_port, run_cli, server_env
+from harness.v2client import DEFAULT_ROOM, Client, load_public_key_pem
 
 PRIVATE_PEM = "x25519_private_key.pem"
 PUBLIC_PEM = "x25519_public_key.pem"

@@ -24,21 +24,19 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sessionclient import (
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,
     Persona,
     encode_visible_message,
-    make_message_body,
-    pad_message,
+    signed_message,
 )
 
 PersonaFactory = Callable[..., Persona]
@@ -203,10 +201,7 @@ def compact_poll(s: Scene, c: Client, who: Caller) -> dict[str, Any]:
 
 def post_message(s: Scene, c: Client, who: Caller) -> dict[str, Any]:
     """A correctly signed message by the caller's key."""
-    padded = pad_message(encode_visible_message("permission check"))
-    body = make_message_body(
-        who.identity, padded, who.identity.sign(padded), int(time.time() * 1000)
-    )
+    body = signed_message(who.identity, encode_visible_message("permission check"))
     return _req(s, c, who, "POST", "messages", body)
 
 

@@ -12,15 +12,16 @@ sequence of their own) can be checked to continue too.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import Client, Identity, Persona
+from harness.expect import expect_ok
+from harness.flows import b64
+from harness.server import Backend, ServerProcess
+from harness.v2client import Client, Identity, Persona
 
 ROOM = "persist"
 FILE_BYTES = b"a file that must outlive the server\x00\xff"
@@ -63,17 +64,6 @@ def server(
     backend.drop_database(database_url)
 
 
-def ok(result: dict[str, Any]) -> dict[str, Any]:
-    """A setup step's answer, which must be a success."""
-    assert result["status_code"] == 200, result
-    return result
-
-
-def b64(data: bytes) -> str:
-    """Standard padded base64, as clients send."""
-    return base64.b64encode(data).decode()
-
-
 @pytest.fixture(scope="module")
 def before(graceful: bool, server: ServerProcess, setup_client: Client) -> Before:
     """Arrange the state, then take the server down and bring it back."""
@@ -87,20 +77,20 @@ def before(graceful: bool, server: ServerProcess, setup_client: Client) -> Befor
     banned = Persona(banned_identity, setup_client.authenticate(banned_identity, ROOM), ROOM)
 
     posted = [
-        ok(setup_client.post_message(member_identity, member.token, ROOM))["message"]
+        expect_ok(setup_client.post_message(member_identity, member.token, ROOM))["message"]
         for _ in range(3)
     ]
-    file_id = ok(
+    file_id = expect_ok(
         setup_client.request(
             "POST", "files", body={"file": b64(FILE_BYTES)}, room=ROOM, token=member.token
         )
     )["result"]
-    ok(
+    expect_ok(
         setup_client.request(
             "POST", f"rooms/{ROOM}/image", body={"file": b64(IMAGE_BYTES)}, token=moderator.token
         )
     )
-    ok(
+    expect_ok(
         setup_client.request(
             "POST",
             "block_list",
@@ -109,13 +99,13 @@ def before(graceful: bool, server: ServerProcess, setup_client: Client) -> Befor
             token=moderator.token,
         )
     )
-    member_count = ok(setup_client.request("GET", "member_count", room=ROOM, token=member.token))[
-        "member_count"
-    ]
+    member_count = expect_ok(
+        setup_client.request("GET", "member_count", room=ROOM, token=member.token)
+    )["member_count"]
 
     # Last acknowledged write: delete the newest message (its id must never come back).
     newest = posted[-1]["server_id"]
-    ok(setup_client.request("DELETE", f"messages/{newest}", room=ROOM, token=member.token))
+    expect_ok(setup_client.request("DELETE", f"messages/{newest}", room=ROOM, token=member.token))
 
     server.restart(graceful=graceful)
     return Before(member, moderator, banned, posted[:-1], newest, file_id, member_count)
@@ -189,7 +179,7 @@ def test_server_ids_and_deletion_numbers_continue(setup_client: Client, before: 
     assert posted["status_code"] == 200, posted
     new_id = posted["message"]["server_id"]
     assert new_id == before.deleted_server_id + 1  # no id handed out twice
-    ok(setup_client.request("DELETE", f"messages/{new_id}", room=ROOM, token=member.token))
+    expect_ok(setup_client.request("DELETE", f"messages/{new_id}", room=ROOM, token=member.token))
     deletions = setup_client.request("GET", "deleted_messages", room=ROOM, token=member.token)
     assert deletions["ids"] == [
         {"id": 1, "deleted_message_id": before.deleted_server_id},

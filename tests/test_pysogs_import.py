@@ -1,6 +1,6 @@
 """`opengroup import-pysogs`: a pysogs server taken over with its key, history and people.
 
-The pysogs server is built by tests/pysogsdata.py from pysogs' own schema file,
+The pysogs server is built by tests/harness/pysogsdata.py from pysogs' own schema file,
 written the way pysogs writes (its triggers number the seqnos). It is imported
 with the CLI, our real server is started on the result, and what clients see
 is checked over HTTP and onion requests against what pysogs would answer for
@@ -26,11 +26,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from communityclient import BlindedIdentity, CommunityClient, sogs_headers
-from pysogsdata import PysogsData, build_pysogs, pysogs_padded
-from serverprocess import REPO_ROOT, Backend, ServerProcess, run_cli, server_env
-from sessionclient import Identity
-from storageprobe import dump_tables
+from harness import probe
+from harness.communityclient import BlindedIdentity, CommunityClient, sogs_headers
+from harness.pysogsdata import PysogsData, build_pysogs, pysogs_padded
+from harness.server import REPO_ROOT, Backend, ServerProcess, run_cli, server_env
+from harness.v2client import Identity
 
 SERVER_ENV = {"OPENGROUP_DELETIONS_FORMAT": "objects"}
 LOBBY = "lobby"
@@ -143,16 +143,12 @@ def import_pysogs(
 
 def our_value(data_dir: Path, database_url: str | None, sql: str) -> Any:
     """One value of our database."""
-    if database_url is None:
-        conn = sqlite3.connect(data_dir / "opengroup.db")
-        try:
-            return conn.execute(sql).fetchone()[0]
-        finally:
-            conn.close()
-    with psycopg.connect(database_url) as pg:
-        row = pg.execute(sql).fetchone()
-        assert row is not None
-        return row[0]
+    return probe.value(probe.DatabaseAt(data_dir, database_url), sql)
+
+
+def our_tables(data_dir: Path, database_url: str | None) -> probe.Tables:
+    """Every row of our database."""
+    return probe.dump_tables(probe.DatabaseAt(data_dir, database_url))
 
 
 def since(community: CommunityClient, room: str, seqno: int, who: BlindedIdentity) -> Any:
@@ -414,14 +410,14 @@ def test_a_second_import_changes_nothing(
 ) -> None:
     data_dir = tmp_path / "data"
     import_pysogs(data_dir, fresh_database_url, str(pysogs.path))
-    before = dump_tables(data_dir, fresh_database_url)
+    before = our_tables(data_dir, fresh_database_url)
     again = import_pysogs(data_dir, fresh_database_url, str(pysogs.path))
-    assert dump_tables(data_dir, fresh_database_url) == before
+    assert our_tables(data_dir, fresh_database_url) == before
     assert "total: imported messages=0 deleted=0 whispers=0 reactions=0 pins=0" in again.stdout
     assert "server: imported users=0" in again.stdout
     checked = import_pysogs(data_dir, fresh_database_url, str(pysogs.path), "--dry-run")
     assert "total: would import messages=0 deleted=0" in checked.stdout
-    assert dump_tables(data_dir, fresh_database_url) == before
+    assert our_tables(data_dir, fresh_database_url) == before
 
 
 def test_a_rerun_imports_what_pysogs_added_since(
@@ -454,7 +450,7 @@ def test_a_rerun_imports_what_pysogs_added_since(
     assert "pins=0 moderators=1 bans=0" in again.stdout
     # A new moderator is a change of the room's details, which servers keep by info_updates.
     assert our_value(data_dir, fresh_database_url, info) > info_before
-    ours = [r for r in dump_tables(data_dir, fresh_database_url)["messages"] if r[0] == LOBBY]
+    ours = [r for r in our_tables(data_dir, fresh_database_url)["messages"] if r[0] == LOBBY]
     assert max(r[1] for r in ours) == new_id
     assert base64.b64decode(next(r for r in ours if r[1] == new_id)[4]) == pysogs_padded(
         b"one more", 40
@@ -469,7 +465,7 @@ def test_a_room_of_ours_with_other_messages_under_the_same_ids_is_left_alone(
 ) -> None:
     data_dir = tmp_path / "data"
     import_pysogs(data_dir, fresh_database_url, str(pysogs.path))
-    before = dump_tables(data_dir, fresh_database_url)
+    before = our_tables(data_dir, fresh_database_url)
     other = tmp_path / "other"
     shutil.copytree(pysogs.path, other)
     conn = sqlite3.connect(other / "sogs.db", isolation_level=None)
@@ -479,7 +475,7 @@ def test_a_room_of_ours_with_other_messages_under_the_same_ids_is_left_alone(
     assert "room lobby: skipped" in result.stdout
     assert "holds other messages under the same ids (e.g. 1)" in result.stderr
     assert "room Dev-Talk (Developers, existing room): imported messages=0" in result.stdout
-    assert dump_tables(data_dir, fresh_database_url)["messages"] == before["messages"]
+    assert our_tables(data_dir, fresh_database_url)["messages"] == before["messages"]
 
 
 def test_a_dry_run_writes_nothing(
@@ -489,7 +485,7 @@ def test_a_dry_run_writes_nothing(
     result = import_pysogs(data_dir, fresh_database_url, str(pysogs.path), "--dry-run")
     assert "room lobby (The Lobby, no database yet): would import messages=6" in result.stdout
     assert not data_dir.exists()
-    assert dump_tables(data_dir, fresh_database_url) == {}
+    assert our_tables(data_dir, fresh_database_url) == {}
 
 
 def test_a_different_key_of_ours_is_refused(
@@ -497,12 +493,12 @@ def test_a_different_key_of_ours_is_refused(
 ) -> None:
     data_dir = tmp_path / "data"
     run_cli(data_dir, fresh_database_url, "url")  # makes our own key pair and database
-    before = dump_tables(data_dir, fresh_database_url)
+    before = our_tables(data_dir, fresh_database_url)
     result = import_pysogs(data_dir, fresh_database_url, str(pysogs.path), check=False)
     assert result.returncode != 0
     assert "holds a different key pair" in result.stderr
     assert "Traceback" not in result.stderr
-    assert dump_tables(data_dir, fresh_database_url) == before
+    assert our_tables(data_dir, fresh_database_url) == before
 
 
 def test_an_older_pysogs_schema_is_refused(pysogs: PysogsData, tmp_path: Path) -> None:
@@ -556,7 +552,7 @@ def with_big_room(pysogs: PysogsData, path: Path, messages: int) -> Path:
 
 def count_messages(data_dir: Path, database_url: str | None, room: str) -> int:
     return sum(
-        1 for row in dump_tables(data_dir, database_url).get("messages", []) if row[0] == room
+        1 for row in our_tables(data_dir, database_url).get("messages", []) if row[0] == room
     )
 
 
@@ -595,12 +591,12 @@ def test_a_killed_import_leaves_a_usable_database_and_the_next_run_completes_it(
     again = import_pysogs(data_dir, fresh_database_url, str(source))
     assert "room big (Big Room, new room): imported messages=40000" in again.stdout
     assert "room lobby (The Lobby, existing room): imported messages=0" in again.stdout
-    complete = dump_tables(data_dir, fresh_database_url)
+    complete = our_tables(data_dir, fresh_database_url)
     reference_dir = tmp_path / "reference"
     reference_url = backend.new_database_url()
     try:
         import_pysogs(reference_dir, reference_url, str(source))
-        reference = dump_tables(reference_dir, reference_url)
+        reference = our_tables(reference_dir, reference_url)
     finally:
         backend.drop_database(reference_url)
     for table in ("messages", "deletions", "reactions", "pins", "files", "direct_messages"):

@@ -21,17 +21,17 @@ process on the same data dir and database (`twin`) shows the state is shared.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from serverprocess import Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona, Transport
+from harness import probe
+from harness.expect import expect_rate_limited
+from harness.flows import challenge
+from harness.server import Backend, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, Transport
 
 ServerFactory = Callable[..., ServerProcess]
 
@@ -100,12 +100,6 @@ def default_server(
 # --------------------------------------------------------------------------- helpers
 
 
-def challenge(client: Client, identity: Identity, room: str = DEFAULT_ROOM) -> dict[str, Any]:
-    """GET auth_token_challenge for the identity in a room."""
-    endpoint = f"auth_token_challenge?public_key={identity.session_id}"
-    return client.request("GET", endpoint, room=room)
-
-
 def upload(client: Client, persona: Persona) -> dict[str, Any]:
     """POST files with a small random file, in the persona's room."""
     body = {"file": base64.b64encode(os.urandom(64)).decode()}
@@ -117,29 +111,9 @@ def statuses(results: list[dict[str, Any]]) -> list[int]:
     return [r["status_code"] for r in results]
 
 
-def assert_rate_limited(result: dict[str, Any], window: float, what: str) -> None:
-    """429, exact shape, an integer retry hint within the window, the limit named."""
-    assert result["status_code"] == 429, result
-    assert set(result) == {"status_code", "error", "retry_after"}, result
-    retry = result["retry_after"]
-    assert isinstance(retry, int) and not isinstance(retry, bool), result
-    assert 1 <= retry <= window, result
-    assert what in result["error"], result
-
-
 def rate_event_count(server: ServerProcess, bucket: str) -> int:
     """Rows of rate_events in a bucket, read straight from the database."""
-    if server.database_url is None:
-        uri = f"file:{server.data_dir / 'opengroup.db'}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            query = "SELECT count(*) FROM rate_events WHERE bucket = ?"
-            row = conn.execute(query, (bucket,)).fetchone()
-    else:
-        with psycopg.connect(server.database_url, autocommit=True) as conn:
-            query = "SELECT count(*) FROM rate_events WHERE bucket = %s"
-            row = conn.execute(query, (bucket,)).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(probe.value(server, "SELECT count(*) FROM rate_events WHERE bucket = %s", bucket))
 
 
 # --------------------------------------------------------------------------- challenges
@@ -152,7 +126,7 @@ def test_challenges_past_the_limit_are_429_with_a_retry_hint(client: Client) -> 
     refused = challenge(client, identity)
 
     assert statuses(accepted) == [200] * CHALLENGES
-    assert_rate_limited(refused, WINDOW_SECONDS, "challenges")
+    expect_rate_limited(refused, WINDOW_SECONDS, "challenges")
 
 
 def test_the_challenge_limit_counts_all_rooms_of_a_key(client: Client) -> None:
@@ -162,8 +136,8 @@ def test_the_challenge_limit_counts_all_rooms_of_a_key(client: Client) -> None:
     accepted += [challenge(client, identity, SECOND_ROOM) for _ in range(CHALLENGES - half)]
 
     assert statuses(accepted) == [200] * CHALLENGES
-    assert_rate_limited(challenge(client, identity), WINDOW_SECONDS, "challenges")
-    assert_rate_limited(challenge(client, identity, SECOND_ROOM), WINDOW_SECONDS, "challenges")
+    expect_rate_limited(challenge(client, identity), WINDOW_SECONDS, "challenges")
+    expect_rate_limited(challenge(client, identity, SECOND_ROOM), WINDOW_SECONDS, "challenges")
 
 
 def test_the_challenge_limit_of_one_key_leaves_other_keys_alone(client: Client) -> None:
@@ -182,7 +156,7 @@ def test_moderators_are_exempt_from_the_challenge_limit_in_their_room_only(
     in_their_room = [challenge(client, identity) for _ in range(CHALLENGES + 2)]
 
     assert statuses(in_their_room) == [200] * (CHALLENGES + 2)
-    assert_rate_limited(challenge(client, identity, SECOND_ROOM), WINDOW_SECONDS, "challenges")
+    expect_rate_limited(challenge(client, identity, SECOND_ROOM), WINDOW_SECONDS, "challenges")
 
 
 def test_challenges_are_served_again_after_the_retry_hint(setup_client: Client) -> None:
@@ -222,7 +196,7 @@ def test_uploads_past_the_limit_are_429_with_a_retry_hint(client: Client, user: 
     refused = upload(client, user)
 
     assert statuses(accepted) == [200] * UPLOADS
-    assert_rate_limited(refused, WINDOW_SECONDS, "uploads")
+    expect_rate_limited(refused, WINDOW_SECONDS, "uploads")
 
 
 def test_the_upload_limit_is_per_room(
@@ -359,7 +333,7 @@ def test_the_default_challenge_limit_is_20_per_minute_per_key(
         refused = challenge(c, identity)
 
     assert statuses(asked) == [200] * 20
-    assert_rate_limited(refused, 60, "challenges")
+    expect_rate_limited(refused, 60, "challenges")
 
 
 @pytest.mark.parametrize("transport", ["http", "onion"])
@@ -373,4 +347,4 @@ def test_the_default_upload_limit_is_10_per_minute_per_user_and_room(
         refused = upload(c, persona)
 
     assert statuses(uploaded) == [200] * 10
-    assert_rate_limited(refused, 60, "uploads")
+    expect_rate_limited(refused, 60, "uploads")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity
 
 ServerFactory = Callable[..., ServerProcess]
 Line = tuple[str, str, str, int]

@@ -15,28 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.expect import expect_error
+from harness.flows import new_room
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 CliRunner = Callable[..., Any]
 ServerFactory = Callable[..., ServerProcess]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_error(result: dict[str, Any], status: int) -> None:
-    """The one error shape: exactly {"status_code": N, "error": "<short reason>"}."""
-    assert result["status_code"] == status, result
-    assert set(result) == {"status_code", "error"}, result
-    assert isinstance(result["error"], str) and result["error"], result
-
-
-def new_room(cli: CliRunner, prefix: str, name: str | None = None) -> str:
-    """Create a room with a fresh id through the admin CLI."""
-    room_id = f"{prefix}_{secrets.token_hex(4)}"
-    cli("rooms", "add", room_id, name or f"Room {room_id}")
-    return room_id
 
 
 def set_image(
@@ -127,7 +115,7 @@ def test_rooms_added_with_the_cli_appear_and_deleted_ones_go(
 
     cli("rooms", "delete", room_id)
     assert room_id not in [r["id"] for r in client.request("GET", "rooms")["rooms"]]
-    assert_error(client.request("GET", f"rooms/{room_id}"), 404)
+    expect_error(client.request("GET", f"rooms/{room_id}"), 404)
 
 
 @pytest.mark.parametrize(
@@ -138,14 +126,14 @@ def test_rooms_added_with_the_cli_appear_and_deleted_ones_go(
     ],
 )
 def test_unknown_room_is_404(client: Client, endpoint: str) -> None:
-    assert_error(client.request("GET", endpoint), 404)
+    expect_error(client.request("GET", endpoint), 404)
 
 
 # --------------------------------------------------------------------------- room image
 
 
 def test_room_without_an_image_answers_404(client: Client, imageless_room: ModeratedRoom) -> None:
-    assert_error(get_image(client, imageless_room[0]), 404)
+    expect_error(get_image(client, imageless_room[0]), 404)
 
 
 def test_moderator_sets_the_image_without_a_room_header_and_anyone_gets_it(
@@ -174,7 +162,7 @@ def test_the_room_header_does_not_redirect_the_image(
     result = set_image(client, room_id, mod.token, data, room=DEFAULT_ROOM)
     assert result == {"status_code": 200, "room_id": room_id}
     assert base64.b64decode(get_image(client, room_id)["result"]) == data
-    assert_error(get_image(client, DEFAULT_ROOM), 404)  # no test of this module sets main's
+    expect_error(get_image(client, DEFAULT_ROOM), 404)  # no test of this module sets main's
 
 
 def test_a_member_who_is_not_moderator_cannot_set_the_image(
@@ -182,15 +170,15 @@ def test_a_member_who_is_not_moderator_cannot_set_the_image(
 ) -> None:
     room_id, _ = imageless_room
     member = make_persona(room=room_id)
-    assert_error(set_image(client, room_id, member.token, image_bytes(100)), 403)
-    assert_error(get_image(client, room_id), 404)
+    expect_error(set_image(client, room_id, member.token, image_bytes(100)), 403)
+    expect_error(get_image(client, room_id), 404)
 
 
 def test_setting_the_image_needs_a_token(client: Client, imageless_room: ModeratedRoom) -> None:
     room_id, _ = imageless_room
-    assert_error(set_image(client, room_id, None, image_bytes(100)), 401)
-    assert_error(set_image(client, room_id, secrets.token_hex(48), image_bytes(100)), 401)
-    assert_error(get_image(client, room_id), 404)
+    expect_error(set_image(client, room_id, None, image_bytes(100)), 401)
+    expect_error(set_image(client, room_id, secrets.token_hex(48), image_bytes(100)), 401)
+    expect_error(get_image(client, room_id), 404)
 
 
 def test_a_moderator_of_another_room_cannot_set_the_image(
@@ -202,11 +190,11 @@ def test_a_moderator_of_another_room_cannot_set_the_image(
     room_id = imageless_room[0]
     other_mod = other_room[1]
     # Tokens are per room: the other room's token is unknown here.
-    assert_error(set_image(client, room_id, other_mod.token, image_bytes(100)), 401)
+    expect_error(set_image(client, room_id, other_mod.token, image_bytes(100)), 401)
     # With a token of this room, the same key is an ordinary member here.
     here = make_persona(other_mod.identity, room_id)
-    assert_error(set_image(client, room_id, here.token, image_bytes(100)), 403)
-    assert_error(get_image(client, room_id), 404)
+    expect_error(set_image(client, room_id, here.token, image_bytes(100)), 403)
+    expect_error(get_image(client, room_id), 404)
 
 
 @pytest.mark.parametrize(
@@ -223,12 +211,12 @@ def test_a_bad_image_body_is_400(
 ) -> None:
     room_id, mod = imageless_room
     result = client.request("POST", f"rooms/{room_id}/image", body=body, token=mod.token)
-    assert_error(result, 400)
-    assert_error(get_image(client, room_id), 404)
+    expect_error(result, 400)
+    expect_error(get_image(client, room_id), 404)
 
 
 def test_setting_the_image_of_an_unknown_room_is_404(client: Client, moderator: Persona) -> None:
-    assert_error(set_image(client, "no_such_room", moderator.token, image_bytes(100)), 404)
+    expect_error(set_image(client, "no_such_room", moderator.token, image_bytes(100)), 404)
 
 
 def test_an_image_over_the_upload_limit_is_413(server_factory: ServerFactory) -> None:
@@ -240,7 +228,7 @@ def test_an_image_over_the_upload_limit_is_413(server_factory: ServerFactory) ->
             token = c.authenticate(identity, DEFAULT_ROOM)
             exact = image_bytes(1000)
             assert set_image(c, DEFAULT_ROOM, token, exact)["status_code"] == 200
-            assert_error(set_image(c, DEFAULT_ROOM, token, image_bytes(1001)), 413)
+            expect_error(set_image(c, DEFAULT_ROOM, token, image_bytes(1001)), 413)
             assert base64.b64decode(get_image(c, DEFAULT_ROOM)["result"]) == exact
 
 
@@ -267,7 +255,7 @@ def test_room_images_never_expire_while_files_do(server_factory: ServerFactory) 
 
         time.sleep(3)
 
-        assert_error(c.request("GET", file_endpoint, room=DEFAULT_ROOM, token=token), 404)
+        expect_error(c.request("GET", file_endpoint, room=DEFAULT_ROOM, token=token), 404)
         assert get_image(c, DEFAULT_ROOM) == {
             "status_code": 200,
             "result": base64.b64encode(image).decode(),

@@ -21,13 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from psycopg import sql
-from serverprocess import REPO_ROOT, ServerProcess, run_cli, server_env
-from sessionclient import (
+from harness import probe
+from harness.server import REPO_ROOT, ServerProcess, run_cli, server_env
+from harness.v2client import (
     DEFAULT_ROOM,
     Client,
     Identity,
@@ -36,6 +35,7 @@ from sessionclient import (
     encode_visible_message,
     pad_message,
 )
+from psycopg import sql
 
 ServerFactory = Callable[..., ServerProcess]
 
@@ -69,7 +69,7 @@ def database_dump(server: ServerProcess) -> bytes:
         files = [server.data_dir / f"opengroup.db{suffix}" for suffix in ("", "-wal")]
         return b"".join(f.read_bytes() for f in files if f.exists())
     out: list[bytes] = []
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
+    with probe.connect(server) as conn:
         tables = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         ).fetchall()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import socket
 import struct
 from collections.abc import Callable, Iterator, Mapping
@@ -28,8 +27,9 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess
-from sessionclient import (
+from harness.expect import expect_error
+from harness.server import ServerProcess
+from harness.v2client import (
     DEFAULT_ROOM,
     IV_SIZE,
     ONION_PATH,
@@ -44,16 +44,12 @@ from sessionclient import (
     encode_visible_message,
     encrypt_aes_gcm,
     encrypt_onion_payload,
-    make_message_body,
-    pad_message,
+    signed_message,
 )
 
 TAG_SIZE = 16
 ONION_LIMIT = 10 * 1024 * 1024
 DIGIT_ROOM = "12345"
-SOMEONE = Identity.generate().session_id  # a well-formed session id nobody uses
-
-PersonaFactory = Callable[..., Persona]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -116,14 +112,6 @@ def onion_answer(server: ServerProcess, plaintext: bytes, **extra: Any) -> dict[
     return answer
 
 
-def assert_error(answer: dict[str, Any], status: int) -> None:
-    """The one error shape: exactly a numeric status_code and a short error text."""
-    assert answer.get("status_code") == status, answer
-    assert set(answer) == {"status_code", "error"}, answer
-    assert isinstance(answer["error"], str) and 0 < len(answer["error"]) < 300, answer
-    assert "Traceback" not in answer["error"]
-
-
 def assert_plain_400(resp: httpx.Response) -> None:
     """A refused envelope: HTTP 400 with a short readable text, not an encrypted body."""
     assert resp.status_code == 400, (resp.status_code, resp.text[:300])
@@ -158,13 +146,11 @@ def message_count(setup_client: Client, persona: Persona) -> int:
 
 def message_blob(server: ServerProcess, persona: Persona) -> tuple[bytes, bytes]:
     """A correct onion envelope of a signed POST /messages by persona: (blob, key)."""
-    padded = pad_message(encode_visible_message(f"onion {os.urandom(4).hex()}"))
-    body = make_message_body(persona.identity, padded, persona.identity.sign(padded), 1_700_000)
     return build_onion_request(
         server.public_key,
         "messages",
         "POST",
-        json.dumps(body),
+        json.dumps(signed_message(persona.identity)),
         {"Room": persona.room, "Authorization": persona.token},
     )
 
@@ -188,61 +174,8 @@ def digit_room(cli: Callable[..., Any]) -> str:
 
 # --------------------------------------------------------------------------- same answer as direct
 
-# (method, endpoint, body, who): who is None (no headers), "user" or "moderator".
-# Each request has a deterministic answer (success or error) for both transports.
-EVERY_ENDPOINT = [
-    pytest.param("GET", "rooms", None, None, 200, id="GET rooms"),
-    pytest.param("GET", "rooms/main", None, None, 200, id="GET rooms/main"),
-    pytest.param("GET", "rooms/main/image", None, None, 404, id="GET rooms/main/image"),
-    pytest.param("POST", "rooms/main/image", {"file": "AA=="}, "user", 403, id="POST room image"),
-    pytest.param("GET", "auth_token_challenge?public_key=zz", None, "user", 400, id="challenge"),
-    pytest.param("POST", "claim_auth_token", {"public_key": "x"}, "user", 400, id="claim"),
-    pytest.param("GET", "member_count", None, "user", 200, id="GET member_count"),
-    pytest.param("POST", "compact_poll", {"requests": []}, None, 200, id="POST compact_poll"),
-    pytest.param("POST", "messages", {"data": 5}, "user", 400, id="POST messages"),
-    pytest.param("GET", "messages", None, "user", 200, id="GET messages"),
-    pytest.param("DELETE", "messages/999999", None, "user", 404, id="DELETE messages/id"),
-    pytest.param("POST", "delete_messages", {"ids": []}, "user", 400, id="POST delete_messages"),
-    pytest.param("GET", "deleted_messages", None, "user", 200, id="GET deleted_messages"),
-    pytest.param("POST", "files", {"file": 5}, "user", 400, id="POST files"),
-    pytest.param("GET", "files/12345", None, "user", 404, id="GET files/id"),
-    pytest.param("GET", "moderators", None, "user", 200, id="GET moderators"),
-    pytest.param("POST", "moderators", {"public_key": SOMEONE}, "user", 403, id="POST moderators"),
-    pytest.param("DELETE", f"moderators/{SOMEONE}", None, "user", 403, id="DELETE moderators/key"),
-    pytest.param("GET", "block_list", None, "moderator", 200, id="GET block_list"),
-    pytest.param("POST", "block_list", {"public_key": SOMEONE}, "user", 403, id="POST block_list"),
-    pytest.param("DELETE", f"block_list/{SOMEONE}", None, "user", 403, id="DELETE block_list/key"),
-    pytest.param(
-        "POST",
-        "ban_and_delete_all",
-        {"public_key": SOMEONE},
-        "user",
-        403,
-        id="POST ban_and_delete_all",
-    ),
-    pytest.param("DELETE", "auth_token", None, None, 400, id="DELETE auth_token"),
-]
-
-
-@pytest.mark.parametrize(("method", "endpoint", "body", "who", "status"), EVERY_ENDPOINT)
-def test_every_endpoint_answers_through_onion_exactly_as_directly(
-    setup_client: Client,
-    user: Persona,
-    moderator: Persona,
-    method: str,
-    endpoint: str,
-    body: object,
-    who: str | None,
-    status: int,
-) -> None:
-    persona = {"user": user, "moderator": moderator, None: None}[who]
-    kwargs: dict[str, Any] = {"body": body}
-    if persona is not None:
-        kwargs.update(room=persona.room, token=persona.token)
-    direct = setup_client.request(method, endpoint, transport="http", **kwargs)
-    via_onion = setup_client.request(method, endpoint, transport="onion", **kwargs)
-    assert direct["status_code"] == status, direct
-    assert via_onion == direct
+# Every request's status through either transport, and the same answer through onion as
+# directly: test_transports.py.
 
 
 def test_a_posted_message_reads_back_the_same_through_both_transports(
@@ -276,23 +209,11 @@ def test_success_is_http_200_with_base64_of_iv_ciphertext_and_tag(server: Server
     assert {"id": "main", "name": "Main"} in answer["rooms"]
 
 
-@pytest.mark.parametrize(
-    ("plaintext", "status"),
-    [
-        pytest.param(inner_json("no_such_endpoint"), 404, id="unknown endpoint"),
-        pytest.param(inner_json("rooms/no_such_room"), 404, id="unknown room"),
-        pytest.param(inner_json("messages", headers={"Room": "main"}), 401, id="no token"),
-        pytest.param(inner_json("rooms", "PUT"), 405, id="wrong method"),
-        pytest.param(b"not json", 400, id="inner not JSON"),
-    ],
-)
-def test_errors_too_are_http_200_with_the_encrypted_status_inside(
-    server: ServerProcess, plaintext: bytes, status: int
-) -> None:
-    blob, key = encrypt_onion_payload(server.public_key, plaintext)
+def test_errors_too_are_http_200_with_the_encrypted_status_inside(server: ServerProcess) -> None:
+    blob, key = encrypt_onion_payload(server.public_key, inner_json("no_such_endpoint"))
     resp = post_onion(server, blob)
     assert resp.status_code == 200, resp.text[:300]
-    assert_error(decrypt_onion_response(key, resp.text), status)
+    expect_error(decrypt_onion_response(key, resp.text), 404)
 
 
 def test_each_answer_has_a_fresh_iv_even_for_a_replayed_envelope(server: ServerProcess) -> None:
@@ -455,11 +376,10 @@ def test_numeric_room_header_from_android_is_accepted(
         headers={"Room": room_as_number, "Authorization": token},
     )
     assert claim == {"status_code": 200}
-    padded = pad_message(encode_visible_message("from android"))
     posted = onion.request(
         "POST",
         "messages",
-        body=make_message_body(identity, padded, identity.sign(padded), 1_700_000_000_000),
+        body=signed_message(identity, encode_visible_message("from android")),
         headers={"Room": room_as_number, "Authorization": token},
     )
     assert posted["status_code"] == 200, posted
@@ -652,69 +572,7 @@ BROKEN_INNER = [
 def test_a_malformed_inner_request_is_an_encrypted_400(
     server: ServerProcess, plaintext: bytes
 ) -> None:
-    assert_error(onion_answer(server, plaintext), 400)
-
-
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        pytest.param("no_such_endpoint", id="unknown"),
-        pytest.param("rooms/main/members", id="unknown below a room"),
-        pytest.param("messages/1/extra", id="too deep"),
-        pytest.param("loki/v3/lsrpc", id="onion inside onion"),
-        pytest.param("legacy/rooms", id="pysogs legacy prefix"),
-    ],
-)
-def test_unknown_endpoint_is_an_encrypted_404(server: ServerProcess, endpoint: str) -> None:
-    assert_error(onion_answer(server, inner_json(endpoint)), 404)
-
-
-@pytest.mark.parametrize(
-    ("method", "endpoint"),
-    [
-        pytest.param("PUT", "rooms", id="PUT rooms"),
-        pytest.param("DELETE", "rooms", id="DELETE rooms"),
-        pytest.param("POST", "rooms/main", id="POST rooms/main"),
-        pytest.param("GET", "claim_auth_token", id="GET claim_auth_token"),
-        pytest.param("GET", "compact_poll", id="GET compact_poll"),
-        pytest.param("PATCH", "messages", id="PATCH messages"),
-    ],
-)
-def test_wrong_method_is_an_encrypted_405(
-    server: ServerProcess, method: str, endpoint: str
-) -> None:
-    assert_error(onion_answer(server, inner_json(endpoint, method)), 405)
-
-
-def test_every_client_error_keeps_its_own_status_never_406_or_421(
-    server: ServerProcess,
-    onion: Client,
-    user: Persona,
-    banned_user: Persona,
-) -> None:
-    """Desktop reads inner 406 as clock skew and 421 as a swarm change: never send them."""
-    statuses = {
-        "bad input": onion.request("GET", "auth_token_challenge?public_key=05", room="main"),
-        "unknown token": onion.request("GET", "messages", room="main", token="ab" * 48),
-        "banned": onion.post_message(banned_user.identity, banned_user.token, banned_user.room),
-        "unknown room": onion.request("GET", "rooms/no_such_room"),
-        "wrong method": onion.request("PUT", "messages"),
-        "too large": onion.post_message(
-            user.identity, user.token, user.room, text_bytes=os.urandom(100_001)
-        ),
-    }
-    posts = [onion.post_message(user.identity, user.token, user.room) for _ in range(6)]
-    statuses["rate limited"] = posts[-1]
-    got = {what: answer["status_code"] for what, answer in statuses.items()}
-    assert got == {
-        "bad input": 400,
-        "unknown token": 401,
-        "banned": 403,
-        "unknown room": 404,
-        "wrong method": 405,
-        "too large": 413,
-        "rate limited": 429,
-    }
+    expect_error(onion_answer(server, plaintext), 400)
 
 
 # --------------------------------------------------------------------------- size limit

@@ -32,21 +32,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityClient
-from communityhelpers import (
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.expect import expect_ok, expect_refused
+from harness.flows import (
     DELETION_KEYS,
     MESSAGE_KEYS,
     ROOM,
     CliRunner,
-    assert_refused,
-    ok,
     posted,
     room_info,
     room_seqno,
     since,
 )
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 PersonaFactory = Callable[..., Persona]
 OLD_CLIENT_TIMESTAMP = 1_600_000_000_123  # a client clock far from the server's
@@ -105,7 +104,7 @@ def test_a_v2_post_reads_through_v3_under_its_server_id_and_arrival_time(
     message = v2_post(setup_client, user)
 
     finished = time.time()
-    seen = ok(community.get(f"{ROOM}/message/{message['server_id']}", identity=alice))
+    seen = expect_ok(community.get(f"{ROOM}/message/{message['server_id']}", identity=alice))
     assert set(seen) == MESSAGE_KEYS
     assert seen["id"] == message["server_id"]
     assert seen["session_id"] == user.session_id
@@ -173,7 +172,7 @@ def test_v2_and_v3_posts_share_one_sequence_of_ids(
         second,
         third,
     ]
-    recent = ok(community.get(f"{ROOM}/messages/recent?limit=3", identity=alice))
+    recent = expect_ok(community.get(f"{ROOM}/messages/recent?limit=3", identity=alice))
     assert [m["id"] for m in recent] == [third, second, first]
 
 
@@ -182,10 +181,10 @@ def test_a_v3_reaction_to_a_v2_post_is_kept(
 ) -> None:
     message = v2_post(setup_client, user)
 
-    answer = ok(community.put(f"{ROOM}/reaction/{message['server_id']}/👍", identity=alice))
+    answer = expect_ok(community.put(f"{ROOM}/reaction/{message['server_id']}/👍", identity=alice))
 
     assert answer["added"] is True
-    reactions = ok(community.get(f"{ROOM}/message/{message['server_id']}"))["reactions"]
+    reactions = expect_ok(community.get(f"{ROOM}/message/{message['server_id']}"))["reactions"]
     assert reactions["👍"]["count"] == 1
 
 
@@ -207,7 +206,7 @@ def test_a_v2_deletion_is_a_deletion_row_in_v3(
     assert set(row) == DELETION_KEYS
     assert (row["data"], row["deleted"], row["seqno"]) == (None, True, cursor + 1)
     assert row["session_id"] == user.session_id
-    assert_refused(community.get(f"{ROOM}/message/{message['server_id']}"), 404)
+    expect_refused(community.get(f"{ROOM}/message/{message['server_id']}"), 404)
 
 
 def test_a_v3_deletion_is_in_v2s_deleted_messages(
@@ -218,7 +217,7 @@ def test_a_v3_deletion_is_in_v2s_deleted_messages(
         stored["id"]
     ]
 
-    ok(community.delete(f"{ROOM}/message/{stored['id']}", identity=alice))
+    expect_ok(community.delete(f"{ROOM}/message/{stored['id']}", identity=alice))
 
     assert stored["id"] in v2_deletions_from(setup_client, user, stored["id"])
     assert v2_messages_from(setup_client, user, stored["id"]) == []
@@ -259,7 +258,7 @@ def test_a_moderator_named_by_session_id_in_the_cli_moderates_through_both_apis(
         "DELETE", f"messages/{second['id']}", room=DEFAULT_ROOM, token=v2_person.token
     )
 
-    assert ok(v3_delete) == {}
+    assert expect_ok(v3_delete) == {}
     assert v2_delete["status_code"] == 200, v2_delete
     info = room_info(community, person)
     assert info["moderator"] is True
@@ -288,10 +287,10 @@ def test_a_plain_user_of_either_api_may_not_delete_the_others_post(
             "DELETE", f"messages/{stored['id']}", room=user.room, token=user.token
         )
         assert result["status_code"] == 403, result
-        assert ok(community.get(f"{ROOM}/message/{stored['id']}"))["id"] == stored["id"]
+        assert expect_ok(community.get(f"{ROOM}/message/{stored['id']}"))["id"] == stored["id"]
     else:
         message = v2_post(setup_client, user)
         answer = community.delete(f"{ROOM}/message/{message['server_id']}", identity=alice)
-        assert_refused(answer, 403)
-        seen = ok(community.get(f"{ROOM}/message/{message['server_id']}"))
+        expect_refused(answer, 403)
+        seen = expect_ok(community.get(f"{ROOM}/message/{message['server_id']}"))
         assert base64.b64decode(seen["data"]) == base64.b64decode(message["data"])

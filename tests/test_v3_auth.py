@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from communityclient import (
+from harness.communityclient import (
     BlindedIdentity,
     CommunityAnswer,
     CommunityClient,
@@ -52,19 +52,18 @@ from communityclient import (
     desktop_json,
     sogs_headers,
 )
-from communityhelpers import (
+from harness.expect import expect_ok, expect_refused
+from harness.flows import (
     AUTH_REQUIRED,
     BLINDING_REQUIRED,
     ROOM,
-    assert_refused,
     b64,
     message_body,
-    ok,
     posted,
     room_seqno,
     start_server,
 )
-from serverprocess import Backend, ServerProcess
+from harness.server import Backend, ServerProcess
 
 DAY = 24 * 3600
 HEADER_NAMES = ("X-SOGS-Pubkey", "X-SOGS-Nonce", "X-SOGS-Timestamp", "X-SOGS-Signature")
@@ -160,7 +159,7 @@ def test_an_unsigned_request_to_a_route_for_users_is_401_with_pysogs_text(
 ) -> None:
     answer = community.request(method, path, json={})
 
-    assert_refused(answer, 401, AUTH_REQUIRED)
+    expect_refused(answer, 401, AUTH_REQUIRED)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +175,7 @@ def test_an_unsigned_request_to_a_route_for_users_is_401_with_pysogs_text(
 def test_an_unsigned_request_to_a_public_route_is_answered_anonymously(
     community: CommunityClient, path: str
 ) -> None:
-    ok(community.get(path))
+    expect_ok(community.get(path))
 
 
 def test_a_signed_request_is_answered_as_its_signer(
@@ -193,7 +192,7 @@ def test_a_bad_signature_is_refused_even_where_no_signature_is_needed(
     headers = signed_headers(community, alice, path="/capabilities")
     headers["X-SOGS-Signature"] = flip_bit(headers["X-SOGS-Signature"])
 
-    assert_refused(get_with(community, headers, "/capabilities"), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, headers, "/capabilities"), 401, SIGNATURE_FAILED)
 
 
 # --------------------------------------------------------------------------- the headers' presence
@@ -216,7 +215,7 @@ def test_a_partial_set_of_headers_is_400_counting_the_missing_ones(
 
     answer = get_with(community, headers)
 
-    assert_refused(
+    expect_refused(
         answer,
         400,
         f"Invalid authentication headers: missing {len(left_out)}/4 required X-SOGS-* headers",
@@ -231,7 +230,7 @@ def test_an_empty_header_counts_as_missing(
 
     answer = get_with(community, headers)
 
-    assert_refused(
+    expect_refused(
         answer, 400, "Invalid authentication headers: missing 1/4 required X-SOGS-* headers"
     )
 
@@ -241,7 +240,7 @@ def test_header_names_are_matched_without_regard_to_case(
 ) -> None:
     headers = {name.lower(): value for name, value in signed_headers(community, alice).items()}
 
-    ok(get_with(community, headers))
+    expect_ok(get_with(community, headers))
 
 
 # --------------------------------------------------------------------------- X-SOGS-Pubkey
@@ -276,7 +275,7 @@ def test_a_pubkey_that_is_no_blinded_key_is_400_with_pysogs_text(
     headers = signed_headers(community, alice)
     headers["X-SOGS-Pubkey"] = make_pubkey(_blinded_hex(community, alice))
 
-    assert_refused(get_with(community, headers), 400, text)
+    expect_refused(get_with(community, headers), 400, text)
 
 
 def test_a_pubkey_in_upper_case_hex_is_the_same_key(
@@ -289,7 +288,7 @@ def test_a_pubkey_in_upper_case_hex_is_the_same_key(
 
     answer = community.post(f"{ROOM}/message", body, headers=headers)
 
-    assert ok(answer, 201)["session_id"] == alice.blinded_id(community.server_pk)
+    assert expect_ok(answer, 201)["session_id"] == alice.blinded_id(community.server_pk)
 
 
 def test_a_valid_key_of_someone_else_is_401(
@@ -298,7 +297,7 @@ def test_a_valid_key_of_someone_else_is_401(
     headers = signed_headers(community, alice)
     headers["X-SOGS-Pubkey"] = bob.blinded_id(community.server_pk)
 
-    assert_refused(get_with(community, headers), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, headers), 401, SIGNATURE_FAILED)
 
 
 # --------------------------------------------------------------------------- X-SOGS-Nonce
@@ -320,7 +319,7 @@ def test_a_well_formed_nonce_is_accepted_in_hex_or_base64(
     headers = signed_headers(community, alice, nonce=nonce)
     headers["X-SOGS-Nonce"] = encode(nonce)
 
-    ok(get_with(community, headers))
+    expect_ok(get_with(community, headers))
 
 
 @pytest.mark.parametrize(
@@ -339,7 +338,7 @@ def test_a_nonce_that_is_not_16_bytes_is_400(
     headers = signed_headers(community, alice)
     headers["X-SOGS-Nonce"] = nonce_text
 
-    assert_refused(get_with(community, headers), 400, BAD_NONCE)
+    expect_refused(get_with(community, headers), 400, BAD_NONCE)
 
 
 # --------------------------------------------------------------------------- X-SOGS-Signature
@@ -358,7 +357,7 @@ def test_a_signature_is_accepted_as_hex_or_unpadded_base64(
     headers = signed_headers(community, alice)
     headers["X-SOGS-Signature"] = reencode(base64.b64decode(headers["X-SOGS-Signature"]))
 
-    ok(get_with(community, headers))
+    expect_ok(get_with(community, headers))
 
 
 @pytest.mark.parametrize(
@@ -377,7 +376,7 @@ def test_a_signature_that_is_not_64_bytes_is_400(
     headers = signed_headers(community, alice)
     headers["X-SOGS-Signature"] = cut(base64.b64decode(headers["X-SOGS-Signature"]))
 
-    assert_refused(get_with(community, headers), 400, BAD_SIGNATURE_FORMAT)
+    expect_refused(get_with(community, headers), 400, BAD_SIGNATURE_FORMAT)
 
 
 def test_a_signature_with_one_bit_changed_is_401(
@@ -386,7 +385,7 @@ def test_a_signature_with_one_bit_changed_is_401(
     headers = signed_headers(community, alice)
     headers["X-SOGS-Signature"] = flip_bit(headers["X-SOGS-Signature"])
 
-    assert_refused(get_with(community, headers), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, headers), 401, SIGNATURE_FAILED)
 
 
 @pytest.mark.parametrize(
@@ -403,7 +402,7 @@ def test_a_signature_over_another_request_is_401(
 ) -> None:
     headers = signed_headers(community, alice, signed_method, signed_path)
 
-    assert_refused(get_with(community, headers, RECENT), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, headers, RECENT), 401, SIGNATURE_FAILED)
 
 
 def test_a_query_other_than_the_one_signed_is_401(
@@ -411,7 +410,7 @@ def test_a_query_other_than_the_one_signed_is_401(
 ) -> None:
     headers = signed_headers(community, alice, path=f"{RECENT}?limit=5")
 
-    assert_refused(get_with(community, headers, f"{RECENT}?limit=6"), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, headers, f"{RECENT}?limit=6"), 401, SIGNATURE_FAILED)
 
 
 def test_a_signature_for_another_server_is_401(
@@ -421,7 +420,7 @@ def test_a_signature_for_another_server_is_401(
     headers = sogs_headers(alice, other_server, "GET", RECENT, b"")
     headers["X-SOGS-Pubkey"] = alice.blinded_id(community.server_pk)
 
-    assert_refused(get_with(community, headers), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, headers), 401, SIGNATURE_FAILED)
 
 
 def test_a_body_other_than_the_one_signed_is_401_and_nothing_is_posted(
@@ -434,7 +433,7 @@ def test_a_body_other_than_the_one_signed_is_401_and_nothing_is_posted(
 
     answer = community.post(f"{ROOM}/message", sent_body, headers=headers)
 
-    assert_refused(answer, 401, SIGNATURE_FAILED)
+    expect_refused(answer, 401, SIGNATURE_FAILED)
     assert room_seqno(community) == before
 
 
@@ -447,7 +446,7 @@ def test_a_body_sent_with_a_signature_made_without_it_is_401(
         f"{ROOM}/message", message_body(alice, community.server_pk), headers=headers
     )
 
-    assert_refused(answer, 401, SIGNATURE_FAILED)
+    expect_refused(answer, 401, SIGNATURE_FAILED)
 
 
 # --------------------------------------------------------------------------- X-SOGS-Timestamp
@@ -467,7 +466,7 @@ def test_a_timestamp_more_than_a_day_off_is_425(
 ) -> None:
     headers = signed_headers(community, alice, timestamp=int(time.time()) + offset)
 
-    assert_refused(get_with(community, headers), 425, TIMESTAMP_OFF)
+    expect_refused(get_with(community, headers), 425, TIMESTAMP_OFF)
 
 
 @pytest.mark.parametrize(
@@ -483,7 +482,7 @@ def test_a_timestamp_within_a_day_either_way_is_accepted(
 ) -> None:
     headers = signed_headers(community, alice, timestamp=int(time.time()) + offset)
 
-    ok(get_with(community, headers))
+    expect_ok(get_with(community, headers))
 
 
 @pytest.mark.parametrize(
@@ -501,7 +500,7 @@ def test_a_timestamp_that_is_not_decimal_seconds_is_400(
     headers = signed_headers(community, alice)
     headers["X-SOGS-Timestamp"] = timestamp_text
 
-    assert_refused(get_with(community, headers), 400, BAD_TIMESTAMP)
+    expect_refused(get_with(community, headers), 400, BAD_TIMESTAMP)
 
 
 # --------------------------------------------------------------------------- replays
@@ -518,7 +517,7 @@ def test_a_replayed_request_is_425_and_stores_nothing_more(
 
     replay = community.post(f"{ROOM}/message", body, headers=headers)
 
-    assert_refused(replay, 425, NONCE_REUSED)
+    expect_refused(replay, 425, NONCE_REUSED)
     assert room_seqno(community) == after_first
 
 
@@ -526,24 +525,24 @@ def test_a_nonce_used_by_one_user_is_refused_to_another(
     community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
 ) -> None:
     nonce = os.urandom(16)
-    ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
+    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
 
     answer = get_with(community, signed_headers(community, bob, nonce=nonce))
 
-    assert_refused(answer, 425, NONCE_REUSED)
+    expect_refused(answer, 425, NONCE_REUSED)
 
 
 def test_a_nonce_is_refused_in_another_request_too(
     community: CommunityClient, alice: BlindedIdentity
 ) -> None:
     nonce = os.urandom(16)
-    ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
+    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
 
     answer = get_with(
         community, signed_headers(community, alice, path=ROOM, nonce=nonce), path=ROOM
     )
 
-    assert_refused(answer, 425, NONCE_REUSED)
+    expect_refused(answer, 425, NONCE_REUSED)
 
 
 def test_a_request_refused_for_its_signature_does_not_use_up_its_nonce(
@@ -552,9 +551,9 @@ def test_a_request_refused_for_its_signature_does_not_use_up_its_nonce(
     nonce = os.urandom(16)
     forged = signed_headers(community, alice, nonce=nonce)
     forged["X-SOGS-Signature"] = flip_bit(forged["X-SOGS-Signature"])
-    assert_refused(get_with(community, forged), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, forged), 401, SIGNATURE_FAILED)
 
-    ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
+    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
 
 
 @pytest.mark.parametrize("transport", ["http", "onion"], ids=["http", "onion4"])
@@ -565,11 +564,11 @@ def test_a_nonce_stays_used_after_a_restart(
     srv = server_factory()
     with CommunityClient(srv.base_url, srv.public_key, transport) as client:
         headers = signed_headers(client, alice)
-        ok(get_with(client, headers))
+        expect_ok(get_with(client, headers))
         srv.restart()
 
-        assert_refused(get_with(client, headers), 425, NONCE_REUSED)
-        ok(get_with(client, signed_headers(client, alice)))
+        expect_refused(get_with(client, headers), 425, NONCE_REUSED)
+        expect_ok(get_with(client, signed_headers(client, alice)))
 
 
 # --------------------------------------------------------------------------- unblinded keys
@@ -591,15 +590,17 @@ def test_an_unblinded_key_is_400_with_the_text_clients_look_for(
 
     answer = community.request(method, path, identity=alice, json=body, blinded=False)
 
-    assert_refused(answer, 400, BLINDING_REQUIRED)
+    expect_refused(answer, 400, BLINDING_REQUIRED)
 
 
 def test_capabilities_say_blind_by_default(community: CommunityClient) -> None:
-    assert ok(community.get("/capabilities")) == {"capabilities": ["blind", "reactions", "sogs"]}
+    assert expect_ok(community.get("/capabilities")) == {
+        "capabilities": ["blind", "reactions", "sogs"]
+    }
 
 
 def test_without_required_blinding_capabilities_lack_blind(unblinded: CommunityClient) -> None:
-    assert ok(unblinded.get("/capabilities")) == {"capabilities": ["reactions", "sogs"]}
+    assert expect_ok(unblinded.get("/capabilities")) == {"capabilities": ["reactions", "sogs"]}
 
 
 def test_without_required_blinding_an_unblinded_poster_is_their_session_id(
@@ -608,7 +609,9 @@ def test_without_required_blinding_an_unblinded_poster_is_their_session_id(
     message = posted(unblinded, alice, blinded=False)
 
     assert message["session_id"] == alice.session_id
-    seen = ok(unblinded.get(f"{ROOM}/message/{message['id']}", identity=alice, blinded=False))
+    seen = expect_ok(
+        unblinded.get(f"{ROOM}/message/{message['id']}", identity=alice, blinded=False)
+    )
     assert seen["session_id"] == alice.session_id
     assert seen["signature"] == message["signature"]
 
@@ -630,7 +633,7 @@ def test_without_required_blinding_an_unblinded_post_signed_by_another_key_is_40
 
     answer = unblinded.post(f"{ROOM}/message", body, identity=alice, blinded=False)
 
-    assert_refused(answer, 400)
+    expect_refused(answer, 400)
     assert room_seqno(unblinded) == before
 
 
@@ -652,8 +655,8 @@ def test_a_reaction_path_is_signed_decoded_however_it_is_sent(
 
     answer = community.put(f"{ROOM}/reaction/{message['id']}/{emoji_path}", identity=alice)
 
-    assert ok(answer)["added"] is True
-    seen = ok(community.get(f"{ROOM}/message/{message['id']}", identity=alice))
+    assert expect_ok(answer)["added"] is True
+    seen = expect_ok(community.get(f"{ROOM}/message/{message['id']}", identity=alice))
     assert list(seen["reactions"]) == ["👍"]
 
 
@@ -666,7 +669,7 @@ def test_a_signature_over_the_encoded_path_is_401(
 
     answer = community.put(path, headers=headers)
 
-    assert_refused(answer, 401, SIGNATURE_FAILED)
+    expect_refused(answer, 401, SIGNATURE_FAILED)
 
 
 def test_a_percent_sign_in_a_reaction_is_decoded_once(
@@ -676,8 +679,8 @@ def test_a_percent_sign_in_a_reaction_is_decoded_once(
 
     answer = community.put(f"{ROOM}/reaction/{message['id']}/%2541", identity=alice)
 
-    assert ok(answer)["added"] is True
-    seen = ok(community.get(f"{ROOM}/message/{message['id']}", identity=alice))
+    assert expect_ok(answer)["added"] is True
+    seen = expect_ok(community.get(f"{ROOM}/message/{message['id']}", identity=alice))
     assert list(seen["reactions"]) == ["%41"]
 
 
@@ -692,8 +695,8 @@ def test_a_reaction_that_reads_as_url_syntax_once_decoded_is_signed_decoded(
 
     answer = community.put(f"{ROOM}/reaction/{message['id']}/{encoded}", identity=alice)
 
-    assert ok(answer)["added"] is True
-    seen = ok(community.get(f"{ROOM}/message/{message['id']}", identity=alice))
+    assert expect_ok(answer)["added"] is True
+    seen = expect_ok(community.get(f"{ROOM}/message/{message['id']}", identity=alice))
     assert list(seen["reactions"]) == [reaction]
 
 
@@ -701,10 +704,10 @@ def test_the_query_is_signed_as_sent_not_decoded(
     community: CommunityClient, alice: BlindedIdentity
 ) -> None:
     path = "/capabilities?required=sogs%2Creactions"
-    ok(community.get(path, identity=alice))
+    expect_ok(community.get(path, identity=alice))
 
     decoded_signed = signed_headers(community, alice, path="/capabilities?required=sogs,reactions")
-    assert_refused(get_with(community, decoded_signed, path), 401, SIGNATURE_FAILED)
+    expect_refused(get_with(community, decoded_signed, path), 401, SIGNATURE_FAILED)
 
 
 def test_an_unsigned_post_stores_nothing(
@@ -714,5 +717,5 @@ def test_an_unsigned_post_stores_nothing(
 
     answer = community.post(f"{ROOM}/message", message_body(alice, community.server_pk))
 
-    assert_refused(answer, 401, AUTH_REQUIRED)
+    expect_refused(answer, 401, AUTH_REQUIRED)
     assert room_seqno(community) == before

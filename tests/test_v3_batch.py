@@ -35,7 +35,7 @@ import os
 from typing import Any
 
 import pytest
-from communityclient import (
+from harness.communityclient import (
     CONTENT_JSON,
     CONTENT_TEXT,
     BlindedIdentity,
@@ -43,17 +43,9 @@ from communityclient import (
     desktop_json,
     sogs_headers,
 )
-from communityhelpers import (
-    AUTH_REQUIRED,
-    ROOM,
-    assert_refused,
-    b64,
-    message_body,
-    ok,
-    posted,
-    room_seqno,
-)
-from sessionclient import DEFAULT_ROOM
+from harness.expect import expect_ok, expect_refused
+from harness.flows import AUTH_REQUIRED, ROOM, b64, message_body, posted, room_seqno
+from harness.v2client import DEFAULT_ROOM
 
 MAX_BATCH = 64
 THUMBS = "👍"
@@ -68,7 +60,7 @@ def batch(
     client: CommunityClient, items: list[Any], identity: BlindedIdentity | None = None
 ) -> list[dict[str, Any]]:
     """POST /batch (items sent as given, malformed ones too); the answered items."""
-    answers: list[dict[str, Any]] = ok(client.post("/batch", items, identity=identity))
+    answers: list[dict[str, Any]] = expect_ok(client.post("/batch", items, identity=identity))
     for answer in answers:
         assert set(answer) == ITEM_KEYS, answer
         assert all(name == name.lower() for name in answer["headers"]), answer
@@ -79,7 +71,7 @@ def batch(
 def sequence(
     client: CommunityClient, items: list[Any], identity: BlindedIdentity | None = None
 ) -> list[dict[str, Any]]:
-    answers: list[dict[str, Any]] = ok(client.post("/sequence", items, identity=identity))
+    answers: list[dict[str, Any]] = expect_ok(client.post("/sequence", items, identity=identity))
     return answers
 
 
@@ -119,7 +111,7 @@ def test_each_request_is_answered_in_order_with_code_headers_and_body(
 
     assert [a["code"] for a in answers] == [200, 200, 200]
     assert all(a["headers"] == {"content-type": CONTENT_JSON} for a in answers)
-    assert answers[0]["body"] == ok(community.get("/capabilities"))
+    assert answers[0]["body"] == expect_ok(community.get("/capabilities"))
     assert answers[1]["body"] == stored
     assert answers[2]["body"]["token"] == DEFAULT_ROOM
 
@@ -204,7 +196,7 @@ def test_an_items_path_is_percent_decoded_like_a_requests(
     [answer] = batch(community, [item], alice)
 
     assert answer["body"]["added"] is True
-    reactions = ok(community.get(f"{ROOM}/message/{stored['id']}"))["reactions"]
+    reactions = expect_ok(community.get(f"{ROOM}/message/{stored['id']}"))["reactions"]
     assert list(reactions) == [THUMBS]
 
 
@@ -293,13 +285,13 @@ def test_a_batch_that_is_not_a_list_is_400(community: CommunityClient, body: Any
 
     answer = community.post("/batch", body=raw, headers={"Content-Type": CONTENT_JSON})
 
-    assert_refused(answer, 400)
+    expect_refused(answer, 400)
 
 
 def test_a_batch_that_is_not_json_is_400(community: CommunityClient) -> None:
     answer = community.post("/batch", body=b"[{", headers={"Content-Type": CONTENT_JSON})
 
-    assert_refused(answer, 400)
+    expect_refused(answer, 400)
 
 
 def test_an_empty_batch_answers_an_empty_list(community: CommunityClient) -> None:
@@ -316,7 +308,7 @@ def test_64_items_are_answered_and_65_are_413_running_none(
         "/batch", [post_item(community, room_moderator)] * (MAX_BATCH + 1), identity=room_moderator
     )
 
-    assert_refused(answer, 413)
+    expect_refused(answer, 413)
     assert room_seqno(community) == before
 
 
@@ -360,7 +352,7 @@ def test_the_outer_signature_covers_the_batch_body(
 
     answer = community.post("/batch", [CAPABILITIES, CAPABILITIES], headers=headers)
 
-    assert_refused(answer, 401)
+    expect_refused(answer, 401)
 
 
 def test_a_moderators_batch_moderates(
@@ -396,7 +388,7 @@ def test_the_items_after_a_write_see_what_it_changed(
     assert again["info_updates"] == before["info_updates"]
     assert after["info_updates"] == pinned["info_updates"] > before["info_updates"]
     assert stored["id"] in [p["id"] for p in after["pinned_messages"]]
-    ok(community.post(f"{ROOM}/unpin/{stored['id']}", {}, identity=room_admin))
+    expect_ok(community.post(f"{ROOM}/unpin/{stored['id']}", {}, identity=room_admin))
 
 
 # --------------------------------------------------------------------------- /sequence
@@ -436,7 +428,7 @@ def test_a_sequence_stops_at_a_malformed_item(
 
 
 def test_a_sequence_holds_at_most_64_items(community: CommunityClient) -> None:
-    assert_refused(community.post("/sequence", [CAPABILITIES] * (MAX_BATCH + 1)), 413)
+    expect_refused(community.post("/sequence", [CAPABILITIES] * (MAX_BATCH + 1)), 413)
 
 
 # --------------------------------------------------------------------------- the desktop's poll
@@ -448,7 +440,7 @@ def test_the_desktops_poll_is_answered_item_by_item(
 ) -> None:
     cursor = room_seqno(community)
     stored = posted(community, bob)
-    ok(community.put(f"{ROOM}/reaction/{stored['id']}/{THUMBS}", identity=bob))
+    expect_ok(community.put(f"{ROOM}/reaction/{stored['id']}/{THUMBS}", identity=bob))
     messages_path = (
         f"{ROOM}/messages/recent?reactors=5"
         if first_poll

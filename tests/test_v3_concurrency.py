@@ -10,8 +10,8 @@ import base64
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from communityclient import BlindedIdentity, CommunityClient
-from serverprocess import ServerProcess
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.server import ServerProcess
 
 SERVER_ENV = {"OPENGROUP_POST_RATE_LIMIT_SECONDS": "0"}
 AT_ONCE = 40  # the worker has 16 request threads

@@ -3,7 +3,7 @@ a server with default settings (docs/spec/sogs-v3.md section 4): join by URL, po
 with one signed /batch, post, react, upload an image, get a message request, and a
 moderator bans a user and deletes everything they wrote with one /sequence.
 
-Requests are built the way the desktop builds them (tests/communityclient.py): 15-
+Requests are built the way the desktop builds them (tests/harness/communityclient.py): 15-
 blinded signatures, onion v4 framing (and, for comparison, the same over direct HTTP).
 """
 
@@ -13,24 +13,11 @@ import base64
 import os
 from typing import Any
 
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.expect import expect_ok
+from harness.flows import b64, session_padded
 
 ROOM = "main"
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def padded(text: str) -> bytes:
-    """A message body as Session pads it: the content, 0x80, then zeros to 160 bytes."""
-    content = text.encode()
-    return content + b"\x80" + b"\x00" * (159 - len(content) % 160)
-
-
-def expect(answer: CommunityAnswer, status: int) -> Any:
-    assert answer.status == status, f"expected {status}, got {answer.status}: {answer.body!r}"
-    return answer.body
 
 
 def poll(client: CommunityClient, who: BlindedIdentity, since: int | None) -> list[Any]:
@@ -45,25 +32,25 @@ def poll(client: CommunityClient, who: BlindedIdentity, since: int | None) -> li
         {"method": "GET", "path": "/inbox"},
         {"method": "GET", "path": "/outbox"},
     ]
-    answers = expect(client.batch(items, who), 200)
+    answers = expect_ok(client.batch(items, who), 200)
     assert [a["code"] for a in answers][:3] == [200, 200, 200], answers
     return list(answers)
 
 
 def post(client: CommunityClient, who: BlindedIdentity, text: str, **extra: Any) -> Any:
-    data = padded(text)
+    data = session_padded(text)
     signature = who.sign_message_data(data, client.server_pk)
     body = {"data": b64(data), "signature": b64(signature), "timestamp": 1, **extra}
-    return expect(client.post(f"/room/{ROOM}/message", body, identity=who), 201)
+    return expect_ok(client.post(f"/room/{ROOM}/message", body, identity=who), 201)
 
 
 def test_a_desktop_client_joins_polls_posts_reacts_uploads_and_gets_a_request(
     community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
 ) -> None:
     # Join: capabilities (must not be empty), then the room (token and name).
-    capabilities = expect(community.get("/capabilities", identity=alice), 200)
+    capabilities = expect_ok(community.get("/capabilities", identity=alice), 200)
     assert {"sogs", "blind", "reactions"} <= set(capabilities["capabilities"])
-    room = expect(community.get(f"/room/{ROOM}", identity=alice), 200)
+    room = expect_ok(community.get(f"/room/{ROOM}", identity=alice), 200)
     assert room["token"] == ROOM and room["name"]
 
     # First poll: details come with pollInfo/0; recent messages; empty boxes.
@@ -77,10 +64,12 @@ def test_a_desktop_client_joins_polls_posts_reacts_uploads_and_gets_a_request(
     assert posted["session_id"] == alice.blinded_id(community.server_pk)
     seen = poll(community, bob, seqno)[2]["body"]
     assert [m["id"] for m in seen] == [posted["id"]]
-    assert base64.b64decode(seen[0]["data"]) == padded("hello from desktop")
+    assert base64.b64decode(seen[0]["data"]) == session_padded("hello from desktop")
 
     # React; alice's next poll sees exactly a reaction-only row.
-    reacted = expect(community.put(f"/room/{ROOM}/reaction/{posted['id']}/👍", identity=bob), 200)
+    reacted = expect_ok(
+        community.put(f"/room/{ROOM}/reaction/{posted['id']}/👍", identity=bob), 200
+    )
     assert reacted["added"] is True
     rows = poll(community, alice, seen[0]["seqno"])[2]["body"]
     assert rows == [
@@ -101,16 +90,17 @@ def test_a_desktop_client_joins_polls_posts_reacts_uploads_and_gets_a_request(
         identity=alice,
         headers={"Content-Type": "application/octet-stream"},
     )
-    file_id = expect(uploaded, 201)["id"]
+    file_id = expect_ok(uploaded, 201)["id"]
     post(community, alice, "a picture", files=[str(file_id)])
     downloaded = community.get(f"/room/{ROOM}/file/{file_id}", identity=bob)
-    assert expect(downloaded, 200) == image
+    assert downloaded.status == 200, downloaded
     assert downloaded.content_type == "application/octet-stream"
+    assert downloaded.body == image
 
     # A message request from bob reaches alice's next poll.
     request = os.urandom(300)
     to_alice = f"/inbox/{alice.blinded_id(community.server_pk)}"
-    expect(community.post(to_alice, {"message": b64(request)}, identity=bob), 201)
+    expect_ok(community.post(to_alice, {"message": b64(request)}, identity=bob), 201)
     inbox = poll(community, alice, None)[3]["body"]
     assert [base64.b64decode(m["message"]) for m in inbox] == [request]
     assert inbox[0]["sender"] == bob.blinded_id(community.server_pk)
@@ -124,7 +114,7 @@ def test_a_moderator_named_by_session_id_bans_and_deletes_with_one_sequence(
     spam = [post(community, alice, f"spam {n}")["id"] for n in range(3)]
     alice_id = alice.blinded_id(community.server_pk)
     # The desktop's ban-and-delete: POST /user/:sid/ban then DELETE /room/:t/all/:sid.
-    answers = expect(
+    answers = expect_ok(
         community.sequence(
             [
                 {"method": "POST", "path": f"/user/{alice_id}/ban", "json": {"rooms": [ROOM]}},

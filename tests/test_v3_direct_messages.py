@@ -17,17 +17,17 @@ messages expire after `dm_ttl_seconds` and are then pruned.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
-from serverprocess import Backend, ServerProcess
+from harness import probe
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.expect import expect_refused
+from harness.flows import b64, wait_until
+from harness.server import Backend, ServerProcess
 
 MAX_DM_BYTES = 2000
 SERVER_ENV = {"OPENGROUP_MAX_DM_BYTES": str(MAX_DM_BYTES)}
@@ -45,10 +45,6 @@ CliRunner = Callable[..., Any]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def blinded(client: CommunityClient, identity: BlindedIdentity) -> str:
@@ -100,13 +96,6 @@ def ids(messages: list[dict[str, Any]]) -> list[int]:
     return [m["id"] for m in messages]
 
 
-def assert_refused(answer: CommunityAnswer, status: int) -> None:
-    """A refusal: the status, as short plain text."""
-    assert answer.status == status, answer
-    assert answer.content_type == "text/plain; charset=utf-8", answer
-    assert isinstance(answer.body, str) and answer.body
-
-
 def assert_not_modified(answer: CommunityAnswer) -> None:
     """304 with nothing at all: no body and no content type."""
     assert answer.status == 304, answer
@@ -147,25 +136,9 @@ def global_ban(cli: CliRunner, session_id: str) -> None:
 
 def dm_rows(server: ServerProcess, recipient: str) -> int:
     """How many rows of direct_messages are addressed to ``recipient``, read straight
-    from the server's database (SQLite read-only, or PostgreSQL by its URL)."""
-    query = "SELECT COUNT(*) FROM direct_messages WHERE recipient = "
-    if server.database_url is None:
-        uri = f"file:{server.data_dir / 'opengroup.db'}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            return int(conn.execute(query + "?", (recipient,)).fetchone()[0])
-    with psycopg.connect(server.database_url, autocommit=True) as conn:
-        row = conn.execute(query + "%s", (recipient,)).fetchone()
-        assert row is not None
-        return int(row[0])
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
+    from the server's database."""
+    query = "SELECT COUNT(*) FROM direct_messages WHERE recipient = %s"
+    return int(probe.value(server, query, recipient))
 
 
 @pytest.fixture
@@ -334,7 +307,7 @@ def test_an_empty_box_is_an_empty_list_not_304(
 def test_since_a_malformed_id_is_400(
     community: CommunityClient, alice: BlindedIdentity, message_id: str
 ) -> None:
-    assert_refused(community.get(f"/inbox/since/{message_id}", identity=alice), 400)
+    expect_refused(community.get(f"/inbox/since/{message_id}", identity=alice), 400)
 
 
 def test_a_batch_polls_the_boxes_with_a_304_item_as_pysogs_answers_it(
@@ -392,14 +365,14 @@ def test_a_limit_below_1_or_not_a_number_is_400(
     community: CommunityClient, alice: BlindedIdentity, limit: str
 ) -> None:
     for path in ("/inbox", "/outbox", "/inbox/since/0", "/outbox/since/0"):
-        assert_refused(community.get(f"{path}?limit={limit}", identity=alice), 400)
+        expect_refused(community.get(f"{path}?limit={limit}", identity=alice), 400)
 
 
 def test_a_message_over_the_size_limit_is_413_and_not_stored(
     community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
 ) -> None:
     seen(community, bob)
-    assert_refused(send(community, alice, bob, os.urandom(MAX_DM_BYTES + 1)), 413)
+    expect_refused(send(community, alice, bob, os.urandom(MAX_DM_BYTES + 1)), 413)
     assert box(community, bob) == []
     assert box(community, alice, "/outbox") == []
 
@@ -410,7 +383,7 @@ def test_a_message_over_the_size_limit_is_413_and_not_stored(
 def test_a_recipient_never_seen_here_is_404(
     community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
 ) -> None:
-    assert_refused(send(community, alice, bob), 404)
+    expect_refused(send(community, alice, bob), 404)
     seen(community, bob)
     assert box(community, bob) == []  # nothing was kept for later
     send_ok(community, alice, bob)
@@ -434,7 +407,7 @@ def test_a_recipient_that_is_not_a_blinded_id_is_404(
     make_id: Callable[[CommunityClient, BlindedIdentity], str],
 ) -> None:
     seen(community, bob)
-    assert_refused(send(community, alice, make_id(community, bob)), 404)
+    expect_refused(send(community, alice, make_id(community, bob)), 404)
     assert box(community, bob) == []
 
 
@@ -472,7 +445,7 @@ def test_a_missing_or_malformed_message_is_400_and_nothing_is_stored(
         body=body,
         headers={"Content-Type": "application/json"},
     )
-    assert_refused(answer, 400)
+    expect_refused(answer, 400)
     assert box(community, bob) == []
 
 
@@ -489,7 +462,7 @@ def test_a_missing_or_malformed_message_is_400_and_nothing_is_stored(
 )
 def test_an_unsigned_request_is_401(community: CommunityClient, method: str, path: str) -> None:
     body = {"message": b64(b"\x00x")} if method == "POST" else None
-    assert_refused(community.request(method, path, json=body), 401)
+    expect_refused(community.request(method, path, json=body), 401)
 
 
 def test_a_recipient_banned_from_the_server_is_404(
@@ -501,7 +474,7 @@ def test_a_recipient_banned_from_the_server_is_404(
     seen(community, bob)
     send_ok(community, alice, bob)
     global_ban(cli, bob.session_id)  # named by Session id, as an operator does
-    assert_refused(send(community, alice, bob), 404)
+    expect_refused(send(community, alice, bob), 404)
 
 
 def test_a_sender_banned_from_the_server_is_403(
@@ -512,7 +485,7 @@ def test_a_sender_banned_from_the_server_is_403(
 ) -> None:
     seen(community, alice, bob)
     global_ban(cli, blinded(community, alice))
-    assert_refused(send(community, alice, bob), 403)
+    expect_refused(send(community, alice, bob), 403)
     assert box(community, bob) == []
 
 
@@ -533,7 +506,7 @@ def test_an_unblinded_caller_may_send_but_has_no_boxes(
             ("GET", "/outbox/since/0"),
             ("DELETE", "/inbox"),
         ):
-            assert_refused(client.request(method, path, identity=alice, blinded=False), 401)
+            expect_refused(client.request(method, path, identity=alice, blinded=False), 401)
         answer = client.post(
             f"/inbox/{blinded(client, bob)}",
             {"message": b64(b"\x00from 05")},
@@ -606,8 +579,8 @@ def test_messages_expire_after_the_ttl_and_are_pruned(
         assert ids(box(client, bob)) == [sent["id"]]
         assert dm_rows(short_ttl_server, blinded(client, bob)) == 1
 
-        assert wait_until(lambda: box(client, bob) == [], timeout=SHORT_TTL_SECONDS + 3)
+        wait_until(lambda: box(client, bob) == [], SHORT_TTL_SECONDS + 3, "the inbox emptied")
         assert time.time() >= sent["expires_at"] - 0.1
         assert box(client, alice, "/outbox") == []
         assert_not_modified(client.get("/inbox/since/0", identity=bob))
-        assert wait_until(lambda: dm_rows(short_ttl_server, blinded(client, bob)) == 0, 5)
+        wait_until(lambda: dm_rows(short_ttl_server, blinded(client, bob)) == 0, 5, "rows pruned")

@@ -48,7 +48,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from communityclient import (
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from harness import probe
+from harness.communityclient import (
     CONTENT_BINARY,
     CONTENT_JSON,
     CONTENT_TEXT,
@@ -72,12 +74,11 @@ from communityclient import (
     parse_v4_reply,
     sogs_headers,
 )
-from communityhelpers import ROOM, b64, message_body, posted
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from harness.flows import ROOM, b64, message_body, posted
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM
 from hypothesis import event, example, given, reject, settings
 from hypothesis import strategies as st
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM
 from test_fuzz import (
     FUZZ,
     INTEGERS,
@@ -274,9 +275,8 @@ class OnionV3Client(CommunityClient):
 
 @pytest.fixture(scope="module")
 def tables(server: ServerProcess) -> Iterator[Tables]:
-    t = Tables(server)
-    yield t
-    t.close()
+    with probe.connect(server) as conn:
+        yield Tables(conn)
 
 
 @pytest.fixture(scope="module")

@@ -36,36 +36,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from serverprocess import ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
+from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from harness.expect import expect_ok, expect_refused
+from harness.server import ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 PersonaFactory = Callable[..., Persona]
 
 MAIN = DEFAULT_ROOM
 ROOM = f"/room/{MAIN}"
-JSON = "application/json"
-TEXT = "text/plain; charset=utf-8"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def ok(answer: CommunityAnswer) -> Any:
-    assert answer.status == 200, answer
-    assert answer.content_type == JSON, answer
-    return answer.body
-
-
-def refused(answer: CommunityAnswer, status: int, text: str | None = None) -> None:
-    """A refusal: the status, as a short plain text."""
-    assert answer.status == status, answer
-    assert answer.content_type == TEXT, answer
-    assert isinstance(answer.body, str) and answer.body, answer
-    if text is not None:
-        assert answer.body == text, answer
 
 
 def blinded(c: CommunityClient, person: BlindedIdentity) -> str:
@@ -88,7 +72,7 @@ def post(c: CommunityClient, person: BlindedIdentity, room: str = MAIN) -> int:
 def room_of(
     c: CommunityClient, person: BlindedIdentity | None = None, room: str = MAIN
 ) -> dict[str, Any]:
-    info: dict[str, Any] = ok(c.get(f"/room/{room}", identity=person))
+    info: dict[str, Any] = expect_ok(c.get(f"/room/{room}", identity=person))
     return info
 
 
@@ -112,7 +96,10 @@ def may_read(c: CommunityClient, person: BlindedIdentity, room: str = MAIN) -> i
 
 
 def live_ids(c: CommunityClient, reader: BlindedIdentity, room: str = MAIN) -> set[int]:
-    return {m["id"] for m in ok(c.get(f"/room/{room}/messages/recent?limit=256", identity=reader))}
+    return {
+        m["id"]
+        for m in expect_ok(c.get(f"/room/{room}/messages/recent?limit=256", identity=reader))
+    }
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
@@ -161,35 +148,35 @@ def test_a_room_admin_adds_and_removes_a_moderator(
 ) -> None:
     sid = blinded(community, alice)
     before = room_of(community)["info_updates"]
-    info = ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=True))
+    info = expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=True))
     assert info == {"info_updates": {MAIN: before + 1}}
     listed = room_of(community, alice)
     assert sid in listed["moderators"] and listed["moderator"] is True
     assert "admin" not in listed
-    ok(community.get(f"{ROOM}/permissions", identity=alice))  # a moderator's route
+    expect_ok(community.get(f"{ROOM}/permissions", identity=alice))  # a moderator's route
 
-    info = ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
+    info = expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
     assert info == {"info_updates": {MAIN: before + 2}}
     listed = room_of(community, alice)
     assert sid not in listed["moderators"] and "moderator" not in listed
-    refused(community.get(f"{ROOM}/permissions", identity=alice), 403)
+    expect_refused(community.get(f"{ROOM}/permissions", identity=alice), 403)
 
 
 def test_an_admin_is_listed_as_admin_and_may_do_what_admins_do(
     community: CommunityClient, room_admin: BlindedIdentity, alice: BlindedIdentity
 ) -> None:
     sid = blinded(community, alice)
-    ok(set_role(community, room_admin, sid, rooms=[MAIN], admin=True))
+    expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], admin=True))
     listed = room_of(community, alice)
     assert sid in listed["admins"] and sid not in listed["moderators"]
     assert listed["admin"] is True and listed["moderator"] is True
-    ok(community.put(ROOM, {"description": "set by a new admin"}, identity=alice))
+    expect_ok(community.put(ROOM, {"description": "set by a new admin"}, identity=alice))
     # admin false, moderator omitted: back to a moderator, not out.
-    ok(set_role(community, room_admin, sid, rooms=[MAIN], admin=False))
+    expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], admin=False))
     listed = room_of(community, alice)
     assert sid in listed["moderators"] and "admin" not in listed
-    refused(community.put(ROOM, {"description": "no longer"}, identity=alice), 403)
-    ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
+    expect_refused(community.put(ROOM, {"description": "no longer"}, identity=alice), 403)
+    expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
 
 
 @pytest.mark.parametrize(
@@ -205,7 +192,7 @@ def test_hidden_staff_are_shown_to_moderators_only(
 ) -> None:
     sid = blinded(community, alice)
     role = {"admin": True} if admin else {"moderator": True}
-    ok(set_role(community, room_admin, sid, rooms=[MAIN], visible=False, **role))
+    expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], visible=False, **role))
     hidden_key = "hidden_admins" if admin else "hidden_moderators"
     seen_by_moderator = room_of(community, room_moderator)
     assert sid in seen_by_moderator[hidden_key]
@@ -219,7 +206,7 @@ def test_hidden_staff_are_shown_to_moderators_only(
     assert sid not in str(anonymous)
     # Hidden or not, they have the role.
     assert room_of(community, alice)["moderator"] is True
-    ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
+    expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
 
 
 def test_global_staff_are_hidden_by_default_and_moderate_every_room(
@@ -231,8 +218,8 @@ def test_global_staff_are_hidden_by_default_and_moderate_every_room(
     second_room: str,
 ) -> None:
     sid = blinded(community, alice)
-    rooms = ok(community.get("/rooms"))
-    info = ok(set_role(community, global_admin, sid, **{"global": True}, moderator=True))
+    rooms = expect_ok(community.get("/rooms"))
+    info = expect_ok(set_role(community, global_admin, sid, **{"global": True}, moderator=True))
     assert set(info["info_updates"]) == {r["token"] for r in rooms}
     for room in (MAIN, second_room):
         mine = room_of(community, alice, room)
@@ -242,10 +229,12 @@ def test_global_staff_are_hidden_by_default_and_moderate_every_room(
     assert sid in room_of(community, room_moderator)["hidden_moderators"]
     assert sid not in str(room_of(community, bob))
     # Visible global staff are listed to everyone.
-    ok(set_role(community, global_admin, sid, **{"global": True}, moderator=True, visible=True))
+    expect_ok(
+        set_role(community, global_admin, sid, **{"global": True}, moderator=True, visible=True)
+    )
     assert sid in room_of(community, bob, second_room)["moderators"]
 
-    ok(set_role(community, global_admin, sid, **{"global": True}, moderator=False))
+    expect_ok(set_role(community, global_admin, sid, **{"global": True}, moderator=False))
     mine = room_of(community, alice, second_room)
     assert "moderator" not in mine and "global_moderator" not in mine
 
@@ -256,7 +245,7 @@ def test_a_moderator_named_by_session_id_is_listed_by_it_until_their_blinded_id_
     alice: BlindedIdentity,
     bob: BlindedIdentity,
 ) -> None:
-    ok(set_role(community, room_admin, bob.session_id, rooms=[MAIN], moderator=True))
+    expect_ok(set_role(community, room_admin, bob.session_id, rooms=[MAIN], moderator=True))
     seen_by_alice = room_of(community, alice)
     listed = seen_by_alice["moderators"]
     assert bob.session_id in listed and blinded(community, bob) not in listed
@@ -269,11 +258,13 @@ def test_a_moderator_named_by_session_id_is_listed_by_it_until_their_blinded_id_
     assert blinded(community, bob) in listed and bob.session_id not in listed
     assert seen_after["info_updates"] > seen_by_alice["info_updates"]
     message = post(community, alice)
-    ok(community.delete(f"{ROOM}/message/{message}", identity=bob))
+    expect_ok(community.delete(f"{ROOM}/message/{message}", identity=bob))
     assert message not in live_ids(community, alice)
 
     # Removing him by either id removes the person.
-    ok(set_role(community, room_admin, blinded(community, bob), rooms=[MAIN], moderator=False))
+    expect_ok(
+        set_role(community, room_admin, blinded(community, bob), rooms=[MAIN], moderator=False)
+    )
     assert "moderator" not in room_of(community, bob)
 
 
@@ -284,11 +275,11 @@ def test_rooms_star_means_every_room_the_caller_is_admin_of(
     second_room: str,
 ) -> None:
     sid = blinded(community, alice)
-    info = ok(set_role(community, room_admin, sid, rooms=["*"], moderator=True))
+    info = expect_ok(set_role(community, room_admin, sid, rooms=["*"], moderator=True))
     assert list(info["info_updates"]) == [MAIN]
     assert room_of(community, alice)["moderator"] is True
     assert "moderator" not in room_of(community, alice, second_room)
-    ok(set_role(community, room_admin, sid, rooms=["*"], moderator=False))
+    expect_ok(set_role(community, room_admin, sid, rooms=["*"], moderator=False))
 
 
 def test_a_room_token_is_matched_without_regard_to_case(
@@ -298,10 +289,12 @@ def test_a_room_token_is_matched_without_regard_to_case(
     second_room: str,
 ) -> None:
     sid = blinded(community, alice)
-    info = ok(set_role(community, global_admin, sid, rooms=[second_room.lower()], moderator=True))
+    info = expect_ok(
+        set_role(community, global_admin, sid, rooms=[second_room.lower()], moderator=True)
+    )
     assert list(info["info_updates"]) == [second_room]  # the room's own spelling
     assert room_of(community, alice, second_room)["moderator"] is True
-    ok(set_role(community, global_admin, sid, rooms=[second_room], moderator=False))
+    expect_ok(set_role(community, global_admin, sid, rooms=[second_room], moderator=False))
 
 
 ROLE_REFUSALS = [
@@ -330,7 +323,7 @@ def test_bad_or_unpermitted_role_changes_are_refused_and_change_nothing(
     status: int,
 ) -> None:
     before = room_of(community)
-    refused(set_role(community, room_admin, blinded(community, alice), **body), status)
+    expect_refused(set_role(community, room_admin, blinded(community, alice), **body), status)
     after = room_of(community, alice)
     assert after["info_updates"] == before["info_updates"]
     assert "moderator" not in after
@@ -347,7 +340,7 @@ def test_only_an_admin_changes_roles(
     who: str,
 ) -> None:
     caller = room_moderator if who == "moderator" else bob
-    refused(
+    expect_refused(
         set_role(community, caller, blinded(community, alice), rooms=[MAIN], moderator=True), 403
     )
     assert "moderator" not in room_of(community, alice)
@@ -358,9 +351,9 @@ def test_anonymous_role_changes_and_bad_session_ids_are_refused(
 ) -> None:
     body = {"rooms": [MAIN], "moderator": True}
     sid = blinded(community, alice)
-    refused(community.post(f"/user/{sid}/moderator", body), 401)
+    expect_refused(community.post(f"/user/{sid}/moderator", body), 401)
     for bad in ("15" + "ab" * 31, "06" + "ab" * 32, "15" + "zz" * 32, "00" + "ab" * 32):
-        refused(set_role(community, room_admin, bad, **body), 400)
+        expect_refused(set_role(community, room_admin, bad, **body), 400)
 
 
 # --------------------------------------------------------------------------- bans
@@ -370,21 +363,23 @@ def test_a_moderator_bans_and_unbans_someone_in_a_room(
     community: CommunityClient, room_moderator: BlindedIdentity, alice: BlindedIdentity
 ) -> None:
     message = post(community, alice)
-    assert ok(ban(community, room_moderator, blinded(community, alice), rooms=[MAIN])) == {}
+    assert expect_ok(ban(community, room_moderator, blinded(community, alice), rooms=[MAIN])) == {}
     assert may_read(community, alice) == 403
-    refused(community.get(ROOM, identity=alice), 403)
+    expect_refused(community.get(ROOM, identity=alice), 403)
     data = b"banned?"
     body = {
         "data": base64.b64encode(data).decode(),
         "signature": base64.b64encode(alice.sign_message_data(data, community.server_pk)).decode(),
     }
-    refused(community.post(f"{ROOM}/message", body, identity=alice), 403)
+    expect_refused(community.post(f"{ROOM}/message", body, identity=alice), 403)
     # A ban removes nothing else: the message stays.
     assert message in live_ids(community, room_moderator)
-    permissions = ok(community.get(f"{ROOM}/permissions", identity=room_moderator))
+    permissions = expect_ok(community.get(f"{ROOM}/permissions", identity=room_moderator))
     assert permissions[blinded(community, alice)] == {"banned": True}
 
-    assert ok(unban(community, room_moderator, blinded(community, alice), rooms=[MAIN])) == {}
+    assert (
+        expect_ok(unban(community, room_moderator, blinded(community, alice), rooms=[MAIN])) == {}
+    )
     assert may_read(community, alice) == 200
     assert post(community, alice) > message
 
@@ -392,9 +387,9 @@ def test_a_moderator_bans_and_unbans_someone_in_a_room(
 def test_a_ban_of_a_session_id_reaches_the_blinded_id(
     community: CommunityClient, room_moderator: BlindedIdentity, alice: BlindedIdentity
 ) -> None:
-    ok(ban(community, room_moderator, alice.session_id, rooms=[MAIN]))
+    expect_ok(ban(community, room_moderator, alice.session_id, rooms=[MAIN]))
     assert may_read(community, alice) == 403
-    ok(unban(community, room_moderator, alice.session_id, rooms=[MAIN]))
+    expect_ok(unban(community, room_moderator, alice.session_id, rooms=[MAIN]))
     assert may_read(community, alice) == 200
 
 
@@ -403,9 +398,9 @@ def test_a_ban_with_a_timeout_ends_by_itself(
 ) -> None:
     sid = blinded(community, alice)
     start = time.time()
-    ok(ban(community, room_moderator, sid, rooms=[MAIN], timeout=2))
+    expect_ok(ban(community, room_moderator, sid, rooms=[MAIN], timeout=2))
     assert may_read(community, alice) == 403
-    scheduled = ok(community.get(f"{ROOM}/futurePermissions", identity=room_moderator))
+    scheduled = expect_ok(community.get(f"{ROOM}/futurePermissions", identity=room_moderator))
     mine = [item for item in scheduled if item["session_id"] == sid]
     assert mine == [{"at": pytest.approx(start + 2, abs=1.5), "banned": False, "session_id": sid}]
     wait_for(lambda: may_read(community, alice) == 200)
@@ -416,11 +411,11 @@ def test_a_ban_again_replaces_the_timeout(
     community: CommunityClient, room_moderator: BlindedIdentity, alice: BlindedIdentity
 ) -> None:
     sid = blinded(community, alice)
-    ok(ban(community, room_moderator, sid, rooms=[MAIN], timeout=1))
-    ok(ban(community, room_moderator, sid, rooms=[MAIN]))  # now until lifted
+    expect_ok(ban(community, room_moderator, sid, rooms=[MAIN], timeout=1))
+    expect_ok(ban(community, room_moderator, sid, rooms=[MAIN]))  # now until lifted
     time.sleep(1.3)
     assert may_read(community, alice) == 403
-    ok(unban(community, room_moderator, sid, rooms=[MAIN]))
+    expect_ok(unban(community, room_moderator, sid, rooms=[MAIN]))
 
 
 def test_a_global_ban_refuses_every_signed_request(
@@ -430,14 +425,14 @@ def test_a_global_ban_refuses_every_signed_request(
     second_room: str,
 ) -> None:
     sid = blinded(community, alice)
-    ok(ban(community, global_admin, sid, **{"global": True}))
+    expect_ok(ban(community, global_admin, sid, **{"global": True}))
     for path in ("/capabilities", ROOM, f"/room/{second_room}/messages/recent", "/rooms"):
-        refused(community.get(path, identity=alice), 403, "Banned")
-    refused(
+        expect_refused(community.get(path, identity=alice), 403, "Banned")
+    expect_refused(
         community.post("/room/main/message", {"data": "", "signature": ""}, identity=alice), 403
     )
-    ok(unban(community, global_admin, sid, **{"global": True}))
-    ok(community.get("/capabilities", identity=alice))
+    expect_ok(unban(community, global_admin, sid, **{"global": True}))
+    expect_ok(community.get("/capabilities", identity=alice))
     assert may_read(community, alice, second_room) == 200
 
 
@@ -445,8 +440,8 @@ def test_a_global_ban_with_a_timeout_ends_by_itself(
     community: CommunityClient, global_admin: BlindedIdentity, alice: BlindedIdentity
 ) -> None:
     start = time.time()
-    ok(ban(community, global_admin, alice.session_id, **{"global": True}, timeout=1.5))
-    refused(community.get("/capabilities", identity=alice), 403, "Banned")
+    expect_ok(ban(community, global_admin, alice.session_id, **{"global": True}, timeout=1.5))
+    expect_refused(community.get("/capabilities", identity=alice), 403, "Banned")
     wait_for(lambda: community.get("/capabilities", identity=alice).status == 200)
     assert time.time() >= start + 1.5
 
@@ -463,9 +458,9 @@ def test_staff_cannot_be_banned(
 ) -> None:
     victim = room_admin if target == "admin" else room_moderator
     for sid in (victim.session_id, blinded(community, victim)):
-        refused(ban(community, room_moderator, sid, rooms=[MAIN]), 400)
-        refused(ban(community, global_admin, sid, **{"global": True}), 400)
-    refused(ban(community, room_admin, global_admin.session_id, rooms=[MAIN]), 400)
+        expect_refused(ban(community, room_moderator, sid, rooms=[MAIN]), 400)
+        expect_refused(ban(community, global_admin, sid, **{"global": True}), 400)
+    expect_refused(ban(community, room_admin, global_admin.session_id, rooms=[MAIN]), 400)
     assert may_read(community, victim) == 200
 
 
@@ -489,9 +484,9 @@ def test_bad_or_unpermitted_bans_are_refused_and_ban_nobody(
     body: dict[str, Any],
     status: int,
 ) -> None:
-    refused(ban(community, room_moderator, blinded(community, alice), **body), status)
+    expect_refused(ban(community, room_moderator, blinded(community, alice), **body), status)
     assert may_read(community, alice) == 200
-    ok(community.get("/capabilities", identity=alice))
+    expect_ok(community.get("/capabilities", identity=alice))
 
 
 def test_only_a_moderator_bans_or_unbans(
@@ -502,16 +497,16 @@ def test_only_a_moderator_bans_or_unbans(
     second_room: str,
 ) -> None:
     sid = blinded(community, alice)
-    refused(ban(community, bob, sid, rooms=[MAIN]), 403)
-    refused(community.post(f"/user/{sid}/ban", {"rooms": [MAIN]}), 401)
+    expect_refused(ban(community, bob, sid, rooms=[MAIN]), 403)
+    expect_refused(community.post(f"/user/{sid}/ban", {"rooms": [MAIN]}), 401)
     # A moderator of main only: not of every room named.
-    refused(ban(community, room_moderator, sid, rooms=[MAIN, second_room]), 403)
+    expect_refused(ban(community, room_moderator, sid, rooms=[MAIN, second_room]), 403)
     assert may_read(community, alice) == 200
-    ok(ban(community, room_moderator, sid, rooms=[MAIN]))
-    refused(unban(community, bob, sid, rooms=[MAIN]), 403)
-    refused(unban(community, room_moderator, sid, **{"global": True}), 403)
+    expect_ok(ban(community, room_moderator, sid, rooms=[MAIN]))
+    expect_refused(unban(community, bob, sid, rooms=[MAIN]), 403)
+    expect_refused(unban(community, room_moderator, sid, **{"global": True}), 403)
     assert may_read(community, alice) == 403
-    ok(unban(community, room_moderator, sid, rooms=[MAIN]))
+    expect_ok(unban(community, room_moderator, sid, rooms=[MAIN]))
 
 
 # --------------------------------------------------------------------------- deleting everything
@@ -529,11 +524,11 @@ def test_a_moderator_deletes_everything_someone_posted_in_a_room(
     mine = [post(community, alice) for _ in range(3)]
     theirs = post(community, bob)
     sid = blinded(community, alice)
-    answer = ok(community.delete(f"{ROOM}/all/{sid}", identity=room_moderator))
+    answer = expect_ok(community.delete(f"{ROOM}/all/{sid}", identity=room_moderator))
     assert answer == {"deleted": 3}
     live = live_ids(community, bob)
     assert theirs in live and not set(mine) & live
-    changes = ok(community.get(f"{ROOM}/messages/since/0?limit=256", identity=bob))
+    changes = expect_ok(community.get(f"{ROOM}/messages/since/0?limit=256", identity=bob))
     assert not {m["id"] for m in changes} & set(mine)  # since/0 leaves deletions out
     # A v2 client sees them as deletions.
     deleted = setup_client.request(
@@ -542,7 +537,9 @@ def test_a_moderator_deletes_everything_someone_posted_in_a_room(
     assert deleted["status_code"] == 200, deleted
     assert set(mine) <= set(deleted["ids"])
     # Again: nothing left to delete.
-    assert ok(community.delete(f"{ROOM}/all/{sid}", identity=room_moderator)) == {"deleted": 0}
+    assert expect_ok(community.delete(f"{ROOM}/all/{sid}", identity=room_moderator)) == {
+        "deleted": 0
+    }
 
 
 def test_someone_deletes_everything_they_posted(
@@ -550,11 +547,13 @@ def test_someone_deletes_everything_they_posted(
 ) -> None:
     mine = {post(community, alice), post(community, alice)}
     sid = blinded(community, alice)
-    assert ok(community.delete(f"{ROOM}/all/{sid}", identity=alice)) == {"deleted": 2}
+    assert expect_ok(community.delete(f"{ROOM}/all/{sid}", identity=alice)) == {"deleted": 2}
     assert not mine & live_ids(community, bob)
     # Their Session id names them too.
     post(community, alice)
-    assert ok(community.delete(f"{ROOM}/all/{alice.session_id}", identity=alice)) == {"deleted": 1}
+    assert expect_ok(community.delete(f"{ROOM}/all/{alice.session_id}", identity=alice)) == {
+        "deleted": 1
+    }
 
 
 def test_only_an_admin_deletes_everything_an_admin_posted(
@@ -566,22 +565,22 @@ def test_only_an_admin_deletes_everything_an_admin_posted(
     bob: BlindedIdentity,
 ) -> None:
     sid = blinded(community, alice)
-    ok(set_role(community, room_admin, sid, rooms=[MAIN], admin=True))
+    expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], admin=True))
     message = post(community, alice)
-    refused(community.delete(f"{ROOM}/all/{sid}", identity=room_moderator), 403)
-    refused(community.delete(f"{ROOM}/all/{sid}", identity=bob), 403)
-    refused(community.delete(f"{ROOM}/all/{sid}"), 401)
+    expect_refused(community.delete(f"{ROOM}/all/{sid}", identity=room_moderator), 403)
+    expect_refused(community.delete(f"{ROOM}/all/{sid}", identity=bob), 403)
+    expect_refused(community.delete(f"{ROOM}/all/{sid}"), 401)
     assert message in live_ids(community, bob)
-    assert ok(community.delete(f"{ROOM}/all/{sid}", identity=global_admin)) == {"deleted": 1}
-    ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
+    assert expect_ok(community.delete(f"{ROOM}/all/{sid}", identity=global_admin)) == {"deleted": 1}
+    expect_ok(set_role(community, room_admin, sid, rooms=[MAIN], moderator=False))
 
 
 def test_a_user_cannot_delete_everything_someone_else_posted(
     community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
 ) -> None:
     message = post(community, alice)
-    refused(community.delete(f"{ROOM}/all/{blinded(community, alice)}", identity=bob), 403)
-    refused(community.delete(f"{ROOM}/all/not-an-id", identity=bob), 400)
+    expect_refused(community.delete(f"{ROOM}/all/{blinded(community, alice)}", identity=bob), 403)
+    expect_refused(community.delete(f"{ROOM}/all/not-an-id", identity=bob), 400)
     assert message in live_ids(community, bob)
 
 
@@ -597,20 +596,23 @@ def test_delete_everywhere_covers_the_rooms_the_caller_moderates(
     here = [post(community, alice), post(community, alice)]
     there = post(community, alice, second_room)
     # A moderator of main only: main's, and the other room is left out of the answer.
-    assert ok(community.delete(f"/rooms/all/{sid}", identity=room_moderator)) == {
+    assert expect_ok(community.delete(f"/rooms/all/{sid}", identity=room_moderator)) == {
         "total": 2,
         "rooms": {MAIN: 2},
     }
     assert not set(here) & live_ids(community, bob)
     assert there in live_ids(community, bob, second_room)
     # A global admin: every room.
-    answer = ok(community.delete(f"/rooms/all/{sid}", identity=global_admin))
+    answer = expect_ok(community.delete(f"/rooms/all/{sid}", identity=global_admin))
     assert answer["total"] == 1 and answer["rooms"][second_room] == 1
     assert answer["rooms"][MAIN] == 0
     assert there not in live_ids(community, bob, second_room)
     # Someone else's, by a user: no room qualifies.
-    assert ok(community.delete(f"/rooms/all/{sid}", identity=bob)) == {"total": 0, "rooms": {}}
-    refused(community.delete(f"/rooms/all/{sid}"), 401)
+    assert expect_ok(community.delete(f"/rooms/all/{sid}", identity=bob)) == {
+        "total": 0,
+        "rooms": {},
+    }
+    expect_refused(community.delete(f"/rooms/all/{sid}"), 401)
 
 
 def test_someone_deletes_everything_they_posted_everywhere(
@@ -618,7 +620,7 @@ def test_someone_deletes_everything_they_posted_everywhere(
 ) -> None:
     post(community, alice)
     post(community, alice, second_room)
-    answer = ok(community.delete(f"/rooms/all/{blinded(community, alice)}", identity=alice))
+    answer = expect_ok(community.delete(f"/rooms/all/{blinded(community, alice)}", identity=alice))
     assert answer["total"] == 2
     assert answer["rooms"][MAIN] == 1 and answer["rooms"][second_room] == 1
 
@@ -686,20 +688,24 @@ def test_community_api_staff_and_bans_reach_v2_tokens(
 
     assert v2_ban_status(v2_alice) == 403
     # Made a room moderator (by 05 id) through the community API: a v2 moderator too.
-    ok(set_role(community, room_admin, alice.session_id, rooms=[MAIN], moderator=True))
+    expect_ok(set_role(community, room_admin, alice.session_id, rooms=[MAIN], moderator=True))
     assert v2_ban_status(v2_alice) == 200
-    ok(set_role(community, room_admin, alice.session_id, rooms=[MAIN], moderator=False))
+    expect_ok(set_role(community, room_admin, alice.session_id, rooms=[MAIN], moderator=False))
     assert v2_ban_status(v2_alice) == 403
     # A global moderator is a v2 moderator of every room.
-    ok(set_role(community, global_admin, alice.session_id, **{"global": True}, moderator=True))
+    expect_ok(
+        set_role(community, global_admin, alice.session_id, **{"global": True}, moderator=True)
+    )
     assert v2_ban_status(v2_alice) == 200
-    ok(set_role(community, global_admin, alice.session_id, **{"global": True}, moderator=False))
+    expect_ok(
+        set_role(community, global_admin, alice.session_id, **{"global": True}, moderator=False)
+    )
 
     # Banned through the community API (by 05 id): the v2 token is refused.
-    ok(ban(community, room_moderator, bob.session_id, rooms=[MAIN]))
+    expect_ok(ban(community, room_moderator, bob.session_id, rooms=[MAIN]))
     result = setup_client.request("GET", "messages", room=MAIN, token=v2_bob.token)
     assert result["status_code"] == 403, result
-    ok(unban(community, room_moderator, bob.session_id, rooms=[MAIN]))
+    expect_ok(unban(community, room_moderator, bob.session_id, rooms=[MAIN]))
     result = setup_client.request("GET", "messages", room=MAIN, token=v2_bob.token)
     assert result["status_code"] == 200, result
 

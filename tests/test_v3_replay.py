@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import base64
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from communityclient import (
+from harness import probe
+from harness.communityclient import (
     BlindedIdentity,
     CommunityAnswer,
     CommunityClient,
@@ -43,8 +41,9 @@ from communityclient import (
     desktop_json,
     sogs_headers,
 )
-from communityhelpers import ROOM, message_body, ok, since, start_server
-from serverprocess import Backend, ServerProcess
+from harness.expect import expect_ok, expect_refused
+from harness.flows import ROOM, message_body, since, start_server, wait_until
+from harness.server import Backend, ServerProcess
 
 NONCE_REUSED = "Invalid authentication: X-SOGS-Nonce cannot be reused"
 TIMESTAMP_OFF = "Invalid authentication: X-SOGS-Timestamp is too far from current time"
@@ -155,60 +154,38 @@ class SignedPost:
         return sum(m["session_id"] == poster for m in since(client, None, 0, "limit=256"))
 
 
-def refused(answer: CommunityAnswer, text: str) -> None:
-    assert (answer.status, answer.body) == (425, text), answer
-
-
 class Nonces:
     """The server's `request_nonces` table, read and filled directly."""
 
     def __init__(self, server: ServerProcess) -> None:
         self.server = server
 
-    def _connect(self) -> Any:
-        if self.server.database_url is None:
-            return sqlite3.connect(self.server.data_dir / "opengroup.db", timeout=30)
-        return psycopg.connect(self.server.database_url, autocommit=True)
-
     def expiry(self, nonce: bytes) -> float | None:
         """When the nonce is to be pruned (None: not stored)."""
-        mark = "?" if self.server.database_url is None else "%s"
-        with self._connect() as conn:
-            row = conn.execute(
-                f"SELECT expires_at FROM request_nonces WHERE nonce = {mark}", (nonce,)
-            ).fetchone()
-        return None if row is None else float(row[0])
+        rows = probe.run(
+            self.server, "SELECT expires_at FROM request_nonces WHERE nonce = %s", nonce
+        )
+        return float(rows[0][0]) if rows else None
 
     def count(self, *, live_at: float | None = None) -> int:
         """How many are stored (expiring after ``live_at``, if given)."""
         query = "SELECT count(*) FROM request_nonces"
         if live_at is not None:
-            query += f" WHERE expires_at > {live_at!r}"
-        with self._connect() as conn:
-            return int(conn.execute(query).fetchone()[0])
+            return int(probe.value(self.server, query + " WHERE expires_at > %s", live_at))
+        return int(probe.value(self.server, query))
 
     def insert(self, rows: list[tuple[bytes, float]]) -> None:
         """Store (nonce, expires_at) rows as a flood of requests would have."""
-        if self.server.database_url is None:
-            with self._connect() as conn:
+        with probe.connect(self.server, autocommit=False) as conn:
+            if self.server.database_url is None:
                 conn.executemany("INSERT INTO request_nonces VALUES (?, ?)", rows)
-            return
-        with (
-            psycopg.connect(self.server.database_url) as conn,
-            conn.cursor().copy("COPY request_nonces (nonce, expires_at) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-
-
-def wait_until(condition: Any, seconds: float, what: str) -> float:
-    """Poll ``condition()`` until true; how long it took. Fails after ``seconds``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > seconds:
-            pytest.fail(f"{what}: not within {seconds} s")
-        time.sleep(0.1)
-    return time.monotonic() - start
+            else:
+                with conn.cursor().copy(
+                    "COPY request_nonces (nonce, expires_at) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            conn.commit()
 
 
 # --------------------------------------------------------------------------- every process
@@ -221,7 +198,7 @@ def test_a_replay_is_refused_by_every_process_and_worker_over_either_transport(
     assert post.send(entries[0]).status == 201
 
     for k in range(ROUNDS):
-        refused(post.send(entries[(k + 1) % len(entries)]), NONCE_REUSED)
+        expect_refused(post.send(entries[(k + 1) % len(entries)]), 425, NONCE_REUSED)
     assert post.stored(entries[0]) == 1
 
 
@@ -262,7 +239,7 @@ def test_one_reaction_sent_again_and_again_at_once_through_every_process_counts_
     assert all(a.status == 200 for a in answers), answers
     assert sorted(a.body["added"] for a in answers) == [False] * 11 + [True], answers
     assert len({a.body["seqno"] for a in answers}) == 1, answers
-    shown = ok(client.get(f"{ROOM}/message/{posted['id']}"))
+    shown = expect_ok(client.get(f"{ROOM}/message/{posted['id']}"))
     assert shown["reactions"]["\U0001f44d"]["count"] == 1, shown
     assert shown["seqno"] == answers[0].body["seqno"], shown
 
@@ -280,7 +257,7 @@ def test_a_replay_after_every_process_restarted_is_refused(
     for proc in processes:
         for transport in transports:
             with fresh_connection_client(proc, transport) as client:
-                refused(post.send(client), NONCE_REUSED)
+                expect_refused(post.send(client), 425, NONCE_REUSED)
                 assert post.stored(client) == 1
 
 
@@ -317,7 +294,7 @@ def test_a_replay_with_its_headers_written_differently_is_still_refused(
     if "X-SOGS-Timestamp" in rewrite:
         assert replay.status == 401, replay
     else:
-        refused(replay, NONCE_REUSED)
+        expect_refused(replay, 425, NONCE_REUSED)
     assert post.stored(client) == 1
 
 
@@ -338,7 +315,7 @@ def test_a_request_refused_for_a_global_ban_is_refused_again_after_the_ban(
             "the ban over",
         )
 
-        refused(post.send(client), NONCE_REUSED)
+        expect_refused(post.send(client), 425, NONCE_REUSED)
         assert post.stored(client) == 0
 
 
@@ -384,7 +361,7 @@ def test_a_flood_of_fresh_keys_keeps_only_the_nonces_of_the_last_window(
     with CommunityClient(short_window.base_url, short_window.public_key, "http") as client:
         for k in range(FLOOD):
             sent.append(time.time())
-            ok(client.get(f"{ROOM}/messages/recent", identity=BlindedIdentity.generate()))
+            expect_ok(client.get(f"{ROOM}/messages/recent", identity=BlindedIdentity.generate()))
             if k % 25 == 24:
                 stored, now = nonces.count(), time.time()
                 assert 0 < stored <= sum(t > now - lifetime for t in sent), (k, stored)
@@ -413,10 +390,10 @@ def test_a_hundred_thousand_nonces_are_pruned_to_the_live_ones_and_requests_stay
         times = []
         for _ in range(30):
             started = time.perf_counter()
-            ok(client.get(f"{ROOM}/messages/recent", identity=BlindedIdentity.generate()))
+            expect_ok(client.get(f"{ROOM}/messages/recent", identity=BlindedIdentity.generate()))
             times.append(time.perf_counter() - started)
         replayed = SignedPost(client.server_pk)
         assert replayed.send(client).status == 201
-        refused(replayed.send(client), NONCE_REUSED)
+        expect_refused(replayed.send(client), 425, NONCE_REUSED)
     times.sort()
     assert times[len(times) // 2] < 0.25 and times[-1] < 2.0, times

@@ -27,11 +27,11 @@ from typing import Literal
 
 import httpx
 import pytest
-from communityclient import BlindedIdentity, CommunityClient
 from cryptography.hazmat.primitives import serialization
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.server import REPO_ROOT, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
-from serverprocess import REPO_ROOT, ServerProcess
-from sessionclient import DEFAULT_ROOM, Client, Identity, Persona
 
 PersonaFactory = Callable[..., Persona]
 

@@ -1,4 +1,4 @@
-"""Self-checks of the community test client (tests/communityclient.py), in-process.
+"""Self-checks of the community test client (tests/harness/communityclient.py), in-process.
 
 The client is the yardstick of the community API tests, so it is checked here
 against published vectors and against independent code: the X-SOGS header
@@ -28,7 +28,9 @@ import httpx
 import nacl.bindings as sodium
 import pytest
 import xeddsa
-from communityclient import (
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from harness.communityclient import (
     BlindedIdentity,
     CommunityClient,
     EncType,
@@ -47,8 +49,6 @@ from communityclient import (
     signed_path,
     sogs_headers,
 )
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 

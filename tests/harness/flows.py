@@ -1,27 +1,25 @@
-"""Small helpers of the community API (v3) acceptance tests: posting a signed message,
-reading a room's counters, checking a refusal's exact status and text.
+"""The steps many tests take, of both APIs: making a room, waiting for the server to
+do something, posting a signed message, reading a room's counters and messages.
 
-Like communityclient.py, nothing here imports the server package.
+Like the clients, nothing here imports the server package.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from communityclient import (
-    CONTENT_JSON,
-    CONTENT_TEXT,
-    BlindedIdentity,
-    CommunityAnswer,
-    CommunityClient,
-)
-from serverprocess import Backend, ServerProcess
-from sessionclient import DEFAULT_ROOM
+
+from .communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
+from .expect import expect_ok
+from .server import Backend, ServerProcess
+from .v2client import DEFAULT_ROOM, Client, Identity
 
 ROOM = f"/room/{DEFAULT_ROOM}"
 AUTH_REQUIRED = "X-SOGS-* request authentication required"
@@ -35,9 +33,62 @@ REACTION_ONLY_KEYS = {"id", "seqno", "reactions"}
 CliRunner = Callable[..., Any]
 
 
+# --------------------------------------------------------------------------- both APIs
+
+
 def b64(data: bytes) -> str:
     """Standard padded base64, as clients send."""
     return base64.b64encode(data).decode()
+
+
+def add_room(cli: CliRunner, token: str, name: str) -> str:
+    """A new room made by the operator; its token."""
+    cli("rooms", "add", token, name)
+    return token
+
+
+def new_room(cli: CliRunner, prefix: str, name: str | None = None) -> str:
+    """A new room with a fresh token starting with ``prefix`` (so its ids start at 1),
+    made by the operator; its token."""
+    token = f"{prefix}_{secrets.token_hex(4)}"
+    return add_room(cli, token, name or f"Room {token}")
+
+
+def wait_until(condition: Callable[[], object], seconds: float, what: str = "") -> float:
+    """Poll ``condition()`` until it holds; how long it took. Fails after ``seconds``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > seconds:
+            pytest.fail(f"{what or 'the condition'}: not within {seconds} s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, backend: Backend, env: dict[str, str]
+) -> Iterator[ServerProcess]:
+    """A module-long extra server with its own settings, data dir and database."""
+    url = backend.new_database_url()
+    data_dir: Path = tmp_path_factory.mktemp("server") / "data"
+    proc = ServerProcess(data_dir, database_url=url, env=env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        backend.drop_database(url)
+
+
+# --------------------------------------------------------------------------- the v2 API
+
+
+def challenge(client: Client, identity: Identity, room: str = DEFAULT_ROOM) -> dict[str, Any]:
+    """``GET auth_token_challenge`` for the identity in a room; the whole answer."""
+    endpoint = f"auth_token_challenge?public_key={identity.session_id}"
+    return client.request("GET", endpoint, room=room)
+
+
+# --------------------------------------------------------------------------- the community API
 
 
 def session_padded(text: str) -> bytes:
@@ -86,33 +137,15 @@ def posted(
 ) -> dict[str, Any]:
     """Post a message that must be stored (201); the message object answered."""
     answer = post_message(client, identity, data, room=room, blinded=blinded, **extra)
-    assert answer.status == 201, answer
-    assert answer.content_type == CONTENT_JSON, answer
-    message: dict[str, Any] = answer.body
+    message: dict[str, Any] = expect_ok(answer, 201)
     return message
-
-
-def ok(answer: CommunityAnswer, status: int = 200) -> Any:
-    """The JSON body of an answer that must have succeeded with ``status``."""
-    assert answer.status == status, answer
-    assert answer.content_type == CONTENT_JSON, answer
-    return answer.body
-
-
-def assert_refused(answer: CommunityAnswer, status: int, text: str | None = None) -> None:
-    """A refusal: the status, as plain text (the exact ``text`` if given)."""
-    assert answer.status == status, answer
-    assert answer.content_type == CONTENT_TEXT, answer
-    assert isinstance(answer.body, str) and answer.body, answer
-    if text is not None:
-        assert answer.body == text
 
 
 def room_info(
     client: CommunityClient, identity: BlindedIdentity | None = None, room: str = ROOM
 ) -> dict[str, Any]:
     """``GET /room/:t`` as ``identity`` (anonymous by default)."""
-    info: dict[str, Any] = ok(client.get(room, identity=identity))
+    info: dict[str, Any] = expect_ok(client.get(room, identity=identity))
     return info
 
 
@@ -130,26 +163,5 @@ def since(
 ) -> list[dict[str, Any]]:
     """``GET messages/since/:seqno[?query]``; the list answered."""
     path = f"{room}/messages/since/{seqno}" + (f"?{query}" if query else "")
-    found: list[dict[str, Any]] = ok(client.get(path, identity=identity))
+    found: list[dict[str, Any]] = expect_ok(client.get(path, identity=identity))
     return found
-
-
-def add_room(cli: CliRunner, token: str, name: str) -> str:
-    """A new room made by the operator; its token."""
-    cli("rooms", "add", token, name)
-    return token
-
-
-def start_server(
-    tmp_path_factory: pytest.TempPathFactory, backend: Backend, env: dict[str, str]
-) -> Iterator[ServerProcess]:
-    """A module-long extra server with its own settings, data dir and database."""
-    url = backend.new_database_url()
-    data_dir: Path = tmp_path_factory.mktemp("server") / "data"
-    proc = ServerProcess(data_dir, database_url=url, env=env)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-        backend.drop_database(url)

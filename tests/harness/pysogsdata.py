@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from communityclient import BlindedIdentity
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from sessionclient import encode_visible_message, pad_message
 
-FIXTURES = Path(__file__).parent / "fixtures" / "pysogs"
+from .communityclient import BlindedIdentity
+from .v2client import encode_visible_message, pad_message
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pysogs"
 DAY = 86400.0
 IMAGE_BYTES = b"\x89PNG\r\n\x1a\n the lobby's room image"
 

@@ -24,9 +24,10 @@ import httpx
 import psycopg
 import pytest
 from psycopg import sql
-from sessionclient import PUBLIC_KEY_PEM_NAME, Client, Transport, load_public_key_pem
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from .v2client import PUBLIC_KEY_PEM_NAME, Client, Transport, load_public_key_pem
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0

@@ -320,7 +320,8 @@ class Client:
     def _request_http(
         self, method: str, endpoint: str, body: object | None, headers: dict[str, object]
     ) -> dict[str, Any]:
-        """Direct call under http_prefix; the HTTP status must equal the body's status_code.
+        """Direct call under http_prefix; the answer must be JSON, its HTTP status its
+        body's status_code.
 
         See docs/spec/SPEC.md section 2.2.
         """
@@ -331,6 +332,12 @@ class Client:
             str_headers.setdefault("Content-Type", "application/json")
         path = self.http_prefix + "/" + endpoint.lstrip("/")
         resp = self.http.request(method, path, headers=str_headers, content=content)
+        content_type = resp.headers.get("content-type", "")
+        if not content_type.startswith("application/json"):
+            raise AssertionError(
+                f"{method} {endpoint}: HTTP {resp.status_code}, content type {content_type!r}"
+                f" where the v2 API always answers JSON: {resp.text[:500]!r}"
+            )
         try:
             parsed: object = resp.json()
         except ValueError as exc:
@@ -423,19 +430,7 @@ class Client:
 
         text_bytes is the (unpadded) protobuf; by default a fresh visible message.
         """
-        payload = (
-            text_bytes
-            if text_bytes is not None
-            else encode_visible_message(f"hello {os.urandom(6).hex()}")
-        )
-        padded = pad_message(payload)
-        signature = identity.sign_legacy(padded) if legacy_signature else identity.sign(padded)
-        body = make_message_body(
-            identity,
-            padded,
-            signature,
-            timestamp if timestamp is not None else int(time.time() * 1000),
-        )
+        body = signed_message(identity, text_bytes, timestamp, legacy_signature=legacy_signature)
         return self.request(
             "POST", "messages", body=body, room=room, token=token, transport=transport
         )
@@ -476,6 +471,26 @@ def make_message_body(
         "public_key": identity.session_id,
         "signature": base64.b64encode(signature).decode(),
     }
+
+
+def signed_message(
+    identity: Identity,
+    text_bytes: bytes | None = None,
+    timestamp: int | None = None,
+    *,
+    legacy_signature: bool = False,
+) -> dict[str, Any]:
+    """A POST messages body as clients make it: padded, base64, signed (text_bytes: the
+    unpadded protobuf, by default a fresh visible message; timestamp: now by default)."""
+    payload = (
+        text_bytes
+        if text_bytes is not None
+        else encode_visible_message(f"hello {os.urandom(6).hex()}")
+    )
+    padded = pad_message(payload)
+    signature = identity.sign_legacy(padded) if legacy_signature else identity.sign(padded)
+    when = timestamp if timestamp is not None else int(time.time() * 1000)
+    return make_message_body(identity, padded, signature, when)
 
 
 def _checked(method: str, endpoint: str, result: object) -> dict[str, Any]:

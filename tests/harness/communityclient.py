@@ -3,7 +3,7 @@
 It builds requests the way Session desktop does and does all of the client-side
 cryptography itself. It never imports the server package: a bug shared by client
 and server code would otherwise hide itself. Facts come from
-shared/research/sogs-v3.md sections 2 (authentication, 15-blinding), 3 (onion
+docs/spec/sogs-v3.md sections 2 (authentication, 15-blinding), 3 (onion
 requests) and 4 (what desktop sends).
 
 What the desktop does, in short:
