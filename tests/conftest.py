@@ -245,8 +245,14 @@ def community(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator
 
 @pytest.fixture(scope="module")
 def twin(server: ServerProcess) -> Iterator[ServerProcess]:
-    """A second process on the module server's data dir and database (another port)."""
-    proc = ServerProcess(server.data_dir, database_url=server.database_url)
+    """A second process on the module server's data dir, database and settings (another
+    port)."""
+    proc = ServerProcess(
+        server.data_dir,
+        database_url=server.database_url,
+        extra_args=server.extra_args,
+        env=server.env,
+    )
     proc.start()
     yield proc
     proc.stop()

@@ -27,7 +27,7 @@ import random
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -60,18 +60,10 @@ PAGE = 50
 
 
 @pytest.fixture(scope="module")
-def peer(server: ServerProcess) -> Iterator[ServerProcess]:
-    """The second process: same data dir (key pair, SQLite file) and database, other port."""
-    proc = ServerProcess(server.data_dir, database_url=server.database_url, env=SERVER_ENV)
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def processes(server: ServerProcess, peer: ServerProcess) -> list[ServerProcess]:
-    """Both processes; work is spread over them."""
-    return [server, peer]
+def processes(server: ServerProcess, twin: ServerProcess) -> list[ServerProcess]:
+    """Both processes (the second on the same data dir and database, another port); work
+    is spread over them."""
+    return [server, twin]
 
 
 class Connections:
@@ -110,24 +102,6 @@ def run_together(work: Callable[[int, threading.Barrier], T], n: int) -> list[T]
 def transport_of(k: int) -> Transport:
     """Alternate the transports request by request."""
     return TRANSPORTS[k % 2]
-
-
-def read_all_deletions(client: Client, persona: Persona) -> list[dict[str, Any]]:
-    """Every deletion entry of the room ({id, deleted_message_id}), paging by number."""
-    found: list[dict[str, Any]] = []
-    cursor = 0
-    while True:
-        page = client.request(
-            "GET",
-            f"deleted_messages?from_server_id={cursor}&limit={PAGE}",
-            room=persona.room,
-            token=persona.token,
-        )
-        assert page["status_code"] == 200, page
-        if not page["ids"]:
-            return found
-        found.extend(page["ids"])
-        cursor = page["ids"][-1]["id"]
 
 
 def poll_room(
@@ -450,7 +424,7 @@ def test_concurrent_deletions_by_several_moderators_leave_one_deletion_entry_per
 
     author_view = Persona(author, author_token, room)
     with processes[1].client("onion") as other:
-        entries = read_all_deletions(other, author_view)
+        entries = other.all_deletions(author_view, PAGE)
     assert sorted(e["deleted_message_id"] for e in entries) == sorted(ids)
     assert [e["id"] for e in entries] == list(range(1, len(ids) + 1))
     assert setup_client.all_messages(author_view, PAGE) == []
@@ -491,7 +465,7 @@ def test_concurrent_bans_of_one_key_all_succeed_and_delete_each_message_once(
     judge = moderators[0]
     banned = setup_client.request("GET", "block_list", room=room, token=judge.token)
     assert banned["banned_members"] == [victim.session_id]
-    entries = read_all_deletions(setup_client, judge)
+    entries = setup_client.all_deletions(judge, PAGE)
     assert sorted(e["deleted_message_id"] for e in entries) == posted
     assert [e["id"] for e in entries] == list(range(1, len(posted) + 1))
 

@@ -67,15 +67,6 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def twin(server: ServerProcess) -> Iterator[ServerProcess]:
-    """A second server process on the same data dir and database, same settings."""
-    proc = ServerProcess(server.data_dir, database_url=server.database_url, env=TIGHT_ENV)
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
 def module_moderator(make_persona: Callable[..., Persona], cli: Callable[..., Any]) -> Persona:
     """A moderator of `main` signed in once (so fixtures spend no challenges per test)."""
     identity = Identity.generate()

@@ -445,20 +445,31 @@ class Client:
 
     def all_messages(self, persona: Persona, page_size: int = 256) -> list[dict[str, Any]]:
         """Every live message of the persona's room, paging GET messages from the start."""
+        return self._page_all(persona, "messages", "messages", "server_id", page_size)
+
+    def all_deletions(self, persona: Persona, page_size: int = 256) -> list[dict[str, Any]]:
+        """Every deletion entry of the persona's room, paging GET deleted_messages."""
+        return self._page_all(persona, "deleted_messages", "ids", "id", page_size)
+
+    def _page_all(
+        self, persona: Persona, endpoint: str, key: str, cursor_of: str, page_size: int
+    ) -> list[dict[str, Any]]:
+        """Every entry of a v2 list read page by page from the start: ``key`` holds a
+        page's entries, and the last entry's ``cursor_of`` is where the next starts."""
         found: list[dict[str, Any]] = []
         cursor = 0
         while True:
             page = self.request(
                 "GET",
-                f"messages?from_server_id={cursor}&limit={page_size}",
+                f"{endpoint}?from_server_id={cursor}&limit={page_size}",
                 room=persona.room,
                 token=persona.token,
             )
             assert page["status_code"] == 200, page
-            if not page["messages"]:
+            if not page[key]:
                 return found
-            found.extend(page["messages"])
-            cursor = page["messages"][-1]["server_id"]
+            found.extend(page[key])
+            cursor = page[key][-1][cursor_of]
 
 
 def make_message_body(
