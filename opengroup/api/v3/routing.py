@@ -142,7 +142,7 @@ class Router:
                 views.clear()  # this request may change a room or someone's rights in it
                 reads = community.db.own_reads()  # ... and read back what it wrote
             with reads:
-                self._check_access(call, route, views)
+                self._check_access(call, route)
                 result = route.handler(call)
             answer = result if isinstance(result, Answer) else Answer.json(result)
         except Refusal as exc:
@@ -178,7 +178,7 @@ class Router:
         )
 
     @staticmethod
-    def _check_access(call: Call, route: Route, views: dict[str, RoomView]) -> None:
+    def _check_access(call: Call, route: Route) -> None:
         user = call.user
         if route.needs_user and user is None:
             raise NotAuthenticated(AUTH_REQUIRED)
@@ -187,6 +187,7 @@ class Router:
         if not route.needs_room:
             return
         token = call.params["token"]
+        views = call.views  # the rooms this request's batch has read so far
         call.room = views.get(token)
         if call.room is None:
             community = call.community
