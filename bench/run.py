@@ -468,18 +468,30 @@ async def _signed_get(
     return orjson.loads(body)
 
 
-async def _introduce_all(port: int, pub: bytes, seeds: list[bytes], conns: int) -> None:
-    """Each community API user's first signed request (the server records the user)."""
+async def _introduce_all(
+    port: int, pub: bytes, seeds: list[bytes], rooms: list[str], conns: int
+) -> None:
+    """Each community API user's first signed request, a ``/batch`` of ``pollInfo`` in
+    every room: the server records the user, and their activity in each room, as it
+    holds them for a client that has been polling for a while (a client records its
+    activity in a room once every ``activity_interval_seconds``)."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for seed in seeds:
         queue.put_nowait(seed)
+    items = [{"method": "GET", "path": f"/room/{room}/pollInfo/0"} for room in rooms]
+    body = orjson.dumps(items)
 
     async def one_connection() -> None:
         conn = await HttpConnection.open(HOST, port)
         try:
             while not queue.empty():
                 user = community.identity(queue.get_nowait())
-                await _signed_get(conn, port, pub, user, "/capabilities")
+                headers = community.signed_headers(user, pub, "POST", "/batch", body)
+                request = http_request(HOST, port, "POST", "/batch", body, headers=headers)
+                status, answer = await conn.request(request)
+                codes = [item["code"] for item in orjson.loads(answer)] if status == 200 else []
+                if codes != [200] * len(rooms):
+                    raise SystemExit(f"POST /batch failed: {status} {answer[:200]!r}")
                 if conn.closed:
                     conn = await HttpConnection.open(HOST, port)
         finally:
@@ -946,9 +958,9 @@ def run_server_scenarios(
             )
         if v4:
             introduced = time.monotonic()
-            asyncio.run(_introduce_all(port, pub, cfg.seeds, 16))
+            asyncio.run(_introduce_all(port, pub, cfg.seeds, rooms, 16))
             setup.append(
-                f"{len(cfg.seeds)} blinded users' first signed request in "
+                f"{len(cfg.seeds)} blinded users' first batch poll of {len(rooms)} rooms in "
                 f"{time.monotonic() - introduced:.1f} s"
             )
         setup.append(f"total {time.monotonic() - started:.1f} s")

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
@@ -31,7 +30,7 @@ from opengroup.domain.community import Community
 from opengroup.keys import ServerKeys, load_or_create_keys
 from opengroup.metrics import METRICS_ROUTE, Metrics, MetricsPage
 from opengroup.storage import migrate
-from opengroup.storage.database import SQLITE_CHECKPOINT_SECONDS, THREADS, Database
+from opengroup.storage.database import SQLITE_CHECKPOINT_SECONDS, Database
 from opengroup.transport.direct import DirectHttp
 from opengroup.transport.dispatch import Dispatcher
 from opengroup.transport.observe import RequestLog
@@ -57,7 +56,11 @@ def open_database(settings: Settings, *, serving: bool = False) -> Database:
     for a server process, which checkpoints SQLite's WAL in the background."""
     if not settings.database_url:
         settings.data_path.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url, background_checkpoints=serving)
+    db = Database(
+        settings.effective_database_url,
+        pool_size=settings.effective_request_threads,
+        background_checkpoints=serving,
+    )
     migrate.upgrade(db)
     return db
 
@@ -87,7 +90,7 @@ def prepare(settings: Settings, *, with_keys: bool = True, serving: bool = False
 async def _prune_forever(community: Community, interval: float) -> None:
     while True:
         try:
-            counts = await anyio.to_thread.run_sync(community.prune)
+            counts = await community.threads.run(community.prune)
             if any(counts.values()):
                 log.info("pruned expired %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
         except Exception:
@@ -101,19 +104,19 @@ async def _apply_scheduled_forever(community: Community, interval: float) -> Non
     while True:
         await asyncio.sleep(interval)
         try:
-            counts = await anyio.to_thread.run_sync(community.staff.apply_due)
+            counts = await community.threads.run(community.staff.apply_due)
             if any(counts.values()):
                 log.info("applied %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
         except Exception:
             log.exception("applying scheduled permission changes failed; will retry")
 
 
-async def _checkpoint_forever(db: Database) -> None:
-    """SQLite: checkpoint the WAL now and then, in a worker thread (see Database.checkpoint)."""
+async def _checkpoint_forever(community: Community) -> None:
+    """SQLite: checkpoint the WAL now and then, in a request thread (see Database.checkpoint)."""
     while True:
         await asyncio.sleep(SQLITE_CHECKPOINT_SECONDS)
         try:
-            await anyio.to_thread.run_sync(db.checkpoint)
+            await community.threads.run(community.db.checkpoint)
         except Exception:
             log.exception("WAL checkpoint failed; will retry")
 
@@ -125,8 +128,6 @@ def create_app(settings: Settings) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # As many request threads as pooled connections (see storage.database.THREADS).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         # Everything made so far (modules, the app, compiled statements) lives as long
         # as the process: out of the collector's sight, a full collection no longer
         # walks it, which took milliseconds out of the requests it fell on.
@@ -137,7 +138,7 @@ def create_app(settings: Settings) -> ASGIApp:
         scheduled = max(settings.future_permissions_interval_seconds, 1)
         tasks.append(asyncio.create_task(_apply_scheduled_forever(community, scheduled)))
         if prepared.db.is_sqlite:
-            tasks.append(asyncio.create_task(_checkpoint_forever(prepared.db)))
+            tasks.append(asyncio.create_task(_checkpoint_forever(community)))
         try:
             yield
         finally:

@@ -85,6 +85,14 @@ class Settings:
         1,
         "Number of worker processes.",
     )
+    request_threads: int = _setting(
+        0,
+        (
+            "Threads per worker process that run requests, and so database connections kept "
+            "open. 0: 4 on SQLite (more only add switching between threads: the file is "
+            "local), 16 on PostgreSQL (a thread waits on the network for each statement)."
+        ),
+    )
     keep_alive_seconds: int = _setting(
         5,
         (
@@ -297,6 +305,14 @@ class Settings:
         7 * 24 * 3600,
         "A room's active users are those seen in it within this time.",
     )
+    active_users_recount_seconds: int = _setting(
+        10,
+        (
+            "How long a worker shows a room's active users as it last counted them (each "
+            "poll shows them; counting reads a row per active user). A user this worker "
+            "sees become active is added at once; 0: counted for every request."
+        ),
+    )
     metrics_enabled: bool = _setting(
         False,
         "Serve Prometheus metrics at GET /metrics on the main port, to metrics_allow_from only.",
@@ -330,6 +346,12 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_path / 'opengroup.db').resolve()}"
+
+    @property
+    def effective_request_threads(self) -> int:
+        if self.request_threads > 0:
+            return self.request_threads
+        return 4 if self.effective_database_url.startswith("sqlite") else 16
 
     @property
     def effective_public_url(self) -> str:

@@ -40,7 +40,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -141,6 +140,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
         self.allow_from = parse_allow_from(community.settings.metrics_allow_from)
+        self.threads = community.threads
         self.requests = Counter(
             "opengroup_requests",
             "Requests answered, by route pattern, method, status and transport.",
@@ -214,6 +214,6 @@ class MetricsPage:
         if not self.metrics.allowed(client):
             self.requests.record("http", "GET", METRICS_ROUTE, 403, started)
             return closing(request, PlainTextResponse("metrics are not served to you", 403))
-        body, content_type = await anyio.to_thread.run_sync(self.metrics.exposition)
+        body, content_type = await self.metrics.threads.run(self.metrics.exposition)
         self.requests.record("http", "GET", METRICS_ROUTE, 200, started)
         return closing(request, Response(body, 200, media_type=content_type))

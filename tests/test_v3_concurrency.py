@@ -14,7 +14,7 @@ from harness.communityclient import BlindedIdentity, CommunityClient
 from harness.server import ServerProcess
 
 SERVER_ENV = {"OPENGROUP_POST_RATE_LIMIT_SECONDS": "0"}
-AT_ONCE = 40  # the worker has 16 request threads
+AT_ONCE = 40  # the worker has 4 request threads on SQLite, 16 on PostgreSQL
 
 
 def test_more_simultaneous_posts_than_request_threads_are_all_stored(

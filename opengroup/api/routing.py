@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import cast
 
-import anyio.to_thread
-
 from opengroup.api.errors import error_response, v2_refusal
 from opengroup.api.exchange import ApiRequest, ApiResponse, JsonObject
 from opengroup.api.jsonbody import parse_json
@@ -118,7 +116,7 @@ class Router:
             if route.handler in self._async:
                 result = await self._call_async(route, community, req)
             else:
-                result = await anyio.to_thread.run_sync(self._call, route, community, req)
+                result = await community.threads.run(self._call, route, community, req)
         except Refusal as exc:
             return v2_refusal(exc)
         except Exception:

@@ -50,6 +50,7 @@ from opengroup.domain.users import Users
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.postwriter import PostWriter
+from opengroup.threads import Threads
 
 __all__ = ["MAX_PAGE", "Challenge", "Community", "Member", "PollRequest", "RoomPoll"]
 
@@ -70,10 +71,13 @@ class Community:
         self.settings = settings
         self.clock = clock
         self.server_public_key = server_public_key
-        post_writer = PostWriter(db)
+        # The threads requests run on (the routers hand them over), which the parts
+        # below also use for their own blocking work.
+        self.threads = Threads(settings.effective_request_threads, "request")
+        post_writer = self._post_writer = PostWriter(db)
         # The community API's parts.
         self.users = Users(db, settings, server_public_key, clock)
-        self.posts = Posts(db, settings, post_writer, self.users, clock)
+        self.posts = Posts(db, settings, post_writer, self.users, clock, self.threads)
         self.room_info = RoomInfo(db, settings, self.users, clock)
         self.staff = Staff(db, settings, self.users, self.posts, clock)
         self.uploads = Uploads(db, settings, clock)
@@ -82,17 +86,19 @@ class Community:
         self._poll_reader = OnDemandPollReader(db)
         activity = ActivityRecords(db, settings)
         self.rooms = Rooms(db, clock)
-        self.membership = Membership(db, settings, clock, self._poll_reader, activity)
-        self.messages = Messages(db, settings, clock, post_writer)
+        self.membership = Membership(db, settings, clock, self._poll_reader, activity, self.threads)
+        self.messages = Messages(db, settings, clock, post_writer, self.threads)
         self.moderation = Moderation(db, clock, self.staff)
         self.files = Files(db, settings, clock)
-        self.polling = Polling(settings, clock, self._poll_reader, activity)
+        self.polling = Polling(settings, clock, self._poll_reader, activity, self.threads)
 
     async def close(self) -> None:
         """Close what polling opened and stop admitting (the database itself is the
         caller's)."""
         await self.users.close()
         await self._poll_reader.close()
+        await self._post_writer.close()
+        self.threads.close()
 
     def prune(self) -> dict[str, int]:
         """Delete what has expired, and apply the scheduled permission changes that are

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio.to_thread
 from sqlalchemy import Connection
 
 from opengroup import crypto
@@ -38,6 +37,7 @@ from opengroup.storage import people
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.roomhead import TokenHolder
+from opengroup.threads import Threads
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,14 @@ class Membership:
         clock: Callable[[], float],
         poll_reader: OnDemandPollReader,
         activity: ActivityRecords,
+        threads: Threads,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.poll_reader = poll_reader
         self.activity = activity
+        self.threads = threads
 
     def challenge(self, room_id: str, public_key: str) -> Challenge:
         """Make a token, keep its hash as pending, and encrypt it to the requester."""
@@ -174,7 +176,7 @@ class Membership:
             raise NoSuchRoom(room_id)
         member = member_of(room_id, holder)
         if self.activity.stale([(member, holder)], now):
-            await anyio.to_thread.run_sync(self.activity.note, member, holder, now)
+            await self.threads.run(self.activity.note, member, holder, now)
         return member
 
     @staticmethod

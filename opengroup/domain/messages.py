@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import anyio.to_thread
 from sqlalchemy import Connection
 
 from opengroup import crypto
@@ -24,6 +23,7 @@ from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.postwriter import NewPost, PostWriter
 from opengroup.storage.queries import Message
+from opengroup.threads import Threads
 
 
 class Messages:
@@ -35,11 +35,13 @@ class Messages:
         settings: Settings,
         clock: Callable[[], float],
         post_writer: PostWriter,
+        threads: Threads,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.post_writer = post_writer
+        self.threads = threads
 
     async def post(self, member: Member, timestamp: int, data: str, signature: str) -> Message:
         """Store a signed message; ``data`` and ``signature`` are base64 as the client sent.
@@ -64,7 +66,7 @@ class Messages:
             raise InvalidInput("signature does not match the data and the sender's key")
         now = self.clock()
         if not member.is_moderator and self.settings.new_identities_per_minute > 0:
-            await anyio.to_thread.run_sync(
+            await self.threads.run(
                 spam.admit_poster, self.db, self.settings, member.public_key, now
             )
         # The room's own rules are read in the writer's transaction (the token check

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import anyio.to_thread
-
 from opengroup import crypto
 from opengroup.config import Settings
 from opengroup.domain.errors import NoSuchRoom, Refusal
@@ -22,6 +20,7 @@ from opengroup.domain.values import could_be_room_id
 from opengroup.storage.pollreader import PollLookup
 from opengroup.storage.queries import Message
 from opengroup.storage.roomhead import TokenHolder
+from opengroup.threads import Threads
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,13 @@ class Polling:
         clock: Callable[[], float],
         poll_reader: OnDemandPollReader,
         activity: ActivityRecords,
+        threads: Threads,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.poll_reader = poll_reader
         self.activity = activity
+        self.threads = threads
 
     async def poll(self, requests: Sequence[PollRequest]) -> list[RoomPoll | Refusal]:
         """The entries of one ``compact_poll``, in order, read together (see the
@@ -105,5 +106,5 @@ class Polling:
             seen.append((member, rows.holder))
             results.append(RoomPoll(rows.messages, rows.deletions, rows.moderators))
         if self.activity.stale(seen, now):
-            await anyio.to_thread.run_sync(self.activity.note_all, seen, now)
+            await self.threads.run(self.activity.note_all, seen, now)
         return results

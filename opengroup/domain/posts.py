@@ -14,7 +14,6 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import anyio.from_thread
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from sqlalchemy import Connection
@@ -35,6 +34,7 @@ from opengroup.storage import posts, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.posts import Reaction, StoredMessage
 from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
+from opengroup.threads import Threads
 
 MAX_PAGE = 256
 DEFAULT_PAGE = 100
@@ -90,12 +90,15 @@ class Posts:
         writer: PostWriter,
         users: Users,
         clock: Callable[[], float],
+        threads: Threads,
     ) -> None:
+        """``threads``: those the requests run on, which wait for the writer."""
         self.db = db
         self.settings = settings
         self.writer = writer
         self.users = users
         self.clock = clock
+        self.threads = threads
 
     # -- reading ----------------------------------------------------------------------
 
@@ -221,7 +224,7 @@ class Posts:
             uploader_keys=tuple(user.keys),
             files_until=now + self.settings.file_ttl_seconds,
         )
-        stored = anyio.from_thread.run(self.writer.write, post)
+        stored = self.threads.wait_for(self.writer.write(post))
         if stored is None:
             raise NoSuchRoom(view.id)
         message = StoredMessage(

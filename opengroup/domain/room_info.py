@@ -9,8 +9,10 @@ as the room's ``info_updates`` (and creation time) read the same.
 
 from __future__ import annotations
 
+import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -27,6 +29,13 @@ from opengroup.storage.roomdetails import Pin, RoomDetails
 # Activity records this process remembers having seen fresh (beyond it, the stale
 # ones are dropped; a burst of more fresh ones than this costs a read each).
 MAX_NOTED = 100_000
+
+
+class _HeldBack(threading.local):
+    """A thread's activity records held back until the end of its batch (None: none is
+    under way): (room id, session id, whether it is new to the room's count)."""
+
+    records: list[tuple[str, str, bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,9 @@ class RoomInfo:
         self._kept: dict[str, tuple[tuple[float, int], StaffLists, list[Pin]]] = {}
         # (room id, session id) -> when this process last recorded that activity
         self._noted: dict[tuple[str, str], float] = {}
+        self._held_back = _HeldBack()
+        # room id -> (when counted, the count): see active_users_recount_seconds
+        self._counted: dict[str, tuple[float, int]] = {}
 
     def snapshot(self, view: RoomView) -> RoomSnapshot:
         with self.db.read() as conn:
@@ -80,7 +92,7 @@ class RoomInfo:
     def note_activity(self, room_id: str, session_id: str) -> None:
         """Record that a community API user was active in a room, when the record is
         older than ``activity_interval_seconds`` (at most once per interval per
-        process without reading it)."""
+        process without reading it); inside :meth:`activity_together`, at its end."""
         now = self.clock()
         interval = self.settings.activity_interval_seconds
         noted = self._noted.get((room_id, session_id))
@@ -90,18 +102,61 @@ class RoomInfo:
             self._noted = {k: t for k, t in self._noted.items() if now - t < interval}
         with self.db.read() as conn:
             last = queries.last_activity(conn, room_id, session_id)
-        if last is None or now - last >= interval:
-            with self.db.write() as conn:
+        if last is not None and now - last < interval:
+            self._noted[(room_id, session_id)] = last
+            return
+        is_new = last is None or last <= now - self.settings.active_users_cutoff_seconds
+        held_back = self._held_back.records
+        if held_back is not None:
+            held_back.append((room_id, session_id, is_new))
+        else:
+            self._record_activity([(room_id, session_id, is_new)], now)
+
+    @contextmanager
+    def activity_together(self) -> Iterator[None]:
+        """Hold back the activity records this thread makes due, and write them at the
+        end in one write transaction (a client polls all its rooms in one batch)."""
+        if self._held_back.records is not None:
+            yield  # (within another: that one writes them)
+            return
+        held_back: list[tuple[str, str, bool]] = []
+        self._held_back.records = held_back
+        try:
+            yield
+        finally:
+            self._held_back.records = None
+            if held_back:
+                self._record_activity(held_back, self.clock())
+
+    def _record_activity(self, records: list[tuple[str, str, bool]], now: float) -> None:
+        """Write the records in one transaction (rows in a fixed order: two such never
+        wait for each other in a circle); a user new to a room's active users is
+        counted in this process's count of them at once."""
+        with self.db.write() as conn:
+            for room_id, session_id, _is_new in sorted(records):
                 queries.touch_activity(conn, room_id, session_id, now)
-            last = now
-        self._noted[(room_id, session_id)] = last
+        for room_id, session_id, is_new in records:
+            self._noted[(room_id, session_id)] = now
+            counted = self._counted.get(room_id)
+            if is_new and counted is not None:
+                self._counted[room_id] = (counted[0], counted[1] + 1)
 
     def _snapshot(self, conn: Connection, room: RoomDetails, access: RoomAccess) -> RoomSnapshot:
-        since = self.clock() - self.settings.active_users_cutoff_seconds
         staff, pins = self._staff_and_pins(conn, room)
-        return RoomSnapshot(
-            room, access, roomdetails.active_users(conn, room.id, since), staff, pins
-        )
+        return RoomSnapshot(room, access, self._active_users(conn, room.id), staff, pins)
+
+    def _active_users(self, conn: Connection, room_id: str) -> int:
+        """Those seen in the room within ``active_users_cutoff_seconds``, counted again
+        at most every ``active_users_recount_seconds`` in this process (each poll shows
+        the count, and counting reads a row per active user)."""
+        now = self.clock()
+        counted = self._counted.get(room_id)
+        if counted is not None and now - counted[0] < self.settings.active_users_recount_seconds:
+            return counted[1]
+        since = now - self.settings.active_users_cutoff_seconds
+        count = roomdetails.active_users(conn, room_id, since)
+        self._counted[room_id] = (now, count)
+        return count
 
     def _staff_and_pins(self, conn: Connection, room: RoomDetails) -> tuple[StaffLists, list[Pin]]:
         version = (room.created_at, room.info_updates)

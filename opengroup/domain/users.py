@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import anyio
 from sqlalchemy import Connection
 
 from opengroup import blinding
@@ -25,6 +24,7 @@ from opengroup.domain.signed_requests import SignedRequest
 from opengroup.storage import people, roomdetails
 from opengroup.storage.batching import Batcher
 from opengroup.storage.database import Database
+from opengroup.threads import Threads
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,9 @@ class Users:
         self.server_public_key = server_public_key
         self.clock = clock
         # One group of admissions at a time per process; those that wait meanwhile are
-        # the next group. Its own thread token, so request threads never hold it up.
+        # the next group. Its own thread, so request threads never hold it up.
         self._admissions: Batcher[SignedRequest, User] = Batcher(self._admit_group, 1)
-        self._thread: anyio.CapacityLimiter | None = None
+        self._thread = Threads(1, "admissions")
 
     def admit(self, signed: SignedRequest) -> User:
         """The user behind a request whose signature checked out: 425 if its nonce was
@@ -89,11 +89,10 @@ class Users:
 
     async def close(self) -> None:
         await self._admissions.close()
+        self._thread.close()
 
     async def _admit_group(self, group: list[SignedRequest]) -> list[User | Refusal]:
-        if self._thread is None:  # (made on first use: it belongs to the event loop)
-            self._thread = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(self.admit_all, group, limiter=self._thread)
+        return await self._thread.run(self.admit_all, group)
 
     def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
         """Admit the requests in one write transaction: each one's user, or its refusal

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # How often a server process checkpoints the SQLite WAL (see Database.checkpoint).
 SQLITE_CHECKPOINT_SECONDS = 1.0
-# Threads that run requests in one worker, and so connections kept open: a pool
-# smaller than the thread count closes and reopens connections all the time.
+# Threads that run requests in one worker, and so connections kept open, unless told
+# (the setting request_threads): a pool smaller than the thread count closes and
+# reopens connections all the time.
 THREADS = 16
 # Connections a thread may hold at once: a shared read (see Database.shared_reads)
 # and a write. The pool may grow to twice the thread count, so no thread ever waits

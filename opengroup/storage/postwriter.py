@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Protocol
 
-import anyio.to_thread
 from sqlalchemy import BindParameter, ClauseElement, bindparam, false, insert, select, update
 
 from opengroup.storage.batching import Batcher
@@ -57,6 +56,7 @@ from opengroup.storage.driversql import (
 from opengroup.storage.posts import keep_files_on
 from opengroup.storage.queries import Message
 from opengroup.storage.schema import messages, rooms, users
+from opengroup.threads import Threads
 
 
 @dataclass(frozen=True)
@@ -162,16 +162,20 @@ class PostWriter:
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
         # One group at a time: the posts that wait meanwhile are the next group.
         self._groups: Batcher[NewPost, Message | None] = Batcher(self._write_group, 1)
-        # The writer's own thread token: community API posts wait for the writer from
-        # request threads, so were it to queue for those threads' tokens, a full pool of
-        # waiting posts would never be written.
-        # (Made on first use: it belongs to the event loop.)
-        self._thread: anyio.CapacityLimiter | None = None
+        # The writer's own thread: community API posts wait for the writer from request
+        # threads, so were it to queue for one of those, a full pool of waiting posts
+        # would never be written.
+        self._thread = Threads(1, "post-writer")
 
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
         None if there is no such room, or the exception its ``judge`` raised."""
         return await self._groups.submit(post)
+
+    async def close(self) -> None:
+        """Stop writing: the groups under way are cancelled, then the thread ends."""
+        await self._groups.close()
+        self._thread.close()
 
     async def _write_group(self, group: list[NewPost]) -> list[Message | Exception | None]:
         """A group in one transaction, in a thread of the writer's own: an outcome per
@@ -179,12 +183,8 @@ class PostWriter:
         # Stable: each room's posts stay in the order they came.
         order = sorted(range(len(group)), key=lambda n: group[n].room_id)
         by_room = [group[n] for n in order]
-        if self._thread is None:
-            self._thread = anyio.CapacityLimiter(1)
         try:
-            outcomes = await anyio.to_thread.run_sync(
-                self._write_in_thread, by_room, limiter=self._thread
-            )
+            outcomes = await self._thread.run(self._write_in_thread, by_room)
         except Exception as exc:
             failures: list[Message | Exception | None] = []
             for _ in group:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
@@ -26,7 +25,7 @@ class WebPages:
 
     async def home(self, request: Request) -> Response:
         started = time.perf_counter()
-        html = await anyio.to_thread.run_sync(render_home, self.community)
+        html = await self.community.threads.run(render_home, self.community)
         self.requests.record("http", "GET", HOME_ROUTE, 200, started)
         return closing(request, HTMLResponse(html))
 
@@ -34,7 +33,7 @@ class WebPages:
         """Raw bytes, of the sniffed type; 404 if the room has no image."""
         started = time.perf_counter()
         try:
-            data = await anyio.to_thread.run_sync(
+            data = await self.community.threads.run(
                 self.community.files.public_room_image, request.path_params["room_id"]
             )
         except NoSuchThing:

@@ -47,6 +47,7 @@ UNITS = ("_seconds", "_bytes", "_count")
 COUNTED_BY_THEIR_NOUN = {
     "port": "a TCP port number",
     "workers": "worker processes",
+    "request_threads": "threads in a worker process",
     "max_poll_rooms": "rooms in one compact_poll",
     "max_json_depth": "levels of JSON nesting",
     "max_pending_challenges_per_key": "unclaimed challenges of one key",
@@ -317,3 +318,19 @@ def test_a_choice_is_its_enum_member_however_it_was_given(tmp_path: Path) -> Non
 def test_deletions_are_paged_by_number_only_as_objects() -> None:
     assert DeletionsFormat.OBJECTS.by_number
     assert not DeletionsFormat.IDS.by_number
+
+
+@pytest.mark.parametrize(
+    ("overrides", "threads"),
+    [
+        ({}, 4),  # SQLite in the data dir
+        ({"database_url": "sqlite:////tmp/other.db"}, 4),
+        ({"database_url": "postgresql://postgres@127.0.0.1/og"}, 16),
+        ({"request_threads": 2}, 2),
+        ({"request_threads": 32, "database_url": "postgresql://postgres@127.0.0.1/og"}, 32),
+    ],
+)
+def test_request_threads_default_to_what_the_backend_needs(
+    overrides: dict[str, Any], threads: int
+) -> None:
+    assert load_settings(overrides=overrides, env={}).effective_request_threads == threads

@@ -40,9 +40,11 @@ def capabilities(call: Call) -> Answer:
 def batch(call: Call) -> list[dict[str, Any]]:
     """Every sub-request, in order, each answered in its place (a malformed one too).
 
-    Consecutive ``GET`` items share one read transaction (see the router)."""
+    Consecutive ``GET`` items share one read transaction (see the router); the
+    signer's activity in the rooms polled is recorded at the end, in one write."""
     items = _items(call)
-    with call.community.db.shared_reads():
+    community = call.community
+    with community.room_info.activity_together(), community.db.shared_reads():
         _read_rooms_together(call, items)
         return [_run(call, item) for item in items]
 

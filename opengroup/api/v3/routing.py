@@ -18,8 +18,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import anyio.to_thread
-
 from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest
 from opengroup.api.paths import PathTable
@@ -77,10 +75,10 @@ class Router:
         try:
             matched = self.match(request.method, request.path)
         except Refusal:  # (answered in the thread, as any refusal of the route table)
-            return await anyio.to_thread.run_sync(self.handle, community, request)
+            return await community.threads.run(self.handle, community, request)
         route = matched[0]
         if not signed_requests.is_signed(request.headers):
-            return await anyio.to_thread.run_sync(
+            return await community.threads.run(
                 self._handle, community, request, False, None, {}, matched
             )
         try:
@@ -90,7 +88,7 @@ class Router:
         except Exception:
             log.exception("unexpected error admitting %s %s", request.method, request.path)
             return Answer.text(500, "internal server error"), route.path
-        answer, _ = await anyio.to_thread.run_sync(
+        answer, _ = await community.threads.run(
             self._handle, community, request, True, user, {}, matched
         )
         return answer, route.path

@@ -1,0 +1,89 @@
+"""Activity and active users through the community API (docs/API.md, the room
+object's ``active_users``; README, ``active_users_recount_seconds``):
+
+- a signed ``/batch`` that polls several rooms records the signer as active in
+  each of them (written together at the end of the batch);
+- a worker shows a room's active users as it last counted them for up to
+  ``active_users_recount_seconds``: one that another worker saw become active
+  shows here once that time is over;
+- one this worker sees become active is counted at once, without waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from harness import probe
+from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.expect import expect_ok
+from harness.flows import CliRunner, new_room
+from harness.server import ServerProcess
+
+RECOUNT_SECONDS = 4
+SERVER_ENV = {"OPENGROUP_ACTIVE_USERS_RECOUNT_SECONDS": str(RECOUNT_SECONDS)}
+
+
+def active_users(client: CommunityClient, token: str) -> int:
+    count: int = expect_ok(client.get(f"/room/{token}"))["active_users"]
+    return count
+
+
+def poll_items(tokens: list[str]) -> list[dict[str, Any]]:
+    """The rooms' part of a desktop batch poll."""
+    items: list[dict[str, Any]] = []
+    for token in tokens:
+        items.append({"method": "GET", "path": f"/room/{token}/pollInfo/0"})
+        items.append({"method": "GET", "path": f"/room/{token}/messages/recent?t=r"})
+    return items
+
+
+def test_a_batch_poll_records_the_signer_active_in_every_room_it_polls(
+    server: ServerProcess, cli: CliRunner
+) -> None:
+    tokens = [new_room(cli, f"busy{n}_") for n in range(3)]
+    quiet = new_room(cli, "quiet_")
+    alice = BlindedIdentity.generate()
+    with CommunityClient(server.base_url, server.public_key, "onion") as c:
+        answers = expect_ok(c.post("/batch", json=poll_items(tokens), identity=alice))
+        assert [a["code"] for a in answers] == [200] * 6
+
+        assert [active_users(c, t) for t in tokens] == [1, 1, 1]
+        assert active_users(c, quiet) == 0
+    rooms = probe.run(
+        server,
+        "SELECT room_id FROM room_activity WHERE public_key = %s ORDER BY room_id",
+        alice.blinded_id(server.public_key),
+    )
+    assert [room for (room,) in rooms] == sorted(tokens)
+
+
+def test_a_worker_shows_others_activity_once_its_count_is_stale(
+    server: ServerProcess, twin: ServerProcess, cli: CliRunner
+) -> None:
+    token = new_room(cli, "counted_")
+    here = CommunityClient(server.base_url, server.public_key, "http")
+    there = CommunityClient(twin.base_url, twin.public_key, "http")
+    with here, there:
+        assert active_users(here, token) == 0
+        counted_at = time.monotonic()
+
+        expect_ok(there.get(f"/room/{token}/pollInfo/0", identity=BlindedIdentity.generate()))
+
+        assert active_users(there, token) == 1  # the worker that saw it: at once
+        stale = active_users(here, token)
+        if time.monotonic() - counted_at < RECOUNT_SECONDS - 0.5:
+            assert stale == 0  # still the count of a moment ago
+        time.sleep(max(0.0, counted_at + RECOUNT_SECONDS + 0.2 - time.monotonic()))
+        assert active_users(here, token) == 1
+
+
+def test_a_worker_counts_the_users_it_sees_become_active_at_once(
+    server: ServerProcess, cli: CliRunner
+) -> None:
+    token = new_room(cli, "seen_")
+    with CommunityClient(server.base_url, server.public_key, "http") as c:
+        assert active_users(c, token) == 0
+        for n in range(1, 4):
+            expect_ok(c.get(f"/room/{token}/pollInfo/0", identity=BlindedIdentity.generate()))
+            assert active_users(c, token) == n
