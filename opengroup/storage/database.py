@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # How often a server process checkpoints the SQLite WAL (see Database.checkpoint).
 SQLITE_CHECKPOINT_SECONDS = 1.0
-# Threads that run requests in one worker, and so connections kept open, unless told
-# (the setting request_threads): a pool smaller than the thread count closes and
-# reopens connections all the time.
-THREADS = 16
+# Connections kept open unless the owner says how many (a server: one per request
+# thread, see config.REQUEST_THREADS_KEPT); a pool smaller than the number of threads
+# that use it closes and reopens connections all the time.
+POOL_SIZE = 16
 # Connections a thread may hold at once: a shared read (see Database.shared_reads)
 # and a write. The pool may grow to twice the thread count, so no thread ever waits
 # for a connection that another thread waiting for one holds.
@@ -81,7 +81,7 @@ class Database:
     """One engine (a connection pool) and the two kinds of transaction we use."""
 
     def __init__(
-        self, url: str, *, pool_size: int = THREADS, background_checkpoints: bool = False
+        self, url: str, *, pool_size: int = POOL_SIZE, background_checkpoints: bool = False
     ) -> None:
         """``background_checkpoints``: the owner calls :meth:`checkpoint` now and then
         (a server does), so SQLite's writers never checkpoint."""
