@@ -58,7 +58,7 @@ def open_database(settings: Settings, *, serving: bool = False) -> Database:
         settings.data_path.mkdir(parents=True, exist_ok=True)
     db = Database(
         settings.effective_database_url,
-        pool_size=settings.request_threads_kept,
+        pool_size=settings.effective_request_threads,
         background_checkpoints=serving,
     )
     migrate.upgrade(db)

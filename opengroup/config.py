@@ -18,9 +18,6 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "OPENGROUP_"
-# Request threads a worker keeps, at least: request_threads of them run at once, the
-# rest wait (a community API post waits in its thread for the group-commit writer).
-REQUEST_THREADS_KEPT = 16
 
 
 class ConfigError(ValueError):
@@ -91,10 +88,9 @@ class Settings:
     request_threads: int = _setting(
         0,
         (
-            "Requests a worker process runs at once in its threads (a request waiting for "
-            "the post writer does not count). 0: 4 on SQLite (more only add switching "
-            "between threads: the file is local), 16 on PostgreSQL (a thread waits on the "
-            "network for each statement)."
+            "Threads per worker process that run requests, and so database connections kept "
+            "open. 0: 4 on SQLite (more only add switching between threads: the file is "
+            "local), 16 on PostgreSQL (a thread waits on the network for each statement)."
         ),
     )
     keep_alive_seconds: int = _setting(
@@ -356,12 +352,6 @@ class Settings:
         if self.request_threads > 0:
             return self.request_threads
         return 4 if self.effective_database_url.startswith("sqlite") else 16
-
-    @property
-    def request_threads_kept(self) -> int:
-        """Threads per worker for requests, and database connections kept open: those
-        that run at once, and some more to wait for the post writer."""
-        return max(REQUEST_THREADS_KEPT, self.effective_request_threads)
 
     @property
     def effective_public_url(self) -> str:

@@ -11,7 +11,6 @@ more often than the work needs (the setting ``request_threads``).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -20,37 +19,25 @@ T = TypeVar("T")
 
 
 class Threads:
-    """A fixed set of threads that run blocking calls the event loop awaits, a number
-    of them at once: a thread that waits for the event loop (:meth:`wait_for`) gives up
-    its turn meanwhile, so that waiting takes threads, not turns."""
+    """A fixed set of threads that run blocking calls the event loop awaits."""
 
-    def __init__(self, count: int, name: str, *, at_once: int = 0) -> None:
-        """``count`` threads at most, started when first needed, named ``name``;
-        ``at_once`` of them running calls at a time (0: all)."""
+    def __init__(self, count: int, name: str) -> None:
+        """``count`` threads at most, started when first needed, named ``name``."""
         self._executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)
-        self._turns = threading.Semaphore(at_once or count)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` on one of the threads, its result (or its exception)."""
         loop = self._loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._take_turn, function, args)
-
-    def _take_turn(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self._turns:
-            return function(*args)
+        return await loop.run_in_executor(self._executor, function, *args)
 
     def wait_for(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """From a call that :meth:`run` runs: run ``coroutine`` on the event loop that
-        handed the thread its work, and wait for its result without holding a turn."""
+        """From one of the threads: run ``coroutine`` on the event loop that handed the
+        thread its work, and wait for its result."""
         if self._loop is None:
             coroutine.close()
-            raise RuntimeError("wait_for is for the calls that run() runs")
-        self._turns.release()
-        try:
-            return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-        finally:
-            self._turns.acquire()
+            raise RuntimeError("wait_for is for the threads that run() started")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def close(self) -> None:
         """Wait for the calls under way, then end the threads."""

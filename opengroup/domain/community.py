@@ -73,9 +73,7 @@ class Community:
         self.server_public_key = server_public_key
         # The threads requests run on (the routers hand them over), which the parts
         # below also use for their own blocking work.
-        self.threads = Threads(
-            settings.request_threads_kept, "request", at_once=settings.effective_request_threads
-        )
+        self.threads = Threads(settings.effective_request_threads, "request")
         post_writer = self._post_writer = PostWriter(db)
         # The community API's parts.
         self.users = Users(db, settings, server_public_key, clock)

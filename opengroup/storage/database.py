@@ -31,7 +31,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # How often a server process checkpoints the SQLite WAL (see Database.checkpoint).
 SQLITE_CHECKPOINT_SECONDS = 1.0
 # Connections kept open unless the owner says how many (a server: one per request
-# thread, see config.REQUEST_THREADS_KEPT); a pool smaller than the number of threads
+# thread, see the setting request_threads); a pool smaller than the number of threads
 # that use it closes and reopens connections all the time.
 POOL_SIZE = 16
 # Connections a thread may hold at once: a shared read (see Database.shared_reads)
