@@ -77,7 +77,7 @@ class Community:
         post_writer = self._post_writer = PostWriter(db)
         # The community API's parts.
         self.users = Users(db, settings, server_public_key, clock)
-        self.posts = Posts(db, settings, post_writer, self.users, clock, self.threads)
+        self.posts = Posts(db, settings, post_writer, self.users, clock)
         self.room_info = RoomInfo(db, settings, self.users, clock)
         self.staff = Staff(db, settings, self.users, self.posts, clock)
         self.uploads = Uploads(db, settings, clock)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -34,7 +35,7 @@ from opengroup.storage import posts, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.posts import Reaction, StoredMessage
 from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
-from opengroup.threads import Threads
+from opengroup.storage.queries import Message
 
 MAX_PAGE = 256
 DEFAULT_PAGE = 100
@@ -80,6 +81,40 @@ def verify_post_signature(session_id: str, data: bytes, signature: bytes) -> boo
     return crypto.verify_signature(key, data, signature)
 
 
+@dataclass(frozen=True)
+class ReadyPost:
+    """A post that passed its checks: :meth:`write` stores it (on the event loop),
+    :meth:`view_of` shows what was stored."""
+
+    writer: PostWriter
+    post: NewPost
+    room_id: str
+
+    def write(self) -> Coroutine[Any, Any, Message | None]:
+        return self.writer.write(self.post)
+
+    def view_of(self, stored: Message | None) -> MessageView:
+        """The stored post as its author sees it; 404 if the room went meanwhile."""
+        if stored is None:
+            raise NoSuchRoom(self.room_id)
+        post = self.post
+        message = StoredMessage(
+            stored.server_id,
+            post.public_key,
+            post.posted_at,
+            None,
+            stored.seqno,
+            stored.seqno,
+            stored.seqno,
+            post.data,
+            post.signature,
+            False,
+            post.whisper_to,
+            post.whisper_mods,
+        )
+        return MessageView(message)
+
+
 class Posts:
     """Reading, posting, editing and deleting messages, and reacting to them."""
 
@@ -90,15 +125,12 @@ class Posts:
         writer: PostWriter,
         users: Users,
         clock: Callable[[], float],
-        threads: Threads,
     ) -> None:
-        """``threads``: those the requests run on, which wait for the writer."""
         self.db = db
         self.settings = settings
         self.writer = writer
         self.users = users
         self.clock = clock
-        self.threads = threads
 
     # -- reading ----------------------------------------------------------------------
 
@@ -188,9 +220,9 @@ class Posts:
             raise InvalidInput("signature does not match the data and the sender's key")
         return base64.b64encode(raw).decode(), base64.b64encode(signature).decode()
 
-    def post(self, view: RoomView, user: User, body: dict[str, object]) -> MessageView:
-        """Store a post (201); runs in a worker thread, its write in the event loop's
-        group-commit writer."""
+    def prepare(self, view: RoomView, user: User, body: dict[str, object]) -> ReadyPost:
+        """A post checked and ready for the event loop's group-commit writer (400, 403,
+        413, 429 if not): the router awaits its write (see ``api.v3.calls.Later``)."""
         data, signature = self._checked_content(user, body)
         whisper_to = body.get("whisper_to")
         whisper_mods = body.get("whisper_mods", False)
@@ -224,24 +256,7 @@ class Posts:
             uploader_keys=tuple(user.keys),
             files_until=now + self.settings.file_ttl_seconds,
         )
-        stored = self.threads.wait_for(self.writer.write(post))
-        if stored is None:
-            raise NoSuchRoom(view.id)
-        message = StoredMessage(
-            stored.server_id,
-            user.session_id,
-            now,
-            None,
-            stored.seqno,
-            stored.seqno,
-            stored.seqno,
-            data,
-            signature,
-            False,
-            whisper_to,
-            whisper_mods,
-        )
-        return MessageView(message)
+        return ReadyPost(self.writer, post, view.id)
 
     def edit(self, view: RoomView, user: User, message_id: int, body: dict[str, object]) -> None:
         data, signature = self._checked_content(user, body)

@@ -36,8 +36,8 @@ def test_a_call_raises_into_its_awaiter() -> None:
 
 
 def test_a_call_may_wait_for_the_event_loop() -> None:
-    """What a community API post does: it waits in its thread for the post writer,
-    which runs on the event loop."""
+    """What a community API post in a batch does: it waits in the batch's thread for
+    the post writer, which runs on the event loop."""
     threads = Threads(1, "test")
 
     async def main() -> str:

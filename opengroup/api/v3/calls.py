@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -91,6 +91,16 @@ class Answer:
     def not_modified(cls) -> Answer:
         """304: no body, so no content type either (the transports send none)."""
         return cls(304, b"", NO_CONTENT)
+
+
+@dataclass(frozen=True)
+class Later:
+    """A handler's answer that waits for the event loop first (a post, for the group-
+    commit writer): the router awaits ``waiting`` on the loop, and ``then`` makes the
+    answer of its result. Within a batch, its thread waits instead."""
+
+    waiting: Coroutine[Any, Any, Any]
+    then: Callable[[Any], Answer]
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest
 from opengroup.api.paths import PathTable
-from opengroup.api.v3.calls import Access, Answer, Call, Handler
+from opengroup.api.v3.calls import Access, Answer, Call, Handler, Later
 from opengroup.domain import signed_requests
 from opengroup.domain.access import RoomView, view_room
 from opengroup.domain.community import Community
@@ -78,9 +78,10 @@ class Router:
             return await community.threads.run(self.handle, community, request)
         route = matched[0]
         if not signed_requests.is_signed(request.headers):
-            return await community.threads.run(
+            answer, name = await community.threads.run(
                 self._handle, community, request, False, None, {}, matched
             )
+            return _answered(answer), name
         try:
             user = await community.users.admit_soon(self._signature(community, request))
         except Refusal as exc:
@@ -89,14 +90,28 @@ class Router:
             log.exception("unexpected error admitting %s %s", request.method, request.path)
             return Answer.text(500, "internal server error"), route.path
         answer, _ = await community.threads.run(
-            self._handle, community, request, True, user, {}, matched
+            self._handle, community, request, True, user, {}, matched, True
         )
+        if isinstance(answer, Later):
+            answer = await self._finish(answer, request)
         return answer, route.path
+
+    @staticmethod
+    async def _finish(later: Later, request: ApiRequest) -> Answer:
+        """The answer of a handler's :class:`Later`, awaited on the event loop."""
+        try:
+            return later.then(await later.waiting)
+        except Refusal as exc:
+            return v3_refusal(exc)
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            return Answer.text(500, "internal server error")
 
     def handle(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
         """Answer a request (in this thread, its signer admitted alone), and name the
         matched route."""
-        return self._handle(community, request, False, None, {})
+        answer, route_name = self._handle(community, request, False, None, {})
+        return _answered(answer), route_name
 
     def handle_as(
         self,
@@ -107,7 +122,9 @@ class Router:
     ) -> Answer:
         """Answer a sub-request of a batch, as the batch's signer (its own signature
         headers, if any, are not read), sharing the batch's room views."""
-        return self._handle(community, request, True, signer, {} if views is None else views)[0]
+        shared = {} if views is None else views
+        answer, _ = self._handle(community, request, True, signer, shared)
+        return _answered(answer)
 
     def _handle(
         self,
@@ -117,10 +134,13 @@ class Router:
         signer: User | None,
         views: dict[str, RoomView],
         matched: tuple[Route, dict[str, str]] | None = None,
-    ) -> tuple[Answer, str]:
+        later_on_loop: bool = False,
+    ) -> tuple[Answer | Later, str]:
         """``admitted``: ``signer`` is who the request is answered as (a batch's item, or
         a request admitted already), its signature headers are not read again;
-        ``matched``: the route and its parameters, if the caller found them already."""
+        ``matched``: the route and its parameters, if the caller found them already;
+        ``later_on_loop``: a handler's :class:`Later` is the caller's to await on the
+        event loop (else this thread waits for it)."""
         route_name = ""
         try:
             route, params = matched or self.match(request.method, request.path)
@@ -142,7 +162,9 @@ class Router:
             with reads:
                 self._check_access(call, route)
                 result = route.handler(call)
-            answer = result if isinstance(result, Answer) else Answer.json(result)
+            if isinstance(result, Later) and not later_on_loop:
+                result = result.then(community.threads.wait_for(result.waiting))
+            answer = result if isinstance(result, Answer | Later) else Answer.json(result)
         except Refusal as exc:
             answer = v3_refusal(exc)
         except Exception:
@@ -199,3 +221,10 @@ class Router:
             raise Banned("banned from this room")
         if route.right is not None and not getattr(rights, route.right):
             raise NotPermitted(f"this needs {route.access.value}")
+
+
+def _answered(answer: Answer | Later) -> Answer:
+    """The answer of a call made without ``later_on_loop`` (which waits for a Later)."""
+    if isinstance(answer, Later):
+        raise TypeError("a Later reached a caller that does not await it")
+    return answer
