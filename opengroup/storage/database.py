@@ -141,7 +141,7 @@ class Database:
             yield shared.conn
         except BaseException:
             # A failed statement ends a PostgreSQL transaction: the next read begins anew.
-            self._end_shared_read()
+            self._end_shared_read(failed=True)
             raise
 
     def _read_only(self, conn: Connection) -> None:
@@ -181,11 +181,19 @@ class Database:
             self._end_shared_read()
             shared.sharing = before
 
-    def _end_shared_read(self) -> None:
-        """Close the shared read's connection, which rolls its transaction back: it
-        wrote nothing, so that ends it as a commit would (and ends a failed one too)."""
+    def _end_shared_read(self, *, failed: bool = False) -> None:
+        """End the shared read's transaction and give its connection back. It wrote
+        nothing, so a commit ends it as a rollback would; but psycopg forgets the
+        connection's prepared statements at every rollback, so that each of the hot
+        statements would be planned again in every transaction (planning is most of
+        their cost on PostgreSQL). A failed one is rolled back."""
         conn, self._shared.conn = self._shared.conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        try:
+            if not failed:
+                conn.commit()
+        finally:
             conn.close()
 
     @contextmanager
