@@ -88,7 +88,6 @@ class ReadyPost:
 
     writer: PostWriter
     post: NewPost
-    room_id: str
 
     def write(self) -> Coroutine[Any, Any, Message | None]:
         return self.writer.write(self.post)
@@ -96,7 +95,7 @@ class ReadyPost:
     def view_of(self, stored: Message | None) -> MessageView:
         """The stored post as its author sees it; 404 if the room went meanwhile."""
         if stored is None:
-            raise NoSuchRoom(self.room_id)
+            raise NoSuchRoom(self.post.room_id)
         post = self.post
         message = StoredMessage(
             stored.server_id,
@@ -256,7 +255,7 @@ class Posts:
             uploader_keys=tuple(user.keys),
             files_until=now + self.settings.file_ttl_seconds,
         )
-        return ReadyPost(self.writer, post, view.id)
+        return ReadyPost(self.writer, post)
 
     def edit(self, view: RoomView, user: User, message_id: int, body: dict[str, object]) -> None:
         data, signature = self._checked_content(user, body)

@@ -101,11 +101,8 @@ class Router:
         """The answer of a handler's :class:`Later`, awaited on the event loop."""
         try:
             return later.then(await later.waiting)
-        except Refusal as exc:
-            return v3_refusal(exc)
-        except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
-            return Answer.text(500, "internal server error")
+        except Exception as exc:
+            return _failure(exc, request)
 
     def handle(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
         """Answer a request (in this thread, its signer admitted alone), and name the
@@ -165,11 +162,8 @@ class Router:
             if isinstance(result, Later) and not later_on_loop:
                 result = result.then(community.threads.wait_for(result.waiting))
             answer = result if isinstance(result, Answer | Later) else Answer.json(result)
-        except Refusal as exc:
-            answer = v3_refusal(exc)
-        except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
-            answer = Answer.text(500, "internal server error")
+        except Exception as exc:
+            answer = _failure(exc, request)
         return answer, route_name
 
     @classmethod
@@ -221,6 +215,15 @@ class Router:
             raise Banned("banned from this room")
         if route.right is not None and not getattr(rights, route.right):
             raise NotPermitted(f"this needs {route.access.value}")
+
+
+def _failure(exc: Exception, request: ApiRequest) -> Answer:
+    """The answer to a handler that raised (called in its ``except``): a refusal's
+    status, else a 500 with the traceback logged."""
+    if isinstance(exc, Refusal):
+        return v3_refusal(exc)
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return Answer.text(500, "internal server error")
 
 
 def _answered(answer: Answer | Later) -> Answer:
