@@ -32,6 +32,7 @@ from opengroup.storage.schema import (
     messages,
     moderators,
     permission_overrides,
+    request_nonces,
     room_activity,
     rooms,
     users,
@@ -205,15 +206,17 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[str]]]] = [
     ),
     *(
         (
-            "people.signer_facts",
-            {"session_id": sid, "blinded_abs": abs_, "now": NOW},
-            {"keys": keys},
+            "people.signers_facts",
+            {"now": NOW},
+            {"session_ids": sids, "blinded_abs": abs_, "keys": keys},
         )
-        for sid, abs_, keys in [
-            (ALICE, ALICE_15, [ALICE_15, ALICE]),
-            (ALICE, None, [ALICE]),
-            (BANNED, BANNED, [BANNED]),
-            (BOB, None, [BOB]),
+        for sids, abs_, keys in [
+            ([ALICE], [ALICE_15], [ALICE_15, ALICE]),
+            ([ALICE], [], [ALICE]),
+            ([BANNED], [BANNED], [BANNED]),
+            ([BOB], [], [BOB]),
+            ([ALICE, BANNED, BOB], [ALICE_15, BANNED], [ALICE_15, ALICE, BANNED, BOB]),
+            ([], [], []),
         ]
     ),
     *(
@@ -261,25 +264,43 @@ def test_a_hot_read_gives_the_rows_of_its_core_statement(
 
 def test_every_hot_statement_is_held_to_its_core_statement(db: Database) -> None:
     with db.write() as conn:  # the inserts are made on first use
-        people.take_nonce(conn, b"n" * 16, NOW + 10)
+        people.take_nonces(conn, [(b"n" * 16, NOW + 10)])
         people.insert_user(conn, BOB, NOW)
         people.link_session_id(conn, BOB, key("15", 3))
     covered = {name for name, _params, _lists in READS} | {
         name for name in HotStatement.made if name.startswith("insert_if_absent.")
     }
-    covered.add("files.keep")  # below: a write, held to what it must change
+    # below: writes, held to what they must change
+    covered |= {"files.keep", "people.touch_users"}
     assert set(HotStatement.made) <= covered
 
 
-def test_insert_if_absent_says_whether_the_row_went_in(db: Database) -> None:
+def test_insert_if_absent_says_which_rows_went_in(db: Database) -> None:
+    a, b, c = b"a" * 16, b"b" * 16, b"c" * 16
     with db.write() as conn:
-        assert people.take_nonce(conn, b"a" * 16, NOW + 10) is True
-        assert people.take_nonce(conn, b"a" * 16, NOW + 10) is False
-        assert people.take_nonce(conn, b"b" * 16, NOW + 10) is True
+        assert people.take_nonces(conn, [(a, NOW + 10)]) == {a}
+        assert people.take_nonces(conn, [(a, NOW + 10)]) == set()
+        # in one statement: the new ones, each once (padded to four rows meanwhile)
+        assert people.take_nonces(conn, [(b, NOW + 10), (a, NOW), (b, NOW + 20)]) == {b}
     with db.write() as conn:
-        assert people.take_nonce(conn, b"a" * 16, NOW + 20) is False
-        assert queries.insert_if_absent(conn, users, session_id=BANNED, first_seen=1.0,
+        assert people.take_nonces(conn, [(a, NOW + 20), (c, NOW + 30)]) == {c}
+        kept = conn.execute(select(request_nonces.c.nonce, request_nonces.c.expires_at)).all()
+        assert {(bytes(n), at) for n, at in kept} >= {(a, NOW + 10), (b, NOW + 10), (c, NOW + 30)}
+        assert queries.insert_if_absent(conn, users, session_id=key("15", 11), first_seen=1.0,
                                         last_seen=1.0) is True  # fmt: skip
+        many = [(bytes([n % 256, n // 256]) * 8, NOW) for n in range(600)]
+        assert people.take_nonces(conn, many + many[:10]) == {nonce for nonce, _at in many}
+
+
+def test_touching_users_moves_their_last_sighting_only_forward(db: Database) -> None:
+    carol, dave = key("15", 7), key("15", 8)
+    with db.write() as conn:
+        people.insert_user(conn, carol, NOW - 50)
+        people.insert_user(conn, dave, NOW + 50)
+        people.touch_users(conn, [carol, dave, key("15", 9)], NOW)
+        assert people.user_last_seen(conn, carol) == NOW
+        assert people.user_last_seen(conn, dave) == NOW + 50
+        assert people.user_last_seen(conn, key("15", 9)) is None
 
 
 def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) -> None:
@@ -306,8 +327,16 @@ def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) 
         banned = people.rights_facts(conn, ROOM, [BANNED], NOW)
         assert banned.room_banned is True and banned.globally_banned is True
 
-        signer = people.signer_facts(conn, ALICE, ALICE_15, [ALICE_15, ALICE], NOW)
-        assert signer == people.SignerFacts([ALICE], NOW - 3, False)
+        signers = [
+            people.Signer(ALICE_15, ALICE_15, [ALICE_15]),
+            people.Signer(ALICE, None, [ALICE]),
+            people.Signer(BANNED, BANNED, [BANNED]),
+        ]
+        assert people.signers_facts(conn, signers, NOW) == {
+            ALICE_15: people.SignerFacts([ALICE], None, False),
+            ALICE: people.SignerFacts([], NOW - 3, False),
+            BANNED: people.SignerFacts([], None, True),
+        }
 
         changed = posts.changes_since(conn, ROOM, 4, 256, [ALICE_15, ALICE], True,
                                       with_reactions=True)  # fmt: skip
@@ -365,3 +394,12 @@ def test_keeping_files_extends_only_the_posters_expiring_uploads_to_the_room(
         )
     assert found == {101: NOW + 1000, 102: NOW + 10, 103: None, 104: NOW + 10, 105: NOW + 5000,
                      106: NOW + 1000}  # fmt: skip
+
+
+def test_a_blinded_signer_is_banned_by_a_ban_of_its_linked_session_id(db: Database) -> None:
+    session_id, blinded = key("05", 10), key("15", 10)
+    with db.write() as conn:
+        insert_rows(conn, blinded_ids, [{"session_id": session_id, "blinded_abs": blinded}])
+        insert_rows(conn, global_bans, [{"public_key": session_id, "banned_at": 1.0}])
+        facts = people.signers_facts(conn, [people.Signer(blinded, blinded, [blinded])], NOW)
+    assert facts == {blinded: people.SignerFacts([session_id], None, True)}

@@ -96,26 +96,51 @@ class Users:
 
     def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
         """Admit the requests in one write transaction: each one's user, or its refusal
-        (a nonce used twice in the group is refused the second time)."""
+        (a nonce used twice in the group is refused the second time). A few statements
+        for the whole group, however many requests are in it."""
         now = self.clock()
+        keep = self.settings.request_time_window_seconds + 1
         with self.db.write() as conn:
-            return [self._admit(conn, signed, now) for signed in requests]
+            fresh = people.take_nonces(conn, [(s.nonce, s.timestamp + keep) for s in requests])
+            signers = {
+                s.session_id: self._signer(s.session_id) for s in requests if s.nonce in fresh
+            }
+            facts = people.signers_facts(conn, list(signers.values()), now)
+            admitted: list[User | Refusal] = []
+            to_touch: set[str] = set()
+            for signed in requests:
+                if signed.nonce not in fresh:
+                    admitted.append(
+                        NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused")
+                    )
+                    continue
+                fresh.discard(signed.nonce)  # (a second use in this group is a replay)
+                signer = signers[signed.session_id]
+                admitted.append(self._admit(conn, signer, facts[signer.session_id], now, to_touch))
+            people.touch_users(conn, sorted(to_touch), now)  # (sorted: rows locked in one order)
+        return admitted
 
-    def _admit(self, conn: Connection, signed: SignedRequest, now: float) -> User | Refusal:
-        keep_until = signed.timestamp + self.settings.request_time_window_seconds + 1
-        if not people.take_nonce(conn, signed.nonce, keep_until):
-            return NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused")
-        session_id = signed.session_id
-        own_keys = self._own_keys(session_id)
-        blinded_abs = blinding.blinded_abs(session_id) if session_id.startswith("15") else None
-        facts = people.signer_facts(conn, session_id, blinded_abs, own_keys, now)
-        if facts.globally_banned:  # (refused, but the nonce stays used)
+    def _admit(
+        self,
+        conn: Connection,
+        signer: people.Signer,
+        known: people.SignerFacts,
+        now: float,
+        to_touch: set[str],
+    ) -> User | Refusal:
+        """The signer of a fresh request, or its refusal; a new signer is recorded, and
+        one last seen long enough ago goes into ``to_touch``."""
+        if known.globally_banned:  # (refused, but the nonce stays used)
             return Banned("Banned")
-        if facts.last_seen is None:
-            self._first_seen(conn, session_id, facts.linked_session_ids, now)
-        elif now - facts.last_seen >= self.settings.activity_interval_seconds:
-            people.touch_user(conn, session_id, now)
-        return User(session_id, (*own_keys, *facts.linked_session_ids))
+        if known.last_seen is None:
+            self._first_seen(conn, signer.session_id, known.linked_session_ids, now)
+        elif now - known.last_seen >= self.settings.activity_interval_seconds:
+            to_touch.add(signer.session_id)
+        return User(signer.session_id, (*signer.keys, *known.linked_session_ids))
+
+    def _signer(self, session_id: str) -> people.Signer:
+        blinded_abs = blinding.blinded_abs(session_id) if session_id.startswith("15") else None
+        return people.Signer(session_id, blinded_abs, self._own_keys(session_id))
 
     def user(self, conn: Connection, session_id: str) -> User:
         """The person ``session_id`` names, with every key they are known under here: a

@@ -397,7 +397,7 @@ def import_server(conn: Connection | None, run: Run) -> ServerCounts:
             if out is not None:
                 people.insert_user(out, session_id, float(created))
         if out is not None:
-            people.touch_user(out, session_id, float(last_active))
+            people.touch_users(out, [session_id], float(last_active))
         if (moderator or admin) and session_id not in staff:
             counts.global_moderators += 1
             if out is not None:

@@ -97,7 +97,9 @@ class HotStatement:
     the database's own work.
 
     Compiled on first use for the connection's dialect and for each number of values
-    of its ``expanding`` parameters (``IN`` lists: a person's keys), then kept. The
+    of its ``expanding`` parameters (``IN`` lists: a person's keys), then kept; a list
+    is padded to a power of two by repeating its last value (which changes nothing
+    in an ``IN``), so a statement is compiled for a handful of lengths. The
     rows come back as the driver gives them (SQLite's booleans as 0 and 1): the
     callers turn them into values, as they would SQLAlchemy's. A test runs each
     against its Core statement on both backends (tests/test_hot_statements.py).
@@ -137,6 +139,7 @@ class HotStatement:
     ) -> DriverCursor:
         """:meth:`run` on a driver connection of the dialect ``dialect_name`` (a writer
         that holds one, as the post writer does)."""
+        lists = {name: _padded(lists[name]) for name in self.expanding}
         shape = (dialect_name, tuple(len(lists[name]) for name in self.expanding))
         compiled = self._compiled.get(shape)
         if compiled is None:
@@ -175,3 +178,9 @@ class HotStatement:
         }
         constants = {k: v for k, v in expanded.parameters.items() if k not in ours}
         return Statement(expanded.statement, constants)
+
+
+def _padded(values: Sequence[Any]) -> Sequence[Any]:
+    """``values`` padded to a power of two with copies of its last value (none if empty)."""
+    size = 1 << (len(values) - 1).bit_length() if values else 0
+    return values if size == len(values) else [*values, *([values[-1]] * (size - len(values)))]

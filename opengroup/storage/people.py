@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from opengroup.storage.driversql import HotStatement
-from opengroup.storage.queries import insert_if_absent
+from opengroup.storage.queries import insert_absent_rows, insert_if_absent
 from opengroup.storage.schema import (
     bans,
     blinded_ids,
@@ -80,12 +80,23 @@ def insert_user(conn: Connection, session_id: str, now: float) -> bool:
     return insert_if_absent(conn, users, session_id=session_id, first_seen=now, last_seen=now)
 
 
-def touch_user(conn: Connection, session_id: str, now: float) -> None:
-    conn.execute(
+def touch_users(conn: Connection, session_ids: Sequence[str], now: float) -> None:
+    """Record that the users were seen now (one statement)."""
+    if session_ids:
+        _TOUCH.run(conn, {"now": now}, session_ids=session_ids)
+
+
+def _touch_statement() -> Any:
+    now = bindparam("now", type_=Float)
+    session_ids = bindparam("session_ids", expanding=True, type_=String)
+    return (
         update(users)
-        .where(users.c.session_id == session_id, users.c.last_seen < now)
+        .where(users.c.session_id.in_(session_ids), users.c.last_seen < now)
         .values(last_seen=now)
     )
+
+
+_TOUCH = HotStatement("people.touch_users", _touch_statement(), expanding=["session_ids"])
 
 
 def user_first_seen(conn: Connection, session_id: str) -> float | None:
@@ -171,64 +182,96 @@ def unlinked_session_ids(conn: Connection) -> list[str]:
 # -- nonces ------------------------------------------------------------------------------
 
 
-def take_nonce(conn: Connection, nonce: bytes, expires_at: float) -> bool:
-    """Record a request nonce; False if it was recorded before (a replay)."""
-    return insert_if_absent(conn, request_nonces, nonce=nonce, expires_at=expires_at)
+def take_nonces(conn: Connection, nonces: Sequence[tuple[bytes, float]]) -> set[bytes]:
+    """Record request nonces, each with when it may be forgotten, in one statement; the
+    ones not recorded before (the others are replays)."""
+    rows = [{"nonce": nonce, "expires_at": expires_at} for nonce, expires_at in nonces]
+    return {bytes(key[0]) for key in insert_absent_rows(conn, request_nonces, rows)}
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A request's signer, as :func:`signers_facts` asks about them."""
+
+    session_id: str
+    blinded_abs: str | None  # None for a "05" signer
+    keys: Sequence[str]  # every key they sign in as
 
 
 @dataclass(frozen=True)
 class SignerFacts:
-    """What the tables say of a request's signer, read at once (see :func:`signer_facts`)."""
+    """What the tables say of a request's signer (see :func:`signers_facts`)."""
 
     linked_session_ids: list[str]  # the "05" ids linked to a blinded signer
     last_seen: float | None  # None: never seen before
     globally_banned: bool  # under their own keys or a linked one
 
 
-def _signer_statement() -> Any:
-    """(kind, key, last_seen) rows: the Session ids linked to ``blinded_abs``, the
-    signer's ``last_seen``, and live server bans of ``keys`` or of a linked id. The
-    parameters: ``session_id``, ``blinded_abs`` (None for a ``05`` signer), ``keys``
-    (expanding) and ``now``."""
-    session_id, blinded_abs = (
-        bindparam("session_id", type_=String),
-        bindparam("blinded_abs", type_=String),
+def signers_facts(
+    conn: Connection, signers: Sequence[Signer], now: float
+) -> dict[str, SignerFacts]:
+    """Each signer's links, last sighting and server ban, by session id: one statement
+    for them all."""
+    blinded = [s.blinded_abs for s in signers if s.blinded_abs is not None]
+    links: dict[str, list[str]] = {}
+    last_seen: dict[str, float] = {}
+    banned: set[str] = set()
+    rows = _SIGNERS.rows(
+        conn,
+        {"now": now},
+        session_ids=[s.session_id for s in signers],
+        blinded_abs=blinded,
+        keys=[key for s in signers for key in s.keys],
     )
+    for kind, key, linked, seen in rows:
+        if kind == "link":
+            links.setdefault(key, []).append(linked)
+        elif kind == "seen":
+            last_seen[key] = seen
+        else:
+            banned.add(key)
+    facts = {}
+    for signer in signers:
+        linked_ids = links.get(signer.blinded_abs, []) if signer.blinded_abs else []
+        facts[signer.session_id] = SignerFacts(
+            linked_ids,
+            last_seen.get(signer.session_id),
+            any(key in banned for key in (*signer.keys, *linked_ids)),
+        )
+    return facts
+
+
+def _signers_statement() -> Any:
+    """(kind, key, linked id, last_seen) rows: ``("link", blinded_abs, session id)`` for
+    each Session id linked to one of ``blinded_abs``; ``("seen", session_id, -,
+    last_seen)`` for each of ``session_ids`` seen before; ``("ban", key, -, -)`` for
+    each live server ban of one of ``keys`` or of a linked id. The parameters:
+    ``session_ids``, ``blinded_abs`` and ``keys`` (expanding), and ``now``."""
+    session_ids = bindparam("session_ids", expanding=True, type_=String)
+    blinded_abs = bindparam("blinded_abs", expanding=True, type_=String)
     keys = bindparam("keys", expanding=True, type_=String)
     now = bindparam("now", type_=Float)
     none_text, none_time = null().cast(String), null().cast(Float)
-    linked = select(blinded_ids.c.session_id).where(blinded_ids.c.blinded_abs == blinded_abs)
+    linked = select(blinded_ids.c.session_id).where(blinded_ids.c.blinded_abs.in_(blinded_abs))
     return union_all(
-        select(literal("link"), blinded_ids.c.session_id, none_time).where(
-            blinded_ids.c.blinded_abs == blinded_abs
+        select(
+            literal("link"), blinded_ids.c.blinded_abs, blinded_ids.c.session_id, none_time
+        ).where(blinded_ids.c.blinded_abs.in_(blinded_abs)),
+        select(literal("seen"), users.c.session_id, none_text, users.c.last_seen).where(
+            users.c.session_id.in_(session_ids)
         ),
-        select(literal("seen"), none_text, users.c.last_seen).where(
-            users.c.session_id == session_id
-        ),
-        select(literal("ban"), global_bans.c.public_key, none_time).where(
+        select(literal("ban"), global_bans.c.public_key, none_text, none_time).where(
             or_(global_bans.c.public_key.in_(keys), global_bans.c.public_key.in_(linked)),
             or_(global_bans.c.expires_at.is_(None), global_bans.c.expires_at > now),
         ),
     )
 
 
-_SIGNER = HotStatement("people.signer_facts", _signer_statement(), expanding=["keys"])
-
-
-def signer_facts(
-    conn: Connection, session_id: str, blinded_abs: str | None, keys: Sequence[str], now: float
-) -> SignerFacts:
-    """The links, last sighting and server ban of a signer known by ``keys``."""
-    params = {"session_id": session_id, "blinded_abs": blinded_abs, "now": now}
-    linked, last_seen, banned = [], None, False
-    for kind, key, seen in _SIGNER.rows(conn, params, keys=keys):
-        if kind == "link":
-            linked.append(key)
-        elif kind == "seen":
-            last_seen = seen
-        else:
-            banned = True
-    return SignerFacts(linked, last_seen, banned)
+_SIGNERS = HotStatement(
+    "people.signers_facts",
+    _signers_statement(),
+    expanding=["session_ids", "blinded_abs", "keys"],
+)
 
 
 # -- staff -------------------------------------------------------------------------------

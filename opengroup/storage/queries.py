@@ -33,7 +33,6 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    literal_column,
     not_,
     or_,
     select,
@@ -240,25 +239,56 @@ def room_head(conn: Connection, room_id: str, token_hash: bytes, now: float) -> 
 def insert_if_absent(conn: Connection, table: Table, **values: Any) -> bool:
     """Insert a row unless one with the same key is there; whether it was inserted.
     (Two transactions may both find a row absent; the database decides, not a read.)"""
-    key = (table.name, tuple(values))
+    return bool(insert_absent_rows(conn, table, [values]))
+
+
+def insert_absent_rows(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
+) -> set[tuple[Any, ...]]:
+    """Insert, in one statement, each of ``rows`` (all with the same columns) whose
+    primary key is neither in the table nor earlier in ``rows``; the primary keys of
+    those inserted. (As for :func:`insert_if_absent`, the database decides.)"""
+    if len(rows) > _MOST_ROWS:
+        return insert_absent_rows(conn, table, rows[:_MOST_ROWS]) | insert_absent_rows(
+            conn, table, rows[_MOST_ROWS:]
+        )
+    if not rows:
+        return set()
+    columns = tuple(rows[0])
+    # Padded to a power of two by repeating the last row (a repeat is a conflict, so
+    # skipped): a statement is compiled for a handful of sizes, not for every one.
+    size = 1 << (len(rows) - 1).bit_length()
+    key = (table.name, columns, size)
     statement = _INSERTS_IF_ABSENT.get(key)
     if statement is None:
         statement = _INSERTS_IF_ABSENT[key] = HotStatement(
-            f"insert_if_absent.{table.name}", functools.partial(_insert_if_absent, table, key[1])
+            f"insert_if_absent.{table.name}.{size}",
+            functools.partial(_insert_if_absent, table, columns, size),
         )
-    return statement.run(conn, values).fetchone() is not None
+    padded = [*rows, *([rows[-1]] * (size - len(rows)))]
+    values = {f"{name}_{n}": row[name] for n, row in enumerate(padded) for name in columns}
+    return {tuple(row) for row in statement.run(conn, values).fetchall()}
 
 
-def _insert_if_absent(table: Table, columns: tuple[str, ...], dialect_name: str) -> Any:
+def _insert_if_absent(table: Table, columns: tuple[str, ...], size: int, dialect_name: str) -> Any:
     dialect = sqlite if dialect_name == "sqlite" else postgresql
-    insert_ = dialect.insert(table).values({name: bindparam(name) for name in columns})
-    # RETURNING says whether a row went in (a skipped conflict returns none); the
+    rows: list[dict[str, Any]] = [
+        {name: bindparam(f"{name}_{n}") for name in columns} for n in range(size)
+    ]
+    # RETURNING says which rows went in (a skipped conflict returns none); the
     # rowcount of such an insert is not reliable across drivers.
-    return insert_.on_conflict_do_nothing().returning(literal_column("1"))
+    return (
+        dialect.insert(table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(*table.primary_key.columns)
+    )
 
 
-# (table, columns) -> the statement: built once, its values as parameters
-_INSERTS_IF_ABSENT: dict[tuple[str, tuple[str, ...]], HotStatement] = {}
+# Rows per statement at most (well within both databases' limits on parameters).
+_MOST_ROWS = 256
+# (table, columns, rows) -> the statement: built once, its values as parameters
+_INSERTS_IF_ABSENT: dict[tuple[str, tuple[str, ...], int], HotStatement] = {}
 
 
 def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) -> None:
