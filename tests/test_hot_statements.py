@@ -32,6 +32,7 @@ from opengroup.storage.schema import (
     messages,
     moderators,
     permission_overrides,
+    reactions,
     request_nonces,
     room_activity,
     rooms,
@@ -87,6 +88,16 @@ def db(tmp_path_factory: pytest.TempPathFactory, database_url: str | None) -> It
                 message(6, BOB, seqno=9, deleted=True, seqno_created=9),
             ],
         )
+        insert_rows(conn, reactions,
+            [
+                {"room_id": ROOM, "message_id": 1, "reaction": "👍", "public_key": BOB,
+                 "reacted_at": 3.0},
+                {"room_id": ROOM, "message_id": 1, "reaction": "👍", "public_key": ALICE_15,
+                 "reacted_at": 2.0},
+                {"room_id": ROOM, "message_id": 5, "reaction": "🎉", "public_key": BOB,
+                 "reacted_at": 2.0},
+            ],
+        )  # fmt: skip
         insert_rows(conn, moderators,
             [
                 {"room_id": ROOM, "public_key": MOD, "added_at": 1.0, "admin": False,
@@ -243,6 +254,11 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[str]]]] = [
         for keys in KEY_LISTS[:4]
     ),
     *(
+        ("reactions.of_messages", {"room_id": room}, {"message_ids": ids})
+        for room in (ROOM, "Quiet")
+        for ids in ([1], [1, 5], [5, 2, 1], [4, 6, 9, 1, 5])
+    ),
+    *(
         (f"direct_messages.{box}", {"key": who, "after_id": after, "now": NOW, "limit": 10}, {})
         for box in ("to", "from")
         for who in (ALICE_15, BANNED, BOB)
@@ -344,6 +360,12 @@ def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) 
         assert all(type(m.deleted) is bool and type(m.whisper_mods) is bool for m in changed)
         assert [m.deleted for m in changed] == [False, False, True, False]
         assert changed[1].whisper_mods is True and changed[3].edited == NOW - 5
+
+        assert posts.reactions_of(conn, ROOM, [5, 1, 3]) == [
+            posts.Reaction(5, "🎉", BOB, 2.0),
+            posts.Reaction(1, "👍", ALICE_15, 2.0),
+            posts.Reaction(1, "👍", BOB, 3.0),
+        ]
 
         received = inbox.messages_to(conn, BANNED, NOW, after_id=0, limit=10)
         assert [(m.sender, m.data) for m in received] == [(ALICE_15, b"\x00hi")]

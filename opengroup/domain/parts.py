@@ -95,6 +95,22 @@ class OnDemandPollReader:
             self._reader = None
 
 
+def record_activity(db: Database, records: Sequence[tuple[str, str]], now: float) -> bool:
+    """Record that each (room id, key) of ``records`` was active now, in one write
+    transaction, rows in a fixed order (two such never wait for each other in a
+    circle). Statistics are not worth failing a request for: a database error is
+    logged, and the answer is False."""
+    try:
+        with db.write() as conn:
+            for room_id, public_key in sorted(records):
+                q.touch_activity(conn, room_id, public_key, now)
+    except SQLAlchemyError:
+        rooms = ", ".join(sorted({room_id for room_id, _key in records}))
+        log.warning("could not record activity in room %s", rooms, exc_info=True)
+        return False
+    return True
+
+
 class ActivityRecords:
     """Each member's last activity in a room, refreshed only once it is stale.
 
@@ -114,15 +130,8 @@ class ActivityRecords:
         """:meth:`note` for several members, in one write transaction if any (rows in a
         fixed order: two such transactions never wait for each other in a circle)."""
         stale = self.stale(seen, now)
-        if not stale:
-            return
-        try:
-            with self._db.write() as conn:
-                for room_id, public_key in stale:
-                    q.touch_activity(conn, room_id, public_key, now)
-        except SQLAlchemyError:
-            rooms = ", ".join(sorted({room_id for room_id, _key in stale}))
-            log.warning("could not record activity in room %s", rooms, exc_info=True)
+        if stale:
+            record_activity(self._db, stale, now)
 
     def stale(
         self, seen: Sequence[tuple[Member, TokenHolder | None]], now: float

@@ -21,6 +21,7 @@ from opengroup.config import Settings
 from opengroup.domain import values
 from opengroup.domain.access import RoomAccess, RoomView, room_access
 from opengroup.domain.errors import InvalidInput, NoSuchMessage
+from opengroup.domain.parts import record_activity
 from opengroup.domain.users import User, Users
 from opengroup.storage import people, queries, roomdetails
 from opengroup.storage.database import Database
@@ -129,12 +130,10 @@ class RoomInfo:
                 self._record_activity(held_back, self.clock())
 
     def _record_activity(self, records: list[tuple[str, str, bool]], now: float) -> None:
-        """Write the records in one transaction (rows in a fixed order: two such never
-        wait for each other in a circle); a user new to a room's active users is
-        counted in this process's count of them at once."""
-        with self.db.write() as conn:
-            for room_id, session_id, _is_new in sorted(records):
-                queries.touch_activity(conn, room_id, session_id, now)
+        """Write the records in one transaction (:func:`record_activity`); a user new to
+        a room's active users is counted in this process's count of them at once."""
+        if not record_activity(self.db, [(room, who) for room, who, _new in records], now):
+            return
         for room_id, session_id, is_new in records:
             self._noted[(room_id, session_id)] = now
             counted = self._counted.get(room_id)

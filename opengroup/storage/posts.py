@@ -221,17 +221,21 @@ def reactions_of(conn: Connection, room_id: str, message_ids: Sequence[int]) -> 
     """Every reaction to the messages, oldest first."""
     if not message_ids:
         return []
-    rows = conn.execute(
-        select(
-            reactions.c.message_id,
-            reactions.c.reaction,
-            reactions.c.public_key,
-            reactions.c.reacted_at,
-        )
-        .where(reactions.c.room_id == room_id, reactions.c.message_id.in_(list(message_ids)))
-        .order_by(reactions.c.reacted_at, reactions.c.public_key)
-    )
+    rows = _REACTIONS_OF.rows(conn, {"room_id": room_id}, message_ids=message_ids)
     return [Reaction(*row) for row in rows]
+
+
+_REACTIONS_OF = HotStatement(
+    "reactions.of_messages",
+    select(reactions.c.message_id, reactions.c.reaction, reactions.c.public_key,
+           reactions.c.reacted_at)
+    .where(
+        reactions.c.room_id == _ROOM,
+        reactions.c.message_id.in_(bindparam("message_ids", expanding=True, type_=BigInteger)),
+    )
+    .order_by(reactions.c.reacted_at, reactions.c.public_key),
+    expanding=["message_ids"],
+)  # fmt: skip
 
 
 def add_reaction(
