@@ -93,6 +93,16 @@ class Settings:
             "local), 16 on PostgreSQL (a thread waits on the network for each statement)."
         ),
     )
+    reads_on_event_loop: bool = _setting(
+        True,
+        (
+            "SQLite: answer community API requests that only read (a GET, or a batch of "
+            "them) on each worker's event loop, not in a request thread: the hand-off and "
+            "the threads' turns at the interpreter lock cost as much as the request. "
+            "Writes still run in request threads. Not on PostgreSQL, where each statement "
+            "waits on the network."
+        ),
+    )
     keep_alive_seconds: int = _setting(
         5,
         (
@@ -352,6 +362,10 @@ class Settings:
         if self.request_threads > 0:
             return self.request_threads
         return 4 if self.effective_database_url.startswith("sqlite") else 16
+
+    @property
+    def effective_reads_on_event_loop(self) -> bool:
+        return self.reads_on_event_loop and self.effective_database_url.startswith("sqlite")
 
     @property
     def effective_public_url(self) -> str:

@@ -200,7 +200,7 @@ def as_sqlalchemy_gives(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
 
 
 # (statement name, its parameters, its expanding lists): every read the hot paths make.
-READS: list[tuple[str, dict[str, Any], dict[str, list[str]]]] = [
+READS: list[tuple[str, dict[str, Any], dict[str, list[Any]]]] = [
     ("rooms.by_id", {"token": ROOM}, {}),
     ("rooms.by_id", {"token": "quiet"}, {}),
     ("rooms.by_folded_id", {"token": "quiet"}, {}),
@@ -269,7 +269,7 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[str]]]] = [
 
 @pytest.mark.parametrize(("name", "params", "lists"), READS)
 def test_a_hot_read_gives_the_rows_of_its_core_statement(
-    db: Database, name: str, params: dict[str, Any], lists: dict[str, list[str]]
+    db: Database, name: str, params: dict[str, Any], lists: dict[str, list[Any]]
 ) -> None:
     statement = HotStatement.made[name]
     with db.read() as conn:

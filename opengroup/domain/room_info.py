@@ -32,11 +32,15 @@ from opengroup.storage.roomdetails import Pin, RoomDetails
 MAX_NOTED = 100_000
 
 
+# An activity record: (room id, session id, whether it is new to the room's count).
+ActivityRecord = tuple[str, str, bool]
+
+
 class _HeldBack(threading.local):
     """A thread's activity records held back until the end of its batch (None: none is
-    under way): (room id, session id, whether it is new to the room's count)."""
+    under way)."""
 
-    records: list[tuple[str, str, bool]] | None = None
+    records: list[ActivityRecord] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,19 +121,34 @@ class RoomInfo:
     def activity_together(self) -> Iterator[None]:
         """Hold back the activity records this thread makes due, and write them at the
         end in one write transaction (a client polls all its rooms in one batch)."""
+        with self.activity_held_back() as held_back:
+            try:
+                yield
+            finally:
+                self.write_activity(held_back)
+
+    @contextmanager
+    def activity_held_back(self) -> Iterator[list[ActivityRecord]]:
+        """Hold back the activity records this thread makes due, into the list given,
+        for the caller to :meth:`write_activity` (a request answered on the event loop
+        writes them in a request thread). Within another such scope, that one holds
+        them, and the list stays empty."""
+        held_back: list[ActivityRecord] = []
         if self._held_back.records is not None:
-            yield  # (within another: that one writes them)
+            yield held_back
             return
-        held_back: list[tuple[str, str, bool]] = []
         self._held_back.records = held_back
         try:
-            yield
+            yield held_back
         finally:
             self._held_back.records = None
-            if held_back:
-                self._record_activity(held_back, self.clock())
 
-    def _record_activity(self, records: list[tuple[str, str, bool]], now: float) -> None:
+    def write_activity(self, records: list[ActivityRecord]) -> None:
+        """Write held-back activity records (nothing if there are none)."""
+        if records:
+            self._record_activity(records, self.clock())
+
+    def _record_activity(self, records: list[ActivityRecord], now: float) -> None:
         """Write the records in one transaction (:func:`record_activity`); a user new to
         a room's active users is counted in this process's count of them at once."""
         if not record_activity(self.db, [(room, who) for room, who, _new in records], now):

@@ -71,10 +71,17 @@ def _configure_sqlite(engine: Engine, *, autocheckpoint: bool) -> None:
 
 class _SharedRead(threading.local):
     """A thread's shared read: whether :meth:`Database.read` shares one now, and the
-    connection that holds it (``None`` until a read needs it)."""
+    connection that holds it (``None`` until a read needs it); and whether the thread
+    may write now (see :meth:`Database.reads_only`)."""
 
     sharing = False
     conn: Connection | None = None
+    reads_only = False
+
+
+class WriteOnEventLoop(RuntimeError):
+    """A write transaction began where only reads may run (:meth:`Database.reads_only`):
+    a fault of the code, which must hand the write to a thread."""
 
 
 class Database:
@@ -197,12 +204,27 @@ class Database:
             conn.close()
 
     @contextmanager
+    def reads_only(self) -> Iterator[None]:
+        """Within it, this thread may read but not write: :meth:`write` raises
+        :class:`WriteOnEventLoop`. The event loop answers requests that only read so
+        (SQLite reads never wait; a write may wait for the write lock, and the loop
+        must never wait)."""
+        shared = self._shared
+        before, shared.reads_only = shared.reads_only, True
+        try:
+            yield
+        finally:
+            shared.reads_only = before
+
+    @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: all of it commits, or none of it does.
 
         On SQLite it runs under the :class:`WriteLock`, from ``BEGIN IMMEDIATE``
         to the commit or rollback.
         """
+        if self._shared.reads_only:
+            raise WriteOnEventLoop("a write transaction where only reads may run")
         with self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")

@@ -56,8 +56,8 @@ ROUTES = [
     Route("GET", ROOM + "/reactors/{message_id}/{reaction}", messages.reactors, READER),
     # files
     Route("POST", ROOM + "/file", files.upload, UPLOADER),
-    Route("GET", ROOM + "/file/{file_id}", files.download, READER),
-    Route("GET", ROOM + "/file/{file_id}/{filename}", files.download, READER),
+    Route("GET", ROOM + "/file/{file_id}", files.download, READER, large_answer=True),
+    Route("GET", ROOM + "/file/{file_id}/{filename}", files.download, READER, large_answer=True),
     # blinded direct messages
     Route("GET", "/inbox", dms.inbox, BLINDED),
     Route("GET", "/inbox/since/{message_id}", dms.inbox_since, BLINDED),

@@ -2,9 +2,12 @@
 the route's :class:`~opengroup.api.v3.calls.Access`, run the handler, and turn
 any refusal into the plain-text answer clients expect.
 
-Handlers run in a worker thread (they use the database's blocking calls); a
-``/batch`` runs its sub-requests through :meth:`Router.handle_as` in that same
-thread, as the outer request's signer. Within one batch, a room's view (its
+Handlers use the database's blocking calls, so they run in a request thread; but
+on SQLite a request that only reads (a ``GET``, or a ``/batch`` of them) is
+answered on the event loop itself (the setting ``reads_on_event_loop``): SQLite's
+reads never wait, and the hand-off to a thread and back cost as much CPU as the
+reads. A ``/batch`` runs its sub-requests through :meth:`Router.handle_as` where it
+runs, as the outer request's signer. Within one batch, a room's view (its
 details and the signer's rights) is read once and reused by the ``GET`` items
 that follow, until an item of another method (which may change either) runs.
 Likewise a ``GET`` request, and the consecutive ``GET`` items of a batch, read in
@@ -18,10 +21,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest
 from opengroup.api.paths import PathTable
 from opengroup.api.v3.calls import Access, Answer, Call, Handler, Later
+from opengroup.api.v3.general import BATCH_PATHS
 from opengroup.domain import signed_requests
 from opengroup.domain.access import RoomView, view_room
 from opengroup.domain.community import Community
@@ -44,6 +50,8 @@ class Route:
     path: str
     handler: Handler
     access: Access
+    # The answer may be megabytes (a file): never read on the event loop.
+    large_answer: bool = False
     # What the access asks of a call, worked out once (not per request).
     needs_user: bool = field(init=False)
     needs_room: bool = field(init=False)
@@ -68,33 +76,80 @@ class Router:
         return self.table.knows(method, path)
 
     async def dispatch(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
-        """Answer a request in a worker thread; also the matched route's pattern ("" if
-        none matched), which logs and metrics name it by. The signer of a request for a
-        known route is admitted first, with the others waiting to be admitted in this
-        process (:meth:`~opengroup.domain.users.Users.admit_soon`)."""
+        """Answer a request; also the matched route's pattern ("" if none matched), which
+        logs and metrics name it by. The signer of a request for a known route is
+        admitted first, with the others waiting to be admitted in this process
+        (:meth:`~opengroup.domain.users.Users.admit_soon`)."""
         try:
             matched = self.match(request.method, request.path)
         except Refusal:  # (answered in the thread, as any refusal of the route table)
             return await community.threads.run(self.handle, community, request)
         route = matched[0]
-        if not signed_requests.is_signed(request.headers):
-            answer, name = await community.threads.run(
-                self._handle, community, request, False, None, {}, matched
-            )
-            return _answered(answer), name
-        try:
-            user = await community.users.admit_soon(self._signature(community, request))
-        except Refusal as exc:
-            return v3_refusal(exc), route.path
-        except Exception:
-            log.exception("unexpected error admitting %s %s", request.method, request.path)
-            return Answer.text(500, "internal server error"), route.path
-        answer, _ = await community.threads.run(
-            self._handle, community, request, True, user, {}, matched, True
-        )
+        user = None
+        if signed_requests.is_signed(request.headers):
+            try:
+                user = await community.users.admit_soon(self._signature(community, request))
+            except Refusal as exc:
+                return v3_refusal(exc), route.path
+            except Exception:
+                log.exception("unexpected error admitting %s %s", request.method, request.path)
+                return Answer.text(500, "internal server error"), route.path
+        answer = await self._answer(community, request, user, matched)
         if isinstance(answer, Later):
             answer = await self._finish(answer, request)
         return answer, route.path
+
+    async def _answer(
+        self,
+        community: Community,
+        request: ApiRequest,
+        user: User | None,
+        matched: tuple[Route, dict[str, str]],
+    ) -> Answer | Later:
+        """The admitted request's answer, from the event loop itself if it only reads
+        and the settings say so (``reads_on_event_loop``; the activity it makes due is
+        then written in a request thread), else from a request thread."""
+        if community.settings.effective_reads_on_event_loop and self._reads_only(
+            matched[0], request
+        ):
+            room_info = community.room_info
+            with community.db.reads_only(), room_info.activity_held_back() as activity:
+                answer, _ = self._handle(community, request, True, user, {}, matched, True)
+            if activity:
+                await community.threads.run(room_info.write_activity, activity)
+            return answer
+        answer, _ = await community.threads.run(
+            self._handle, community, request, True, user, {}, matched, True
+        )
+        return answer
+
+    def _reads_only(self, route: Route, request: ApiRequest) -> bool:
+        """Whether answering the request only reads, and not much: a ``GET`` other than
+        of a file (megabytes, maybe), or a ``/batch`` or ``/sequence`` of such ``GET``
+        items (those it cannot tell, e.g. a path with ``%`` escapes, count as writes;
+        malformed ones are refused without a read)."""
+        if route.method == "GET":
+            return not route.large_answer
+        if route.path not in BATCH_PATHS:
+            return False
+        try:
+            items = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(items, list):
+            return True
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                continue
+            if item.get("method") != "GET" or "%" in item["path"]:
+                return False
+            try:
+                item_route, _ = self.match("GET", item["path"].partition("?")[0])
+            except Refusal:
+                continue
+            if item_route.large_answer:
+                return False
+        return True
 
     @staticmethod
     async def _finish(later: Later, request: ApiRequest) -> Answer:
