@@ -242,6 +242,13 @@ async def one_request(
         conn.close()
 
 
+def _setting_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("a setting is NAME=VALUE")
+    return name, value
+
+
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENGROUP_")}
     env["PYTHONPATH"] = os.pathsep.join(
@@ -928,6 +935,7 @@ def run_server_scenarios(
                 "OPENGROUP_LOG_LEVEL": "warning",
                 "OPENGROUP_POST_RATE_LIMIT_SECONDS": "0",
                 "OPENGROUP_DELETIONS_FORMAT": "objects",
+                **{f"OPENGROUP_{name.upper()}": value for name, value in args.setting},
             }
         )
         cmd = [sys.executable, "-m", "opengroup", "serve", "--workers", str(args.workers),
@@ -1320,6 +1328,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--py-spy-args", default="", help="extra py-spy record flags, e.g. '--gil' or '--native'"
     )
     p.add_argument("--keep-tmp", action="store_true", help="keep the data dirs and logs")
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        type=_setting_arg,
+        metavar="NAME=VALUE",
+        help="a server setting for the opengroup scenarios, e.g. reads_on_event_loop=false "
+        "(repeatable; the run's environment's OPENGROUP_* are not passed on)",
+    )
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in args.scenarios:

@@ -9,6 +9,7 @@ passed down; nothing reads the environment after that.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -363,8 +364,9 @@ class Settings:
             return self.request_threads
         return 4 if self.effective_database_url.startswith("sqlite") else 16
 
-    @property
+    @functools.cached_property
     def effective_reads_on_event_loop(self) -> bool:
+        """(Kept: the router asks on every request, and the database URL is resolved.)"""
         return self.reads_on_event_loop and self.effective_database_url.startswith("sqlite")
 
     @property

@@ -367,6 +367,12 @@ def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) 
             posts.Reaction(1, "👍", BOB, 3.0),
         ]
 
+        assert posts.reactors_by_message(conn, ROOM, [5, 1, 3]) == {
+            5: {"🎉": [BOB]},
+            1: {"👍": [ALICE_15, BOB]},
+        }
+        assert posts.reactors_by_message(conn, ROOM, []) == {}
+
         received = inbox.messages_to(conn, BANNED, NOW, after_id=0, limit=10)
         assert [(m.sender, m.data) for m in received] == [(ALICE_15, b"\x00hi")]
         assert type(received[0].data) is bytes

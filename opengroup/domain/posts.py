@@ -33,7 +33,7 @@ from opengroup.domain.errors import (
 from opengroup.domain.users import User, Users, parse_session_id
 from opengroup.storage import posts, queries, roomdetails
 from opengroup.storage.database import Database
-from opengroup.storage.posts import Reaction, StoredMessage
+from opengroup.storage.posts import StoredMessage
 from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
 from opengroup.storage.queries import Message
 
@@ -193,10 +193,12 @@ class Posts:
         reactors: int,
     ) -> list[MessageView]:
         live = [m.id for m in found if not m.deleted]
-        by_message: dict[int, list[Reaction]] = {}
-        for reaction in posts.reactions_of(conn, room_id, live):
-            by_message.setdefault(reaction.message_id, []).append(reaction)
-        return [MessageView(m, _summarise(by_message.get(m.id, []), keys, reactors)) for m in found]
+        reacted = posts.reactors_by_message(conn, room_id, live)
+        mine = frozenset(keys)
+        return [
+            MessageView(m, _summarise(reacted[m.id], mine, reactors) if m.id in reacted else {})
+            for m in found
+        ]
 
     # -- posting and editing ----------------------------------------------------------
 
@@ -372,19 +374,11 @@ def _file_ids(value: object) -> list[int]:
 
 
 def _summarise(
-    found: list[Reaction], keys: Sequence[str], reactors: int
+    reacted: dict[str, list[str]], keys: frozenset[str], reactors: int
 ) -> dict[str, ReactionSummary]:
     """Each reaction with its place (by its first use), count, first reactors, and
-    whether the caller is among them."""
-    grouped: dict[str, list[Reaction]] = {}
-    for reaction in found:  # oldest first
-        grouped.setdefault(reaction.reaction, []).append(reaction)
+    whether the caller (known under ``keys``) is among them."""
     return {
-        name: ReactionSummary(
-            index=index,
-            count=len(group),
-            reactors=[r.public_key for r in group[:reactors]],
-            you=any(r.public_key in keys for r in group),
-        )
-        for index, (name, group) in enumerate(grouped.items())
+        name: ReactionSummary(index, len(who), who[:reactors], not keys.isdisjoint(who))
+        for index, (name, who) in enumerate(reacted.items())
     }

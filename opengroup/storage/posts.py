@@ -225,6 +225,21 @@ def reactions_of(conn: Connection, room_id: str, message_ids: Sequence[int]) -> 
     return [Reaction(*row) for row in rows]
 
 
+def reactors_by_message(
+    conn: Connection, room_id: str, message_ids: Sequence[int]
+) -> dict[int, dict[str, list[str]]]:
+    """The reactions to the messages, by message, then by kind in the order of their
+    first use, each with its reactors' keys, oldest first (none for a message without
+    reactions). A page of messages shows them so."""
+    found: dict[int, dict[str, list[str]]] = {}
+    if message_ids:
+        for message_id, reaction, public_key, _at in _REACTIONS_OF.rows(
+            conn, {"room_id": room_id}, message_ids=message_ids
+        ):
+            found.setdefault(message_id, {}).setdefault(reaction, []).append(public_key)
+    return found
+
+
 _REACTIONS_OF = HotStatement(
     "reactions.of_messages",
     select(reactions.c.message_id, reactions.c.reaction, reactions.c.public_key,
