@@ -246,6 +246,10 @@ def _setting_arg(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError("a setting is NAME=VALUE")
+    from opengroup.config import SETTINGS_BY_NAME  # (imported here, as elsewhere in this file)
+
+    if name not in SETTINGS_BY_NAME:
+        raise argparse.ArgumentTypeError(f"no such setting: {name}")
     return name, value
 
 

@@ -97,11 +97,11 @@ class Settings:
     reads_on_event_loop: bool = _setting(
         True,
         (
-            "SQLite: answer community API requests that only read (a GET, or a batch of "
-            "them) on each worker's event loop, not in a request thread: the hand-off and "
-            "the threads' turns at the interpreter lock cost as much as the request. "
-            "Writes still run in request threads. Not on PostgreSQL, where each statement "
-            "waits on the network."
+            "SQLite: answer community API requests that only read (a GET other than a "
+            "file download, or a /batch or /sequence of them) on each worker's event loop, "
+            "not in a request thread: the hand-off and the threads' turns at the "
+            "interpreter lock cost as much as the request. Writes still run in request "
+            "threads. Not on PostgreSQL, where each statement waits on the network."
         ),
     )
     keep_alive_seconds: int = _setting(

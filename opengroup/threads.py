@@ -34,11 +34,19 @@ class Threads:
     def wait_for(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """From one of the threads: run ``coroutine`` on the event loop that handed the
         thread its work, and wait for its result."""
-        if self._loop is None:
-            coroutine.close()
+        if self._loop is None or _on_an_event_loop():
+            coroutine.close()  # (on the loop itself, it would wait for ever)
             raise RuntimeError("wait_for is for the threads that run() started")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def close(self) -> None:
         """Wait for the calls under way, then end the threads."""
         self._executor.shutdown(wait=True)
+
+
+def _on_an_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -6,14 +6,18 @@ object's ``active_users``; README, ``active_users_recount_seconds``):
 - a worker shows a room's active users as it last counted them for up to
   ``active_users_recount_seconds``: one that another worker saw become active
   shows here once that time is over;
-- one this worker sees become active is counted at once, without waiting.
+- one this worker sees become active is counted at once, without waiting;
+- all of it alike whether the poll is answered on the event loop (SQLite's default)
+  or in a request thread (``reads_on_event_loop`` off, and PostgreSQL).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from harness import probe
 from harness.communityclient import BlindedIdentity, CommunityClient
 from harness.expect import expect_ok
@@ -38,9 +42,16 @@ def poll_items(tokens: list[str]) -> list[dict[str, Any]]:
     return items
 
 
+@pytest.mark.parametrize("reads_on_event_loop", [True, False])
 def test_a_batch_poll_records_the_signer_active_in_every_room_it_polls(
-    server: ServerProcess, cli: CliRunner
+    server: ServerProcess,
+    server_factory: Callable[..., ServerProcess],
+    reads_on_event_loop: bool,
 ) -> None:
+    if not reads_on_event_loop:
+        env = {**SERVER_ENV, "OPENGROUP_READS_ON_EVENT_LOOP": "false"}
+        server = server_factory(env=env)
+    cli = server.cli
     tokens = [new_room(cli, f"busy{n}_") for n in range(3)]
     quiet = new_room(cli, "quiet_")
     alice = BlindedIdentity.generate()

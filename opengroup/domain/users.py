@@ -26,6 +26,10 @@ from opengroup.storage.batching import Batcher
 from opengroup.storage.database import Database
 from opengroup.threads import Threads
 
+# Requests admitted by one set of statements (a larger group takes several): their
+# keys stay well within both databases' limits on a statement's parameters.
+ADMISSIONS_PER_STATEMENT = 256
+
 
 @dataclass(frozen=True)
 class User:
@@ -96,28 +100,35 @@ class Users:
 
     def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
         """Admit the requests in one write transaction: each one's user, or its refusal
-        (a nonce used twice in the group is refused the second time). A few statements
-        for the whole group, however many requests are in it."""
+        (a nonce used twice in the group is refused the second time). Three statements
+        for up to ``ADMISSIONS_PER_STATEMENT`` requests (and one more per new signer)."""
         now = self.clock()
-        keep = self.settings.request_time_window_seconds + 1
         with self.db.write() as conn:
-            fresh = people.take_nonces(conn, [(s.nonce, s.timestamp + keep) for s in requests])
-            signers = {
-                s.session_id: self._signer(s.session_id) for s in requests if s.nonce in fresh
-            }
-            facts = people.signers_facts(conn, list(signers.values()), now)
             admitted: list[User | Refusal] = []
-            to_touch: set[str] = set()
-            for signed in requests:
-                if signed.nonce not in fresh:
-                    admitted.append(
-                        NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused")
-                    )
-                    continue
-                fresh.discard(signed.nonce)  # (a second use in this group is a replay)
-                signer = signers[signed.session_id]
-                admitted.append(self._admit(conn, signer, facts[signer.session_id], now, to_touch))
-            people.touch_users(conn, sorted(to_touch), now)  # (sorted: rows locked in one order)
+            for start in range(0, len(requests), ADMISSIONS_PER_STATEMENT):
+                chunk = requests[start : start + ADMISSIONS_PER_STATEMENT]
+                admitted += self._admit_chunk(conn, chunk, now)
+        return admitted
+
+    def _admit_chunk(
+        self, conn: Connection, requests: Sequence[SignedRequest], now: float
+    ) -> list[User | Refusal]:
+        """:meth:`admit_all` for at most ``ADMISSIONS_PER_STATEMENT`` requests: their
+        nonces in one statement, their signers' facts in one, their sightings in one."""
+        keep = self.settings.request_time_window_seconds + 1
+        fresh = people.take_nonces(conn, [(s.nonce, s.timestamp + keep) for s in requests])
+        signers = {s.session_id: self._signer(s.session_id) for s in requests if s.nonce in fresh}
+        facts = people.signers_facts(conn, list(signers.values()), now)
+        admitted: list[User | Refusal] = []
+        to_touch: set[str] = set()
+        for signed in requests:
+            if signed.nonce not in fresh:
+                admitted.append(NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused"))
+                continue
+            fresh.discard(signed.nonce)  # (a second use in this group is a replay)
+            signer = signers[signed.session_id]
+            admitted.append(self._admit(conn, signer, facts[signer.session_id], now, to_touch))
+        people.touch_users(conn, sorted(to_touch), now)  # (sorted: rows locked in one order)
         return admitted
 
     def _admit(

@@ -38,6 +38,9 @@ POOL_SIZE = 16
 # and a write. The pool may grow to twice the thread count, so no thread ever waits
 # for a connection that another thread waiting for one holds.
 CONNECTIONS_PER_THREAD = 2
+# Connections others may hold besides: the event loop (community API reads on SQLite),
+# the admissions' thread, the post writer's and the checkpoints'.
+OTHER_CONNECTIONS = 4
 _UNCHANGED: AbstractContextManager[None] = nullcontext()
 
 
@@ -96,9 +99,9 @@ class Database:
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
-        # Up to a read and a write per request thread; connections past pool_size are
-        # closed when returned.
-        overflow = pool_size * (CONNECTIONS_PER_THREAD - 1)
+        # Up to a read and a write per request thread, and the others' (OTHER_CONNECTIONS);
+        # connections past pool_size are closed when returned.
+        overflow = pool_size * (CONNECTIONS_PER_THREAD - 1) + OTHER_CONNECTIONS
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = pool_size

@@ -185,7 +185,11 @@ def unlinked_session_ids(conn: Connection) -> list[str]:
 def take_nonces(conn: Connection, nonces: Sequence[tuple[bytes, float]]) -> set[bytes]:
     """Record request nonces, each with when it may be forgotten, in one statement; the
     ones not recorded before (the others are replays)."""
-    rows = [{"nonce": nonce, "expires_at": expires_at} for nonce, expires_at in nonces]
+    # In the nonces' order (the sort keeps a repeated nonce's first row first): two
+    # transactions that insert the same nonces wait for each other in one order, never
+    # in a circle (PostgreSQL would end one of them as deadlocked).
+    ordered = sorted(nonces, key=lambda pair: pair[0])
+    rows = [{"nonce": nonce, "expires_at": expires_at} for nonce, expires_at in ordered]
     return {bytes(key[0]) for key in insert_absent_rows(conn, request_nonces, rows)}
 
 
@@ -212,6 +216,8 @@ def signers_facts(
 ) -> dict[str, SignerFacts]:
     """Each signer's links, last sighting and server ban, by session id: one statement
     for them all."""
+    if not signers:
+        return {}
     blinded = [s.blinded_abs for s in signers if s.blinded_abs is not None]
     links: dict[str, list[str]] = {}
     last_seen: dict[str, float] = {}

@@ -60,3 +60,18 @@ def test_wait_for_outside_the_threads_is_refused() -> None:
     with pytest.raises(RuntimeError):
         threads.wait_for(nothing())
     threads.close()
+
+
+def test_wait_for_on_the_event_loop_is_refused_not_a_hang() -> None:
+    threads = Threads(1, "test")
+
+    async def nothing() -> None:
+        return None
+
+    async def main() -> None:
+        await threads.run(lambda: None)  # (the threads know the loop now)
+        with pytest.raises(RuntimeError):
+            threads.wait_for(nothing())
+
+    asyncio.run(main())
+    threads.close()

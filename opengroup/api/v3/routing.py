@@ -116,7 +116,10 @@ class Router:
             with community.db.reads_only(), room_info.activity_held_back() as activity:
                 answer, _ = self._handle(community, request, True, user, {}, matched, True)
             if activity:
-                await community.threads.run(room_info.write_activity, activity)
+                try:
+                    await community.threads.run(room_info.write_activity, activity)
+                except Exception:  # (statistics: the answer stands)
+                    log.exception("could not record activity for %s", request.path)
             return answer
         answer, _ = await community.threads.run(
             self._handle, community, request, True, user, {}, matched, True

@@ -1,0 +1,109 @@
+"""Admitting the signers of community API requests in groups (``Users.admit_all``), on
+the real database of the run's backend.
+
+Rules pinned here (ARCHITECTURE.md, "One request of the community API"):
+
+* The answers come back in the order of the requests, one each.
+* A nonce is accepted once: the second use within a group is refused (425's
+  ``NotFresh``), and so is any use in a later group; a banned signer's nonce is
+  recorded too, so the request cannot get in by a replay once the ban is over.
+* A server ban of a Session id reaches the blinded id linked to it; the linked id
+  is one of the admitted user's keys.
+* A new signer is recorded once, however often it signs in the group.
+* A group larger than one set of statements takes (``ADMISSIONS_PER_STATEMENT``)
+  follows the same rules across the boundary.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from opengroup import blinding
+from opengroup.config import load_settings
+from opengroup.domain.errors import Banned, NotFresh
+from opengroup.domain.signed_requests import SignedRequest
+from opengroup.domain.users import ADMISSIONS_PER_STATEMENT, User, Users
+from opengroup.storage import migrate
+from opengroup.storage.database import Database
+from opengroup.storage.schema import blinded_ids, global_bans, users
+
+NOW = 1_000_000.0
+_nonces = itertools.count(1)
+
+
+def blinded(n: int) -> str:
+    return "15" + f"{n:02x}" * 32
+
+
+def request(session_id: str, nonce: bytes | None = None) -> SignedRequest:
+    return SignedRequest(session_id, nonce or next(_nonces).to_bytes(16, "big"), int(NOW))
+
+
+ALICE, BOB, CAROL, BANNED = blinded(1), blinded(2), blinded(3), blinded(4)
+BANNED_SESSION_ID = "05" + "44" * 32
+
+
+@pytest.fixture(scope="module")
+def admissions(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str | None
+) -> Iterator[tuple[Users, Database]]:
+    tmp: Path = tmp_path_factory.mktemp("admission")
+    db = Database(database_url or f"sqlite:///{tmp / 'opengroup.db'}")
+    migrate.upgrade(db)
+    with db.write() as conn:
+        for who in (ALICE, BOB):
+            conn.execute(insert(users).values(session_id=who, first_seen=1.0, last_seen=NOW))
+        conn.execute(
+            insert(blinded_ids).values(
+                session_id=BANNED_SESSION_ID, blinded_abs=blinding.blinded_abs(BANNED)
+            )
+        )
+        conn.execute(insert(global_bans).values(public_key=BANNED_SESSION_ID, banned_at=1.0))
+    settings = load_settings(overrides={"data_dir": str(tmp)}, env={})
+    yield Users(db, settings, b"\x01" * 32, lambda: NOW), db
+    db.dispose()
+
+
+def test_a_group_is_answered_in_order_each_nonce_once(admissions: tuple[Users, Database]) -> None:
+    admit, db = admissions
+    reused = request(ALICE)
+    group = [reused, request(BOB), reused, request(CAROL), request(CAROL), request(BANNED)]
+    answers = admit.admit_all(group)
+    assert [type(a) for a in answers] == [User, User, NotFresh, User, User, Banned]
+    assert [a.session_id for a in answers if isinstance(a, User)] == [ALICE, BOB, CAROL, CAROL]
+    with db.read() as conn:
+        seen = conn.execute(select(func.count()).where(users.c.session_id == CAROL)).scalar()
+    assert seen == 1
+
+    banned_nonce = group[5].nonce
+    again = admit.admit_all([request(BOB, group[1].nonce), request(BANNED, banned_nonce)])
+    assert [type(a) for a in again] == [NotFresh, NotFresh]
+
+
+def test_a_ban_of_the_linked_session_id_refuses_the_blinded_id(
+    admissions: tuple[Users, Database],
+) -> None:
+    admit, _db = admissions
+    assert isinstance(admit.admit_all([request(BANNED)])[0], Banned)
+    alice = admit.admit_all([request(ALICE)])[0]
+    assert isinstance(alice, User) and alice.keys == (ALICE,)
+
+
+def test_a_group_larger_than_one_set_of_statements_keeps_the_rules(
+    admissions: tuple[Users, Database],
+) -> None:
+    admit, _db = admissions
+    size = ADMISSIONS_PER_STATEMENT * 2 + 10
+    group = [request(blinded(10 + n % 200)) for n in range(size)]
+    early = group[5]
+    group[ADMISSIONS_PER_STATEMENT + 3] = request(early.session_id, early.nonce)
+    answers = admit.admit_all(group)
+    assert len(answers) == size
+    refused = [n for n, a in enumerate(answers) if not isinstance(a, User)]
+    assert refused == [ADMISSIONS_PER_STATEMENT + 3]
+    assert isinstance(answers[refused[0]], NotFresh)
