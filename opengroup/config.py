@@ -100,8 +100,10 @@ class Settings:
             "SQLite: answer community API requests that only read (a GET other than a "
             "file download, or a /batch or /sequence of them) on each worker's event loop, "
             "not in a request thread: the hand-off and the threads' turns at the "
-            "interpreter lock cost as much as the request. Writes still run in request "
-            "threads. Not on PostgreSQL, where each statement waits on the network."
+            "interpreter lock cost as much as the request. A post's checks run there too "
+            "(its write goes to the group-commit writer, as always). Other writes still "
+            "run in request threads. Not on PostgreSQL, where each statement waits on "
+            "the network."
         ),
     )
     keep_alive_seconds: int = _setting(

@@ -43,7 +43,7 @@ ROUTES = [
     Route("GET", ROOM + "/messages/recent", messages.recent, READER),
     Route("GET", ROOM + "/messages/before/{message_id}", messages.before, READER),
     Route("GET", ROOM + "/message/{message_id}", messages.get_message, READER),
-    Route("POST", ROOM + "/message", messages.post_message, WRITER),
+    Route("POST", ROOM + "/message", messages.post_message, WRITER, loop_until_write=True),
     Route("PUT", ROOM + "/message/{message_id}", messages.edit_message, WRITER),
     Route("DELETE", ROOM + "/message/{message_id}", messages.delete_message, WRITER),
     # reactions

@@ -6,7 +6,9 @@ Handlers use the database's blocking calls, so they run in a request thread; but
 on SQLite a request that only reads (a ``GET``, or a ``/batch`` of them) is
 answered on the event loop itself (the setting ``reads_on_event_loop``): SQLite's
 reads never wait, and the hand-off to a thread and back cost as much CPU as the
-reads. A ``/batch`` runs its sub-requests through :meth:`Router.handle_as` where it
+reads. A post's checks run there too (its write goes to the group-commit
+writer), unless it needs a write transaction first (a new identity's first post
+under the cap): it is then answered from a thread. A ``/batch`` runs its sub-requests through :meth:`Router.handle_as` where it
 runs, as the outer request's signer. Within one batch, a room's view (its
 details and the signer's rights) is read once and reused by the ``GET`` items
 that follow, until an item of another method (which may change either) runs.
@@ -34,6 +36,7 @@ from opengroup.domain.community import Community
 from opengroup.domain.errors import Banned, NotAuthenticated, NotPermitted, Refusal
 from opengroup.domain.signed_requests import SignedRequest
 from opengroup.domain.users import User
+from opengroup.storage.database import WriteOnEventLoop
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ class Route:
     access: Access
     # The answer may be megabytes (a file): never read on the event loop.
     large_answer: bool = False
+    # The handler reads, then hands its write to the event loop (a post's Later): tried
+    # on the loop first, and answered from a request thread if it begins a write
+    # transaction after all. It must do nothing but read before that.
+    loop_until_write: bool = False
     # What the access asks of a call, worked out once (not per request).
     needs_user: bool = field(init=False)
     needs_room: bool = field(init=False)
@@ -108,22 +115,41 @@ class Router:
     ) -> Answer | Later:
         """The admitted request's answer, from the event loop itself if it only reads
         and the settings say so (``reads_on_event_loop``; the activity it makes due is
-        then written in a request thread), else from a request thread."""
-        if community.settings.effective_reads_on_event_loop and self._reads_only(
-            matched[0], request
-        ):
-            room_info = community.room_info
-            with community.db.reads_only(), room_info.activity_held_back() as activity:
-                answer, _ = self._handle(community, request, True, user, {}, matched, True)
-            if activity:
+        then written in a request thread), or if its route reads until it hands its
+        write to the loop (a post) and it needs no write transaction of its own; else
+        from a request thread."""
+        route = matched[0]
+        if community.settings.effective_reads_on_event_loop:
+            if self._reads_only(route, request):
+                return await self._answer_on_loop(community, request, user, matched)
+            if route.loop_until_write:
                 try:
-                    await community.threads.run(room_info.write_activity, activity)
-                except Exception:  # (statistics: the answer stands)
-                    log.exception("could not record activity for %s", request.path)
-            return answer
+                    return await self._answer_on_loop(community, request, user, matched)
+                except WriteOnEventLoop:
+                    pass  # (nothing was written: answered from a thread instead)
         answer, _ = await community.threads.run(
             self._handle, community, request, True, user, {}, matched, True
         )
+        return answer
+
+    async def _answer_on_loop(
+        self,
+        community: Community,
+        request: ApiRequest,
+        user: User | None,
+        matched: tuple[Route, dict[str, str]],
+    ) -> Answer | Later:
+        """:meth:`_answer` on the event loop: no write transaction may begin (it raises
+        :class:`WriteOnEventLoop`); the activity the request makes due is written in a
+        request thread."""
+        room_info = community.room_info
+        with community.db.reads_only(), room_info.activity_held_back() as activity:
+            answer, _ = self._handle(community, request, True, user, {}, matched, True)
+        if activity:
+            try:
+                await community.threads.run(room_info.write_activity, activity)
+            except Exception:  # (statistics: the answer stands)
+                log.exception("could not record activity for %s", request.path)
         return answer
 
     def _reads_only(self, route: Route, request: ApiRequest) -> bool:
@@ -220,6 +246,8 @@ class Router:
             if isinstance(result, Later) and not later_on_loop:
                 result = result.then(community.threads.wait_for(result.waiting))
             answer = result if isinstance(result, Answer | Later) else Answer.json(result)
+        except WriteOnEventLoop:
+            raise  # (the caller answers it from a thread instead)
         except Exception as exc:
             answer = _failure(exc, request)
         return answer, route_name
