@@ -420,6 +420,19 @@ def test_a_whisper_to_one_user_is_seen_by_that_user_and_its_sender_only(
     assert expect_ok(message(community, alice, whisper["id"])) == whisper
 
 
+def test_a_whisper_to_a_session_id_reaches_the_blinded_id_it_signs_in_as(
+    community: CommunityClient, room_moderator: BlindedIdentity, bob: BlindedIdentity
+) -> None:
+    # Named by its "05" Session id, never seen linked: the post links it first (a write
+    # of its own before the post's, so not answered where only reads may run).
+    carol = BlindedIdentity.generate()
+    cursor = room_seqno(community)
+    whisper = posted(community, room_moderator, whisper_to=carol.session_id)
+    assert whisper["whisper_to"] == carol.session_id
+    assert seen_by(community, carol, whisper["id"], cursor)["message"] is True
+    assert seen_by(community, bob, whisper["id"], cursor)["message"] is False
+
+
 def test_a_whisper_to_moderators_is_seen_by_every_moderator_only(
     community: CommunityClient,
     room_moderator: BlindedIdentity,
