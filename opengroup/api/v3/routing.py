@@ -8,8 +8,9 @@ answered on the event loop itself (the setting ``reads_on_event_loop``): SQLite'
 reads never wait, and the hand-off to a thread and back cost as much CPU as the
 reads. A post's checks run there too (its write goes to the group-commit
 writer), unless it needs a write transaction first (a new identity's first post
-under the cap): it is then answered from a thread. A ``/batch`` runs its sub-requests through :meth:`Router.handle_as` where it
-runs, as the outer request's signer. Within one batch, a room's view (its
+under the cap): it is then answered from a thread. A ``/batch`` runs its
+sub-requests through :meth:`Router.handle_as` where it runs, as the outer
+request's signer. Within one batch, a room's view (its
 details and the signer's rights) is read once and reused by the ``GET`` items
 that follow, until an item of another method (which may change either) runs.
 Likewise a ``GET`` request, and the consecutive ``GET`` items of a batch, read in
