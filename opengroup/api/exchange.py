@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -43,6 +44,23 @@ class ApiResponse:
 
     def encode(self) -> bytes:
         return orjson.dumps(self.body)
+
+
+def query_of(query_string: str) -> dict[str, str]:
+    """A query string's parameters, decoded, the first value of each name winning (a
+    name without ``=`` has the value ""). One without escapes (``%``, ``+``), as
+    clients' polls send them, is split without the general parser (several per
+    request: every item of a batch has one)."""
+    query: dict[str, str] = {}
+    if "%" in query_string or "+" in query_string:
+        for name, value in parse_qsl(query_string, keep_blank_values=True):
+            query.setdefault(name, value)
+        return query
+    for pair in query_string.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            query.setdefault(name, value)
+    return query
 
 
 def json_headers(headers: Mapping[Any, Any]) -> dict[str, str]:

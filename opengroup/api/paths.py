@@ -42,6 +42,13 @@ class PathTable(Generic[R]):
         self.routes = list(routes)
         self._patterns = [(route, pattern_of(route.path)) for route in routes]
         self._fixed = {(r.method, r.path): r for r in routes if "{" not in r.path}
+        self._methods = {r.method for r in routes}
+        # A path of more segments than any route without {name:path} has: one key.
+        self._most_slashes = max((r.path.count("/") for r in routes), default=0) + 1
+        # (method, slashes in the path) -> the patterns that can match such a path, in
+        # table order: a {name} is one segment, so only a {name:path} route matches a
+        # path with a number of segments other than its own.
+        self._candidates: dict[tuple[str, int], list[tuple[R, re.Pattern[str]]]] = {}
 
     def match(self, method: str, path: str) -> tuple[R, dict[str, str]]:
         """The route and its path parameters: 404 if no route has the path, 405 if
@@ -50,17 +57,27 @@ class PathTable(Generic[R]):
         fixed = self._fixed.get((method, path))
         if fixed is not None:
             return fixed, {}
-        allowed = False
-        for route, pattern in self._patterns:
+        for route, pattern in self._candidates_for(method, path.count("/")):
             found = pattern.match(path)
-            if found is None:
-                continue
-            if route.method == method:
+            if found is not None:
                 return route, found.groupdict()
-            allowed = True
-        if allowed:
+        if any(pattern.match(path) for _route, pattern in self._patterns):
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         raise NoSuchEndpoint(f"no such endpoint: {path}")
+
+    def _candidates_for(self, method: str, slashes: int) -> list[tuple[R, re.Pattern[str]]]:
+        if method not in self._methods:
+            return []
+        key = (method, min(slashes, self._most_slashes))
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            candidates = self._candidates[key] = [
+                (route, pattern)
+                for route, pattern in self._patterns
+                if route.method == method
+                and (":path}" in route.path or route.path.count("/") == key[1])
+            ]
+        return candidates
 
     def knows(self, method: str, path: str) -> bool:
         """Whether a route of this method has the path."""

@@ -30,13 +30,13 @@ import struct
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from opengroup import crypto
-from opengroup.api.exchange import ApiRequest, json_headers
+from opengroup.api.exchange import ApiRequest, json_headers, query_of
 from opengroup.api.jsonbody import (
     DEEP_JSON,
     JsonTooDeep,
@@ -157,13 +157,10 @@ def parse_inner_request(plaintext: bytes, max_json_depth: int) -> tuple[ApiReque
     if not isinstance(headers, dict):
         raise InnerRequestError("inner headers must be a JSON object")
     path, _, query_string = endpoint.partition("?")
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(query_string, keep_blank_values=True):
-        query.setdefault(name, value)
     request = ApiRequest(
         method=method.upper(),
         path="/" + unquote(path).lstrip("/"),
-        query=query,
+        query=query_of(query_string),
         query_string=query_string,
         headers=json_headers(headers),
         body=_body_bytes(inner.get("body")),

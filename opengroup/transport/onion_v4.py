@@ -15,11 +15,11 @@ with the request's key and sent raw with HTTP 200.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 import orjson
 
-from opengroup.api.exchange import ApiRequest, json_headers
+from opengroup.api.exchange import ApiRequest, json_headers, query_of
 from opengroup.api.jsonbody import DEEP_JSON, JsonTooDeep, loads_json
 from opengroup.transport.onion import InnerRequestError
 
@@ -71,13 +71,10 @@ def parse_request(plaintext: bytes, max_json_depth: int) -> ApiRequest:
     if not isinstance(headers, dict):
         raise InnerRequestError("v4 request headers must be a JSON object")
     path, _, query_string = endpoint.partition("?")
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(query_string, keep_blank_values=True):
-        query.setdefault(name, value)
     return ApiRequest(
         method=method.upper(),
         path=unquote(path),
-        query=query,
+        query=query_of(query_string),
         query_string=query_string,
         headers=json_headers(headers),
         body=parts[1] if len(parts) == 2 else b"",

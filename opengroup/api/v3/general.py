@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 import orjson
 
 from opengroup.api.errors import v3_refusal
-from opengroup.api.exchange import ApiRequest, json_headers
+from opengroup.api.exchange import ApiRequest, json_headers, query_of
 from opengroup.api.v3.calls import JSON, Answer, Call
 from opengroup.domain import values
 from opengroup.domain.access import view_rooms
@@ -136,14 +136,10 @@ def _sub_request(item: Any) -> ApiRequest:
         headers = {}
     if not isinstance(headers, dict):
         raise InvalidInput("a batch item's headers must be an object")
-    query: dict[str, str] = {}
-    if query_string:
-        for name, value in parse_qsl(query_string, keep_blank_values=True):
-            query.setdefault(name, value)
     return ApiRequest(
         method=method,
         path=path,
-        query=query,
+        query=query_of(query_string),
         query_string=query_string,
         headers=json_headers(headers) if headers else {},
         body=body,
