@@ -3,7 +3,9 @@
 Paths are written ``/room/{token}/message/{message_id}``: ``{name}`` matches
 one path segment and ``{name:path}`` the rest of the path. Paths without a
 parameter are found by a dictionary lookup before any pattern is tried (the
-v2 hot paths are such). A trailing ``/`` is ignored.
+v2 hot paths are such); then only the patterns of the method that can fit the
+path's number of segments are tried, in table order. A trailing ``/`` is
+ignored.
 """
 
 from __future__ import annotations
