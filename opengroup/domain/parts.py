@@ -136,9 +136,10 @@ class ActivityRecords:
     def stale(
         self, seen: Sequence[tuple[Member, TokenHolder | None]], now: float
     ) -> list[tuple[str, str]]:
-        """(room, key) of the members whose activity record is due, sorted."""
+        """(room, key) of the members whose activity record is due (:func:`record_activity`
+        puts them in order)."""
         interval = self._settings.activity_interval_seconds
-        return sorted(
+        return list(
             {
                 (member.room_id, member.public_key)
                 for member, holder in seen

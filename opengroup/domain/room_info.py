@@ -115,7 +115,7 @@ class RoomInfo:
         if held_back is not None:
             held_back.append((room_id, session_id, is_new))
         else:
-            self._record_activity([(room_id, session_id, is_new)], now)
+            self.write_activity([(room_id, session_id, is_new)])
 
     @contextmanager
     def activity_together(self) -> Iterator[None]:
@@ -144,14 +144,11 @@ class RoomInfo:
             self._held_back.records = None
 
     def write_activity(self, records: list[ActivityRecord]) -> None:
-        """Write held-back activity records (nothing if there are none)."""
-        if records:
-            self._record_activity(records, self.clock())
-
-    def _record_activity(self, records: list[ActivityRecord], now: float) -> None:
-        """Write the records in one transaction (:func:`record_activity`); a user new to
-        a room's active users is counted in this process's count of them at once."""
-        if not record_activity(self.db, [(room, who) for room, who, _new in records], now):
+        """Write activity records (nothing if there are none) in one transaction
+        (:func:`record_activity`); a user new to a room's active users is counted in
+        this process's count of them at once."""
+        now = self.clock()
+        if not records or not record_activity(self.db, [(r, who) for r, who, _ in records], now):
             return
         for room_id, session_id, is_new in records:
             self._noted[(room_id, session_id)] = now

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from sqlalchemy import ClauseElement, Connection, PoolProxiedConnection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
+
+T = TypeVar("T")
 
 
 class DriverCursor(Protocol):
@@ -139,7 +141,7 @@ class HotStatement:
     ) -> DriverCursor:
         """:meth:`run` on a driver connection of the dialect ``dialect_name`` (a writer
         that holds one, as the post writer does)."""
-        lists = {name: _padded(lists[name]) for name in self.expanding}
+        lists = {name: padded(lists[name]) for name in self.expanding}
         shape = (dialect_name, tuple(len(lists[name]) for name in self.expanding))
         compiled = self._compiled.get(shape)
         if compiled is None:
@@ -180,7 +182,9 @@ class HotStatement:
         return Statement(expanded.statement, constants)
 
 
-def _padded(values: Sequence[Any]) -> Sequence[Any]:
-    """``values`` padded to a power of two with copies of its last value (none if empty)."""
+def padded(values: Sequence[T]) -> Sequence[T]:
+    """``values`` padded to a power of two with copies of its last value (none if empty):
+    an ``IN`` list means the same so, a row list of an ``INSERT ... ON CONFLICT DO
+    NOTHING`` inserts the same, and a statement is compiled for a handful of lengths."""
     size = 1 << (len(values) - 1).bit_length() if values else 0
     return values if size == len(values) else [*values, *([values[-1]] * (size - len(values)))]

@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from opengroup.storage import paging
-from opengroup.storage.driversql import HotStatement
+from opengroup.storage.driversql import HotStatement, padded
 from opengroup.storage.roomhead import RoomHead, head_statement
 from opengroup.storage.schema import (
     bans,
@@ -255,9 +255,8 @@ def insert_absent_rows(
     if not rows:
         return set()
     columns = tuple(rows[0])
-    # Padded to a power of two by repeating the last row (a repeat is a conflict, so
-    # skipped): a statement is compiled for a handful of sizes, not for every one.
-    size = 1 << (len(rows) - 1).bit_length()
+    rows = padded(rows)  # (a repeated row is a conflict, so skipped)
+    size = len(rows)
     key = (table.name, columns, size)
     statement = _INSERTS_IF_ABSENT.get(key)
     if statement is None:
@@ -265,8 +264,7 @@ def insert_absent_rows(
             f"insert_if_absent.{table.name}.{size}",
             functools.partial(_insert_if_absent, table, columns, size),
         )
-    padded = [*rows, *([rows[-1]] * (size - len(rows)))]
-    values = {f"{name}_{n}": row[name] for n, row in enumerate(padded) for name in columns}
+    values = {f"{name}_{n}": row[name] for n, row in enumerate(rows) for name in columns}
     return {tuple(row) for row in statement.run(conn, values).fetchall()}
 
 

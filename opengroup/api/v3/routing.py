@@ -120,14 +120,15 @@ class Router:
         write to the loop (a post) and it needs no write transaction of its own; else
         from a request thread."""
         route = matched[0]
-        if community.settings.effective_reads_on_event_loop:
-            if self._reads_only(route, request):
+        if community.settings.effective_reads_on_event_loop and (
+            route.loop_until_write or self._reads_only(route, request)
+        ):
+            try:
                 return await self._answer_on_loop(community, request, user, matched)
-            if route.loop_until_write:
-                try:
-                    return await self._answer_on_loop(community, request, user, matched)
-                except WriteOnEventLoop:
-                    pass  # (nothing was written: answered from a thread instead)
+            except WriteOnEventLoop:
+                if not route.loop_until_write:
+                    raise  # (a route that only reads began a write: a fault of the code)
+                # (nothing was written: answered from a thread instead)
         answer, _ = await community.threads.run(
             self._handle, community, request, True, user, {}, matched, True
         )
