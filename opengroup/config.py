@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "OPENGROUP_"
 
@@ -53,6 +56,23 @@ class LogLevel(StrEnum):
     WARNING = "warning"
     ERROR = "error"
     CRITICAL = "critical"
+
+
+def database_on_this_machine(url: str) -> bool:
+    """Whether the database at ``url`` answers without a network wait: an SQLite file,
+    or PostgreSQL over a Unix socket (no host in the URL, or a host that is a directory,
+    as libpq reads them) or at a loopback address."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return True
+    query_host = parsed.query.get("host")
+    host = parsed.host or (query_host if isinstance(query_host, str) else "")
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: taken as another machine's
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -97,13 +117,14 @@ class Settings:
     reads_on_event_loop: bool = _setting(
         True,
         (
-            "SQLite: answer community API requests that only read (a GET other than a "
-            "file download, or a /batch or /sequence of them) on each worker's event loop, "
+            "Answer community API requests that only read (a GET other than a file "
+            "download, or a /batch or /sequence of them) on each worker's event loop, "
             "not in a request thread: the hand-off and the threads' turns at the "
             "interpreter lock cost as much as the request. A post's checks run there too "
             "(its write goes to the group-commit writer, as always). Other writes still "
-            "run in request threads. Not on PostgreSQL, where each statement waits on "
-            "the network."
+            "run in request threads. Only where the database answers without a network "
+            "wait: SQLite, or PostgreSQL on this machine (a Unix socket or a loopback "
+            "address); a remote PostgreSQL keeps its reads in the threads."
         ),
     )
     keep_alive_seconds: int = _setting(
@@ -369,7 +390,7 @@ class Settings:
     @functools.cached_property
     def effective_reads_on_event_loop(self) -> bool:
         """(Kept: the router asks on every request, and the database URL is resolved.)"""
-        return self.reads_on_event_loop and self.effective_database_url.startswith("sqlite")
+        return self.reads_on_event_loop and database_on_this_machine(self.effective_database_url)
 
     @property
     def effective_public_url(self) -> str:

@@ -7,8 +7,8 @@ object's ``active_users``; README, ``active_users_recount_seconds``):
   ``active_users_recount_seconds``: one that another worker saw become active
   shows here once that time is over;
 - one this worker sees become active is counted at once, without waiting;
-- all of it alike whether the poll is answered on the event loop (SQLite's default)
-  or in a request thread (``reads_on_event_loop`` off, and PostgreSQL).
+- all of it alike whether the poll is answered on the event loop (the default for a
+  database on the same machine) or in a request thread (``reads_on_event_loop`` off).
 """
 
 from __future__ import annotations

@@ -330,6 +330,56 @@ def test_a_batch_polls_the_boxes_with_a_304_item_as_pysogs_answers_it(
     assert outbox["code"] == 304 and outbox == NOT_MODIFIED_ITEM
 
 
+def test_each_page_a_batch_asks_for_is_the_page_asked_for_alone(
+    community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
+) -> None:
+    """The items share one read (the batch's), yet each gets its own page, a malformed
+    one its own 400, and the same page twice the same answer."""
+    seen(community, alice, bob)
+    first = send_ok(community, alice, bob)
+    send_ok(community, alice, bob)
+    send_ok(community, alice, bob)
+    send_ok(community, bob, alice)
+    paths = [
+        f"/inbox/since/{first['id']}?limit=1",
+        "/inbox/since/0",
+        "/outbox/since/0",
+        "/outbox/since/0?limit=ten",
+        f"/inbox/since/{first['id']}",
+        "/inbox?limit=2",
+        "/outbox/since/99999999",
+        "/inbox/since/0",  # the same page twice
+    ]
+    answer = community.batch([{"method": "GET", "path": path} for path in paths], bob)
+    assert answer.status == 200, answer
+    codes = []
+    for path, item in zip(paths, answer.body, strict=True):
+        alone = community.get(path, identity=bob)
+        assert item["code"] == alone.status, path
+        if alone.status == 200:
+            assert item["body"] == alone.body, path
+        codes.append(item["code"])
+    assert codes == [200, 200, 200, 400, 200, 200, 304, 200]
+
+
+def test_a_message_sent_in_a_batch_is_in_the_pages_its_later_items_read(
+    community: CommunityClient, alice: BlindedIdentity
+) -> None:
+    seen(community, alice)
+    poll = [
+        {"method": "GET", "path": "/outbox/since/0"},
+        {"method": "GET", "path": "/inbox/since/0"},
+    ]
+    note = {"method": "POST", "path": f"/inbox/{blinded(community, alice)}",
+            "json": {"message": b64(b"\x00note")}}  # fmt: skip
+    answer = community.batch([*poll, note, *poll], alice)
+    assert answer.status == 200, answer
+    outbox_before, inbox_before, sent, outbox_after, inbox_after = answer.body
+    assert outbox_before == inbox_before == NOT_MODIFIED_ITEM
+    assert sent["code"] == 201, sent
+    assert ids(outbox_after["body"]) == ids(inbox_after["body"]) == [sent["body"]["id"]]
+
+
 # --------------------------------------------------------------------------- limits
 
 

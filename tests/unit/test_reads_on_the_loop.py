@@ -1,4 +1,4 @@
-"""Which community API requests are answered on the event loop (SQLite, the setting
+"""Which community API requests are answered on the event loop (the setting
 ``reads_on_event_loop``), and the guard that keeps writes off it.
 
 Rules pinned here (ARCHITECTURE.md, "Threads"):

@@ -334,3 +334,30 @@ def test_request_threads_default_to_what_the_backend_needs(
     overrides: dict[str, Any], threads: int
 ) -> None:
     assert load_settings(overrides=overrides, env={}).effective_request_threads == threads
+
+
+@pytest.mark.parametrize(
+    ("database_url", "on_loop"),
+    [
+        ("", True),  # SQLite in the data dir
+        ("sqlite:////tmp/other.db", True),
+        ("postgresql://postgres@127.0.0.1/og", True),
+        ("postgresql://postgres@127.8.0.1:5433/og", True),
+        ("postgresql://postgres@[::1]/og", True),
+        ("postgresql://postgres@localhost/og", True),
+        ("postgresql://postgres@/og", True),  # libpq's default: the Unix socket
+        ("postgresql://postgres@/og?host=/var/run/postgresql", True),
+        ("postgresql://postgres@10.0.0.7/og", False),
+        ("postgresql://postgres@db.example.org/og", False),
+        ("postgresql://postgres@/og?host=db.example.org", False),
+    ],
+)
+def test_reads_stay_on_the_event_loop_only_where_the_database_needs_no_network(
+    database_url: str, on_loop: bool
+) -> None:
+    settings = load_settings(overrides={"database_url": database_url}, env={})
+    assert settings.effective_reads_on_event_loop is on_loop
+    turned_off = load_settings(
+        overrides={"database_url": database_url, "reads_on_event_loop": False}, env={}
+    )
+    assert turned_off.effective_reads_on_event_loop is False
