@@ -335,6 +335,15 @@ class Settings:
         64,
         "Most sub-requests in one /batch or /sequence; 413 above.",
     )
+    max_batch_answer_bytes: int = _setting(
+        10 * 1024 * 1024,
+        (
+            "Once the answers of a /batch or /sequence add up to this many bytes, the "
+            "sub-requests left are not run: each is answered 413, for the client to ask "
+            "again (the first always runs, so one page of large messages is never "
+            "refused for its size)."
+        ),
+    )
     active_users_cutoff_seconds: int = _setting(
         7 * 24 * 3600,
         "A room's active users are those seen in it within this time.",

@@ -22,6 +22,9 @@ answers it matches by position) and /tmp/peer/answers.md "/batch and /sequence":
   X-SOGS headers are not read (an anonymous batch stays anonymous); paths are
   percent-decoded as the transports decode them;
 - `/sequence` stops after the first answer that is not 2xx, which it includes;
+- once the answers add up to `max_batch_answer_bytes`, the items left are not
+  run and are each 413 in their places (the first item always runs; pysogs has
+  no such bound);
 - the desktop's poll (capabilities, pollInfo/0, messages since/recent with
   `t=r&reactors=5`, and inbox/outbox where served) is answered item by item.
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -40,11 +44,13 @@ from harness.communityclient import (
     CONTENT_TEXT,
     BlindedIdentity,
     CommunityClient,
+    Transport,
     desktop_json,
     sogs_headers,
 )
 from harness.expect import expect_ok, expect_refused
 from harness.flows import AUTH_REQUIRED, ROOM, b64, message_body, posted, room_seqno
+from harness.server import ServerProcess
 from harness.v2client import DEFAULT_ROOM
 
 MAX_BATCH = 64
@@ -392,6 +398,38 @@ def test_the_items_after_a_write_see_what_it_changed(
 
 
 # --------------------------------------------------------------------------- /sequence
+
+
+ANSWER_CAP = 100_000  # max_batch_answer_bytes of the server below
+BIG = 20_000  # bytes of a large message: a page of two (in base64) is over half the cap
+
+
+@pytest.mark.parametrize("transport", ["http", "onion"], ids=["http", "onion4"])
+def test_items_past_the_answer_cap_are_413_unrun_and_answered_when_asked_again(
+    server_factory: Callable[..., ServerProcess], transport: Transport
+) -> None:
+    """A batch stops running items once their answers reach ``max_batch_answer_bytes``
+    (the item that crosses it is answered whole): the rest are 413 in their places,
+    nothing they would have written is written, and asked for again they are
+    answered. A /sequence stops at its first 413."""
+    server = server_factory(env={"OPENGROUP_MAX_BATCH_ANSWER_BYTES": str(ANSWER_CAP)})
+    alice = BlindedIdentity.generate()
+    with CommunityClient(server.base_url, server.public_key, transport) as client:
+        for n in range(2):
+            posted(client, alice, bytes([n]) * BIG)
+        page = {"method": "GET", "path": f"{ROOM}/messages/recent?limit=2"}
+        capped = batch(client, [page, page, page, CAPABILITIES, post_item(client, alice)], alice)
+        assert [item["code"] for item in capped] == [200, 200, 413, 413, 413]
+        assert capped[0]["body"] == capped[1]["body"]  # the second, crossing the cap, whole
+        assert "answer is full" in text_of(capped[2])
+        assert room_seqno(client) == 2  # the post past the cap never ran
+
+        stopped = sequence(client, [page, page, page, CAPABILITIES], alice)
+        assert [item["code"] for item in stopped] == [200, 200, 413]
+
+        rest = batch(client, [CAPABILITIES, post_item(client, alice)], alice)
+        assert [item["code"] for item in rest] == [200, 201]
+        assert room_seqno(client) == 3
 
 
 def test_a_sequence_stops_after_the_first_failure_and_includes_it(

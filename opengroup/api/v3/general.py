@@ -17,6 +17,7 @@ from opengroup.domain.errors import InvalidInput, TooLarge
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
 BATCH_PATHS = ("/batch", "/sequence")
+ANSWER_TOO_LARGE = "this batch's answer is full (max_batch_answer_bytes): ask again for the rest"
 
 
 def capability_list(call: Call) -> list[str]:
@@ -46,18 +47,33 @@ def batch(call: Call) -> list[dict[str, Any]]:
     community = call.community
     with community.room_info.activity_together(), community.db.shared_reads():
         _read_rooms_together(call, items)
-        return [_run(call, item) for item in items]
+        return _answers(call, items, until_failure=False)
 
 
 def sequence(call: Call) -> list[dict[str, Any]]:
     """Sub-requests in order until the first that does not succeed (its answer included)."""
-    answers = []
     items = _items(call)
     with call.community.db.shared_reads():
-        for item in items:
-            answers.append(_run(call, item))
-            if not 200 <= answers[-1]["code"] < 300:
-                break
+        return _answers(call, items, until_failure=True)
+
+
+def _answers(call: Call, items: list[Any], *, until_failure: bool) -> list[dict[str, Any]]:
+    """Each item's answer, in order (``until_failure``: up to the first that is not
+    2xx). Once the bodies answered add up to ``max_batch_answer_bytes``, the items
+    left are not run: each is 413, to be asked for again in another request. The
+    first item always runs, so a client that asks again makes progress."""
+    most = call.community.settings.max_batch_answer_bytes
+    answers = []
+    answered = 0
+    for item in items:
+        if answered >= most:
+            answer = v3_refusal(TooLarge(ANSWER_TOO_LARGE))
+        else:
+            answer = _run(call, item)
+            answered += len(answer.body)
+        answers.append(_item_answer(answer))
+        if until_failure and not 200 <= answer.status < 300:
+            break
     return answers
 
 
@@ -92,14 +108,12 @@ def _items(call: Call) -> list[Any]:
     return items
 
 
-def _run(call: Call, item: Any) -> dict[str, Any]:
+def _run(call: Call, item: Any) -> Answer:
     try:
         request = _sub_request(item)
     except InvalidInput as exc:
-        answer = v3_refusal(exc)
-    else:
-        answer = call.sub_request(request)
-    return _item_answer(answer)
+        return v3_refusal(exc)
+    return call.sub_request(request)
 
 
 def _sub_request(item: Any) -> ApiRequest:
