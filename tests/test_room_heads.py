@@ -19,7 +19,12 @@ import sqlalchemy as sa
 
 from opengroup.storage import migrate, queries
 from opengroup.storage.database import Database
-from opengroup.storage.roomhead import POSTGRES_HEADS_SQL, SQLITE_HEADS_SQL, RoomHead
+from opengroup.storage.roomhead import (
+    POSTGRES_HEADS_SQL,
+    SQLITE_HEADS_SQL,
+    RoomHead,
+    TokenHolder,
+)
 
 NOW = 1_000_000.0
 KEYS = {
@@ -36,6 +41,9 @@ KEYS = {
             "timed_ban",
             "staff_banned",
             "expired_token",
+            "no_read",
+            "read_only",
+            "granted",
         ],
         start=1,
     )
@@ -54,6 +62,35 @@ def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
                 " VALUES ('lobby', 'Lobby', 3, 1, 0), ('empty', 'Empty', 0, 0, 0)"
             )
         )
+        conn.execute(
+            sa.text(
+                "INSERT INTO rooms (id, name, message_seq, deletion_seq, created_at,"
+                " default_read, default_write, default_upload)"
+                " VALUES ('closed', 'Closed', 0, 0, 0, false, false, false)"
+            )
+        )
+        for room, name, key in CLOSED_TOKENS:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tokens (token_hash, room_id, public_key, expires_at)"
+                    " VALUES (:h, :r, :k, :e)"
+                ),
+                {"h": token(name), "r": room, "k": KEYS[key], "e": NOW + 3600},
+            )
+        overrides = [
+            ("lobby", "no_read", False, None, None),
+            ("lobby", "read_only", None, False, False),
+            ("lobby", "mod", False, False, False),  # staff: no matter
+            ("closed", "granted", True, True, None),
+        ]
+        for room, name, read, write, upload in overrides:
+            conn.execute(
+                sa.text(
+                    'INSERT INTO permission_overrides (room_id, public_key, "read", "write",'
+                    " upload) VALUES (:r, :k, :read, :write, :upload)"
+                ),
+                {"r": room, "k": KEYS[name], "read": read, "write": write, "upload": upload},
+            )
         for name, key in KEYS.items():
             expires = NOW - 1 if name == "expired_token" else NOW + 3600
             conn.execute(
@@ -112,11 +149,17 @@ def token(name: str) -> bytes:
     return name.encode().ljust(32, b"\0")
 
 
-LOOKUPS = [("lobby", token(name)) for name in KEYS] + [
-    ("lobby", token("nobody")),
-    ("empty", token("plain")),
-    ("missing", token("plain")),
+# Tokens in the closed room (no read, write or upload by default): (room, token, key).
+CLOSED_TOKENS = [
+    ("closed", "closed_plain", "plain"),
+    ("closed", "closed_granted", "granted"),
+    ("closed", "closed_global_mod", "global_mod"),
 ]
+LOOKUPS = (
+    [("lobby", token(name)) for name in KEYS]
+    + [("lobby", token("nobody")), ("empty", token("plain")), ("missing", token("plain"))]
+    + [(room, token(name)) for room, name, _ in CLOSED_TOKENS]
+)
 
 
 def core_heads(db: Database) -> list[RoomHead | None]:
@@ -163,7 +206,7 @@ def test_the_head_applies_the_staff_and_ban_rules(db: Database) -> None:
     heads = dict(zip([name for name in KEYS], core_heads(db), strict=False))
     assert heads["expired_token"] is not None and heads["expired_token"].holder is None
     holder = {name: head.holder for name, head in heads.items() if head and head.holder is not None}
-    assert holder["plain"] == (KEYS["plain"], False, False, 42.5)
+    assert holder["plain"] == (KEYS["plain"], False, False, True, True, True, 42.5)
     assert holder["mod"].is_moderator and holder["hidden_mod"].is_moderator
     assert holder["global_mod"].is_moderator
     assert holder["banned"].is_banned and holder["global_banned"].is_banned
@@ -177,9 +220,30 @@ def test_the_head_applies_the_staff_and_ban_rules(db: Database) -> None:
     assert (lobby.message_seq, lobby.deletion_seq) == (3, 1)
 
 
+def test_the_head_applies_the_rooms_permissions_and_the_holders_overrides(
+    db: Database,
+) -> None:
+    core = core_heads(db)
+    lobby = {name: head.holder for name, head in zip(KEYS, core, strict=False) if head}
+    closed = [head.holder if head else None for head in core[-len(CLOSED_TOKENS) :]]
+
+    def rights(holder: TokenHolder | None) -> tuple[bool, bool, bool]:
+        assert holder is not None
+        return holder.may_read, holder.may_write, holder.may_upload
+
+    assert rights(lobby["plain"]) == (True, True, True), "the lobby's defaults"
+    assert rights(lobby["no_read"]) == (False, True, True), "an override of one right"
+    assert rights(lobby["read_only"]) == (True, False, False)
+    assert rights(lobby["mod"]) == (True, True, True), "staff may, whatever the overrides"
+    closed_plain, closed_granted, closed_global_mod = closed
+    assert rights(closed_plain) == (False, False, False), "the closed room's defaults"
+    assert rights(closed_granted) == (True, True, False), "an override wins; None keeps"
+    assert rights(closed_global_mod) == (True, True, True), "global staff may"
+
+
 def test_a_missing_room_has_no_head_and_an_empty_one_has_no_staff(db: Database) -> None:
     core = core_heads(db)
-    empty, missing = core[-2], core[-1]
+    empty, missing = core[len(KEYS) + 1], core[len(KEYS) + 2]
     assert missing is None
     assert empty is not None and empty.holder is None
     assert empty.moderators == [KEYS["global_mod"]]

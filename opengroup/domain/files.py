@@ -58,6 +58,7 @@ class Files:
         return file_id
 
     def upload(self, member: Member, data: bytes) -> int:
+        member.check_may_upload()
         uploads.check_size(self.settings, data)
         now = self.clock()
         expires_at = now + self.settings.file_ttl_seconds

@@ -50,6 +50,7 @@ class Messages:
         transaction with the other posts waiting at that moment
         (:mod:`opengroup.storage.postwriter`).
         """
+        member.check_may_write()
         raw = values.base64_bytes(data, "data")
         raw_signature = values.base64_bytes(signature, "signature")
         if not raw:

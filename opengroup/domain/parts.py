@@ -35,11 +35,21 @@ MAX_PAGE = 256
 
 @dataclass(frozen=True)
 class Member:
-    """An authenticated caller in one room."""
+    """An authenticated caller in one room, who may read it."""
 
     room_id: str
     public_key: str
     is_moderator: bool
+    may_write: bool
+    may_upload: bool
+
+    def check_may_write(self) -> None:
+        if not self.may_write:
+            raise NotPermitted("you may not post in this room")
+
+    def check_may_upload(self) -> None:
+        if not self.may_upload:
+            raise NotPermitted("you may not upload to this room")
 
 
 def parse_token(token: str | None) -> bytes:
@@ -63,12 +73,17 @@ def find_room(conn: Connection, room_id: str) -> Room:
 
 def member_of(room_id: str, holder: TokenHolder | None) -> Member:
     """The member behind a token checked in ``room_id``: 401 without a live token, 403
-    when banned."""
+    when banned or when the room's permissions (or the holder's overrides) do not let
+    them read it: a token is good for nothing there then."""
     if holder is None:
         raise TokenRejected("unknown or expired auth token")
     if holder.is_banned:
         raise Banned("banned from this room")
-    return Member(room_id, holder.public_key, holder.is_moderator)
+    if not holder.may_read:
+        raise NotPermitted("you may not read this room")
+    return Member(
+        room_id, holder.public_key, holder.is_moderator, holder.may_write, holder.may_upload
+    )
 
 
 def require_moderator(member: Member, room_id: str | None = None) -> None:

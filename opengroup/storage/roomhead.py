@@ -11,10 +11,12 @@ both backends:
 - :data:`POSTGRES_HEADS_SQL`: the rooms of many polls in one statement
   (``unnest ... WITH ORDINALITY``), with a planner fence Core cannot express.
 
-Staff and bans are the community API's: a moderator or admin of the room or of
-every room is a v2 moderator; a ban counts until it expires, and a ban from the
-whole server counts in every room; staff are never banned. The moderator list
-v2 clients see holds the visible staff only.
+Staff, bans and permissions are the community API's: a moderator or admin of
+the room or of every room is a v2 moderator; a ban counts until it expires, and
+a ban from the whole server counts in every room; staff are never banned. The
+holder may read, write and upload as the room's defaults say, unless an
+override of their key says otherwise; staff always may. The moderator list v2
+clients see holds the visible staff only.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from opengroup.storage.schema import (
     global_bans,
     global_moderators,
     moderators,
+    permission_overrides,
     room_activity,
     rooms,
     tokens,
@@ -52,6 +55,11 @@ class TokenHolder(NamedTuple):
     public_key: str
     is_moderator: bool
     is_banned: bool
+    # The room's permissions for them: its defaults, unless an override of theirs says
+    # otherwise (staff may do everything).
+    may_read: bool
+    may_write: bool
+    may_upload: bool
     # When the key was last seen using a token in this room (None: never recorded).
     last_active: float | None = None
 
@@ -67,17 +75,30 @@ class RoomHead(NamedTuple):
     last_active: float | None
     room_moderators: Any  # visible staff of the room: a list, or SQLite's joined text
     global_moderators: Any  # visible staff of every room: the same
+    # read, write, upload: the room's defaults, then the holder's overrides (None: none)
+    defaults: tuple[bool, bool, bool]
+    overrides: tuple[bool | None, bool | None, bool | None]
 
     @classmethod
     def of(cls, row: Any) -> RoomHead:
-        return cls(row[0], row[1], row[2], bool(row[3]), bool(row[4]), row[5], row[6], row[7])
+        defaults = (bool(row[8]), bool(row[9]), bool(row[10]))
+        overrides = tuple(None if v is None else bool(v) for v in row[11:14])
+        return cls(
+            row[0], row[1], row[2], bool(row[3]), bool(row[4]), row[5], row[6], row[7],
+            defaults, overrides,  # type: ignore[arg-type]  # (three, as selected)
+        )  # fmt: skip
 
     @property
     def holder(self) -> TokenHolder | None:
         if self.holder_key is None:
             return None
-        banned = self.holder_banned and not self.holder_is_staff
-        return TokenHolder(self.holder_key, self.holder_is_staff, banned, self.last_active)
+        staff = self.holder_is_staff
+        banned = self.holder_banned and not staff
+        read, write, upload = (
+            staff or (default if override is None else override)
+            for default, override in zip(self.defaults, self.overrides, strict=True)
+        )
+        return TokenHolder(self.holder_key, staff, banned, read, write, upload, self.last_active)
 
     @property
     def moderators(self) -> list[str]:
@@ -123,6 +144,9 @@ def head_statement(dialect: Dialect) -> Select[Any]:
         exists().where(moderators.c.room_id == rooms.c.id, moderators.c.public_key == holder),
         exists().where(global_moderators.c.public_key == holder),
     )
+    overridden = and_(
+        permission_overrides.c.room_id == rooms.c.id, permission_overrides.c.public_key == holder
+    )
     return (
         select(
             rooms.c.message_seq,
@@ -140,8 +164,18 @@ def head_statement(dialect: Dialect) -> Select[Any]:
             _key_list(
                 dialect, global_moderators.c.public_key, global_moderators.c.visible == true()
             ),
+            rooms.c.default_read,
+            rooms.c.default_write,
+            rooms.c.default_upload,
+            permission_overrides.c.read,
+            permission_overrides.c.write,
+            permission_overrides.c.upload,
         )
-        .select_from(rooms.outerjoin(tokens, live_token).outerjoin(room_activity, activity))
+        .select_from(
+            rooms.outerjoin(tokens, live_token)
+            .outerjoin(room_activity, activity)
+            .outerjoin(permission_overrides, overridden)
+        )
         .where(rooms.c.id == bindparam("room_id"))
     )
 
@@ -169,13 +203,21 @@ SELECT
     room_activity.last_active,
     (SELECT group_concat(public_key, ',') FROM moderators
         WHERE moderators.room_id = rooms.id AND moderators.visible = 1),
-    (SELECT group_concat(public_key, ',') FROM global_moderators WHERE visible = 1)
+    (SELECT group_concat(public_key, ',') FROM global_moderators WHERE visible = 1),
+    rooms.default_read,
+    rooms.default_write,
+    rooms.default_upload,
+    permission_overrides.read,
+    permission_overrides.write,
+    permission_overrides.upload
 FROM req
 JOIN rooms ON rooms.id = req.room_id
 LEFT JOIN tokens ON tokens.token_hash = req.token_hash AND tokens.room_id = rooms.id
     AND tokens.expires_at > req.now
 LEFT JOIN room_activity ON room_activity.room_id = rooms.id
     AND room_activity.public_key = tokens.public_key
+LEFT JOIN permission_overrides ON permission_overrides.room_id = rooms.id
+    AND permission_overrides.public_key = tokens.public_key
 """
 
 # The heads of many rooms (of many polls) in one statement: one row per room
@@ -200,7 +242,13 @@ SELECT
         WHERE room_activity.room_id = rooms.id AND room_activity.public_key = holder.public_key),
     (SELECT array_agg(public_key) FROM moderators
         WHERE moderators.room_id = rooms.id AND moderators.visible),
-    (SELECT array_agg(public_key) FROM global_moderators WHERE visible)
+    (SELECT array_agg(public_key) FROM global_moderators WHERE visible),
+    rooms.default_read,
+    rooms.default_write,
+    rooms.default_upload,
+    overrides.read,
+    overrides.write,
+    overrides.upload
 FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
     WITH ORDINALITY AS req (room_id, token_hash, now, n)
 JOIN rooms ON rooms.id = req.room_id
@@ -213,4 +261,6 @@ LEFT JOIN LATERAL (
     -- scanned every token of the room instead.
     OFFSET 0
 ) AS holder ON true
+LEFT JOIN permission_overrides AS overrides ON overrides.room_id = rooms.id
+    AND overrides.public_key = holder.public_key
 """

@@ -110,8 +110,14 @@ class PollPlan:
         for lookup, row in zip(self.lookups, head_rows, strict=True):
             head = None if row is None else RoomHead.of(row)
             holder = None if head is None else head.holder
-            if self.heads_only or head is None or holder is None or holder.is_banned:
-                queries += [None, None]  # a token check, no room, no holder, or banned
+            if (
+                self.heads_only
+                or head is None
+                or holder is None
+                or holder.is_banned
+                or not holder.may_read
+            ):
+                queries += [None, None]  # a token check, no room, no holder, banned, or no read
                 continue
             message_seq, deletion_seq = head.message_seq, head.deletion_seq
             queries.append(self._messages(lookup, message_seq))
