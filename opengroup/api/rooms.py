@@ -10,15 +10,17 @@ from opengroup.domain.community import Community, Member
 
 
 def list_rooms(og: Community, req: RoutedRequest) -> JsonObject:
-    return {"rooms": [room_json(room) for room in og.rooms.all()]}
+    """The rooms anyone may see (a room closed to anonymous callers is left out, as on
+    the web page and in the community API)."""
+    return {"rooms": [room_json(room) for room in og.rooms.public()]}
 
 
 def get_room(og: Community, req: RoutedRequest) -> JsonObject:
-    return {"room": room_json(og.rooms.get(req.path_params["room_id"]))}
+    return {"room": room_json(og.rooms.get_public(req.path_params["room_id"]))}
 
 
 def get_room_image(og: Community, req: RoutedRequest) -> JsonObject:
-    return {"result": b64(og.files.room_image(req.path_params["room_id"]))}
+    return {"result": b64(og.files.public_room_image(req.path_params["room_id"]))}
 
 
 def set_room_image(og: Community, req: RoutedRequest, member: Member) -> JsonObject:

@@ -14,7 +14,9 @@ its other refusals, 403 with a reason:
 - without upload, the holder reads and posts but a file is 403 and stores
   nothing;
 - a moderator's override for the holder's key wins over the room's defaults,
-  either way; staff (of the room or of every room) may always do everything.
+  either way; staff (of the room or of every room) may always do everything;
+- a room anonymous callers may not see (neither readable nor accessible by
+  default) is left out of `GET /rooms`, and its details and image are 404.
 
 The defaults are set with the operator's CLI (`opengroup rooms permissions`),
 the overrides through the community API. The v2 side runs over direct HTTP and
@@ -157,6 +159,27 @@ def test_staff_may_do_everything_whatever_the_defaults(
         assert poll(client, staff)["status_code"] == 200
         assert post(client, staff)["status_code"] == 200
         assert upload(client, staff)["status_code"] == 200
+
+
+def test_a_room_closed_to_anonymous_callers_is_not_listed_nor_shown(
+    client: Client, cli: CliRunner, room: str
+) -> None:
+    """As on the web page and in the community API: a room anyone may see is one its
+    defaults let read or at least know of ("accessible")."""
+
+    def listed() -> bool:
+        answer = client.request("GET", "rooms")
+        assert answer["status_code"] == 200, answer
+        return room in [r["id"] for r in answer["rooms"]]
+
+    assert listed()
+    set_defaults(cli, room, "--no-read")  # still accessible: known, not read
+    assert listed()
+    assert client.request("GET", f"rooms/{room}")["status_code"] == 200
+    set_defaults(cli, room, "--no-accessible")
+    assert not listed()
+    for path in (f"rooms/{room}", f"rooms/{room}/image"):
+        assert client.request("GET", path)["status_code"] == 404, path
 
 
 # --------------------------------------------------------------------------- overrides
