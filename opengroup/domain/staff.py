@@ -12,8 +12,10 @@ person's keys:
 Roles and bans are changed where the person already has one (under whichever key),
 otherwise stored under the key given: a role or ban given to a ``05`` id then
 also reaches that person's v2 identity, whose tokens name the ``05`` key.
-Permission overrides and scheduled changes concern the community API only and are
-stored under the blinded id once it is known.
+Permission overrides and scheduled changes are stored under the blinded id once it
+is known, else under the ``05`` id given. A v2 token is judged by the override of its
+own key (the ``05`` id), so an override stored under a blinded id does not reach the
+same person's v2 tokens.
 
 Who may do what (docs/spec/sogs-v3.md 1.4; docs/API.md "Community API"):
 
