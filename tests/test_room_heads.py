@@ -3,7 +3,9 @@ Core for one room, and two hand-written statements that read many rooms at once
 (SQLite's VALUES, PostgreSQL's unnest). On the real database of the run's backend,
 all of them must give the same RoomHead for every case: no token, a live and an
 expired token, a moderator (room, global, hidden), a ban (room, global, expired,
-with a timeout still running), and a room without staff.
+with a timeout still running, or of the blinded id linked to the holder's key),
+permissions (a room's defaults, overrides either way, staff), and a room
+without staff.
 """
 
 from __future__ import annotations
@@ -44,10 +46,16 @@ KEYS = {
             "no_read",
             "read_only",
             "granted",
+            "banned_as_blinded",
+            "globally_banned_as_blinded",
+            "linked_not_banned",
         ],
         start=1,
     )
 }
+
+# The blinded ids linked to some of the keys (as a v2 token's claim links them).
+BLINDED = {name: "15" + key[2:] for name, key in KEYS.items()}
 
 
 @pytest.fixture
@@ -134,6 +142,22 @@ def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
             sa.text("INSERT INTO global_bans (public_key, banned_at) VALUES (:k, 0)"),
             {"k": KEYS["global_banned"]},
         )
+        for name in ("banned_as_blinded", "globally_banned_as_blinded", "linked_not_banned"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO blinded_ids (session_id, blinded_abs, blinded_id)"
+                    " VALUES (:k, :abs, :b)"
+                ),
+                {"k": KEYS[name], "abs": BLINDED[name], "b": BLINDED[name]},
+            )
+        conn.execute(
+            sa.text("INSERT INTO bans (room_id, public_key, banned_at) VALUES ('lobby', :b, 0)"),
+            {"b": BLINDED["banned_as_blinded"]},
+        )
+        conn.execute(
+            sa.text("INSERT INTO global_bans (public_key, banned_at) VALUES (:b, 0)"),
+            {"b": BLINDED["globally_banned_as_blinded"]},
+        )
         conn.execute(
             sa.text(
                 "INSERT INTO room_activity (room_id, public_key, last_active)"
@@ -213,6 +237,9 @@ def test_the_head_applies_the_staff_and_ban_rules(db: Database) -> None:
     assert holder["timed_ban"].is_banned, "a ban with time left bans"
     assert not holder["expired_ban"].is_banned, "an expired ban no longer bans"
     assert not holder["staff_banned"].is_banned, "staff are never banned"
+    assert holder["banned_as_blinded"].is_banned, "a ban of the linked blinded id bans"
+    assert holder["globally_banned_as_blinded"].is_banned
+    assert not holder["linked_not_banned"].is_banned
     assert "expired_token" not in holder
     lobby = heads["plain"]
     assert lobby is not None

@@ -267,6 +267,50 @@ def test_a_moderator_named_by_session_id_in_the_cli_moderates_through_both_apis(
     assert person.session_id in listed["moderators"]
 
 
+@pytest.mark.parametrize("v2_first", [True, False], ids=["v2-token-first", "v3-first"])
+@pytest.mark.parametrize("scope", ["room", "global"])
+def test_a_ban_of_someones_blinded_id_bans_their_v2_tokens_too(
+    community: CommunityClient,
+    setup_client: Client,
+    cli: CliRunner,
+    make_persona: PersonaFactory,
+    v2_first: bool,
+    scope: str,
+) -> None:
+    """Today's clients show moderators a blinded id: whoever it belongs to cannot carry
+    on through the v2 API under their Session id (a v2 token's claim links the two),
+    whichever of the two they used first."""
+    person, moderator = BlindedIdentity.generate(), BlindedIdentity.generate()
+    cli("moderators", "add", moderator.session_id, "--global")
+    v2_person = make_persona(v2_identity_of(person)) if v2_first else None
+    posted(community, person)  # their blinded id signs here
+    if v2_person is None:
+        v2_person = make_persona(v2_identity_of(person))
+    assert (
+        setup_client.request("GET", "messages", room=DEFAULT_ROOM, token=v2_person.token)[
+            "status_code"
+        ]
+        == 200
+    )
+
+    where = {"rooms": [DEFAULT_ROOM]} if scope == "room" else {"global": True}
+    blinded_id = person.blinded_id(community.server_pk)
+    expect_ok(community.post(f"/user/{blinded_id}/ban", where, identity=moderator))
+
+    for answer in (
+        setup_client.request("GET", "messages", room=DEFAULT_ROOM, token=v2_person.token),
+        setup_client.post_message(v2_person.identity, v2_person.token, DEFAULT_ROOM),
+    ):
+        assert answer["status_code"] == 403, answer
+    expect_ok(community.post(f"/user/{blinded_id}/unban", where, identity=moderator))
+    assert (
+        setup_client.request("GET", "messages", room=DEFAULT_ROOM, token=v2_person.token)[
+            "status_code"
+        ]
+        == 200
+    )
+
+
 def test_a_v2_only_moderator_is_listed_by_session_id_in_v3(
     community: CommunityClient, moderator_identity: Identity
 ) -> None:

@@ -432,6 +432,15 @@ def test_items_past_the_answer_cap_are_413_unrun_and_answered_when_asked_again(
         assert room_seqno(client) == 3
 
 
+def test_the_first_item_runs_whatever_the_answer_cap(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(env={"OPENGROUP_MAX_BATCH_ANSWER_BYTES": "0"})
+    with CommunityClient(server.base_url, server.public_key, "onion") as client:
+        answered = batch(client, [CAPABILITIES, CAPABILITIES], BlindedIdentity.generate())
+    assert [item["code"] for item in answered] == [200, 413]
+
+
 def test_a_sequence_stops_after_the_first_failure_and_includes_it(
     community: CommunityClient, alice: BlindedIdentity
 ) -> None:

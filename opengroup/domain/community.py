@@ -86,7 +86,9 @@ class Community:
         self._poll_reader = OnDemandPollReader(db)
         activity = ActivityRecords(db, settings)
         self.rooms = Rooms(db, clock)
-        self.membership = Membership(db, settings, clock, self._poll_reader, activity, self.threads)
+        self.membership = Membership(
+            db, settings, clock, self._poll_reader, activity, self.threads, self.users
+        )
         self.messages = Messages(db, settings, clock, post_writer, self.threads)
         self.moderation = Moderation(db, clock, self.staff)
         self.files = Files(db, settings, clock)

@@ -8,6 +8,7 @@ threads, :meth:`Membership.authenticate_async` for those on the event loop
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from opengroup.domain.parts import (
     member_of,
     parse_token,
 )
+from opengroup.domain.users import Users
 from opengroup.domain.values import could_be_room_id
 from opengroup.storage import people
 from opengroup.storage import queries as q
@@ -57,6 +59,7 @@ class Membership:
         poll_reader: OnDemandPollReader,
         activity: ActivityRecords,
         threads: Threads,
+        users: Users,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -64,6 +67,7 @@ class Membership:
         self.poll_reader = poll_reader
         self.activity = activity
         self.threads = threads
+        self.users = users
 
     def challenge(self, room_id: str, public_key: str) -> Challenge:
         """Make a token, keep its hash as pending, and encrypt it to the requester."""
@@ -137,8 +141,11 @@ class Membership:
                         conn, room_id, public_key, self.settings.max_tokens_per_key, now
                     )
                 q.touch_activity(conn, room_id, public_key, now)
-                # A v2 key is seen on this server from its first token on (spam rules).
+                # A v2 key is seen on this server from its first token on (spam rules),
+                # and linked to its blinded id: a ban under that id bans its tokens too.
                 people.insert_user(conn, public_key, now)
+                with contextlib.suppress(ValueError):  # (no point: no blinded id)
+                    self.users.link(conn, public_key)
                 return
             head = q.room_head(conn, room_id, token_hash, now)
             holder = head.holder if head is not None else None

@@ -11,7 +11,8 @@ person's keys:
 
 Roles and bans are changed where the person already has one (under whichever key),
 otherwise stored under the key given: a role or ban given to a ``05`` id then
-also reaches that person's v2 identity, whose tokens name the ``05`` key.
+also reaches that person's v2 identity, whose tokens name the ``05`` key. A ban
+given to a blinded id reaches it too, once a v2 token's claim has linked the two.
 Permission overrides and scheduled changes are stored under the blinded id once it
 is known, else under the ``05`` id given. A v2 token is judged by the override of its
 own key (the ``05`` id), so an override stored under a blinded id does not reach the

@@ -202,7 +202,8 @@ class Users:
 
     def link_named_people(self) -> int:
         """Link every Session id already named as staff or banned (as by the v2 API or an
-        older version); run at start-up. How many were linked."""
+        older version), or holding a v2 token claimed before claims linked them; run at
+        start-up. How many were linked."""
         with self.db.write() as conn:
             unlinked = people.unlinked_session_ids(conn)
             for session_id in unlinked:

@@ -44,6 +44,7 @@ from opengroup.storage.schema import (
     permission_overrides,
     request_nonces,
     rooms,
+    tokens,
     users,
 )
 
@@ -163,12 +164,14 @@ def seen_blinded_ids(conn: Connection, session_ids: Sequence[str]) -> dict[str, 
 
 
 def unlinked_session_ids(conn: Connection) -> list[str]:
-    """Session ids named as staff or banned that have no blinded link yet."""
+    """Session ids named as staff or banned, or holding a v2 token, that have no
+    blinded link yet."""
     named = union(
         select(moderators.c.public_key),
         select(bans.c.public_key),
         select(global_moderators.c.public_key),
         select(global_bans.c.public_key),
+        select(tokens.c.public_key),
     ).subquery()
     linked = select(blinded_ids.c.session_id)
     rows = conn.execute(

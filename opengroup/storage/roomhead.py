@@ -13,7 +13,10 @@ both backends:
 
 Staff, bans and permissions are the community API's: a moderator or admin of
 the room or of every room is a v2 moderator; a ban counts until it expires, and
-a ban from the whole server counts in every room; staff are never banned. The
+a ban from the whole server counts in every room, whether it names the holder's
+Session id or the blinded id linked to it (a v2 token's claim links them, so a
+person banned under the id today's clients show cannot carry on through the v2
+API); staff are never banned. The
 holder may read, write and upload as the room's defaults say, unless an
 override of their key says otherwise; staff always may. The moderator list v2
 clients see holds the visible staff only.
@@ -39,6 +42,7 @@ from sqlalchemy.engine import Dialect
 
 from opengroup.storage.schema import (
     bans,
+    blinded_ids,
     global_bans,
     global_moderators,
     moderators,
@@ -132,13 +136,17 @@ def head_statement(dialect: Dialect) -> Select[Any]:
         tokens.c.expires_at > now,
     )
     activity = and_(room_activity.c.room_id == rooms.c.id, room_activity.c.public_key == holder)
+    # The holder's key, and the blinded id it signs the community API with, once linked.
+    holder_keys = [holder, blinded_ids.c.blinded_id]
     banned = or_(
         exists().where(
             bans.c.room_id == rooms.c.id,
-            bans.c.public_key == holder,
+            bans.c.public_key.in_(holder_keys),
             _live(bans.c.expires_at, now),
         ),
-        exists().where(global_bans.c.public_key == holder, _live(global_bans.c.expires_at, now)),
+        exists().where(
+            global_bans.c.public_key.in_(holder_keys), _live(global_bans.c.expires_at, now)
+        ),
     )
     staff = or_(
         exists().where(moderators.c.room_id == rooms.c.id, moderators.c.public_key == holder),
@@ -175,6 +183,7 @@ def head_statement(dialect: Dialect) -> Select[Any]:
             rooms.outerjoin(tokens, live_token)
             .outerjoin(room_activity, activity)
             .outerjoin(permission_overrides, overridden)
+            .outerjoin(blinded_ids, blinded_ids.c.session_id == holder)
         )
         .where(rooms.c.id == bindparam("room_id"))
     )
@@ -191,10 +200,11 @@ SELECT
     rooms.deletion_seq,
     tokens.public_key,
     EXISTS (SELECT 1 FROM bans
-        WHERE bans.room_id = rooms.id AND bans.public_key = tokens.public_key
+        WHERE bans.room_id = rooms.id
+            AND bans.public_key IN (tokens.public_key, blinded_ids.blinded_id)
             AND (bans.expires_at IS NULL OR bans.expires_at > req.now))
     OR EXISTS (SELECT 1 FROM global_bans
-        WHERE global_bans.public_key = tokens.public_key
+        WHERE global_bans.public_key IN (tokens.public_key, blinded_ids.blinded_id)
             AND (global_bans.expires_at IS NULL OR global_bans.expires_at > req.now)),
     EXISTS (SELECT 1 FROM moderators
         WHERE moderators.room_id = rooms.id AND moderators.public_key = tokens.public_key)
@@ -218,6 +228,7 @@ LEFT JOIN room_activity ON room_activity.room_id = rooms.id
     AND room_activity.public_key = tokens.public_key
 LEFT JOIN permission_overrides ON permission_overrides.room_id = rooms.id
     AND permission_overrides.public_key = tokens.public_key
+LEFT JOIN blinded_ids ON blinded_ids.session_id = tokens.public_key
 """
 
 # The heads of many rooms (of many polls) in one statement: one row per room
@@ -229,10 +240,11 @@ SELECT
     rooms.deletion_seq,
     holder.public_key,
     EXISTS (SELECT FROM bans
-        WHERE bans.room_id = rooms.id AND bans.public_key = holder.public_key
+        WHERE bans.room_id = rooms.id
+            AND bans.public_key IN (holder.public_key, blinded_ids.blinded_id)
             AND (bans.expires_at IS NULL OR bans.expires_at > req.now))
     OR EXISTS (SELECT FROM global_bans
-        WHERE global_bans.public_key = holder.public_key
+        WHERE global_bans.public_key IN (holder.public_key, blinded_ids.blinded_id)
             AND (global_bans.expires_at IS NULL OR global_bans.expires_at > req.now)),
     EXISTS (SELECT FROM moderators
         WHERE moderators.room_id = rooms.id AND moderators.public_key = holder.public_key)
@@ -263,4 +275,5 @@ LEFT JOIN LATERAL (
 ) AS holder ON true
 LEFT JOIN permission_overrides AS overrides ON overrides.room_id = rooms.id
     AND overrides.public_key = holder.public_key
+LEFT JOIN blinded_ids ON blinded_ids.session_id = holder.public_key
 """

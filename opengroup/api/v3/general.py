@@ -63,10 +63,10 @@ def _answers(call: Call, items: list[Any], *, until_failure: bool) -> list[dict[
     left are not run: each is 413, to be asked for again in another request. The
     first item always runs, so a client that asks again makes progress."""
     most = call.community.settings.max_batch_answer_bytes
-    answers = []
+    answers: list[dict[str, Any]] = []
     answered = 0
     for item in items:
-        if answered >= most:
+        if answered >= most and answers:  # (the first runs whatever the setting)
             answer = v3_refusal(TooLarge(ANSWER_TOO_LARGE))
         else:
             answer = _run(call, item)
