@@ -49,6 +49,8 @@ KEYS = {
             "banned_as_blinded",
             "globally_banned_as_blinded",
             "linked_not_banned",
+            "overridden_as_blinded",
+            "own_beats_linked",
         ],
         start=1,
     )
@@ -90,14 +92,21 @@ def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
             ("lobby", "read_only", None, False, False),
             ("lobby", "mod", False, False, False),  # staff: no matter
             ("closed", "granted", True, True, None),
+            ("lobby", "own_beats_linked", None, True, None),
         ]
-        for room, name, read, write, upload in overrides:
+        linked_overrides = [  # under the blinded ids linked to the keys
+            ("lobby", "overridden_as_blinded", None, False, False),
+            ("lobby", "own_beats_linked", False, False, None),
+        ]
+        rows = [(KEYS[entry[1]], entry) for entry in overrides]
+        rows += [(BLINDED[entry[1]], entry) for entry in linked_overrides]
+        for key, (room_id, _name, read, write, upload) in rows:
             conn.execute(
                 sa.text(
                     'INSERT INTO permission_overrides (room_id, public_key, "read", "write",'
                     " upload) VALUES (:r, :k, :read, :write, :upload)"
                 ),
-                {"r": room, "k": KEYS[name], "read": read, "write": write, "upload": upload},
+                {"r": room_id, "k": key, "read": read, "write": write, "upload": upload},
             )
         for name, key in KEYS.items():
             expires = NOW - 1 if name == "expired_token" else NOW + 3600
@@ -142,7 +151,9 @@ def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
             sa.text("INSERT INTO global_bans (public_key, banned_at) VALUES (:k, 0)"),
             {"k": KEYS["global_banned"]},
         )
-        for name in ("banned_as_blinded", "globally_banned_as_blinded", "linked_not_banned"):
+        linked = ("banned_as_blinded", "globally_banned_as_blinded", "linked_not_banned",
+                  "overridden_as_blinded", "own_beats_linked")  # fmt: skip
+        for name in linked:
             conn.execute(
                 sa.text(
                     "INSERT INTO blinded_ids (session_id, blinded_abs, blinded_id)"
@@ -262,6 +273,8 @@ def test_the_head_applies_the_rooms_permissions_and_the_holders_overrides(
     assert rights(lobby["no_read"]) == (False, True, True), "an override of one right"
     assert rights(lobby["read_only"]) == (True, False, False)
     assert rights(lobby["mod"]) == (True, True, True), "staff may, whatever the overrides"
+    assert rights(lobby["overridden_as_blinded"]) == (True, False, False), "the linked id's"
+    assert rights(lobby["own_beats_linked"]) == (False, True, True), "own key first, each right"
     closed_plain, closed_granted, closed_global_mod = closed
     assert rights(closed_plain) == (False, False, False), "the closed room's defaults"
     assert rights(closed_granted) == (True, True, False), "an override wins; None keeps"

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from harness import probe
 from harness.communityclient import BlindedIdentity, CommunityClient
 from harness.expect import expect_ok
@@ -203,3 +204,25 @@ def test_an_override_of_the_holders_key_wins_over_the_defaults_either_way(
     refused(get(client, silenced, "messages"), "may not read")
     assert poll(client, silenced)["status_code"] == 403
     assert post(client, other)["status_code"] == 200
+
+
+def test_an_override_under_the_holders_blinded_id_binds_their_v2_token_too(
+    client: Client,
+    community: CommunityClient,
+    make_persona: PersonaFactory,
+    cli: CliRunner,
+    room: str,
+) -> None:
+    """Today's clients show moderators blinded ids: muting one there mutes the same
+    person's v2 token (its claim linked the two), and lifting it (here by their
+    Session id, stored under the blinded id it was seen as) lets it post again."""
+    person = BlindedIdentity.generate()
+    v2_person = make_persona(
+        Identity(X25519PrivateKey.from_private_bytes(person.x25519_private)), room=room
+    )
+    expect_ok(community.get(f"/room/{room}", identity=person))  # their blinded id signs here
+    blinded_id = person.blinded_id(community.server_pk)
+    override(community, cli, room, blinded_id, write=False)
+    refused(post(client, v2_person), "may not post")
+    override(community, cli, room, person.session_id, write=True)
+    assert post(client, v2_person)["status_code"] == 200

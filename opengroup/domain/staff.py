@@ -15,8 +15,7 @@ also reaches that person's v2 identity, whose tokens name the ``05`` key. A ban
 given to a blinded id reaches it too, once a v2 token's claim has linked the two.
 Permission overrides and scheduled changes are stored under the blinded id once it
 is known, else under the ``05`` id given. A v2 token is judged by the override of its
-own key (the ``05`` id), so an override stored under a blinded id does not reach the
-same person's v2 tokens.
+own key (the ``05`` id), else by the one under the blinded id its claim linked.
 
 Who may do what (docs/spec/sogs-v3.md 1.4; docs/API.md "Community API"):
 

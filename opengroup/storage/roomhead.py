@@ -18,7 +18,8 @@ Session id or the blinded id linked to it (a v2 token's claim links them, so a
 person banned under the id today's clients show cannot carry on through the v2
 API); staff are never banned. The
 holder may read, write and upload as the room's defaults say, unless an
-override of their key says otherwise; staff always may. The moderator list v2
+override says otherwise (of their key, else of the blinded id linked to it);
+staff always may. The moderator list v2
 clients see holds the visible staff only.
 """
 
@@ -152,9 +153,9 @@ def head_statement(dialect: Dialect) -> Select[Any]:
         exists().where(moderators.c.room_id == rooms.c.id, moderators.c.public_key == holder),
         exists().where(global_moderators.c.public_key == holder),
     )
-    overridden = and_(
-        permission_overrides.c.room_id == rooms.c.id, permission_overrides.c.public_key == holder
-    )
+    # The holder's overrides: under their own key first, then under the linked blinded id.
+    own = permission_overrides.alias("own_overrides")
+    linked = permission_overrides.alias("linked_overrides")
     return (
         select(
             rooms.c.message_seq,
@@ -175,15 +176,22 @@ def head_statement(dialect: Dialect) -> Select[Any]:
             rooms.c.default_read,
             rooms.c.default_write,
             rooms.c.default_upload,
-            permission_overrides.c.read,
-            permission_overrides.c.write,
-            permission_overrides.c.upload,
+            func.coalesce(own.c.read, linked.c.read),
+            func.coalesce(own.c.write, linked.c.write),
+            func.coalesce(own.c.upload, linked.c.upload),
         )
         .select_from(
             rooms.outerjoin(tokens, live_token)
             .outerjoin(room_activity, activity)
-            .outerjoin(permission_overrides, overridden)
+            .outerjoin(own, and_(own.c.room_id == rooms.c.id, own.c.public_key == holder))
             .outerjoin(blinded_ids, blinded_ids.c.session_id == holder)
+            .outerjoin(
+                linked,
+                and_(
+                    linked.c.room_id == rooms.c.id,
+                    linked.c.public_key == blinded_ids.c.blinded_id,
+                ),
+            )
         )
         .where(rooms.c.id == bindparam("room_id"))
     )
@@ -217,18 +225,20 @@ SELECT
     rooms.default_read,
     rooms.default_write,
     rooms.default_upload,
-    permission_overrides.read,
-    permission_overrides.write,
-    permission_overrides.upload
+    COALESCE(own.read, linked.read),
+    COALESCE(own.write, linked.write),
+    COALESCE(own.upload, linked.upload)
 FROM req
 JOIN rooms ON rooms.id = req.room_id
 LEFT JOIN tokens ON tokens.token_hash = req.token_hash AND tokens.room_id = rooms.id
     AND tokens.expires_at > req.now
 LEFT JOIN room_activity ON room_activity.room_id = rooms.id
     AND room_activity.public_key = tokens.public_key
-LEFT JOIN permission_overrides ON permission_overrides.room_id = rooms.id
-    AND permission_overrides.public_key = tokens.public_key
+LEFT JOIN permission_overrides AS own ON own.room_id = rooms.id
+    AND own.public_key = tokens.public_key
 LEFT JOIN blinded_ids ON blinded_ids.session_id = tokens.public_key
+LEFT JOIN permission_overrides AS linked ON linked.room_id = rooms.id
+    AND linked.public_key = blinded_ids.blinded_id
 """
 
 # The heads of many rooms (of many polls) in one statement: one row per room
@@ -258,9 +268,9 @@ SELECT
     rooms.default_read,
     rooms.default_write,
     rooms.default_upload,
-    overrides.read,
-    overrides.write,
-    overrides.upload
+    COALESCE(own.read, linked.read),
+    COALESCE(own.write, linked.write),
+    COALESCE(own.upload, linked.upload)
 FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
     WITH ORDINALITY AS req (room_id, token_hash, now, n)
 JOIN rooms ON rooms.id = req.room_id
@@ -273,7 +283,9 @@ LEFT JOIN LATERAL (
     -- scanned every token of the room instead.
     OFFSET 0
 ) AS holder ON true
-LEFT JOIN permission_overrides AS overrides ON overrides.room_id = rooms.id
-    AND overrides.public_key = holder.public_key
+LEFT JOIN permission_overrides AS own ON own.room_id = rooms.id
+    AND own.public_key = holder.public_key
 LEFT JOIN blinded_ids ON blinded_ids.session_id = holder.public_key
+LEFT JOIN permission_overrides AS linked ON linked.room_id = rooms.id
+    AND linked.public_key = blinded_ids.blinded_id
 """
