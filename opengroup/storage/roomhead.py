@@ -16,11 +16,10 @@ the room or of every room is a v2 moderator; a ban counts until it expires, and
 a ban from the whole server counts in every room, whether it names the holder's
 Session id or the blinded id linked to it (a v2 token's claim links them, so a
 person banned under the id today's clients show cannot carry on through the v2
-API); staff are never banned. The
-holder may read, write and upload as the room's defaults say, unless an
-override says otherwise (of their key, else of the blinded id linked to it);
-staff always may. The moderator list v2
-clients see holds the visible staff only.
+API); staff are never banned. The holder may read, write and upload as the
+room's defaults say, unless an override says otherwise (of their key, else of
+the blinded id linked to it); staff always may. The moderator list v2 clients
+see holds the visible staff only.
 """
 
 from __future__ import annotations
@@ -86,11 +85,10 @@ class RoomHead(NamedTuple):
 
     @classmethod
     def of(cls, row: Any) -> RoomHead:
-        defaults = (bool(row[8]), bool(row[9]), bool(row[10]))
-        overrides = tuple(None if v is None else bool(v) for v in row[11:14])
         return cls(
             row[0], row[1], row[2], bool(row[3]), bool(row[4]), row[5], row[6], row[7],
-            defaults, overrides,  # type: ignore[arg-type]  # (three, as selected)
+            (bool(row[8]), bool(row[9]), bool(row[10])),
+            (_maybe(row[11]), _maybe(row[12]), _maybe(row[13])),
         )  # fmt: skip
 
     @property
@@ -115,6 +113,11 @@ class RoomHead(NamedTuple):
             elif value:
                 keys.update(value)
         return sorted(keys)
+
+
+def _maybe(value: Any) -> bool | None:
+    """An override's right as a bool (SQLite gives 0 and 1), None where it sets none."""
+    return None if value is None else bool(value)
 
 
 def _live(expires_at: ColumnElement[float], now: BindParameter[float]) -> ColumnElement[bool]:
@@ -197,10 +200,33 @@ def head_statement(dialect: Dialect) -> Select[Any]:
     )
 
 
+# What both hand-written statements read of the holder's rights: the room's defaults,
+# then their overrides, under their own key first, else under the blinded id linked to
+# it (each right on its own). The joins name the holder's key as each statement does.
+_RIGHTS_COLUMNS = """
+    rooms.default_read,
+    rooms.default_write,
+    rooms.default_upload,
+    COALESCE(own.read, linked.read),
+    COALESCE(own.write, linked.write),
+    COALESCE(own.upload, linked.upload)
+"""
+
+
+def _rights_joins(holder: str) -> str:
+    return f"""
+LEFT JOIN permission_overrides AS own ON own.room_id = rooms.id AND own.public_key = {holder}
+LEFT JOIN blinded_ids ON blinded_ids.session_id = {holder}
+LEFT JOIN permission_overrides AS linked ON linked.room_id = rooms.id
+    AND linked.public_key = blinded_ids.blinded_id
+"""
+
+
 # The heads of several rooms in one statement: one row per room that exists,
 # numbered by its place in the poll; then the columns of RoomHead. {entries} is one
 # "(?, ?, ?, ?)" per room: position, room id, token hash, now.
-SQLITE_HEADS_SQL = """
+SQLITE_HEADS_SQL = (
+    """
 WITH req (n, room_id, token_hash, now) AS (VALUES {entries})
 SELECT
     req.n,
@@ -222,28 +248,22 @@ SELECT
     (SELECT group_concat(public_key, ',') FROM moderators
         WHERE moderators.room_id = rooms.id AND moderators.visible = 1),
     (SELECT group_concat(public_key, ',') FROM global_moderators WHERE visible = 1),
-    rooms.default_read,
-    rooms.default_write,
-    rooms.default_upload,
-    COALESCE(own.read, linked.read),
-    COALESCE(own.write, linked.write),
-    COALESCE(own.upload, linked.upload)
-FROM req
+"""
+    + _RIGHTS_COLUMNS
+    + """FROM req
 JOIN rooms ON rooms.id = req.room_id
 LEFT JOIN tokens ON tokens.token_hash = req.token_hash AND tokens.room_id = rooms.id
     AND tokens.expires_at > req.now
 LEFT JOIN room_activity ON room_activity.room_id = rooms.id
     AND room_activity.public_key = tokens.public_key
-LEFT JOIN permission_overrides AS own ON own.room_id = rooms.id
-    AND own.public_key = tokens.public_key
-LEFT JOIN blinded_ids ON blinded_ids.session_id = tokens.public_key
-LEFT JOIN permission_overrides AS linked ON linked.room_id = rooms.id
-    AND linked.public_key = blinded_ids.blinded_id
 """
+    + _rights_joins("tokens.public_key")
+)
 
 # The heads of many rooms (of many polls) in one statement: one row per room
 # that exists, numbered by its place in the arrays; then the columns of RoomHead.
-POSTGRES_HEADS_SQL = """
+POSTGRES_HEADS_SQL = (
+    """
 SELECT
     req.n,
     rooms.message_seq,
@@ -265,13 +285,9 @@ SELECT
     (SELECT array_agg(public_key) FROM moderators
         WHERE moderators.room_id = rooms.id AND moderators.visible),
     (SELECT array_agg(public_key) FROM global_moderators WHERE visible),
-    rooms.default_read,
-    rooms.default_write,
-    rooms.default_upload,
-    COALESCE(own.read, linked.read),
-    COALESCE(own.write, linked.write),
-    COALESCE(own.upload, linked.upload)
-FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
+"""
+    + _RIGHTS_COLUMNS
+    + """FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
     WITH ORDINALITY AS req (room_id, token_hash, now, n)
 JOIN rooms ON rooms.id = req.room_id
 LEFT JOIN LATERAL (
@@ -283,9 +299,6 @@ LEFT JOIN LATERAL (
     -- scanned every token of the room instead.
     OFFSET 0
 ) AS holder ON true
-LEFT JOIN permission_overrides AS own ON own.room_id = rooms.id
-    AND own.public_key = holder.public_key
-LEFT JOIN blinded_ids ON blinded_ids.session_id = holder.public_key
-LEFT JOIN permission_overrides AS linked ON linked.room_id = rooms.id
-    AND linked.public_key = blinded_ids.blinded_id
 """
+    + _rights_joins("holder.public_key")
+)
