@@ -285,6 +285,7 @@ class Result:
 
     count: int = 0
     latencies_ns: bytes = b""
+    poll_latencies_ns: bytes = b""  # the polls' alone, for a mix's tail
     errors: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
     sign_s: float = 0.0  # time spent signing requests in the window (v4 polls, dry pools)
@@ -489,6 +490,7 @@ class Window:
     def __init__(self, t_go: int, t_measure: int, t_end: int) -> None:
         self.t_go, self.t_measure, self.t_end = t_go, t_measure, t_end
         self.lat = array.array("q")
+        self.poll_lat = array.array("q")
         self.lags = array.array("q")
         self.errors: Counter[str] = Counter()
         self.res = Result()
@@ -512,6 +514,7 @@ class Window:
             res.reactions += 1
         else:
             res.polls += 1
+            self.poll_lat.append(latency)
         if live:
             res.signed += 1
         elif what != "poll":
@@ -675,6 +678,7 @@ async def _run(job: Job, pipe: Connection) -> Result:
     res = w.res
     res.count = len(w.lat)
     res.latencies_ns = w.lat.tobytes()
+    res.poll_latencies_ns = w.poll_lat.tobytes()
     res.lags_ns = w.lags.tobytes()
     res.errors = dict(w.errors)
     res.cpu_s = cpu[1] - cpu[0]

@@ -127,6 +127,17 @@ class Settings:
             "address); a remote PostgreSQL keeps its reads in the threads."
         ),
     )
+    posts_on_event_loop: bool = _setting(
+        True,
+        (
+            "SQLite: write a post on each worker's event loop when the database's write "
+            "lock is free at that moment and no post is waiting, instead of handing it to "
+            "the group-commit writer's thread: a hand-off and back costs a busy server "
+            "several turns of its event loop, tens of milliseconds. A post that would "
+            "have to wait for the lock goes to the writer as before (so always on "
+            "PostgreSQL)."
+        ),
+    )
     keep_alive_seconds: int = _setting(
         5,
         (

@@ -6,21 +6,34 @@ with no gap in their ids. The limit counts the key's posts already stored and
 those accepted earlier in the same group. If the transaction fails, no post
 of the group is stored and none takes an id. These run the writer on the real
 database of the run's backend.
+
+On SQLite a post is written at once, on the event loop, when nothing else is
+writing: no post waits for the writer, and the write lock (ours, and SQLite's
+own, which another program may hold) is free this moment. It is then answered
+within the turn of the loop that handles it. When anything holds a lock, the
+post waits for the writer's thread and the loop goes on meanwhile. PostgreSQL's
+posts always go to the writer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from opengroup.storage import migrate
-from opengroup.storage.database import Database
+from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
+from opengroup.storage.driversql import driver_connection
 from opengroup.storage.postwriter import GroupWriteFailed, NewPost, PostWriter, RoomRules
+from opengroup.storage.writelock import WriteLock
 
 ROOM = "main"  # made by the first migration
 ALICE, BOB = "05" + "aa" * 32, "05" + "bb" * 32
@@ -99,7 +112,7 @@ def server_ids(results: list[object]) -> list[object]:
 
 
 def test_posts_of_a_group_get_consecutive_ids_in_the_order_they_came(db: Database) -> None:
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once=False)
     results = write_together(writer, new_post("one"), new_post("two", BOB), new_post("three"))
 
     assert server_ids(results) == [1, 2, 3]
@@ -107,7 +120,7 @@ def test_posts_of_a_group_get_consecutive_ids_in_the_order_they_came(db: Databas
 
 
 def test_a_refused_post_is_answered_alone_and_takes_no_id(db: Database) -> None:
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once=False)
     results = write_together(
         writer, new_post("one"), new_post("no", BOB, check=at_most(0)), new_post("two")
     )
@@ -118,7 +131,7 @@ def test_a_refused_post_is_answered_alone_and_takes_no_id(db: Database) -> None:
 
 
 def test_the_limit_counts_stored_posts_and_those_earlier_in_the_group(db: Database) -> None:
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once=False)
     first = write_together(writer, new_post("one", check=at_most(2)))
     group = write_together(
         writer,
@@ -135,7 +148,7 @@ def test_the_limit_counts_stored_posts_and_those_earlier_in_the_group(db: Databa
 
 def test_posts_before_the_window_do_not_count(db: Database) -> None:
     """Stored or earlier in the group, a post at or before ``limit_since`` is outside."""
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once=False)
     one_allowed = at_most(1)
     stored_early = write_together(writer, new_post("at 10", posted_at=10.0, check=one_allowed))
     group = write_together(
@@ -152,7 +165,7 @@ def test_posts_before_the_window_do_not_count(db: Database) -> None:
 
 
 def test_no_such_room_stores_nothing_and_takes_no_id(db: Database) -> None:
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once=False)
     results = write_together(
         writer,
         new_post("lost", room="nowhere"),
@@ -165,7 +178,7 @@ def test_no_such_room_stores_nothing_and_takes_no_id(db: Database) -> None:
 
 
 def test_a_failed_transaction_fails_every_post_of_its_group(db: Database) -> None:
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once=False)
     broken = new_post("broken")
     broken.data = None  # type: ignore[assignment]  # NOT NULL: the insert fails
     group = write_together(writer, new_post("one"), broken, new_post("two", BOB))
@@ -174,3 +187,115 @@ def test_a_failed_transaction_fails_every_post_of_its_group(db: Database) -> Non
     assert all(isinstance(result, GroupWriteFailed) for result in group), group
     assert server_ids(after) == [1]  # the failed group took no ids
     assert stored(db) == [(1, "three")]
+
+
+async def turns_until_done(task: asyncio.Future[Any], limit: int = 3) -> int | None:
+    """How many turns of the event loop ``task`` takes to finish (None: more than
+    ``limit``)."""
+    for turn in range(1, limit + 1):
+        await asyncio.sleep(0)
+        if task.done():
+            return turn
+    return None
+
+
+def test_a_lone_post_on_sqlite_is_written_within_its_turn_of_the_loop(db: Database) -> None:
+    writer = PostWriter(db)
+
+    async def run() -> tuple[int | None, object]:
+        task = asyncio.ensure_future(writer.write(new_post("one")))
+        turns = await turns_until_done(task)
+        return turns, await task
+
+    turns, result = asyncio.run(run())
+
+    assert server_ids([result]) == [1]
+    assert stored(db) == [(1, "one")]
+    if db.is_sqlite:
+        assert turns == 1  # no hand-off to a thread and back
+    else:
+        assert turns is None  # PostgreSQL: always the writer's thread
+
+
+def test_with_at_once_off_a_post_goes_to_the_writer(db: Database) -> None:
+    writer = PostWriter(db, at_once=False)
+
+    async def run() -> int | None:
+        task = asyncio.ensure_future(writer.write(new_post("one")))
+        turns = await turns_until_done(task)
+        await task
+        return turns
+
+    assert asyncio.run(run()) is None
+    assert stored(db) == [(1, "one")]
+
+
+def wait_while_held(
+    db: Database, hold: Callable[[], object], release: Callable[[], object]
+) -> None:
+    """Write a post while ``hold()`` keeps others from writing: it must not be written
+    at once, nor block the loop, and must be stored once ``release()`` is called."""
+    writer = PostWriter(db)
+
+    async def run() -> object:
+        task = asyncio.ensure_future(writer.write(new_post("waited")))
+        start = time.monotonic()
+        await asyncio.sleep(0.3)  # the loop turns meanwhile: nothing blocks it
+        assert time.monotonic() - start < 1.0
+        assert not task.done()
+        release()
+        return await asyncio.wait_for(task, 10)
+
+    hold()
+    result = asyncio.run(run())
+    assert server_ids([result]) == [1]
+    assert stored(db) == [(1, "waited")]
+
+
+def test_a_post_waits_for_the_writer_while_another_thread_writes(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's write lock")
+    holding, done = threading.Event(), threading.Event()
+
+    def write_elsewhere() -> None:
+        with db.write():
+            holding.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=write_elsewhere)
+
+    def hold() -> None:
+        thread.start()
+        holding.wait(10)
+
+    wait_while_held(db, hold, done.set)
+    thread.join()
+
+
+def test_a_post_waits_while_another_process_writes(db: Database) -> None:
+    """Another server process holds the lock file (a lock of its own, on a descriptor
+    of its own); SQLite's lock is not taken yet."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's write lock")
+    other_process = WriteLock(db.engine.url.database or "")
+    holding = other_process.held()
+    wait_while_held(db, holding.__enter__, lambda: holding.__exit__(None, None, None))
+    other_process.close()
+
+
+def test_a_post_waits_while_another_program_holds_sqlites_lock(db: Database) -> None:
+    """Another program takes no write lock of ours; SQLite's own lock must not make
+    the event loop wait (its busy timeout) either, and the connection's timeout is as
+    before afterwards."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's own lock")
+    other = sqlite3.connect(db.engine.url.database or "", isolation_level=None)
+    wait_while_held(db, lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT"))
+    other.close()
+    # Every idle connection of the pool, the one the loop tried among them, has it back.
+    idle = db.engine.pool.checkedin()  # type: ignore[attr-defined]
+    pooled = [db.engine.raw_connection() for _ in range(idle)]
+    timeouts = {driver_connection(p).execute("PRAGMA busy_timeout").fetchone() for p in pooled}
+    for p in pooled:
+        p.close()
+    assert timeouts == {(SQLITE_BUSY_TIMEOUT_MS,)}

@@ -14,6 +14,7 @@ the writer whose commit fills the WAL: see :meth:`Database.checkpoint`.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from opengroup.storage.driversql import driver_connection
+from opengroup.storage.driversql import DriverConnection, driver_connection
 from opengroup.storage.writelock import WriteLock
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,10 @@ POOL_SIZE = 16
 # and a write. The pool may grow to twice the thread count, so no thread ever waits
 # for a connection that another thread waiting for one holds.
 CONNECTIONS_PER_THREAD = 2
-# Connections others may hold besides: the event loop (community API reads on SQLite),
-# the admissions' thread, the post writer's and the checkpoints'.
-OTHER_CONNECTIONS = 4
+# Connections others may hold besides: the event loop (a read, and on SQLite a post
+# written at once, see Database.writing_at_once), the admissions' thread, the post
+# writer's and the checkpoints'.
+OTHER_CONNECTIONS = 5
 _UNCHANGED: AbstractContextManager[None] = nullcontext()
 
 
@@ -245,6 +247,37 @@ class Database:
             return
         with self._write_lock.held():
             yield
+
+    @contextmanager
+    def writing_at_once(self) -> Iterator[DriverConnection | None]:
+        """SQLite: a connection in a write transaction (``BEGIN IMMEDIATE`` sent) if
+        one can be had without waiting, else None; the caller commits or rolls back.
+
+        This is for the event loop, which must never wait: it writes only if the
+        :class:`WriteLock` is free, and SQLite's own lock too (another program may hold
+        it), so its busy timeout is 0 meanwhile. Always None on PostgreSQL, whose
+        writers wait on row locks, and on an SQLite database without a write lock.
+        """
+        lock = self._write_lock
+        if lock is None:
+            yield None
+            return
+        with lock.held_at_once() as held:
+            if not held:
+                yield None
+                return
+            with closing(self.engine.raw_connection()) as pooled:
+                conn = driver_connection(pooled)
+                conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError:  # locked by a writer of another program
+                        yield None
+                        return
+                    yield conn
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
     def checkpoint(self) -> None:
         """SQLite: copy the pages the WAL holds into the database file, waiting for

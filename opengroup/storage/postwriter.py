@@ -157,8 +157,11 @@ class GroupWriteFailed(RuntimeError):
 class PostWriter:
     """Stores posts for code on the event loop, in groups."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, at_once: bool = True) -> None:
+        """``at_once``: a post may be written on the event loop if the database can
+        take it without waiting (see :meth:`write`)."""
         self._db = db
+        self._at_once = at_once
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
         # One group at a time: the posts that wait meanwhile are the next group.
         self._groups: Batcher[NewPost, Message | None] = Batcher(self._write_group, 1)
@@ -169,8 +172,31 @@ class PostWriter:
 
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
-        None if there is no such room, or the exception its ``judge`` raised."""
+        None if there is no such room, or the exception its ``judge`` raised.
+
+        With ``at_once``, if no other post waits and the database can take a write
+        without waiting (SQLite, its write lock free), the post is written here and
+        now, on the event loop; else it joins the next group of the writer's thread.
+        """
+        if self._at_once and self._groups.idle:
+            outcomes = self._write_at_once([post])
+            if outcomes is not None:
+                outcome = outcomes[0]
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return outcome
         return await self._groups.submit(post)
+
+    def _write_at_once(self, group: list[NewPost]) -> list[Outcome] | None:
+        """The group written here and now (on the event loop) if the database can
+        take a write without waiting (SQLite's write lock is free), else None."""
+        with self._db.writing_at_once() as conn:
+            if conn is None:
+                return None
+            try:
+                return self._write_rooms(conn, group)
+            except Exception as exc:
+                return _all_failed(group, exc)
 
     async def close(self) -> None:
         """Stop writing: the groups under way are cancelled, then the thread ends."""
@@ -186,12 +212,7 @@ class PostWriter:
         try:
             outcomes = await self._thread.run(self._write_in_thread, by_room)
         except Exception as exc:
-            failures: list[Message | Exception | None] = []
-            for _ in group:
-                failed = GroupWriteFailed("the transaction of this post failed")
-                failed.__cause__ = exc
-                failures.append(failed)
-            return failures
+            return _all_failed(group, exc)
         results: list[Message | Exception | None] = [None] * len(group)
         for n, outcome in zip(order, outcomes, strict=True):
             results[n] = outcome
@@ -199,20 +220,35 @@ class PostWriter:
 
     def _write_in_thread(self, group: list[NewPost]) -> list[Outcome]:
         """The group (sorted by room) in one transaction: an outcome per post."""
-        outcomes: list[Outcome] = []
         with closing(self._db.engine.raw_connection()) as pooled, self._db.writing():
             conn = driver_connection(pooled)
             if self._db.is_sqlite:
                 conn.execute("BEGIN IMMEDIATE")  # PostgreSQL: the first statement begins
-            try:
-                for room_id, posts in groupby(group, key=lambda post: post.room_id):
-                    batch = _RoomBatch(conn, self._db.dialect, self._sql, room_id, list(posts))
-                    outcomes += batch.write()
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+            return self._write_rooms(conn, group)
+
+    def _write_rooms(self, conn: DriverConnection, group: list[NewPost]) -> list[Outcome]:
+        """The group (sorted by room) in the transaction ``conn`` has begun, then its
+        commit (or rollback, if anything fails): an outcome per post."""
+        outcomes: list[Outcome] = []
+        try:
+            for room_id, posts in groupby(group, key=lambda post: post.room_id):
+                batch = _RoomBatch(conn, self._db.dialect, self._sql, room_id, list(posts))
+                outcomes += batch.write()
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
         return outcomes
+
+
+def _all_failed(group: list[NewPost], exc: Exception) -> list[Outcome]:
+    """Each post's outcome when the group's transaction failed: nothing was stored."""
+    failures: list[Outcome] = []
+    for _ in group:
+        failed = GroupWriteFailed("the transaction of this post failed")
+        failed.__cause__ = exc
+        failures.append(failed)
+    return failures
 
 
 class _RoomBatch:

@@ -54,6 +54,27 @@ class WriteLock:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
+    @contextmanager
+    def held_at_once(self) -> Iterator[bool]:
+        """Exclusive use as :meth:`held`, if it can be had without waiting: yields
+        whether it was (if not, the block runs without it and must not write)."""
+        if not self._threads.acquire(blocking=False):
+            yield False
+            return
+        try:
+            fd = self._descriptor()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
     def close(self) -> None:
         with self._threads:
             if self._fd_pid == os.getpid():
