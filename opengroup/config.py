@@ -127,15 +127,15 @@ class Settings:
             "address); a remote PostgreSQL keeps its reads in the threads."
         ),
     )
-    posts_on_event_loop: bool = _setting(
-        True,
+    posts_on_event_loop_per_second: int = _setting(
+        200,
         (
-            "SQLite: write a post on each worker's event loop when the database's write "
-            "lock is free at that moment and no post is waiting, instead of handing it to "
-            "the group-commit writer's thread: a hand-off and back costs a busy server "
-            "several turns of its event loop, tens of milliseconds. A post that would "
-            "have to wait for the lock goes to the writer as before (so always on "
-            "PostgreSQL)."
+            "SQLite: up to this many posts a second per worker are written on its event "
+            "loop, each at once, when the database's write lock is free that moment: the "
+            "hand-off to the group-commit writer's thread and back costs a post several "
+            "turns of a busy loop, tens of milliseconds. Posts past it in a second, those "
+            "that find the lock taken, and all of PostgreSQL's go to the writer, whose "
+            "groups cost the server less per post under a burst. 0: never on the loop."
         ),
     )
     keep_alive_seconds: int = _setting(

@@ -8,8 +8,9 @@ of the group is stored and none takes an id. These run the writer on the real
 database of the run's backend.
 
 On SQLite a post is written at once, on the event loop, when nothing else is
-writing: no post waits for the writer, and the write lock (ours, and SQLite's
-own, which another program may hold) is free this moment. It is then answered
+writing: the write lock (ours, and SQLite's own, which another program may
+hold) is free this moment, and fewer posts than the rate asked for were
+written so in this second. It is then answered
 within the turn of the loop that handles it. When anything holds a lock, the
 post waits for the writer's thread and the loop goes on meanwhile. PostgreSQL's
 posts always go to the writer.
@@ -112,7 +113,7 @@ def server_ids(results: list[object]) -> list[object]:
 
 
 def test_posts_of_a_group_get_consecutive_ids_in_the_order_they_came(db: Database) -> None:
-    writer = PostWriter(db, at_once=False)
+    writer = PostWriter(db)
     results = write_together(writer, new_post("one"), new_post("two", BOB), new_post("three"))
 
     assert server_ids(results) == [1, 2, 3]
@@ -120,7 +121,7 @@ def test_posts_of_a_group_get_consecutive_ids_in_the_order_they_came(db: Databas
 
 
 def test_a_refused_post_is_answered_alone_and_takes_no_id(db: Database) -> None:
-    writer = PostWriter(db, at_once=False)
+    writer = PostWriter(db)
     results = write_together(
         writer, new_post("one"), new_post("no", BOB, check=at_most(0)), new_post("two")
     )
@@ -131,7 +132,7 @@ def test_a_refused_post_is_answered_alone_and_takes_no_id(db: Database) -> None:
 
 
 def test_the_limit_counts_stored_posts_and_those_earlier_in_the_group(db: Database) -> None:
-    writer = PostWriter(db, at_once=False)
+    writer = PostWriter(db)
     first = write_together(writer, new_post("one", check=at_most(2)))
     group = write_together(
         writer,
@@ -148,7 +149,7 @@ def test_the_limit_counts_stored_posts_and_those_earlier_in_the_group(db: Databa
 
 def test_posts_before_the_window_do_not_count(db: Database) -> None:
     """Stored or earlier in the group, a post at or before ``limit_since`` is outside."""
-    writer = PostWriter(db, at_once=False)
+    writer = PostWriter(db)
     one_allowed = at_most(1)
     stored_early = write_together(writer, new_post("at 10", posted_at=10.0, check=one_allowed))
     group = write_together(
@@ -165,7 +166,7 @@ def test_posts_before_the_window_do_not_count(db: Database) -> None:
 
 
 def test_no_such_room_stores_nothing_and_takes_no_id(db: Database) -> None:
-    writer = PostWriter(db, at_once=False)
+    writer = PostWriter(db)
     results = write_together(
         writer,
         new_post("lost", room="nowhere"),
@@ -178,7 +179,7 @@ def test_no_such_room_stores_nothing_and_takes_no_id(db: Database) -> None:
 
 
 def test_a_failed_transaction_fails_every_post_of_its_group(db: Database) -> None:
-    writer = PostWriter(db, at_once=False)
+    writer = PostWriter(db)
     broken = new_post("broken")
     broken.data = None  # type: ignore[assignment]  # NOT NULL: the insert fails
     group = write_together(writer, new_post("one"), broken, new_post("two", BOB))
@@ -200,7 +201,7 @@ async def turns_until_done(task: asyncio.Future[Any], limit: int = 3) -> int | N
 
 
 def test_a_lone_post_on_sqlite_is_written_within_its_turn_of_the_loop(db: Database) -> None:
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once_per_second=10)
 
     async def run() -> tuple[int | None, object]:
         task = asyncio.ensure_future(writer.write(new_post("one")))
@@ -217,8 +218,29 @@ def test_a_lone_post_on_sqlite_is_written_within_its_turn_of_the_loop(db: Databa
         assert turns is None  # PostgreSQL: always the writer's thread
 
 
-def test_with_at_once_off_a_post_goes_to_the_writer(db: Database) -> None:
-    writer = PostWriter(db, at_once=False)
+def test_posts_past_the_rate_in_a_second_go_to_the_writer(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's posts written at once")
+    now = [1000.2]
+    writer = PostWriter(db, at_once_per_second=2, clock=lambda: now[0])
+
+    async def turns(data: str) -> int | None:
+        task = asyncio.ensure_future(writer.write(new_post(data)))
+        taken = await turns_until_done(task)
+        await task
+        return taken
+
+    async def run() -> list[int | None]:
+        in_a_second = [await turns(data) for data in ("one", "two", "three")]
+        now[0] = 1001.0  # the next second
+        return [*in_a_second, await turns("four")]
+
+    assert asyncio.run(run()) == [1, 1, None, 1]
+    assert stored(db) == [(1, "one"), (2, "two"), (3, "three"), (4, "four")]
+
+
+def test_with_a_rate_of_0_a_post_goes_to_the_writer(db: Database) -> None:
+    writer = PostWriter(db, at_once_per_second=0)
 
     async def run() -> int | None:
         task = asyncio.ensure_future(writer.write(new_post("one")))
@@ -235,7 +257,7 @@ def wait_while_held(
 ) -> None:
     """Write a post while ``hold()`` keeps others from writing: it must not be written
     at once, nor block the loop, and must be stored once ``release()`` is called."""
-    writer = PostWriter(db)
+    writer = PostWriter(db, at_once_per_second=10)
 
     async def run() -> object:
         task = asyncio.ensure_future(writer.write(new_post("waited")))

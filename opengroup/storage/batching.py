@@ -41,11 +41,6 @@ class Batcher(Generic[Request, Result]):
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def idle(self) -> bool:
-        """No request is queued or being handled."""
-        return self._running == 0 and not self._queue
-
     async def submit(self, request: Request) -> Result:
         """The request's result, once a batch holding it has been handled."""
         answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
