@@ -9,8 +9,8 @@ database of the run's backend.
 
 On SQLite a post is written at once, on the event loop, when nothing else is
 writing: the write lock (ours, and SQLite's own, which another program may
-hold) is free this moment, and fewer posts than the rate asked for were
-written so in this second. It is then answered
+hold) is free this moment, and fewer writes than the rate allows were made so
+in this second (``Database.write_at_once``). It is then answered
 within the turn of the loop that handles it. When anything holds a lock, the
 post waits for the writer's thread and the loop goes on meanwhile. PostgreSQL's
 posts always go to the writer.
@@ -23,12 +23,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from harness.flows import turns_until_done
 
 from opengroup.storage import migrate
 from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
@@ -190,76 +191,68 @@ def test_a_failed_transaction_fails_every_post_of_its_group(db: Database) -> Non
     assert stored(db) == [(1, "three")]
 
 
-async def turns_until_done(task: asyncio.Future[Any], limit: int = 3) -> int | None:
-    """How many turns of the event loop ``task`` takes to finish (None: more than
-    ``limit``)."""
-    for turn in range(1, limit + 1):
-        await asyncio.sleep(0)
-        if task.done():
-            return turn
-    return None
+@contextmanager
+def loop_writes(
+    db: Database, per_second: int, clock: Callable[[], float] = time.monotonic
+) -> Iterator[Database]:
+    """The database as a server worker opens it: it may write on the event loop."""
+    server = Database(db.url, loop_writes_per_second=per_second, clock=clock)
+    try:
+        yield server
+    finally:
+        server.dispose()
+
+
+def turns_of_posts(db: Database, *data: str) -> list[int | None]:
+    """Each post written in turn: how many turns of the loop it took (see above)."""
+    writer = PostWriter(db)
+
+    async def run() -> list[int | None]:
+        taken = []
+        for text in data:
+            task = asyncio.ensure_future(writer.write(new_post(text)))
+            taken.append(await turns_until_done(task))
+            await task
+        return taken
+
+    return asyncio.run(run())
 
 
 def test_a_lone_post_on_sqlite_is_written_within_its_turn_of_the_loop(db: Database) -> None:
-    writer = PostWriter(db, at_once_per_second=10)
+    with loop_writes(db, 10) as server:
+        turns = turns_of_posts(server, "one")
 
-    async def run() -> tuple[int | None, object]:
-        task = asyncio.ensure_future(writer.write(new_post("one")))
-        turns = await turns_until_done(task)
-        return turns, await task
-
-    turns, result = asyncio.run(run())
-
-    assert server_ids([result]) == [1]
     assert stored(db) == [(1, "one")]
-    if db.is_sqlite:
-        assert turns == 1  # no hand-off to a thread and back
-    else:
-        assert turns is None  # PostgreSQL: always the writer's thread
+    # (PostgreSQL: always the writer's thread)
+    assert turns == ([1] if db.is_sqlite else [None])
 
 
-def test_posts_past_the_rate_in_a_second_go_to_the_writer(db: Database) -> None:
+def test_writes_past_the_rate_in_a_second_go_to_the_writer(db: Database) -> None:
     if not db.is_sqlite:
-        pytest.skip("SQLite's posts written at once")
+        pytest.skip("SQLite's writes on the loop")
     now = [1000.2]
-    writer = PostWriter(db, at_once_per_second=2, clock=lambda: now[0])
-
-    async def turns(data: str) -> int | None:
-        task = asyncio.ensure_future(writer.write(new_post(data)))
-        taken = await turns_until_done(task)
-        await task
-        return taken
-
-    async def run() -> list[int | None]:
-        in_a_second = [await turns(data) for data in ("one", "two", "three")]
+    with loop_writes(db, 2, clock=lambda: now[0]) as server:
+        in_a_second = turns_of_posts(server, "one", "two", "three")
         now[0] = 1001.0  # the next second
-        return [*in_a_second, await turns("four")]
+        next_second = turns_of_posts(server, "four")
 
-    assert asyncio.run(run()) == [1, 1, None, 1]
+    assert in_a_second + next_second == [1, 1, None, 1]
     assert stored(db) == [(1, "one"), (2, "two"), (3, "three"), (4, "four")]
 
 
 def test_with_a_rate_of_0_a_post_goes_to_the_writer(db: Database) -> None:
-    writer = PostWriter(db, at_once_per_second=0)
-
-    async def run() -> int | None:
-        task = asyncio.ensure_future(writer.write(new_post("one")))
-        turns = await turns_until_done(task)
-        await task
-        return turns
-
-    assert asyncio.run(run()) is None
+    assert turns_of_posts(db, "one") == [None]
     assert stored(db) == [(1, "one")]
 
 
 def wait_while_held(
     db: Database, hold: Callable[[], object], release: Callable[[], object]
-) -> None:
+) -> Database:
     """Write a post while ``hold()`` keeps others from writing: it must not be written
-    at once, nor block the loop, and must be stored once ``release()`` is called."""
-    writer = PostWriter(db, at_once_per_second=10)
+    at once, nor block the loop, and must be stored once ``release()`` is called. The
+    server's database is returned open (the caller disposes of it)."""
 
-    async def run() -> object:
+    async def run(writer: PostWriter) -> object:
         task = asyncio.ensure_future(writer.write(new_post("waited")))
         start = time.monotonic()
         await asyncio.sleep(0.3)  # the loop turns meanwhile: nothing blocks it
@@ -269,12 +262,16 @@ def wait_while_held(
         return await asyncio.wait_for(task, 10)
 
     hold()
-    result = asyncio.run(run())
+    server = Database(db.url, loop_writes_per_second=10)
+    result = asyncio.run(run(PostWriter(server)))
     assert server_ids([result]) == [1]
     assert stored(db) == [(1, "waited")]
+    return server
 
 
 def test_a_post_waits_for_the_writer_while_another_thread_writes(db: Database) -> None:
+    """(The other thread writes through another Database on the file: to the loop's, a
+    thread of its own process, or another process; either way it must wait.)"""
     if not db.is_sqlite:
         pytest.skip("SQLite's write lock")
     holding, done = threading.Event(), threading.Event()
@@ -290,7 +287,7 @@ def test_a_post_waits_for_the_writer_while_another_thread_writes(db: Database) -
         thread.start()
         holding.wait(10)
 
-    wait_while_held(db, hold, done.set)
+    wait_while_held(db, hold, done.set).dispose()
     thread.join()
 
 
@@ -301,7 +298,8 @@ def test_a_post_waits_while_another_process_writes(db: Database) -> None:
         pytest.skip("SQLite's write lock")
     other_process = WriteLock(db.engine.url.database or "")
     holding = other_process.held()
-    wait_while_held(db, holding.__enter__, lambda: holding.__exit__(None, None, None))
+    server = wait_while_held(db, holding.__enter__, lambda: holding.__exit__(None, None, None))
+    server.dispose()
     other_process.close()
 
 
@@ -312,12 +310,15 @@ def test_a_post_waits_while_another_program_holds_sqlites_lock(db: Database) -> 
     if not db.is_sqlite:
         pytest.skip("SQLite's own lock")
     other = sqlite3.connect(db.engine.url.database or "", isolation_level=None)
-    wait_while_held(db, lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT"))
+    server = wait_while_held(
+        db, lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT")
+    )
     other.close()
     # Every idle connection of the pool, the one the loop tried among them, has it back.
-    idle = db.engine.pool.checkedin()  # type: ignore[attr-defined]
-    pooled = [db.engine.raw_connection() for _ in range(idle)]
+    idle = server.engine.pool.checkedin()  # type: ignore[attr-defined]
+    pooled = [server.engine.raw_connection() for _ in range(idle)]
     timeouts = {driver_connection(p).execute("PRAGMA busy_timeout").fetchone() for p in pooled}
     for p in pooled:
         p.close()
+    server.dispose()
     assert timeouts == {(SQLITE_BUSY_TIMEOUT_MS,)}

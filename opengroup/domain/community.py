@@ -74,9 +74,7 @@ class Community:
         # The threads requests run on (the routers hand them over), which the parts
         # below also use for their own blocking work.
         self.threads = Threads(settings.effective_request_threads, "request")
-        post_writer = self._post_writer = PostWriter(
-            db, at_once_per_second=settings.posts_on_event_loop_per_second
-        )
+        post_writer = self._post_writer = PostWriter(db)
         # The community API's parts.
         self.users = Users(db, settings, server_public_key, clock)
         self.posts = Posts(db, settings, post_writer, self.users, clock)

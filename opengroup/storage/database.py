@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from opengroup.storage.driversql import DriverConnection, driver_connection
+from opengroup.storage.driversql import driver_connection
 from opengroup.storage.writelock import WriteLock
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,8 @@ POOL_SIZE = 16
 # and a write. The pool may grow to twice the thread count, so no thread ever waits
 # for a connection that another thread waiting for one holds.
 CONNECTIONS_PER_THREAD = 2
-# Connections others may hold besides: the event loop (a read, and on SQLite a post
-# written at once, see Database.writing_at_once), the admissions' thread, the post
+# Connections others may hold besides: the event loop (a read, and on SQLite a write
+# made at once, see Database.write_at_once), the admissions' thread, the post
 # writer's and the checkpoints'.
 OTHER_CONNECTIONS = 5
 _UNCHANGED: AbstractContextManager[None] = nullcontext()
@@ -84,6 +86,27 @@ class _SharedRead(threading.local):
     reads_only = False
 
 
+class _PerSecond:
+    """A count of events in the current second of a clock, held to a cap (used on one
+    thread: the event loop's)."""
+
+    def __init__(self, cap: int, clock: Callable[[], float]) -> None:
+        self._cap = cap
+        self._clock = clock
+        self._second = 0
+        self._count = 0
+
+    def allow(self) -> bool:
+        """Whether one more event this second stays within the cap."""
+        second = int(self._clock())
+        if second != self._second:
+            self._second, self._count = second, 0
+        return self._count < self._cap
+
+    def count(self) -> None:
+        self._count += 1
+
+
 class WriteOnEventLoop(RuntimeError):
     """A write transaction began where only reads may run (:meth:`Database.reads_only`):
     a fault of the code, which must hand the write to a thread."""
@@ -93,10 +116,18 @@ class Database:
     """One engine (a connection pool) and the two kinds of transaction we use."""
 
     def __init__(
-        self, url: str, *, pool_size: int = POOL_SIZE, background_checkpoints: bool = False
+        self,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        background_checkpoints: bool = False,
+        loop_writes_per_second: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``background_checkpoints``: the owner calls :meth:`checkpoint` now and then
-        (a server does), so SQLite's writers never checkpoint."""
+        (a server does), so SQLite's writers never checkpoint. ``loop_writes_per_second``:
+        how many write transactions a second (of ``clock``) :meth:`write_at_once` may
+        begin on the event loop."""
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -121,6 +152,7 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 self._write_lock = WriteLock(parsed.database)
         self._shared = _SharedRead()
+        self._loop_writes = _PerSecond(loop_writes_per_second, clock)
 
     @property
     def is_sqlite(self) -> bool:
@@ -249,35 +281,41 @@ class Database:
             yield
 
     @contextmanager
-    def writing_at_once(self) -> Iterator[DriverConnection | None]:
-        """SQLite: a connection in a write transaction (``BEGIN IMMEDIATE`` sent) if
-        one can be had without waiting, else None; the caller commits or rolls back.
+    def write_at_once(self) -> Iterator[Connection | None]:
+        """:meth:`write` for the event loop, if the write can be made now: a connection
+        in a write transaction that commits at the end of the block (or rolls back, if
+        it raises), else None.
 
-        This is for the event loop, which must never wait: it writes only if the
-        :class:`WriteLock` is free, and SQLite's own lock too (another program may hold
-        it), so its busy timeout is 0 meanwhile. Always None on PostgreSQL, whose
-        writers wait on row locks, and on an SQLite database without a write lock.
+        The event loop must never wait. So this is SQLite only (PostgreSQL's writers
+        wait on row locks), and only if the :class:`WriteLock` is free this moment, and
+        SQLite's own lock too (another program may hold it: the busy timeout is 0
+        meanwhile). And only up to ``loop_writes_per_second`` a second: a burst is
+        better written in the groups of the writers' threads, where one transaction
+        serves many and their statements run beside the loop.
         """
         lock = self._write_lock
-        if lock is None:
+        if lock is None or not self._loop_writes.allow():
             yield None
             return
         with lock.held_at_once() as held:
             if not held:
                 yield None
                 return
-            with closing(self.engine.raw_connection()) as pooled:
-                conn = driver_connection(pooled)
-                conn.execute("PRAGMA busy_timeout = 0")
+            with self.engine.connect() as conn:
+                driver = driver_connection(conn.connection)
+                driver.execute("PRAGMA busy_timeout = 0")
                 try:
+                    conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
                     try:
-                        conn.execute("BEGIN IMMEDIATE")
-                    except sqlite3.OperationalError:  # locked by a writer of another program
+                        transaction = conn.begin()
+                    except (OperationalError, sqlite3.OperationalError):  # another program's lock
                         yield None
                         return
-                    yield conn
+                    with transaction:
+                        self._loop_writes.count()
+                        yield conn
                 finally:
-                    conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                    driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
     def checkpoint(self) -> None:
         """SQLite: copy the pages the WAL holds into the database file, waiting for

@@ -36,8 +36,7 @@ moved from the code").
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import groupby
@@ -158,21 +157,8 @@ class GroupWriteFailed(RuntimeError):
 class PostWriter:
     """Stores posts for code on the event loop, in groups."""
 
-    def __init__(
-        self,
-        db: Database,
-        *,
-        at_once_per_second: int = 0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        """``at_once_per_second``: up to so many posts a second (of ``clock``) may be
-        written on the event loop, if the database can take them without waiting (see
-        :meth:`write`)."""
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._at_once_per_second = at_once_per_second
-        self._clock = clock
-        self._second = 0  # the second (of the clock) the count below is of
-        self._at_once_this_second = 0
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
         # One group at a time: the posts that wait meanwhile are the next group.
         self._groups: Batcher[NewPost, Message | None] = Batcher(self._write_group, 1)
@@ -185,45 +171,31 @@ class PostWriter:
         """Store ``post`` in a committed transaction: its message with its server id,
         None if there is no such room, or the exception its ``judge`` raised.
 
-        Up to ``at_once_per_second`` posts a second, if the database can take a write
-        without waiting (SQLite, its write lock free), the post is written here and
-        now, on the event loop, in a transaction of its own; else it joins the next
-        group of the writer's thread.
-
-        - Posts waiting for a group do not hold it back: were they to, a busy server
-          would stay in groups once one formed, as a group takes several turns of the
-          loop while posts keep coming.
-        - Past the rate, a burst is written in groups, in the thread: there its
-          statements run beside the loop, and a transaction serves many posts. Written
-          one by one on the loop, posting alone (scenario (c)) lost a fifth of its rate.
+        If the database can take the write here and now, on the event loop
+        (:meth:`Database.write_at_once`: SQLite, its write lock free, under the rate),
+        the post is written so, in a transaction of its own; else it joins the next
+        group of the writer's thread. Posts waiting for a group do not hold it back:
+        were they to, a busy server would stay in groups once one formed, as a group
+        takes several turns of the loop while posts keep coming.
         """
-        if self._may_write_at_once():
-            outcomes = self._write_at_once([post])
-            if outcomes is not None:
-                self._at_once_this_second += 1
-                outcome = outcomes[0]
-                if isinstance(outcome, Exception):
-                    raise outcome
-                return outcome
-        return await self._groups.submit(post)
-
-    def _may_write_at_once(self) -> bool:
-        """Whether this second's posts written at once are still under the rate."""
-        second = int(self._clock())
-        if second != self._second:
-            self._second, self._at_once_this_second = second, 0
-        return self._at_once_this_second < self._at_once_per_second
+        outcomes = self._write_at_once([post])
+        if outcomes is None:
+            return await self._groups.submit(post)
+        outcome = outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _write_at_once(self, group: list[NewPost]) -> list[Outcome] | None:
         """The group written here and now (on the event loop) if the database can
-        take a write without waiting (SQLite's write lock is free), else None."""
-        with self._db.writing_at_once() as conn:
-            if conn is None:
-                return None
-            try:
-                return self._write_rooms(conn, group)
-            except Exception as exc:
-                return _all_failed(group, exc)
+        take a write without waiting, else None."""
+        try:
+            with self._db.write_at_once() as conn:
+                if conn is None:
+                    return None
+                return self._write_rooms(driver_connection(conn.connection), group)
+        except Exception as exc:
+            return _all_failed(group, exc)
 
     async def close(self) -> None:
         """Stop writing: the groups under way are cancelled, then the thread ends."""
@@ -251,20 +223,21 @@ class PostWriter:
             conn = driver_connection(pooled)
             if self._db.is_sqlite:
                 conn.execute("BEGIN IMMEDIATE")  # PostgreSQL: the first statement begins
-            return self._write_rooms(conn, group)
+            try:
+                outcomes = self._write_rooms(conn, group)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        return outcomes
 
     def _write_rooms(self, conn: DriverConnection, group: list[NewPost]) -> list[Outcome]:
-        """The group (sorted by room) in the transaction ``conn`` has begun, then its
-        commit (or rollback, if anything fails): an outcome per post."""
+        """The group (sorted by room) in the transaction ``conn`` is in: an outcome per
+        post (the caller commits)."""
         outcomes: list[Outcome] = []
-        try:
-            for room_id, posts in groupby(group, key=lambda post: post.room_id):
-                batch = _RoomBatch(conn, self._db.dialect, self._sql, room_id, list(posts))
-                outcomes += batch.write()
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+        for room_id, posts in groupby(group, key=lambda post: post.room_id):
+            batch = _RoomBatch(conn, self._db.dialect, self._sql, room_id, list(posts))
+            outcomes += batch.write()
         return outcomes
 
 

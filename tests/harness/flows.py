@@ -6,6 +6,7 @@ Like the clients, nothing here imports the server package.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
@@ -165,3 +166,13 @@ def since(
     path = f"{room}/messages/since/{seqno}" + (f"?{query}" if query else "")
     found: list[dict[str, Any]] = expect_ok(client.get(path, identity=identity))
     return found
+
+
+async def turns_until_done(task: asyncio.Future[Any], limit: int = 3) -> int | None:
+    """How many turns of the running event loop ``task`` takes to finish (None: more
+    than ``limit``): 1 if it needed no hand-off to a thread and back."""
+    for turn in range(1, limit + 1):
+        await asyncio.sleep(0)
+        if task.done():
+            return turn
+    return None
