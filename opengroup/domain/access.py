@@ -1,6 +1,7 @@
 """Who may do what in a room: the one place that decides, for both APIs.
 
-A user's rights in a room come from, strongest first:
+A user's rights in a room come from, strongest first (the order itself is
+:func:`opengroup.rights.decide`, which the v2 room head applies too):
 
 1. staff: a room or global admin or moderator may do everything a user may,
    and is never held back by a ban or an override;
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from opengroup import rights
 from opengroup.domain.errors import NoSuchRoom, NotPermitted
 from opengroup.domain.values import could_be_room_id
 from opengroup.storage import people, roomdetails
@@ -67,39 +69,31 @@ def room_access(conn: Connection, room: RoomDetails, keys: Sequence[str], now: f
 
 
 def _access(room: RoomDetails, facts: people.RightsFacts | None) -> RoomAccess:
-    """The rule itself, over what the tables say (None: an anonymous caller)."""
-    defaults = RoomAccess(
-        read=room.default_read,
-        accessible=room.default_accessible,
-        write=room.default_write,
-        upload=room.default_upload,
-    )
+    """The caller's rights from what the tables say (None: an anonymous caller), in the
+    order :func:`opengroup.rights.decide` holds them to."""
     if facts is None:
         return RoomAccess(
-            read=defaults.read, accessible=defaults.accessible, write=False, upload=False
+            read=room.default_read, accessible=room.default_accessible, write=False, upload=False
         )
     own, server = facts.room_role, facts.global_role
-    if own is not None or server is not None:
-        admin = (own is not None and own.admin) or (server is not None and server.admin)
-        return RoomAccess(
-            read=True,
-            accessible=True,
-            write=True,
-            upload=True,
-            moderator=True,
-            admin=admin,
-            global_moderator=server is not None,
-            global_admin=server is not None and server.admin,
-            visible=(own is not None and own.visible) or (server is not None and server.visible),
-        )
-    if facts.room_banned or facts.globally_banned:
-        return RoomAccess(read=False, accessible=False, write=False, upload=False, banned=True)
-    overrides = facts.overrides
+    staff = own is not None or server is not None
+    banned = not staff and (facts.room_banned or facts.globally_banned)
+    defaults = (room.default_read, room.default_accessible, room.default_write, room.default_upload)
+    overrides = tuple(facts.overrides.get(right) for right in people.PERMISSIONS)
+    read, accessible, write, upload = rights.decide(
+        staff=staff, banned=banned, defaults=defaults, overrides=overrides
+    )
     return RoomAccess(
-        read=overrides.get("read", defaults.read),
-        accessible=overrides.get("accessible", defaults.accessible),
-        write=overrides.get("write", defaults.write),
-        upload=overrides.get("upload", defaults.upload),
+        read=read,
+        accessible=accessible,
+        write=write,
+        upload=upload,
+        moderator=staff,
+        admin=(own is not None and own.admin) or (server is not None and server.admin),
+        global_moderator=server is not None,
+        global_admin=server is not None and server.admin,
+        banned=banned,
+        visible=(own is not None and own.visible) or (server is not None and server.visible),
     )
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
+from opengroup import rights
 from opengroup.storage.schema import (
     bans,
     blinded_ids,
@@ -59,8 +60,8 @@ class TokenHolder(NamedTuple):
     public_key: str
     is_moderator: bool
     is_banned: bool
-    # The room's permissions for them: its defaults, unless an override of theirs says
-    # otherwise (staff may do everything).
+    # The room's permissions for them, as opengroup.rights decides them (staff may do
+    # everything, a banned holder nothing, else their overrides over the defaults).
     may_read: bool
     may_write: bool
     may_upload: bool
@@ -97,9 +98,8 @@ class RoomHead(NamedTuple):
             return None
         staff = self.holder_is_staff
         banned = self.holder_banned and not staff
-        read, write, upload = (
-            staff or (default if override is None else override)
-            for default, override in zip(self.defaults, self.overrides, strict=True)
+        read, write, upload = rights.decide(
+            staff=staff, banned=banned, defaults=self.defaults, overrides=self.overrides
         )
         return TokenHolder(self.holder_key, staff, banned, read, write, upload, self.last_active)
 
