@@ -5,8 +5,10 @@ transactions start with ``BEGIN IMMEDIATE`` (never a reader that later fails
 to become a writer). Our writers first queue on a :class:`WriteLock`, shared
 by the threads and the processes of the database, so they wait their turn in
 the kernel rather than in SQLite's sleeping busy handler; ``busy_timeout``
-still covers any other writer. ``synchronous=NORMAL`` keeps every committed
-transaction across a killed process (only a power cut may lose the last few).
+still covers any other writer. The event loop never waits for either: it
+writes only when both are free that moment (:meth:`Database.write_at_once`).
+``synchronous=NORMAL`` keeps every committed transaction across a killed
+process (only a power cut may lose the last few).
 Checkpoints (copying the WAL back into the database file) are not left to
 the writer whose commit fills the WAL: see :meth:`Database.checkpoint`.
 """

@@ -1,13 +1,20 @@
-"""Posting's write transactions: on the driver itself, and in groups.
+"""Posting's write transactions: on the driver itself, at once or in groups.
 
 Posting is the write clients make most. Its statements are SQLAlchemy Core,
 compiled once (:mod:`opengroup.storage.driversql`) and run on a pooled
 connection's own ``sqlite3`` or ``psycopg`` object. Posts are written one
 after another (one writer on SQLite; on PostgreSQL a room's posts wait on its
 row until commit), and most of a write's cost comes once per transaction. So
-the posts waiting at the same moment share one transaction (group commit):
+the posts waiting at the same moment share one transaction (group commit),
+unless a post can be written without waiting:
 
-- :meth:`PostWriter.write` queues the post and waits (a
+- On SQLite, :meth:`PostWriter.write` first asks the database for a write
+  transaction on the event loop (:meth:`Database.write_at_once`: the write lock
+  free this moment, and under the rate of such writes). If it gets one, the
+  post is written there, in a transaction of its own, by the same rules as a
+  group of one; a busy event loop takes tens of milliseconds to come back from
+  a thread.
+- Otherwise :meth:`PostWriter.write` queues the post and waits (a
   :class:`~opengroup.storage.batching.Batcher` of one batch at a time). If no
   group of this process is being written, a group starts at once; otherwise
   the post waits for the group in progress to end.
