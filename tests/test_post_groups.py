@@ -246,11 +246,11 @@ def test_with_a_rate_of_0_a_post_goes_to_the_writer(db: Database) -> None:
 
 
 def wait_while_held(
-    db: Database, hold: Callable[[], object], release: Callable[[], object]
-) -> Database:
-    """Write a post while ``hold()`` keeps others from writing: it must not be written
-    at once, nor block the loop, and must be stored once ``release()`` is called. The
-    server's database is returned open (the caller disposes of it)."""
+    db: Database, server: Database, hold: Callable[[], object], release: Callable[[], object]
+) -> None:
+    """Write a post through ``server`` while ``hold()`` keeps others from writing: it
+    must not be written at once, nor block the loop, and must be stored once
+    ``release()`` is called."""
 
     async def run(writer: PostWriter) -> object:
         task = asyncio.ensure_future(writer.write(new_post("waited")))
@@ -262,11 +262,9 @@ def wait_while_held(
         return await asyncio.wait_for(task, 10)
 
     hold()
-    server = Database(db.url, loop_writes_per_second=10)
     result = asyncio.run(run(PostWriter(server)))
     assert server_ids([result]) == [1]
     assert stored(db) == [(1, "waited")]
-    return server
 
 
 def test_a_post_waits_for_the_writer_while_another_thread_writes(db: Database) -> None:
@@ -287,7 +285,8 @@ def test_a_post_waits_for_the_writer_while_another_thread_writes(db: Database) -
         thread.start()
         holding.wait(10)
 
-    wait_while_held(db, hold, done.set).dispose()
+    with loop_writes(db, 10) as server:
+        wait_while_held(db, server, hold, done.set)
     thread.join()
 
 
@@ -298,8 +297,8 @@ def test_a_post_waits_while_another_process_writes(db: Database) -> None:
         pytest.skip("SQLite's write lock")
     other_process = WriteLock(db.engine.url.database or "")
     holding = other_process.held()
-    server = wait_while_held(db, holding.__enter__, lambda: holding.__exit__(None, None, None))
-    server.dispose()
+    with loop_writes(db, 10) as server:
+        wait_while_held(db, server, holding.__enter__, lambda: holding.__exit__(None, None, None))
     other_process.close()
 
 
@@ -310,15 +309,15 @@ def test_a_post_waits_while_another_program_holds_sqlites_lock(db: Database) -> 
     if not db.is_sqlite:
         pytest.skip("SQLite's own lock")
     other = sqlite3.connect(db.engine.url.database or "", isolation_level=None)
-    server = wait_while_held(
-        db, lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT")
-    )
+    with loop_writes(db, 10) as server:
+        wait_while_held(
+            db, server, lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT")
+        )
+        # Every idle connection of the pool, the one the loop tried among them, has it back.
+        idle = server.engine.pool.checkedin()  # type: ignore[attr-defined]
+        pooled = [server.engine.raw_connection() for _ in range(idle)]
+        timeouts = {driver_connection(p).execute("PRAGMA busy_timeout").fetchone() for p in pooled}
+        for p in pooled:
+            p.close()
     other.close()
-    # Every idle connection of the pool, the one the loop tried among them, has it back.
-    idle = server.engine.pool.checkedin()  # type: ignore[attr-defined]
-    pooled = [server.engine.raw_connection() for _ in range(idle)]
-    timeouts = {driver_connection(p).execute("PRAGMA busy_timeout").fetchone() for p in pooled}
-    for p in pooled:
-        p.close()
-    server.dispose()
     assert timeouts == {(SQLITE_BUSY_TIMEOUT_MS,)}

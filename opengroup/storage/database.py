@@ -25,7 +25,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from opengroup.storage.driversql import driver_connection
 from opengroup.storage.writelock import WriteLock
@@ -107,6 +106,17 @@ class _PerSecond:
 
     def count(self) -> None:
         self._count += 1
+
+
+@contextmanager
+def _not_busy_waiting(conn: Connection) -> Iterator[None]:
+    """SQLite's busy timeout at 0 on ``conn`` for the block, then as configured."""
+    driver = driver_connection(conn.connection)
+    driver.execute("PRAGMA busy_timeout = 0")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
 class WriteOnEventLoop(RuntimeError):
@@ -303,21 +313,16 @@ class Database:
             if not held:
                 yield None
                 return
-            with self.engine.connect() as conn:
-                driver = driver_connection(conn.connection)
-                driver.execute("PRAGMA busy_timeout = 0")
+            with self.engine.connect() as conn, _not_busy_waiting(conn):
+                conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
                 try:
-                    conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-                    try:
-                        transaction = conn.begin()
-                    except (OperationalError, sqlite3.OperationalError):  # another program's lock
-                        yield None
-                        return
-                    with transaction:
-                        self._loop_writes.count()
-                        yield conn
-                finally:
-                    driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                    transaction = conn.begin()
+                except sqlite3.OperationalError:  # another program holds SQLite's lock
+                    yield None
+                    return
+                with transaction:
+                    self._loop_writes.count()
+                    yield conn
 
     def checkpoint(self) -> None:
         """SQLite: copy the pages the WAL holds into the database file, waiting for
