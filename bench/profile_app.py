@@ -13,6 +13,7 @@ both pay)::
     .venv/bin/python -m bench.profile_app --requests 3000
     .venv/bin/python -m bench.profile_app --backend postgresql --rooms 10
     .venv/bin/python -m bench.profile_app --yappi --top 40   # where the time goes
+    .venv/bin/python -m bench.profile_app --behind 100       # polls that carry 100 messages
 
 CPU time is the process's (every thread), so the numbers hold on a busy
 machine better than a rate does. ``--yappi`` needs ``pip install yappi`` (not a
@@ -163,9 +164,10 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     channel = OnionV4Channel("127.0.0.1", 80, server_pk)
     seeds = [os.urandom(32) for _ in range(args.users)]
-    warm = [envelope(channel, poll_plaintext(s, server_pk, rooms, args.messages)) for s in seeds]
+    cursor = max(args.messages - args.behind, 0)
+    warm = [envelope(channel, poll_plaintext(s, server_pk, rooms, cursor)) for s in seeds]
     bodies = [
-        envelope(channel, poll_plaintext(seeds[i % len(seeds)], server_pk, rooms, args.messages))
+        envelope(channel, poll_plaintext(seeds[i % len(seeds)], server_pk, rooms, cursor))
         for i in range(args.requests)
     ]
     n = len(bodies)
@@ -185,8 +187,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         await driver.stop()
         print(
             f"# server, {args.backend}, {len(rooms)} room(s), M={args.messages}, "
-            f"K={args.users}, {args.nonces} nonces stored before, {args.concurrency} at a "
-            f"time: {cpu / n * 1000:.3f} ms of CPU "
+            f"{args.behind} behind, K={args.users}, {args.nonces} nonces stored before, "
+            f"{args.concurrency} at a time: {cpu / n * 1000:.3f} ms of CPU "
             f"per batch poll ({n / wall:.0f} per second on one event loop)"
             f"{' (profiled)' if args.yappi else ''}"
         )
@@ -218,6 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--requests", type=int, default=2000, help="batch polls measured")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     p.add_argument("--nonces", type=int, default=0, help="request nonces stored before")
+    p.add_argument(
+        "--behind", type=int, default=0,
+        help="messages each poll is behind (its answer carries them; at most 256)",
+    )  # fmt: skip
     p.add_argument("--yappi", action="store_true", help="profile every thread with yappi")
     p.add_argument("--sort", default="ttot", help="yappi sort key (ttot, tsub, ncall)")
     p.add_argument("--top", type=int, default=40, help="functions listed")

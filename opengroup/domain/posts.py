@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import unicodedata
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -51,12 +52,15 @@ class ReactionSummary:
     you: bool
 
 
-@dataclass(frozen=True)
-class MessageView:
-    """A message with the reactions to it, as one caller sees them."""
+NO_REACTIONS: Mapping[str, ReactionSummary] = MappingProxyType({})
+
+
+class MessageView(NamedTuple):
+    """A message with the reactions to it, as one caller sees them (a named tuple, as
+    :class:`StoredMessage` is: one is built for every message of a page)."""
 
     message: StoredMessage
-    reactions: dict[str, ReactionSummary] = field(default_factory=dict)
+    reactions: Mapping[str, ReactionSummary] = NO_REACTIONS
 
 
 def reaction_text(value: str) -> str:
@@ -196,7 +200,9 @@ class Posts:
         reacted = posts.reactors_by_message(conn, room_id, live)
         mine = frozenset(keys)
         return [
-            MessageView(m, _summarise(reacted[m.id], mine, reactors) if m.id in reacted else {})
+            MessageView(m, _summarise(reacted[m.id], mine, reactors))
+            if m.id in reacted
+            else MessageView(m)
             for m in found
         ]
 
