@@ -362,9 +362,9 @@ def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) 
         assert changed[1].whisper_mods is True and changed[3].edited == NOW - 5
 
         assert posts.reactions_of(conn, ROOM, [5, 1, 3]) == [
-            posts.Reaction(5, "🎉", BOB, 2.0),
             posts.Reaction(1, "👍", ALICE_15, 2.0),
             posts.Reaction(1, "👍", BOB, 3.0),
+            posts.Reaction(5, "🎉", BOB, 2.0),
         ]
 
         assert posts.reactors_by_message(conn, ROOM, [5, 1, 3]) == {

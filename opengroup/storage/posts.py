@@ -213,7 +213,7 @@ def live_ids_by(conn: Connection, room_id: str, keys: Sequence[str]) -> list[int
 
 
 def reactions_of(conn: Connection, room_id: str, message_ids: Sequence[int]) -> list[Reaction]:
-    """Every reaction to the messages, oldest first."""
+    """Every reaction to the messages, by message, each message's oldest first."""
     if not message_ids:
         return []
     rows = _REACTIONS_OF.rows(conn, {"room_id": room_id}, message_ids=message_ids)
@@ -243,7 +243,8 @@ _REACTIONS_OF = HotStatement(
         reactions.c.room_id == _ROOM,
         reactions.c.message_id.in_(bindparam("message_ids", expanding=True, type_=BigInteger)),
     )
-    .order_by(reactions.c.reacted_at, reactions.c.public_key),
+    # (the order of the index reactions_in_order: nothing to sort)
+    .order_by(reactions.c.message_id, reactions.c.reacted_at, reactions.c.public_key),
     expanding=["message_ids"],
 )  # fmt: skip
 

@@ -280,6 +280,8 @@ reactions = Table(
     Column("public_key", String(66), nullable=False),
     Column("reacted_at", Float, nullable=False),
     PrimaryKeyConstraint("room_id", "message_id", "reaction", "public_key"),
+    # A page's reactions, each message's in time order, without visiting the table.
+    Index("reactions_in_order", "room_id", "message_id", "reacted_at", "public_key", "reaction"),
 )
 
 pins = Table(
