@@ -212,8 +212,9 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[Any]]]] = [
         for keys in KEY_LISTS
     ),
     *(
-        ("rooms.by_ids", {}, {"ids": ids})
-        for ids in ([ROOM], [ROOM, "Quiet"], ["quiet", "nowhere"], [])
+        ("people.rooms_and_rights_facts", {"now": NOW}, {"rooms": rooms_, "keys": keys})
+        for rooms_ in ([ROOM], [ROOM, "Quiet"], ["quiet", "nowhere"])
+        for keys in KEY_LISTS
     ),
     *(
         (
@@ -342,6 +343,13 @@ def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) 
         assert facts.room_role.visible is False and facts.globally_banned is False
         banned = people.rights_facts(conn, ROOM, [BANNED], NOW)
         assert banned.room_banned is True and banned.globally_banned is True
+        together = people.rooms_and_rights_facts(conn, [ROOM, "nowhere", "Quiet"],
+                                                 [ALICE_15, ALICE], NOW)  # fmt: skip
+        assert together == {
+            ROOM: (lobby, facts),
+            "Quiet": (quiet, people.rights_facts(conn, "Quiet", [ALICE_15, ALICE], NOW)),
+        }
+        assert people.rooms_and_rights_facts(conn, [ROOM], [BANNED], NOW)[ROOM][1] == banned
 
         signers = [
             people.Signer(ALICE_15, ALICE_15, [ALICE_15]),

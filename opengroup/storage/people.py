@@ -34,6 +34,7 @@ from sqlalchemy import (
 
 from opengroup.storage.driversql import HotStatement
 from opengroup.storage.queries import insert_absent_rows, insert_if_absent
+from opengroup.storage.roomdetails import DEFAULT_PERMISSIONS, RoomDetails
 from opengroup.storage.schema import (
     bans,
     blinded_ids,
@@ -774,60 +775,112 @@ class RightsFacts:
     overrides: dict[str, bool]
 
 
-def _facts_statement() -> Any:
+# The parameters of the statements below: ``now`` and, expanding, ``rooms`` and ``keys``.
+_IN_ROOMS = bindparam("rooms", expanding=True, type_=String)
+_KEYS = bindparam("keys", expanding=True, type_=String)
+_NOW = bindparam("now", type_=Float)
+
+
+def _facts_branches(tail: Sequence[Any] = ()) -> list[Any]:
     """Staff roles, live bans and overrides of the person's keys in some rooms, as tagged
-    rows of (kind, room, key, a, b, c, d), the room NULL for the server's: one round trip
-    instead of five per room. Built once: the parameters are ``now`` and, expanding,
-    ``rooms`` and ``keys``."""
-    in_rooms = bindparam("rooms", expanding=True, type_=String)
-    keys = bindparam("keys", expanding=True, type_=String)
-    now = bindparam("now", type_=Float)
+    rows of (kind, room, key, a, b, c, d, *tail), the room NULL for the server's: one
+    round trip instead of five per room."""
     none = null().cast(Boolean)  # typed: PostgreSQL unites NULLs with booleans only so
     no_room = null().cast(String)
 
     def tagged(kind: str, room: Any, key: Any, *columns: Any) -> list[Any]:
         padded = [*columns, *([none] * (4 - len(columns)))]
-        return [literal(kind).label("kind"), room.label("room"), key.label("key"), *padded]
+        return [literal(kind).label("kind"), room.label("room"), key.label("key"), *padded, *tail]
 
     def live(table: Any) -> Any:
-        return or_(table.c.expires_at.is_(None), table.c.expires_at > now)
+        return or_(table.c.expires_at.is_(None), table.c.expires_at > _NOW)
 
     mods, gmods, po = moderators, global_moderators, permission_overrides
-    return union_all(
+    return [
         select(*tagged("room_staff", mods.c.room_id, mods.c.public_key, mods.c.admin,
                        mods.c.visible))
-        .where(mods.c.room_id.in_(in_rooms), mods.c.public_key.in_(keys)),
+        .where(mods.c.room_id.in_(_IN_ROOMS), mods.c.public_key.in_(_KEYS)),
         select(*tagged("global_staff", no_room, gmods.c.public_key, gmods.c.admin,
                        gmods.c.visible))
-        .where(gmods.c.public_key.in_(keys)),
+        .where(gmods.c.public_key.in_(_KEYS)),
         select(*tagged("room_ban", bans.c.room_id, bans.c.public_key))
-        .where(bans.c.room_id.in_(in_rooms), bans.c.public_key.in_(keys), live(bans)),
+        .where(bans.c.room_id.in_(_IN_ROOMS), bans.c.public_key.in_(_KEYS), live(bans)),
         select(*tagged("global_ban", no_room, global_bans.c.public_key))
-        .where(global_bans.c.public_key.in_(keys), live(global_bans)),
+        .where(global_bans.c.public_key.in_(_KEYS), live(global_bans)),
         select(*tagged("override", po.c.room_id, po.c.public_key,
                        *(po.c[name] for name in PERMISSIONS)))
-        .where(po.c.room_id.in_(in_rooms), po.c.public_key.in_(keys)),
-    )  # fmt: skip
+        .where(po.c.room_id.in_(_IN_ROOMS), po.c.public_key.in_(_KEYS)),
+    ]  # fmt: skip
 
 
-_FACTS = HotStatement("people.rights_facts", _facts_statement(), expanding=["rooms", "keys"])
+_FACTS = HotStatement(
+    "people.rights_facts", union_all(*_facts_branches()), expanding=["rooms", "keys"]
+)
+
+# A room's columns after its four defaults, in the order of RoomDetails' fields.
+_ROOM_TAIL = (
+    rooms.c.name,
+    rooms.c.description,
+    rooms.c.image_file_id,
+    rooms.c.created_at,
+    rooms.c.seqno,
+    rooms.c.info_updates,
+    rooms.c.slow_mode_seconds,
+    rooms.c.new_poster_wait_seconds,
+)
+
+
+def _rooms_and_facts_statement() -> Any:
+    """The rooms themselves, as rows tagged ``room`` whose four flags are the room's
+    defaults and whose tail is the rest of the room, and :data:`_FACTS`' rows (their
+    tail NULL), in one statement: what a request needs to know of the rooms it names
+    and of its signer's rights in them, in one round trip."""
+    room_rows = select(
+        literal("room").label("kind"),
+        rooms.c.id.label("room"),
+        null().cast(String).label("key"),
+        *(rooms.c[name] for name in DEFAULT_PERMISSIONS),
+        *_ROOM_TAIL,
+    ).where(rooms.c.id.in_(_IN_ROOMS))
+    no_room = [null().cast(column.type) for column in _ROOM_TAIL]
+    return union_all(room_rows, *_facts_branches(no_room))
+
+
+_ROOMS_AND_FACTS = HotStatement(
+    "people.rooms_and_rights_facts", _rooms_and_facts_statement(), expanding=["rooms", "keys"]
+)
+
+
+def rooms_and_rights_facts(
+    conn: Connection, room_ids: Sequence[str], keys: Sequence[str], now: float
+) -> dict[str, tuple[RoomDetails, RightsFacts]]:
+    """The rooms whose ids are exactly ``room_ids`` (those there), each with
+    :func:`rights_facts` of the person known under ``keys`` in it, in one statement."""
+    found_rooms: dict[str, RoomDetails] = {}
+    server: dict[str, list[Any]] = {}
+    by_room: dict[str, dict[str, list[Any]]] = {}
+    for row in _ROOMS_AND_FACTS.rows(conn, {"now": now}, rooms=room_ids, keys=keys):
+        kind, room = row[0], row[1]
+        if kind == "room":
+            found_rooms[room] = RoomDetails(
+                room, *row[7:13], *(bool(flag) for flag in row[3:7]), *row[13:]
+            )
+        else:
+            found = server if room is None else by_room.setdefault(room, {})
+            found.setdefault(kind, []).append(row[2:7])
+    return {
+        room_id: (details, _facts(by_room.get(room_id, {}), server, keys))
+        for room_id, details in found_rooms.items()
+    }
 
 
 def rights_facts(conn: Connection, room_id: str, keys: Sequence[str], now: float) -> RightsFacts:
     """Everything :func:`opengroup.domain.access.room_access` weighs, read at once."""
-    return rights_facts_in_rooms(conn, [room_id], keys, now)[room_id]
-
-
-def rights_facts_in_rooms(
-    conn: Connection, room_ids: Sequence[str], keys: Sequence[str], now: float
-) -> dict[str, RightsFacts]:
-    """:func:`rights_facts` of one person in each of some rooms, in one statement."""
     server: dict[str, list[Any]] = {}
-    by_room: dict[str, dict[str, list[Any]]] = {room_id: {} for room_id in room_ids}
-    for kind, room, *rest in _FACTS.rows(conn, {"now": now}, rooms=room_ids, keys=keys):
-        found = server if room is None else by_room[room]
-        found.setdefault(kind, []).append(rest)
-    return {room_id: _facts(found, server, keys) for room_id, found in by_room.items()}
+    in_room: dict[str, list[Any]] = {}
+    for kind, room, *rest in _FACTS.rows(conn, {"now": now}, rooms=[room_id], keys=keys):
+        (server if room is None else in_room).setdefault(kind, []).append(rest)
+    return _facts(in_room, server, keys)
 
 
 def _facts(

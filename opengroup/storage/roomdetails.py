@@ -3,7 +3,6 @@ description, image, counters, default permissions, pins and active users."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,19 +72,6 @@ def find_room(conn: Connection, token: str) -> RoomDetails | None:
     if row is None:
         row = _BY_FOLDED_ID.run(conn, {"token": token.lower()}).fetchone()
     return _details(row) if row is not None else None
-
-
-_BY_IDS = HotStatement(
-    "rooms.by_ids",
-    select(*_COLUMNS).where(rooms.c.id.in_(bindparam("ids", expanding=True))),
-    expanding=["ids"],
-)
-
-
-def rooms_by_id(conn: Connection, room_ids: Sequence[str]) -> dict[str, RoomDetails]:
-    """The rooms whose ids are exactly ``room_ids`` (those there), by id."""
-    found = (_details(row) for row in _BY_IDS.rows(conn, {}, ids=room_ids))
-    return {room.id: room for room in found}
 
 
 def all_rooms(conn: Connection) -> list[RoomDetails]:
