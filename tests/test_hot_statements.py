@@ -265,6 +265,23 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[Any]]]] = [
         for who in (ALICE_15, BANNED, BOB)
         for after in (0, 1)
     ),
+    *(
+        (
+            "direct_messages.both",
+            {
+                "key": who,
+                "now": NOW,
+                "after_to": after,
+                "limit_to": 10,
+                "after_from": 0,
+                "limit_from": limit,
+            },
+            {},
+        )
+        for who in (ALICE_15, BANNED, BOB)
+        for after in (0, 1)
+        for limit in (1, 10)
+    ),
 ]
 
 
@@ -384,6 +401,17 @@ def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) 
         received = inbox.messages_to(conn, BANNED, NOW, after_id=0, limit=10)
         assert [(m.sender, m.data) for m in received] == [(ALICE_15, b"\x00hi")]
         assert type(received[0].data) is bytes
+
+
+@pytest.mark.parametrize("who", [ALICE_15, BANNED, BOB])
+def test_both_boxes_read_together_are_the_pages_read_one_by_one(db: Database, who: str) -> None:
+    with db.read() as conn:
+        for after, limit in ((0, 10), (0, 1), (1, 10), (99, 10)):
+            together = inbox.both_pages(conn, who, NOW, (after, limit), (0, limit))
+            assert together == (
+                inbox.messages_to(conn, who, NOW, after_id=after, limit=limit),
+                inbox.messages_from(conn, who, NOW, after_id=0, limit=limit),
+            )
 
 
 @pytest.mark.parametrize("keys", KEY_LISTS)

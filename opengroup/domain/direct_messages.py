@@ -115,6 +115,14 @@ class DirectMessages:
                 conn, user.session_id, self.clock(), after_id=after_id, limit=limit
             )
 
+    def both_boxes(
+        self, user: User, inbox_page: tuple[int, int], outbox_page: tuple[int, int]
+    ) -> tuple[list[StoredDirectMessage], list[StoredDirectMessage]]:
+        """:meth:`received` and :meth:`sent` in one statement, each page given as
+        (after_id, limit): a client polls both in each batch."""
+        with self.db.read() as conn:
+            return inbox.both_pages(conn, user.session_id, self.clock(), inbox_page, outbox_page)
+
     def sent(self, user: User, limit: int, after_id: int = 0) -> list[StoredDirectMessage]:
         """The unexpired messages ``user`` sent with an id above ``after_id``, oldest
         first."""

@@ -21,7 +21,9 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
+    union_all,
 )
 
 from opengroup.storage.driversql import HotStatement
@@ -63,22 +65,38 @@ def insert_message(
     return StoredDirectMessage(new_id, sender, recipient, data, posted_at, expires_at)
 
 
-def _page(whose: Any) -> Any:
-    """A page of unexpired messages by ``whose`` key, oldest first (built once)."""
+_KEY = bindparam("key", type_=String)
+_NOW = bindparam("now", type_=Float)
+
+
+def _page(whose: Any, after_id: str = "after_id", limit: str = "limit") -> Any:
+    """A page of unexpired messages by ``whose`` key, oldest first (built once), from
+    the parameters ``key``, ``now``, ``after_id`` and ``limit`` (or as named)."""
     return (
         select(_dm.id, _dm.sender, _dm.recipient, _dm.data, _dm.posted_at, _dm.expires_at)
         .where(
-            whose == bindparam("key", type_=String),
-            _dm.id > bindparam("after_id", type_=BigInteger),
-            _dm.expires_at > bindparam("now", type_=Float),
+            whose == _KEY,
+            _dm.id > bindparam(after_id, type_=BigInteger),
+            _dm.expires_at > _NOW,
         )
         .order_by(_dm.id)
-        .limit(bindparam("limit", type_=Integer))
+        .limit(bindparam(limit, type_=Integer))
     )
+
+
+def _both_pages() -> Any:
+    """A page of the inbox and one of the outbox, as rows tagged ``to`` or ``from``, in
+    one statement (a client polls both in each batch)."""
+    to = _page(_dm.recipient, "after_to", "limit_to").subquery()
+    from_ = _page(_dm.sender, "after_from", "limit_from").subquery()
+    return union_all(
+        select(literal("to").label("box"), *to.c), select(literal("from").label("box"), *from_.c)
+    ).order_by("box", "id")
 
 
 _TO = HotStatement("direct_messages.to", _page(_dm.recipient))
 _FROM = HotStatement("direct_messages.from", _page(_dm.sender))
+_BOTH = HotStatement("direct_messages.both", _both_pages())
 
 
 def messages_to(
@@ -97,14 +115,29 @@ def messages_from(
     return _read_page(conn, _FROM, sender, now, after_id, limit)
 
 
+def both_pages(
+    conn: Connection, key: str, now: float, inbox: tuple[int, int], outbox: tuple[int, int]
+) -> tuple[list[StoredDirectMessage], list[StoredDirectMessage]]:
+    """:func:`messages_to` and :func:`messages_from` of one person in one statement,
+    each page given as (after_id, limit)."""
+    params = {"key": key, "now": now, "after_to": inbox[0], "limit_to": inbox[1],
+              "after_from": outbox[0], "limit_from": outbox[1]}  # fmt: skip
+    pages: dict[str, list[StoredDirectMessage]] = {"to": [], "from": []}
+    for box, *row in _BOTH.rows(conn, params):
+        pages[box].append(_message(row))
+    return pages["to"], pages["from"]
+
+
 def _read_page(
     conn: Connection, page: HotStatement, key: str, now: float, after_id: int, limit: int
 ) -> list[StoredDirectMessage]:
     params = {"key": key, "after_id": after_id, "now": now, "limit": limit}
-    return [
-        StoredDirectMessage(id_, sender, recipient, bytes(data), posted_at, expires_at)
-        for id_, sender, recipient, data, posted_at, expires_at in page.rows(conn, params)
-    ]
+    return [_message(row) for row in page.rows(conn, params)]
+
+
+def _message(row: Any) -> StoredDirectMessage:
+    id_, sender, recipient, data, posted_at, expires_at = row
+    return StoredDirectMessage(id_, sender, recipient, bytes(data), posted_at, expires_at)
 
 
 def delete_messages_to(conn: Connection, recipient: str, now: float) -> int:

@@ -16,6 +16,7 @@ from opengroup.domain import values
 from opengroup.domain.access import RoomView
 from opengroup.domain.errors import InvalidInput, NotAuthenticated, NotPermitted
 from opengroup.domain.users import User
+from opengroup.storage.inbox import StoredDirectMessage
 
 if TYPE_CHECKING:
     from opengroup.api.exchange import ApiRequest
@@ -103,6 +104,25 @@ class Later:
     then: Callable[[Any], Answer]
 
 
+# A page of DMs a handler reads: ("inbox" or "outbox", after which id, how many).
+DmPage = tuple[str, int, int]
+
+
+@dataclass
+class BatchReads:
+    """What the ``GET`` items of a batch have read so far, for the items after them to
+    find: the rooms named, with the signer's rights in each (by token), and pages of
+    the signer's DMs read ahead. Forgotten when an item of another method runs (it may
+    change any of it)."""
+
+    rooms: dict[str, RoomView] = field(default_factory=dict)
+    dm_pages: dict[DmPage, list[StoredDirectMessage]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.rooms.clear()
+        self.dm_pages.clear()
+
+
 @dataclass
 class Call:
     """One call of a handler: the request, its path parameters, the signer (if any) and,
@@ -115,9 +135,8 @@ class Call:
     # Answers another request as this one's signer (what /batch runs its items with).
     sub_request: Callable[[ApiRequest], Answer]
     room: RoomView | None = None
-    # The rooms read so far by the GET requests of this one (a batch's items), with the
-    # signer's rights in each: reused until a request of another method runs.
-    views: dict[str, RoomView] = field(default_factory=dict)
+    # What this request's batch has read so far (see BatchReads).
+    reads: BatchReads = field(default_factory=BatchReads)
 
     @property
     def signer(self) -> User:

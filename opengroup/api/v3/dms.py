@@ -39,21 +39,31 @@ def _news(found: list[StoredDirectMessage]) -> list[dict[str, Any]] | Answer:
 
 
 def inbox(call: Call) -> list[dict[str, Any]]:
-    return _page(call.community.inbox.received(call.signer, _limit(call)))
+    return _page(_box(call, "inbox", 0))
 
 
 def inbox_since(call: Call) -> list[dict[str, Any]] | Answer:
-    after = call.int_param("message_id")
-    return _news(call.community.inbox.received(call.signer, _limit(call), after))
+    return _news(_box(call, "inbox", call.int_param("message_id")))
 
 
 def outbox(call: Call) -> list[dict[str, Any]]:
-    return _page(call.community.inbox.sent(call.signer, _limit(call)))
+    return _page(_box(call, "outbox", 0))
 
 
 def outbox_since(call: Call) -> list[dict[str, Any]] | Answer:
-    after = call.int_param("message_id")
-    return _news(call.community.inbox.sent(call.signer, _limit(call), after))
+    return _news(_box(call, "outbox", call.int_param("message_id")))
+
+
+def _box(call: Call, box: str, after_id: int) -> list[StoredDirectMessage]:
+    """A page of the signer's inbox or outbox after ``after_id``: as the batch read it
+    ahead, if it did (:class:`~opengroup.api.v3.calls.BatchReads`), else read now."""
+    limit = _limit(call)
+    found = call.reads.dm_pages.pop((box, after_id, limit), None)
+    if found is not None:
+        return found
+    messages = call.community.inbox
+    read = messages.received if box == "inbox" else messages.sent
+    return read(call.signer, limit, after_id)
 
 
 def send(call: Call) -> Answer:

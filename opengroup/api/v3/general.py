@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -13,6 +14,7 @@ from opengroup.api.exchange import ApiRequest, json_headers, query_of
 from opengroup.api.v3.calls import JSON, Answer, Call
 from opengroup.domain import values
 from opengroup.domain.access import view_rooms
+from opengroup.domain.direct_messages import DEFAULT_PAGE as DM_DEFAULT_PAGE
 from opengroup.domain.errors import InvalidInput, TooLarge
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -46,7 +48,7 @@ def batch(call: Call) -> list[dict[str, Any]]:
     items = _items(call)
     community = call.community
     with community.room_info.activity_together(), community.db.shared_reads():
-        _read_rooms_together(call, items)
+        _read_ahead(call, items)
         return _answers(call, items, until_failure=False)
 
 
@@ -77,25 +79,46 @@ def _answers(call: Call, items: list[Any], *, until_failure: bool) -> list[dict[
     return answers
 
 
-def _read_rooms_together(call: Call, items: list[Any]) -> None:
-    """Read the rooms that the batch's leading ``GET`` items name, with the signer's
-    rights in each, in two statements rather than two per room (a client polls all its
-    rooms in one batch); the items then find them read (:attr:`Call.views`)."""
-    tokens = []
+# The DM polls a batch's items are read ahead for: a box, from its start or since an id.
+_DM_POLL = re.compile(r"/(inbox|outbox)(?:/since/([0-9]{1,18}))?")
+
+
+def _read_ahead(call: Call, items: list[Any]) -> None:
+    """Read what the batch's leading ``GET`` items will read, where together it takes
+    fewer statements than item by item; the items then find it read
+    (:attr:`Call.reads`):
+
+    - the rooms they name, with the signer's rights in each: one statement for them
+      all, not one per room (a client polls all its rooms in one batch);
+    - a page of the signer's inbox and one of their outbox, if both are polled (as
+      every client does): one statement, not two. Only the plain forms, with the
+      default page (what clients send); an item that asks otherwise reads its own.
+    """
+    tokens: list[str] = []
+    dm_pages: dict[str, int] = {}
     for item in items:
         if not isinstance(item, dict) or item.get("method") != "GET":
             break  # an item of another method may change them: they are read again after
         path = item.get("path")
-        if isinstance(path, str) and path.startswith("/room/") and "%" not in path:
+        if not isinstance(path, str) or "%" in path:
+            continue
+        if path.startswith("/room/"):
             token = path.split("?", 1)[0].split("/")[2]
-            if token and token not in call.views and token not in tokens:
+            if token and token not in call.reads.rooms and token not in tokens:
                 tokens.append(token)
-    if len(tokens) < 2:
-        return  # one room: the item reads it as quickly
+        elif (dm_poll := _DM_POLL.fullmatch(path)) is not None:
+            dm_pages.setdefault(dm_poll[1], int(dm_poll[2] or 0))
     community = call.community
-    keys = call.user.keys if call.user is not None else ()
-    with community.db.read() as conn:
-        call.views.update(view_rooms(conn, tokens, keys, community.clock()))
+    user = call.user
+    if len(tokens) >= 2:  # (one room: the item reads it as quickly)
+        keys = user.keys if user is not None else ()
+        with community.db.read() as conn:
+            call.reads.rooms.update(view_rooms(conn, tokens, keys, community.clock()))
+    if len(dm_pages) == 2 and user is not None and user.blinded:
+        pages = {box: (after, DM_DEFAULT_PAGE) for box, after in dm_pages.items()}
+        inbox, outbox = community.inbox.both_boxes(user, pages["inbox"], pages["outbox"])
+        call.reads.dm_pages[("inbox", *pages["inbox"])] = inbox
+        call.reads.dm_pages[("outbox", *pages["outbox"])] = outbox
 
 
 def _items(call: Call) -> list[Any]:

@@ -12,7 +12,8 @@ under the cap): it is then answered from a thread. A ``/batch`` runs its
 sub-requests through :meth:`Router.handle_as` where it runs, as the outer
 request's signer. Within one batch, a room's view (its
 details and the signer's rights) is read once and reused by the ``GET`` items
-that follow, until an item of another method (which may change either) runs.
+that follow, as are the DM pages the batch read ahead (:class:`BatchReads`),
+until an item of another method (which may change any of it) runs.
 Likewise a ``GET`` request, and the consecutive ``GET`` items of a batch, read in
 one shared read transaction (:meth:`Database.shared_reads`); an item of another
 method ends it and reads in transactions of its own, which see its writes.
@@ -29,10 +30,10 @@ import orjson
 from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest
 from opengroup.api.paths import PathTable
-from opengroup.api.v3.calls import Access, Answer, Call, Handler, Later
+from opengroup.api.v3.calls import Access, Answer, BatchReads, Call, Handler, Later
 from opengroup.api.v3.general import BATCH_PATHS
 from opengroup.domain import signed_requests
-from opengroup.domain.access import RoomView, view_room
+from opengroup.domain.access import view_room
 from opengroup.domain.community import Community
 from opengroup.domain.errors import Banned, NotAuthenticated, NotPermitted, Refusal
 from opengroup.domain.signed_requests import SignedRequest
@@ -130,7 +131,7 @@ class Router:
                     raise  # (a route that only reads began a write: a fault of the code)
                 # (nothing was written: answered from a thread instead)
         answer, _ = await community.threads.run(
-            self._handle, community, request, True, user, {}, matched, True
+            self._handle, community, request, True, user, BatchReads(), matched, True
         )
         return answer
 
@@ -146,7 +147,7 @@ class Router:
         request thread."""
         room_info = community.room_info
         with community.db.reads_only(), room_info.activity_held_back() as activity:
-            answer, _ = self._handle(community, request, True, user, {}, matched, True)
+            answer, _ = self._handle(community, request, True, user, BatchReads(), matched, True)
         if activity:
             try:
                 await community.threads.run(room_info.write_activity, activity)
@@ -193,7 +194,7 @@ class Router:
     def handle(self, community: Community, request: ApiRequest) -> tuple[Answer, str]:
         """Answer a request (in this thread, its signer admitted alone), and name the
         matched route."""
-        answer, route_name = self._handle(community, request, False, None, {})
+        answer, route_name = self._handle(community, request, False, None, BatchReads())
         return _answered(answer), route_name
 
     def handle_as(
@@ -201,11 +202,11 @@ class Router:
         community: Community,
         request: ApiRequest,
         signer: User | None,
-        views: dict[str, RoomView] | None = None,
+        reads: BatchReads | None = None,
     ) -> Answer:
         """Answer a sub-request of a batch, as the batch's signer (its own signature
-        headers, if any, are not read), sharing the batch's room views."""
-        shared = {} if views is None else views
+        headers, if any, are not read), sharing what the batch's items have read."""
+        shared = BatchReads() if reads is None else reads
         answer, _ = self._handle(community, request, True, signer, shared)
         return _answered(answer)
 
@@ -215,7 +216,7 @@ class Router:
         request: ApiRequest,
         admitted: bool,
         signer: User | None,
-        views: dict[str, RoomView],
+        reads: BatchReads,
         matched: tuple[Route, dict[str, str]] | None = None,
         later_on_loop: bool = False,
     ) -> tuple[Answer | Later, str]:
@@ -234,15 +235,15 @@ class Router:
                 request,
                 params,
                 user,
-                sub_request=lambda sub: self.handle_as(community, sub, user, views),
-                views=views,
+                sub_request=lambda sub: self.handle_as(community, sub, user, reads),
+                reads=reads,
             )
             if request.method == "GET":
-                reads = community.db.shared_reads()
+                transactions = community.db.shared_reads()
             else:
-                views.clear()  # this request may change a room or someone's rights in it
-                reads = community.db.own_reads()  # ... and read back what it wrote
-            with reads:
+                reads.clear()  # this request may change a room, someone's rights, a DM
+                transactions = community.db.own_reads()  # ... and read back what it wrote
+            with transactions:
                 self._check_access(call, route)
                 result = route.handler(call)
             if isinstance(result, Later) and not later_on_loop:
@@ -289,15 +290,15 @@ class Router:
         if not route.needs_room:
             return
         token = call.params["token"]
-        views = call.views  # the rooms this request's batch has read so far
-        call.room = views.get(token)
+        rooms = call.reads.rooms  # the rooms this request's batch has read so far
+        call.room = rooms.get(token)
         if call.room is None:
             community = call.community
             keys = user.keys if user is not None else ()
             with community.db.read() as conn:
                 call.room = view_room(conn, token, keys, community.clock())
             if call.request.method == "GET":
-                views[token] = call.room
+                rooms[token] = call.room
         rights = call.room.access
         if rights.banned:
             raise Banned("banned from this room")
