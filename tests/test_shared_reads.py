@@ -2,7 +2,8 @@
 connection for every read inside it (on SQLite one snapshot; on PostgreSQL each
 statement sees every commit before it, with no BEGIN and COMMIT), writes on their own
 connection beside it, a failed statement ending it without spoiling the reads after
-it, and a pool in which every thread may hold a shared read and a write at once."""
+it, a thread's next shared read on the connection its last one ended on, and a pool
+in which every thread may hold a shared read and a write at once."""
 
 from __future__ import annotations
 
@@ -86,6 +87,40 @@ def test_an_exception_in_a_read_ends_the_shared_read(db: Database) -> None:
             raise LookupError
         with db.read() as second:
             assert second is not first
+
+
+def test_the_next_shared_read_is_on_the_same_connection_and_sees_what_came_between(
+    db: Database,
+) -> None:
+    with db.shared_reads(), db.read() as first:
+        before = int(first.execute(COUNT_ROOMS).scalar_one())
+    add_room(db, "lobby")
+    with db.shared_reads(), db.read() as second:
+        assert second is first  # kept, not checked out of the pool again
+        assert int(second.execute(COUNT_ROOMS).scalar_one()) == before + 1  # a new snapshot
+
+
+def test_a_failed_shared_read_gives_its_connection_back(db: Database) -> None:
+    with db.shared_reads(), pytest.raises(LookupError), db.read() as failed:
+        raise LookupError
+    with db.shared_reads(), db.read() as after:
+        assert after is not failed
+        after.execute(COUNT_ROOMS).scalar_one()
+    assert failed.closed
+
+
+def test_dispose_closes_the_connections_threads_keep(db: Database) -> None:
+    def shared_read() -> None:
+        with db.shared_reads():
+            rooms(db)
+
+    with ThreadPoolExecutor(3) as pool:
+        for future in [pool.submit(shared_read) for _ in range(3)]:
+            future.result()
+    shared_read()
+    assert db.engine.pool.checkedout() >= 2  # type: ignore[attr-defined]  # (QueuePool)
+    db.dispose()
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def test_every_thread_may_hold_a_shared_read_and_write(tmp_path: Path, db: Database) -> None:

@@ -79,11 +79,13 @@ def _configure_sqlite(engine: Engine, *, autocheckpoint: bool) -> None:
 
 class _SharedRead(threading.local):
     """A thread's shared read: whether :meth:`Database.read` shares one now, and the
-    connection that holds it (``None`` until a read needs it); and whether the thread
-    may write now (see :meth:`Database.reads_only`)."""
+    connection that holds it (``None`` until a read needs it); the connection the
+    thread's last shared read ended on, kept for its next (``idle``); and whether the
+    thread may write now (see :meth:`Database.reads_only`)."""
 
     sharing = False
     conn: Connection | None = None
+    idle: Connection | None = None
     reads_only = False
 
 
@@ -164,6 +166,9 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 self._write_lock = WriteLock(parsed.database)
         self._shared = _SharedRead()
+        # The connections the threads keep for their shared reads (see _end_shared_read).
+        self._kept: set[Connection] = set()
+        self._kept_lock = threading.Lock()
         self._loop_writes = _PerSecond(loop_writes_per_second, clock)
 
     @property
@@ -193,17 +198,33 @@ class Database:
                     yield conn
             return
         if shared.conn is None:
-            conn = self.engine.connect()
-            if not self.is_sqlite:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.begin()
-            shared.conn = conn
+            kept, shared.idle = shared.idle, None
+            if kept is None or kept.closed:  # (closed: by dispose)
+                kept = self._shared_read_connection()
+            kept.begin()
+            shared.conn = kept
         try:
             yield shared.conn
         except BaseException:
             # A failed statement ends a PostgreSQL transaction: the next read begins anew.
             self._end_shared_read(failed=True)
             raise
+
+    def _shared_read_connection(self) -> Connection:
+        """A connection for shared reads (on PostgreSQL, in autocommit), which its
+        thread keeps for its next ones; :meth:`dispose` closes it."""
+        conn = self.engine.connect()
+        if not self.is_sqlite:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self._kept_lock:
+            self._kept.add(conn)
+        return conn
+
+    def _give_back(self, conn: Connection) -> None:
+        """Close a connection of :meth:`_shared_read_connection` (back to the pool)."""
+        with self._kept_lock:
+            self._kept.discard(conn)
+        conn.close()
 
     def shared_reads(self) -> AbstractContextManager[None]:
         """Let this thread's reads share one pooled connection until the end, or until
@@ -242,17 +263,25 @@ class Database:
             shared.sharing = before
 
     def _end_shared_read(self, *, failed: bool = False) -> None:
-        """End the shared read's transaction, if any, and give its connection back. It
-        wrote nothing, so a commit ends it as a rollback would (and on PostgreSQL, in
-        autocommit, neither sends anything); a failed one is rolled back."""
-        conn, self._shared.conn = self._shared.conn, None
+        """End the shared read's transaction, if any. It wrote nothing, so a commit ends
+        it as a rollback would (and on PostgreSQL, in autocommit, neither sends
+        anything). Its connection is kept for the thread's next shared read: a checkout
+        from the pool and back (and on PostgreSQL, setting autocommit and resetting it)
+        cost a poll more than its reads' own statements did. After a failure the
+        connection is given back (rolled back), in case the failure was its own."""
+        shared = self._shared
+        conn, shared.conn = shared.conn, None
         if conn is None:
             return
+        if failed:
+            self._give_back(conn)
+            return
         try:
-            if not failed:
-                conn.commit()
-        finally:
-            conn.close()
+            conn.commit()
+        except BaseException:
+            self._give_back(conn)
+            raise
+        shared.idle = conn
 
     @contextmanager
     def reads_only(self) -> Iterator[None]:
@@ -340,6 +369,11 @@ class Database:
             driver_connection(pooled).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def dispose(self) -> None:
+        """Close every connection, those the threads keep for their shared reads too."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, set()
+        for conn in kept:
+            conn.close()
         self.engine.dispose()
         if self._write_lock is not None:
             self._write_lock.close()
