@@ -127,15 +127,16 @@ class Settings:
             "address); a remote PostgreSQL keeps its reads in the threads."
         ),
     )
-    posts_on_event_loop_per_second: int = _setting(
+    writes_on_event_loop_per_second: int = _setting(
         200,
         (
-            "SQLite: up to this many posts a second per worker are written on its event "
-            "loop, each at once, when the database's write lock is free that moment: the "
-            "hand-off to the group-commit writer's thread and back costs a post several "
-            "turns of a busy loop, tens of milliseconds. Posts past it in a second, those "
-            "that find the lock taken, and all of PostgreSQL's go to the writer, whose "
-            "groups cost the server less per post under a burst. 0: never on the loop."
+            "SQLite: up to this many posts and reactions a second per worker are written on "
+            "its event loop, each at once, when the database's write lock is free that "
+            "moment: the hand-off to a thread and back costs a write several turns of a busy "
+            "loop, tens of milliseconds. Those past it in a second, those that find the lock "
+            "taken, and all of PostgreSQL's go to threads (a post to the group-commit "
+            "writer, whose groups cost the server less per post under a burst). 0: never "
+            "on the loop."
         ),
     )
     keep_alive_seconds: int = _setting(

@@ -14,6 +14,11 @@ in this second (``Database.write_at_once``). It is then answered
 within the turn of the loop that handles it. When anything holds a lock, the
 post waits for the writer's thread and the loop goes on meanwhile. PostgreSQL's
 posts always go to the writer.
+
+A request whose handler reads, then makes one write transaction (a reaction) is
+answered on the loop the same way (``Database.one_write_at_once``): its write is
+made at once if it can be; if not, nothing is written and the request runs again
+from a thread. A second write there is a fault of the code, never made.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import sqlalchemy as sa
 from harness.flows import turns_until_done
 
 from opengroup.storage import migrate
-from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
+from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database, WriteOnEventLoop
 from opengroup.storage.driversql import driver_connection
 from opengroup.storage.postwriter import GroupWriteFailed, NewPost, PostWriter, RoomRules
 from opengroup.storage.writelock import WriteLock
@@ -267,27 +272,35 @@ def wait_while_held(
     assert stored(db) == [(1, "waited")]
 
 
+class AnotherThreadWriting:
+    """A thread that holds a write transaction of ``db`` from :meth:`hold` until
+    :meth:`release` (through another Database on the file than the loop's: to it, a
+    thread of its own process, or another process; either way it must wait)."""
+
+    def __init__(self, db: Database) -> None:
+        self.holding, self.done = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._write, args=(db,))
+
+    def _write(self, db: Database) -> None:
+        with db.write():
+            self.holding.set()
+            self.done.wait(10)
+
+    def hold(self) -> None:
+        self.thread.start()
+        self.holding.wait(10)
+
+    def release(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 def test_a_post_waits_for_the_writer_while_another_thread_writes(db: Database) -> None:
-    """(The other thread writes through another Database on the file: to the loop's, a
-    thread of its own process, or another process; either way it must wait.)"""
     if not db.is_sqlite:
         pytest.skip("SQLite's write lock")
-    holding, done = threading.Event(), threading.Event()
-
-    def write_elsewhere() -> None:
-        with db.write():
-            holding.set()
-            done.wait(10)
-
-    thread = threading.Thread(target=write_elsewhere)
-
-    def hold() -> None:
-        thread.start()
-        holding.wait(10)
-
+    other = AnotherThreadWriting(db)
     with loop_writes(db, 10) as server:
-        wait_while_held(db, server, hold, done.set)
-    thread.join()
+        wait_while_held(db, server, other.hold, other.release)
 
 
 def test_a_post_waits_while_another_process_writes(db: Database) -> None:
@@ -321,3 +334,60 @@ def test_a_post_waits_while_another_program_holds_sqlites_lock(db: Database) -> 
             p.close()
     other.close()
     assert timeouts == {(SQLITE_BUSY_TIMEOUT_MS,)}
+
+
+# --------------------------------------------------------------------------- one write
+
+
+def add_room(conn: sa.Connection, token: str) -> None:
+    conn.execute(
+        sa.text("INSERT INTO rooms (id, name, message_seq, deletion_seq, created_at)"
+                " VALUES (:token, :token, 0, 0, 0)"),
+        {"token": token},
+    )  # fmt: skip
+
+
+def room_ids(db: Database) -> list[str]:
+    with db.engine.connect() as conn:
+        return [row[0] for row in conn.execute(sa.text("SELECT id FROM rooms ORDER BY id"))]
+
+
+def test_one_write_on_the_loop_is_made_at_once_when_nothing_else_writes(db: Database) -> None:
+    with loop_writes(db, 10) as server, server.one_write_at_once():
+        if not db.is_sqlite:  # (PostgreSQL: always from a thread)
+            with pytest.raises(WriteOnEventLoop), server.write():
+                pytest.fail("a write on the loop on PostgreSQL")
+            return
+        with server.write() as conn:
+            add_room(conn, "lobby")
+    assert room_ids(db) == ["lobby", ROOM]
+
+
+def test_one_write_on_the_loop_writes_nothing_while_another_thread_writes(
+    db: Database,
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's write lock")
+    other = AnotherThreadWriting(db)
+    other.hold()
+    try:
+        with loop_writes(db, 10) as server, server.one_write_at_once():
+            start = time.monotonic()
+            with pytest.raises(WriteOnEventLoop), server.write() as conn:
+                add_room(conn, "lobby")
+            assert time.monotonic() - start < 1.0  # it did not wait for the lock
+    finally:
+        other.release()
+    assert room_ids(db) == [ROOM]
+
+
+def test_a_second_write_on_the_loop_is_a_fault_and_not_made(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's writes on the loop")
+    with loop_writes(db, 10) as server, server.one_write_at_once():
+        with server.write() as conn:
+            add_room(conn, "lobby")
+        with pytest.raises(RuntimeError, match="second write") as raised, server.write() as conn:
+            add_room(conn, "other")
+        assert not isinstance(raised.value, WriteOnEventLoop)  # (never run again from a thread)
+    assert room_ids(db) == ["lobby", ROOM]

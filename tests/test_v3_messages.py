@@ -34,7 +34,8 @@ docs/spec/sogs-v3.md sections 1.3 and 1.7 (routes and shapes) and
   `reactors` the first `reactors=N` (default 4, at most 20) reactors, left out
   for 0, `you` only for the caller's own); a moderator clears all or one kind
   (`{"removed": count, "seqno"}`); `reactors/:id/:emoji` lists `[session_id,
-  time]` oldest first.
+  time]` oldest first; made on the event loop or from a thread (SQLite, when the
+  loop may not write at once), a reaction is answered the same.
 
 Every test that uses `community` runs over direct HTTP and over onion v4.
 """
@@ -44,7 +45,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -66,6 +67,7 @@ from harness.flows import (
     session_padded,
     since,
 )
+from harness.server import ServerProcess
 
 MAX_MESSAGE_BYTES = 2000
 SERVER_ENV = {"OPENGROUP_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES)}
@@ -993,6 +995,24 @@ def test_reacting_to_a_message_the_caller_cannot_see_is_404(
         message_id = 2**40
 
     expect_refused(community.put(f"{ROOM}/reaction/{message_id}/{THUMBS}", identity=alice), 404)
+
+
+def test_reactions_are_made_from_threads_when_none_may_be_made_on_the_loop(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """On SQLite a reaction is first tried on the event loop, its write made at once;
+    when that cannot be (here never: ``writes_on_event_loop_per_second`` 0; else the
+    write lock taken, or the second's rate reached), nothing of it is written and it is
+    made from a thread instead, with the same answers."""
+    server = server_factory(env={"OPENGROUP_WRITES_ON_EVENT_LOOP_PER_SECOND": "0"})
+    alice = BlindedIdentity.generate()
+    with CommunityClient(server.base_url, server.public_key, "onion") as client:
+        stored = posted(client, alice)
+        seqno = room_seqno(client)
+        assert react(client, alice, stored["id"]) == {"added": True, "seqno": seqno + 1}
+        assert react(client, alice, stored["id"]) == {"added": False, "seqno": seqno + 1}
+        assert unreact(client, alice, stored["id"]) == {"removed": True, "seqno": seqno + 2}
+        assert expect_ok(message(client, alice, stored["id"]))["reactions"] == {}
 
 
 def test_reacting_needs_a_signature(community: CommunityClient, alice: BlindedIdentity) -> None:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -77,16 +78,26 @@ def _configure_sqlite(engine: Engine, *, autocheckpoint: bool) -> None:
         driver_connection(conn.connection).execute(begin)
 
 
+class _Writes(Enum):
+    """What a thread may write now."""
+
+    ANY = "any"
+    NONE = "none"  # within Database.reads_only
+    ONE_AT_ONCE = "one at once"  # within Database.one_write_at_once, before its write
+    WROTE_ONCE = "wrote once"  # ... and after it
+
+
 class _SharedRead(threading.local):
     """A thread's shared read: whether :meth:`Database.read` shares one now, and the
     connection that holds it (``None`` until a read needs it); the connection the
     thread's last shared read ended on, kept for its next (``idle``); and whether the
-    thread may write now (see :meth:`Database.reads_only`)."""
+    thread may write now (see :meth:`Database.reads_only` and
+    :meth:`Database.one_write_at_once`)."""
 
     sharing = False
     conn: Connection | None = None
     idle: Connection | None = None
-    reads_only = False
+    writes = _Writes.ANY
 
 
 class _PerSecond:
@@ -289,12 +300,29 @@ class Database:
         :class:`WriteOnEventLoop`. The event loop answers requests that only read so
         (SQLite reads never wait; a write may wait for the write lock, and the loop
         must never wait)."""
+        with self._writes(_Writes.NONE):
+            yield
+
+    @contextmanager
+    def one_write_at_once(self) -> Iterator[None]:
+        """Within it, this thread may read, and make one write transaction if
+        :meth:`write_at_once` gives one now; if not, :meth:`write` raises
+        :class:`WriteOnEventLoop` before anything is written, for the caller to do it
+        all again from a thread. The event loop answers so a request whose handler
+        reads, then writes once (a reaction): on SQLite with a free write lock, at once.
+        A second write transaction raises a plain :class:`RuntimeError` (it would be
+        made twice if it all ran again): such a handler must not run so."""
+        with self._writes(_Writes.ONE_AT_ONCE):
+            yield
+
+    @contextmanager
+    def _writes(self, allowed: _Writes) -> Iterator[None]:
         shared = self._shared
-        before, shared.reads_only = shared.reads_only, True
+        before, shared.writes = shared.writes, allowed
         try:
             yield
         finally:
-            shared.reads_only = before
+            shared.writes = before
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -303,13 +331,29 @@ class Database:
         On SQLite it runs under the :class:`WriteLock`, from ``BEGIN IMMEDIATE``
         to the commit or rollback.
         """
-        if self._shared.reads_only:
-            raise WriteOnEventLoop("a write transaction where only reads may run")
+        writes = self._shared.writes
+        if writes is not _Writes.ANY:
+            with self._the_write_on_loop(writes) as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with self.writing(), conn.begin():
                 yield conn
+
+    @contextmanager
+    def _the_write_on_loop(self, writes: _Writes) -> Iterator[Connection]:
+        """:meth:`write` within :meth:`reads_only` or :meth:`one_write_at_once`."""
+        if writes is _Writes.NONE:
+            raise WriteOnEventLoop("a write transaction where only reads may run")
+        if writes is _Writes.WROTE_ONCE:
+            raise RuntimeError("a second write transaction where only one may run")
+        with self.write_at_once() as conn:
+            if conn is None:
+                raise WriteOnEventLoop("no write transaction to be had at once")
+            self._shared.writes = _Writes.WROTE_ONCE
+            yield conn
 
     @contextmanager
     def writing(self) -> Iterator[None]:

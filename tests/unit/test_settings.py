@@ -48,7 +48,7 @@ COUNTED_BY_THEIR_NOUN = {
     "port": "a TCP port number",
     "workers": "worker processes",
     "request_threads": "threads in a worker process",
-    "posts_on_event_loop_per_second": "posts a second of one worker, written on its event loop",
+    "writes_on_event_loop_per_second": "writes a second of one worker, made on its event loop",
     "max_poll_rooms": "rooms in one compact_poll",
     "max_json_depth": "levels of JSON nesting",
     "max_pending_challenges_per_key": "unclaimed challenges of one key",

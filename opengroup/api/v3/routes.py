@@ -23,6 +23,7 @@ MODERATOR = Access.ROOM_MODERATOR
 ADMIN = Access.ROOM_ADMIN
 
 ROOM = "/room/{token}"
+REACTION = ROOM + "/reaction/{message_id}/{reaction}"
 REACTIONS = ROOM + "/reactions/{message_id}"
 
 ROUTES = [
@@ -47,8 +48,8 @@ ROUTES = [
     Route("PUT", ROOM + "/message/{message_id}", messages.edit_message, WRITER),
     Route("DELETE", ROOM + "/message/{message_id}", messages.delete_message, WRITER),
     # reactions
-    Route("PUT", ROOM + "/reaction/{message_id}/{reaction}", messages.add_reaction, MEMBER),
-    Route("DELETE", ROOM + "/reaction/{message_id}/{reaction}", messages.remove_reaction, MEMBER),
+    Route("PUT", REACTION, messages.add_reaction, MEMBER, one_write=True),
+    Route("DELETE", REACTION, messages.remove_reaction, MEMBER, one_write=True),
     Route("DELETE", ROOM + "/reactions/{message_id}", messages.clear_reactions, MODERATOR),
     Route(
         "DELETE", ROOM + "/reactions/{message_id}/{reaction}", messages.clear_reactions, MODERATOR

@@ -61,6 +61,11 @@ class Route:
     # on the loop first, and answered from a request thread if it begins a write
     # transaction after all. It must do nothing but read before that.
     loop_until_write: bool = False
+    # The handler reads, then makes one write transaction (a reaction): on SQLite, tried
+    # on the loop first with the write taken at once if the lock is free (see
+    # Database.one_write_at_once), and answered from a request thread if not. It must
+    # do nothing but read before its write, and write only once.
+    one_write: bool = False
     # What the access asks of a call, worked out once (not per request).
     needs_user: bool = field(init=False)
     needs_room: bool = field(init=False)
@@ -121,13 +126,14 @@ class Router:
         write to the loop (a post) and it needs no write transaction of its own; else
         from a request thread."""
         route = matched[0]
+        one_write = route.one_write and community.db.is_sqlite
         if community.settings.effective_reads_on_event_loop and (
-            route.loop_until_write or self._reads_only(route, request)
+            route.loop_until_write or one_write or self._reads_only(route, request)
         ):
             try:
-                return await self._answer_on_loop(community, request, user, matched)
+                return await self._answer_on_loop(community, request, user, matched, one_write)
             except WriteOnEventLoop:
-                if not route.loop_until_write:
+                if not (route.loop_until_write or one_write):
                     raise  # (a route that only reads began a write: a fault of the code)
                 # (nothing was written: answered from a thread instead)
         answer, _ = await community.threads.run(
@@ -141,12 +147,15 @@ class Router:
         request: ApiRequest,
         user: User | None,
         matched: tuple[Route, dict[str, str]],
+        one_write: bool,
     ) -> Answer | Later:
         """:meth:`_answer` on the event loop: no write transaction may begin (it raises
-        :class:`WriteOnEventLoop`); the activity the request makes due is written in a
-        request thread."""
+        :class:`WriteOnEventLoop`), or with ``one_write`` one if it can be had at once;
+        the activity the request makes due is written in a request thread."""
         room_info = community.room_info
-        with community.db.reads_only(), room_info.activity_held_back() as activity:
+        db = community.db
+        writes = db.one_write_at_once() if one_write else db.reads_only()
+        with writes, room_info.activity_held_back() as activity:
             answer, _ = self._handle(community, request, True, user, BatchReads(), matched, True)
         if activity:
             try:
