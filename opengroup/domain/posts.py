@@ -44,10 +44,12 @@ MAX_REACTORS = 20
 MAX_REACTION_CODE_POINTS = 12
 
 
-@dataclass(frozen=True)
-class ReactionSummary:
-    index: int
-    count: int
+class ReactionSummary(NamedTuple):
+    """One kind of reaction to a message as a page shows it (a named tuple, as
+    :class:`MessageView` is: one is built for each kind on each message of a page)."""
+
+    place: int  # among the message's kinds, by first use (the API's "index")
+    total: int  # how many reacted so (the API's "count")
     reactors: list[str]
     you: bool
 

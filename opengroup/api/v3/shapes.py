@@ -17,8 +17,8 @@ def message_json(view: MessageView, *, reaction_only: bool = False) -> dict[str,
     m = view.message
     reactions = {
         name: {
-            "index": r.index,
-            "count": r.count,
+            "index": r.place,
+            "count": r.total,
             **({"reactors": r.reactors} if r.reactors else {}),
             **({"you": True} if r.you else {}),
         }
