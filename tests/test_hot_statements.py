@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Table, insert, select
 
 from opengroup.domain.access import view_room, view_rooms
 from opengroup.domain.errors import NoSuchRoom
-from opengroup.storage import inbox, migrate, people, posts, queries, roomdetails
+from opengroup.storage import inbox, migrate, paging, people, posts, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.driversql import HotStatement
 from opengroup.storage.schema import (
@@ -467,3 +467,23 @@ def test_a_blinded_signer_is_banned_by_a_ban_of_its_linked_session_id(db: Databa
         insert_rows(conn, global_bans, [{"public_key": session_id, "banned_at": 1.0}])
         facts = people.signers_facts(conn, [people.Signer(blinded, blinded, [blinded])], NOW)
     assert facts == {blinded: people.SignerFacts([session_id], None, True)}
+
+
+def test_many_rooms_messages_after_are_each_rooms_page_read_alone(db: Database) -> None:
+    """The v2 poll reader's one statement for a batch's pages on PostgreSQL."""
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's LATERAL statement")
+    pages = [(ROOM, 0, 10), (ROOM, 2, 1), ("Quiet", 0, 10), ("nowhere", 0, 5), (ROOM, 99, 10)]
+    with db.read() as conn:
+        together = conn.execute(
+            paging.MANY_MESSAGES_AFTER,
+            {"room_ids": [room for room, _, _ in pages], "afters": [a for _, a, _ in pages],
+             "limits": [limit for _, _, limit in pages]},
+        ).all()  # fmt: skip
+        alone = [
+            conn.execute(paging.MESSAGES_AFTER, {"room_id": room, "after": a, "limit": limit}).all()
+            for room, a, limit in pages
+        ]
+    assert [tuple(row[1:]) for row in together] == [tuple(row) for page in alone for row in page]
+    assert [row[0] for row in together] == [n for n, page in enumerate(alone, 1) for _ in page]
+    assert any(alone[0]) and len(alone[1]) == 1  # (the rows hold pages to compare)

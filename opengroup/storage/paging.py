@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, bindparam, false, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    BindParameter,
+    Select,
+    String,
+    bindparam,
+    false,
+    func,
+    select,
+    true,
+)
 
 from opengroup.storage.schema import deletions, messages
 
@@ -19,23 +30,53 @@ _room_id: BindParameter[str] = bindparam("room_id")
 _limit: BindParameter[int] = bindparam("limit")
 _after: BindParameter[int] = bindparam("after")
 
-# Live messages, without whispers (those are the community API's; v2 never shows them).
-_LIVE_MESSAGES = select(
-    messages.c.server_id,
-    messages.c.public_key,
-    messages.c.timestamp,
-    messages.c.data,
-    messages.c.signature,
-).where(
-    messages.c.room_id == _room_id,
-    messages.c.deleted == false(),
-    messages.c.whisper_to.is_(None),
-    messages.c.whisper_mods == false(),
-)
-MESSAGES_AFTER = (
-    _LIVE_MESSAGES.where(messages.c.server_id > _after).order_by(messages.c.server_id).limit(_limit)
-)
-MESSAGES_NEWEST = _LIVE_MESSAGES.order_by(messages.c.server_id.desc()).limit(_limit)
+
+def _live_messages(room_id: Any) -> Select[Any]:
+    """Live messages of the room ``room_id`` (a parameter, or a column of an outer
+    query), without whispers (those are the community API's; v2 never shows them)."""
+    return select(
+        messages.c.server_id,
+        messages.c.public_key,
+        messages.c.timestamp,
+        messages.c.data,
+        messages.c.signature,
+    ).where(
+        messages.c.room_id == room_id,
+        messages.c.deleted == false(),
+        messages.c.whisper_to.is_(None),
+        messages.c.whisper_mods == false(),
+    )
+
+
+def _messages_after(room_id: Any, after: Any, limit: Any) -> Select[Any]:
+    query = _live_messages(room_id).where(messages.c.server_id > after)
+    return query.order_by(messages.c.server_id).limit(limit)
+
+
+MESSAGES_AFTER = _messages_after(_room_id, _after, _limit)
+MESSAGES_NEWEST = _live_messages(_room_id).order_by(messages.c.server_id.desc()).limit(_limit)
+
+
+def _many_messages_after() -> Select[Any]:
+    """PostgreSQL: :data:`MESSAGES_AFTER` of many rooms in one statement, from the
+    arrays ``room_ids``, ``afters`` and ``limits`` (a page each), each row led by the
+    position of its page in them (from 1). A batch of polls reads its pages so: one
+    round trip, not one statement each in a pipeline."""
+    pages = (
+        func.unnest(
+            bindparam("room_ids", type_=ARRAY(String)),
+            bindparam("afters", type_=ARRAY(BigInteger)),
+            bindparam("limits", type_=ARRAY(BigInteger)),
+        )
+        .table_valued("room_id", "after", "limit", with_ordinality="position")
+        .render_derived()
+    )
+    page = _messages_after(pages.c.room_id, pages.c.after, pages.c.limit).lateral()
+    query = select(pages.c.position, *page.c).select_from(pages.join(page, true()))
+    return query.order_by(pages.c.position, page.c.server_id)
+
+
+MANY_MESSAGES_AFTER = _many_messages_after()
 
 
 def _deletion_pages(by_number: bool) -> tuple[Select[Any], Select[Any]]:

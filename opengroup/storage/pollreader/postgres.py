@@ -7,8 +7,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from opengroup.storage import paging
 from opengroup.storage.batching import Batcher
-from opengroup.storage.driversql import postgresql_dialect
+from opengroup.storage.driversql import compile_statements, postgresql_dialect
 from opengroup.storage.pollreader.plan import (
     PollLookup,
     PollPlan,
@@ -29,8 +30,9 @@ class PostgresPollReader:
     A round trip costs far more than a row, in the server's CPU and PostgreSQL's,
     so the polls that arrive while earlier ones are being read wait for the next
     batch: one statement reads the heads of every room of every poll in it, and
-    only if some room has news past its cursor, one pipeline reads those. At most
-    ``POSTGRES_BATCHES`` batches are in flight per process. Nothing is cached: a
+    only if some room has news past its cursor, one more round trip reads those
+    (the pages of messages after a cursor in one statement, in a pipeline with the
+    rest). At most ``POSTGRES_BATCHES`` batches are in flight per process. Nothing is cached: a
     poll is answered from reads that started after it arrived. The two round trips
     of a batch may see two snapshots, which only means the second may find a little
     more than the counters promised.
@@ -40,6 +42,9 @@ class PostgresPollReader:
         from psycopg_pool import AsyncConnectionPool
 
         self._sql = compile_poll_statements(postgresql_dialect())
+        [self._many_after] = compile_statements(
+            {"pages": paging.MANY_MESSAGES_AFTER}, postgresql_dialect()
+        ).values()
         self._pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -84,12 +89,33 @@ class PostgresPollReader:
                 start += count
             follow_ups = [plan.follow_ups(h) for plan, h in zip(batch, heads, strict=True)]
             wanted = [q for queries in follow_ups for q in queries if q is not None]
-            found = iter(await _run(conn, wanted) if wanted else [])
+            found = iter(await self._run(conn, wanted) if wanted else [])
         answers = []
         for plan, h, queries in zip(batch, heads, follow_ups, strict=True):
             rows_of = [[] if q is None else next(found) for q in queries]
             answers.append(plan.answers(h, rows_of))
         return answers
+
+    async def _run(self, conn: Any, queries: Sequence[Query]) -> list[list[Any]]:
+        """Every query's rows, in one round trip: the pages of messages after a cursor
+        (nearly all a poll with news reads) in one statement for them all
+        (``paging.MANY_MESSAGES_AFTER``), in a pipeline with the others if any."""
+        after = self._sql["messages_after"]
+        pages = [params for stmt, params in queries if stmt is after]
+        if len(pages) < 2:
+            return await _run_each(conn, queries)
+        together = {
+            "room_ids": [params["room_id"] for params in pages],
+            "afters": [params["after"] for params in pages],
+            "limits": [params["limit"] for params in pages],
+        }
+        others = [query for query in queries if query[0] is not after]
+        rows, *rest = await _run_each(conn, [(self._many_after, together), *others])
+        by_page: list[list[Any]] = [[] for _ in pages]
+        for row in rows:
+            by_page[row[0] - 1].append(row[1:])
+        page_rows, other_rows = iter(by_page), iter(rest)
+        return [next(page_rows if stmt is after else other_rows) for stmt, _ in queries]
 
     async def token_holder(
         self, room_id: str, token_hash: bytes, now: float
@@ -106,7 +132,7 @@ class PostgresPollReader:
             await self._pool.close()
 
 
-async def _run(conn: Any, queries: Sequence[Query]) -> list[list[Any]]:
+async def _run_each(conn: Any, queries: Sequence[Query]) -> list[list[Any]]:
     """Every query's rows; several go in one pipeline (one round trip)."""
     if len(queries) == 1:
         stmt, params = queries[0]
