@@ -20,7 +20,7 @@ import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -73,8 +73,10 @@ class Room:
     image_file_id: int | None
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
+    """A v2 message (a named tuple, as the community API's messages are: a poll with
+    news builds one for each message of its pages)."""
+
     server_id: int
     public_key: str
     timestamp: int
