@@ -204,6 +204,11 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[Any]]]] = [
     ("rooms.by_id", {"token": ROOM}, {}),
     ("rooms.by_id", {"token": "quiet"}, {}),
     ("rooms.by_folded_id", {"token": "quiet"}, {}),
+    *(
+        ("rooms.last_activity", {"room_id": room, "public_key": who}, {})
+        for room in (ROOM, "Quiet")
+        for who in (ALICE, BOB, ALICE_15)
+    ),
     ("rooms.active_users", {"room_id": ROOM, "since": NOW - 100}, {}),
     ("rooms.active_users", {"room_id": "Quiet", "since": NOW - 100}, {}),
     *(
@@ -352,6 +357,8 @@ def test_the_values_built_from_driver_rows_have_sqlalchemys_types(db: Database) 
         assert (lobby.created_at, lobby.seqno, lobby.slow_mode_seconds) == (1.5, 9, 30)
         assert quiet.id == "Quiet" and quiet.description == "shh"
         assert roomdetails.active_users(conn, ROOM, NOW - 100) == 1
+        assert queries.last_activity(conn, ROOM, ALICE) == NOW - 10
+        assert queries.last_activity(conn, "Quiet", ALICE) is None
 
         facts = people.rights_facts(conn, ROOM, [ALICE_15, ALICE], NOW)
         assert facts.overrides == {"read": False, "write": True, "upload": False}

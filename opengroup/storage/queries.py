@@ -306,12 +306,20 @@ def touch_activity(conn: Connection, room_id: str, public_key: str, now: float) 
     )
 
 
+_LAST_ACTIVITY = HotStatement(
+    "rooms.last_activity",
+    select(room_activity.c.last_active).where(
+        room_activity.c.room_id == bindparam("room_id"),
+        room_activity.c.public_key == bindparam("public_key"),
+    ),
+)
+
+
 def last_activity(conn: Connection, room_id: str, public_key: str) -> float | None:
-    return conn.execute(
-        select(room_activity.c.last_active).where(
-            room_activity.c.room_id == room_id, room_activity.c.public_key == public_key
-        )
-    ).scalar_one_or_none()
+    """When the key was last recorded active in the room (a poll asks, for each of its
+    rooms, once per ``activity_interval_seconds`` per process)."""
+    row = _LAST_ACTIVITY.run(conn, {"room_id": room_id, "public_key": public_key}).fetchone()
+    return None if row is None else float(row[0])
 
 
 def delete_token(conn: Connection, room_id: str, token_hash: bytes) -> bool:
