@@ -34,7 +34,12 @@ from sqlalchemy import (
 
 from opengroup.storage.driversql import HotStatement
 from opengroup.storage.queries import insert_absent_rows, insert_if_absent
-from opengroup.storage.roomdetails import DEFAULT_PERMISSIONS, RoomDetails
+from opengroup.storage.roomdetails import (
+    DEFAULT_PERMISSIONS,
+    ROOM_TAIL,
+    RoomDetails,
+    details_of,
+)
 from opengroup.storage.schema import (
     bans,
     blinded_ids,
@@ -817,18 +822,6 @@ _FACTS = HotStatement(
     "people.rights_facts", union_all(*_facts_branches()), expanding=["rooms", "keys"]
 )
 
-# A room's columns after its four defaults, in the order of RoomDetails' fields.
-_ROOM_TAIL = (
-    rooms.c.name,
-    rooms.c.description,
-    rooms.c.image_file_id,
-    rooms.c.created_at,
-    rooms.c.seqno,
-    rooms.c.info_updates,
-    rooms.c.slow_mode_seconds,
-    rooms.c.new_poster_wait_seconds,
-)
-
 
 def _rooms_and_facts_statement() -> Any:
     """The rooms themselves, as rows tagged ``room`` whose four flags are the room's
@@ -840,9 +833,9 @@ def _rooms_and_facts_statement() -> Any:
         rooms.c.id.label("room"),
         null().cast(String).label("key"),
         *(rooms.c[name] for name in DEFAULT_PERMISSIONS),
-        *_ROOM_TAIL,
+        *ROOM_TAIL,
     ).where(rooms.c.id.in_(_IN_ROOMS))
-    no_room = [null().cast(column.type) for column in _ROOM_TAIL]
+    no_room = [null().cast(column.type) for column in ROOM_TAIL]
     return union_all(room_rows, *_facts_branches(no_room))
 
 
@@ -860,14 +853,10 @@ def rooms_and_rights_facts(
     server: dict[str, list[Any]] = {}
     by_room: dict[str, dict[str, list[Any]]] = {}
     for row in _ROOMS_AND_FACTS.rows(conn, {"now": now}, rooms=room_ids, keys=keys):
-        kind, room = row[0], row[1]
-        if kind == "room":
-            found_rooms[room] = RoomDetails(
-                room, *row[7:13], *(bool(flag) for flag in row[3:7]), *row[13:]
-            )
+        if row[0] == "room":
+            found_rooms[row[1]] = details_of(row[1], row[3:])
         else:
-            found = server if room is None else by_room.setdefault(room, {})
-            found.setdefault(kind, []).append(row[2:7])
+            _file_fact(row, server, by_room)
     return {
         room_id: (details, _facts(by_room.get(room_id, {}), server, keys))
         for room_id, details in found_rooms.items()
@@ -877,10 +866,20 @@ def rooms_and_rights_facts(
 def rights_facts(conn: Connection, room_id: str, keys: Sequence[str], now: float) -> RightsFacts:
     """Everything :func:`opengroup.domain.access.room_access` weighs, read at once."""
     server: dict[str, list[Any]] = {}
-    in_room: dict[str, list[Any]] = {}
-    for kind, room, *rest in _FACTS.rows(conn, {"now": now}, rooms=[room_id], keys=keys):
-        (server if room is None else in_room).setdefault(kind, []).append(rest)
-    return _facts(in_room, server, keys)
+    by_room: dict[str, dict[str, list[Any]]] = {}
+    for row in _FACTS.rows(conn, {"now": now}, rooms=[room_id], keys=keys):
+        _file_fact(row, server, by_room)
+    return _facts(by_room.get(room_id, {}), server, keys)
+
+
+def _file_fact(
+    row: Any, server: dict[str, list[Any]], by_room: dict[str, dict[str, list[Any]]]
+) -> None:
+    """File a tagged row of :data:`_FACTS` (kind, room, key, a, b, c, d) by kind, under
+    its room, or the server's when the room is NULL."""
+    kind, room = row[0], row[1]
+    found = server if room is None else by_room.setdefault(room, {})
+    found.setdefault(kind, []).append(row[2:7])
 
 
 def _facts(

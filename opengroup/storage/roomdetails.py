@@ -3,6 +3,7 @@ description, image, counters, default permissions, pins and active users."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,22 +41,29 @@ class Pin:
     pinned_by: str
 
 
-_COLUMNS = (
-    rooms.c.id,
+# A room's columns besides its id and its four defaults, in the order of its fields.
+ROOM_TAIL = (
     rooms.c.name,
     rooms.c.description,
     rooms.c.image_file_id,
     rooms.c.created_at,
     rooms.c.seqno,
     rooms.c.info_updates,
-    *(rooms.c[name] for name in DEFAULT_PERMISSIONS),
     rooms.c.slow_mode_seconds,
     rooms.c.new_poster_wait_seconds,
 )
+# A room as read: its id, its four defaults, the rest (see details_of).
+_COLUMNS = (rooms.c.id, *(rooms.c[name] for name in DEFAULT_PERMISSIONS), *ROOM_TAIL)
+
+
+def details_of(room_id: str, columns: Sequence[Any]) -> RoomDetails:
+    """The room ``room_id`` from its four defaults, then :data:`ROOM_TAIL`'s columns."""
+    defaults = (bool(flag) for flag in columns[:4])
+    return RoomDetails(room_id, *columns[4:10], *defaults, *columns[10:12])
 
 
 def _details(row: Any) -> RoomDetails:
-    return RoomDetails(*row[:7], *(bool(v) for v in row[7:11]), *row[11:])
+    return details_of(row[0], row[1:])
 
 
 _TOKEN = bindparam("token", type_=String)
