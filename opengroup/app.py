@@ -92,6 +92,7 @@ async def _prune_forever(community: Community, interval: float) -> None:
     while True:
         try:
             counts = await community.threads.run(community.prune)
+            counts["request_nonces"] = await community.prune_nonces()
             if any(counts.values()):
                 log.info("pruned expired %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
         except Exception:

@@ -12,6 +12,9 @@ Rules pinned here (ARCHITECTURE.md, "One request of the community API"):
 * A new signer is recorded once, however often it signs in the group.
 * A group larger than one set of statements takes (``ADMISSIONS_PER_STATEMENT``)
   follows the same rules across the boundary.
+* A group deletes up to two expired nonces for each of its requests
+  (``EXPIRED_NONCES_CLEARED_PER_REQUEST``), those that expired first, and no live one;
+  a pruning pass's write deletes up to the number it is given.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ from opengroup import blinding
 from opengroup.config import load_settings
 from opengroup.domain.errors import Banned, NotFresh
 from opengroup.domain.signed_requests import SignedRequest
-from opengroup.domain.users import ADMISSIONS_PER_STATEMENT, User, Users
-from opengroup.storage import migrate
+from opengroup.domain.users import (
+    ADMISSIONS_PER_STATEMENT,
+    EXPIRED_NONCES_CLEARED_PER_REQUEST,
+    User,
+    Users,
+)
+from opengroup.storage import migrate, people
 from opengroup.storage.database import Database
-from opengroup.storage.schema import blinded_ids, global_bans, users
+from opengroup.storage.schema import blinded_ids, global_bans, request_nonces, users
 
 NOW = 1_000_000.0
 _nonces = itertools.count(1)
@@ -107,3 +115,41 @@ def test_a_group_larger_than_one_set_of_statements_keeps_the_rules(
     refused = [n for n, a in enumerate(answers) if not isinstance(a, User)]
     assert refused == [ADMISSIONS_PER_STATEMENT + 3]
     assert isinstance(answers[refused[0]], NotFresh)
+
+
+def stored_nonces(db: Database) -> set[bytes]:
+    with db.read() as conn:
+        return {bytes(row[0]) for row in conn.execute(select(request_nonces.c.nonce))}
+
+
+def test_a_group_deletes_two_expired_nonces_per_request_the_longest_expired_first(
+    admissions: tuple[Users, Database],
+) -> None:
+    admit, db = admissions
+    expired = [(b"expired-%08d" % n, NOW - 1000 + n) for n in range(30)]
+    with db.write() as conn:
+        people.take_nonces(conn, expired)
+    group = [request(ALICE) for _ in range(5)]
+
+    assert all(isinstance(a, User) for a in admit.admit_all(group))
+
+    cleared = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(group)
+    stored = stored_nonces(db)
+    assert stored.isdisjoint(nonce for nonce, _at in expired[:cleared])
+    assert stored >= {nonce for nonce, _at in expired[cleared:]} | {r.nonce for r in group}
+
+
+def test_a_pruning_write_deletes_at_most_the_expired_nonces_it_is_given(
+    admissions: tuple[Users, Database],
+) -> None:
+    admit, db = admissions
+    expired = [(b"pruned-%09d" % n, NOW - 500 + n) for n in range(25)]
+    live = request(BOB)
+    assert isinstance(admit.admit_all([live])[0], User)
+    admit.prune_nonces(1000)  # (what earlier tests left expired)
+    with db.write() as conn:
+        people.take_nonces(conn, expired)
+
+    assert [admit.prune_nonces(10) for _ in range(4)] == [10, 10, 5, 0]
+    stored = stored_nonces(db)
+    assert live.nonce in stored and stored.isdisjoint(nonce for nonce, _at in expired)

@@ -310,7 +310,7 @@ def test_every_hot_statement_is_held_to_its_core_statement(db: Database) -> None
         name for name in HotStatement.made if name.startswith("insert_if_absent.")
     }
     # below: writes, held to what they must change
-    covered |= {"files.keep", "people.touch_users"}
+    covered |= {"files.keep", "people.touch_users", "people.clear_expired_nonces"}
     assert set(HotStatement.made) <= covered
 
 
@@ -329,6 +329,29 @@ def test_insert_if_absent_says_which_rows_went_in(db: Database) -> None:
                                         last_seen=1.0) is True  # fmt: skip
         many = [(bytes([n % 256, n // 256]) * 8, NOW) for n in range(600)]
         assert people.take_nonces(conn, many + many[:10]) == {nonce for nonce, _at in many}
+
+
+def test_clearing_expired_nonces_deletes_at_most_so_many_the_longest_expired_first(
+    db: Database,
+) -> None:
+    now = NOW - 10_000  # (before the other tests' nonces expire)
+    expired = [(b"expired-%08d" % n, now - 100 + n) for n in range(25)]  # oldest first
+    live = [(b"live-%011d" % n, now + 1 + n) for n in range(5)]
+    with db.write() as conn:
+        people.take_nonces(conn, [*live, *expired])
+        deleted = [people.clear_expired_nonces(conn, now, 10) for _ in range(4)]
+        kept = {bytes(row[0]) for row in conn.execute(select(request_nonces.c.nonce))}
+    assert deleted == [10, 10, 5, 0]
+    assert kept >= {nonce for nonce, _at in live}
+    assert kept.isdisjoint(nonce for nonce, _at in expired)
+    with db.write() as conn:
+        people.take_nonces(conn, expired)
+        assert people.clear_expired_nonces(conn, now, 10) == 10
+        kept = {bytes(row[0]) for row in conn.execute(select(request_nonces.c.nonce))}
+    assert kept.isdisjoint(nonce for nonce, _at in expired[:10])
+    assert kept >= {nonce for nonce, _at in expired[10:]}
+    with db.write() as conn:
+        assert people.clear_expired_nonces(conn, now, 100) == 15
 
 
 def test_touching_users_moves_their_last_sighting_only_forward(db: Database) -> None:

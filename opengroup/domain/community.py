@@ -29,6 +29,7 @@ processes can serve the same database. The hot paths are ``async``:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -53,6 +54,11 @@ from opengroup.storage.postwriter import PostWriter
 from opengroup.threads import Threads
 
 __all__ = ["MAX_PAGE", "Challenge", "Community", "Member", "PollRequest", "RoomPoll"]
+
+# A pruning pass deletes expired nonces in writes of at most this many, pausing this
+# long (seconds) between two.
+NONCES_PRUNED_PER_WRITE = 1000
+PAUSE_BETWEEN_NONCE_WRITES = 0.01
 
 
 class Community:
@@ -102,9 +108,23 @@ class Community:
         await self._post_writer.close()
         self.threads.close()
 
+    async def prune_nonces(self) -> int:
+        """Delete every expired request nonce, in writes of at most
+        ``NONCES_PRUNED_PER_WRITE`` (a few milliseconds each) with a pause between, so
+        that the admissions waiting for the write lock meanwhile take it in between;
+        how many. (Admissions delete expired nonces too, two for each request.)"""
+        pruned = 0
+        while True:
+            count = await self.threads.run(self.users.prune_nonces, NONCES_PRUNED_PER_WRITE)
+            pruned += count
+            if count < NONCES_PRUNED_PER_WRITE:
+                return pruned
+            await asyncio.sleep(PAUSE_BETWEEN_NONCE_WRITES)
+
     def prune(self) -> dict[str, int]:
-        """Delete what has expired, and apply the scheduled permission changes that are
-        due, in one write; how many rows of each kind."""
+        """Delete what has expired (but request nonces: :meth:`prune_nonces`), and apply
+        the scheduled permission changes that are due, in one write; how many rows of
+        each kind."""
         with self.db.write() as conn:
             now = self.clock()
             counts = q.prune_expired(

@@ -29,6 +29,11 @@ from opengroup.threads import Threads
 # Requests admitted by one set of statements (a larger group takes several): their
 # keys stay well within both databases' limits on a statement's parameters.
 ADMISSIONS_PER_STATEMENT = 256
+# Expired nonces an admission deletes for each request it admits: the store sheds as
+# many as it gains, a little at a time in the admissions' own write (a pruning pass
+# deleting a busy server's ten minutes of them at once held the write lock for
+# seconds), and a backlog shrinks while requests come in.
+EXPIRED_NONCES_CLEARED_PER_REQUEST = 2
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class Users:
         self._admissions: Batcher[SignedRequest, User] = Batcher(self._admit_group, 1)
         self._thread = Threads(1, "admissions")
 
+    def prune_nonces(self, most: int) -> int:
+        """One write of a pruning pass: delete up to ``most`` expired nonces; how many."""
+        with self.db.write() as conn:
+            return people.clear_expired_nonces(conn, self.clock(), most)
+
     def admit(self, signed: SignedRequest) -> User:
         """The user behind a request whose signature checked out: 425 if its nonce was
         used before, 403 if they are banned from the server. Records the nonce (until
@@ -101,9 +111,13 @@ class Users:
     def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
         """Admit the requests in one write transaction: each one's user, or its refusal
         (a nonce used twice in the group is refused the second time). Three statements
-        for up to ``ADMISSIONS_PER_STATEMENT`` requests (and one more per new signer)."""
+        for up to ``ADMISSIONS_PER_STATEMENT`` requests (and one more per new signer),
+        and one that deletes expired nonces."""
         now = self.clock()
         with self.db.write() as conn:
+            people.clear_expired_nonces(
+                conn, now, EXPIRED_NONCES_CLEARED_PER_REQUEST * len(requests)
+            )
             admitted: list[User | Refusal] = []
             for start in range(0, len(requests), ADMISSIONS_PER_STATEMENT):
                 chunk = requests[start : start + ADMISSIONS_PER_STATEMENT]

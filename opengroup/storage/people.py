@@ -202,6 +202,28 @@ def take_nonces(conn: Connection, nonces: Sequence[tuple[bytes, float]]) -> set[
     return {bytes(key[0]) for key in insert_absent_rows(conn, request_nonces, rows)}
 
 
+def _clear_expired_nonces_statement(dialect_name: str) -> Any:
+    oldest = (
+        select(request_nonces.c.nonce)
+        .where(request_nonces.c.expires_at <= bindparam("now"))
+        .order_by(request_nonces.c.expires_at)
+        .limit(bindparam("most"))
+    )
+    if dialect_name == "postgresql":
+        # (rows another transaction is clearing are left to it, not waited for)
+        oldest = oldest.with_for_update(skip_locked=True)
+    return delete(request_nonces).where(request_nonces.c.nonce.in_(oldest.scalar_subquery()))
+
+
+_CLEAR_EXPIRED_NONCES = HotStatement("people.clear_expired_nonces", _clear_expired_nonces_statement)
+
+
+def clear_expired_nonces(conn: Connection, now: float, most: int) -> int:
+    """Delete up to ``most`` nonces that may be forgotten at ``now``, those that could be
+    forgotten first; how many were deleted."""
+    return int(_CLEAR_EXPIRED_NONCES.run(conn, {"now": now, "most": most}).rowcount)
+
+
 @dataclass(frozen=True)
 class Signer:
     """A request's signer, as :func:`signers_facts` asks about them."""

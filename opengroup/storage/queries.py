@@ -59,7 +59,6 @@ from opengroup.storage.schema import (
     pins,
     rate_events,
     reactions,
-    request_nonces,
     room_activity,
     rooms,
     tokens,
@@ -673,9 +672,10 @@ def upload_times(
 def prune_expired(
     conn: Connection, now: float, *, rate_events_kept: Mapping[str, float]
 ) -> dict[str, int]:
-    """Delete expired pending tokens, tokens, files and request nonces, and rate events
-    out of their window (``rate_events_kept``: bucket prefix -> seconds; a bucket of no
-    prefix given goes at once); returns how many of each."""
+    """Delete expired pending tokens, tokens and files, and rate events out of their
+    window (``rate_events_kept``: bucket prefix -> seconds; a bucket of no prefix given
+    goes at once); returns how many of each. (Request nonces, far more, are deleted a
+    few at a time: :func:`opengroup.storage.people.clear_expired_nonces`.)"""
     kept = [
         and_(rate_events.c.bucket.startswith(prefix, autoescape=True), rate_events.c.at > now - s)
         for prefix, s in rate_events_kept.items()
@@ -686,7 +686,6 @@ def prune_expired(
         ("tokens", tokens, tokens.c.expires_at <= now),
         ("files", files, and_(files.c.expires_at.is_not(None), files.c.expires_at <= now)),
         ("rate_events", rate_events, not_(or_(false(), *kept))),
-        ("request_nonces", request_nonces, request_nonces.c.expires_at <= now),
     ):
         counts[name] = conn.execute(delete(table).where(condition)).rowcount
     return counts
