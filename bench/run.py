@@ -374,49 +374,39 @@ def insert_history(
 
 
 def insert_nonces(data_dir: Path, database_url: str | None, count: int) -> float:
-    """``count`` stored request nonces, as a server holds at steady state: their expiries
-    spread evenly over the next window (a day), so that they expire during the run at
-    the rate they would have come in (``count`` a day), and the admissions and pruning
-    passes delete them as they would. Written by the database itself, in the nonces'
-    order with the expiry index built afterwards (an index of random keys grown one
-    insert at a time would take most of an hour for a day's worth; built this way its
-    pages are full, so the run's first inserts split them more often). Returns the
-    seconds it took."""
+    """``count`` stored request nonces, as a server holds at steady state: requests
+    signed over the last window (a day), evenly, so that they leave the window during
+    the run at the rate they came in (``count`` a day), and the admissions and pruning
+    passes delete them as they would. Written by the database itself, in the order of
+    time, as they would have been. Returns the seconds it took."""
     from sqlalchemy import text
 
     from opengroup.config import load_settings
     from opengroup.storage.database import Database
-    from opengroup.storage.schema import request_nonces
 
     started = time.monotonic()
     settings = load_settings(
         overrides={"data_dir": str(data_dir), "database_url": database_url or ""}, env={}
     )
     db = Database(settings.effective_database_url)
-    (by_expiry,) = request_nonces.indexes
-    params = {"count": count, "now": time.time(), "window": settings.request_time_window_seconds}
+    window = settings.request_time_window_seconds
+    params = {"count": count, "first": int(time.time()) - window, "window": window}
     if db.is_sqlite:
         statement = text(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count), "
-            "made(nonce) AS MATERIALIZED (SELECT randomblob(16) FROM n) "
-            "INSERT INTO request_nonces (nonce, expires_at) "
-            "SELECT nonce, :now + :window * ((random() & 4294967295) / 4294967296.0) "
-            "FROM made ORDER BY nonce"
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :count - 1) "
+            "INSERT INTO request_nonces (signed_at, nonce) "
+            "SELECT :first + i * :window / :count, randomblob(16) FROM n"
         )
     else:
         statement = text(
-            "INSERT INTO request_nonces (nonce, expires_at) "
-            "SELECT nonce, :now + :window * random() FROM ("
-            "SELECT decode(md5(random()::text || i::text), 'hex') AS nonce "
-            "FROM generate_series(1, :count) AS i) AS made ORDER BY nonce"
+            "INSERT INTO request_nonces (signed_at, nonce) "
+            "SELECT :first + i::bigint * :window / :count, "
+            "decode(md5(random()::text || i::text), 'hex') "
+            "FROM generate_series(0, :count - 1) AS i"
         )
     try:
         with db.write() as conn:
-            if db.is_sqlite:
-                conn.exec_driver_sql("PRAGMA cache_size = -2000000")  # (2 GB, for the sort)
-            by_expiry.drop(conn)
             conn.execute(statement, params)
-            by_expiry.create(conn)
     finally:
         db.dispose()
     return time.monotonic() - started

@@ -12,6 +12,11 @@ Rules pinned here (ARCHITECTURE.md, "One request of the community API"):
 * A new signer is recorded once, however often it signs in the group.
 * A group larger than one set of statements takes (``ADMISSIONS_PER_STATEMENT``)
   follows the same rules across the boundary.
+* A nonce is kept with the time its request was signed at, until that time leaves
+  the window (not its arrival: a request may be stamped a window ahead). The same
+  nonce signed at another time is another request (the signature covers both).
+* Nonces kept without their request's time (the pysogs import's) refuse any request
+  that carries them until they expire.
 * A group deletes up to two expired nonces for each of its requests
   (``EXPIRED_NONCES_CLEARED_PER_REQUEST``), those that expired first, and no live one;
   a pruning pass's write deletes up to the number it is given.
@@ -36,7 +41,7 @@ from opengroup.domain.users import (
     User,
     Users,
 )
-from opengroup.storage import migrate, people
+from opengroup.storage import bulk, migrate, people
 from opengroup.storage.database import Database
 from opengroup.storage.schema import blinded_ids, global_bans, request_nonces, users
 
@@ -122,34 +127,91 @@ def stored_nonces(db: Database) -> set[bytes]:
         return {bytes(row[0]) for row in conn.execute(select(request_nonces.c.nonce))}
 
 
+def expired_requests(db: Database, count: int, label: bytes) -> list[tuple[int, bytes]]:
+    """``count`` stored (signed at, nonce) pairs of requests long out of the window,
+    the oldest first."""
+    rows = [(int(NOW) - 200_000 + n, label + b"%010d" % n) for n in range(count)]
+    with db.write() as conn:
+        people.take_nonces(conn, rows)
+    return rows
+
+
 def test_a_group_deletes_two_expired_nonces_per_request_the_longest_expired_first(
     admissions: tuple[Users, Database],
 ) -> None:
     admit, db = admissions
-    expired = [(b"expired-%08d" % n, NOW - 1000 + n) for n in range(30)]
-    with db.write() as conn:
-        people.take_nonces(conn, expired)
+    expired = expired_requests(db, 30, b"early-")
     group = [request(ALICE) for _ in range(5)]
 
     assert all(isinstance(a, User) for a in admit.admit_all(group))
 
     cleared = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(group)
     stored = stored_nonces(db)
-    assert stored.isdisjoint(nonce for nonce, _at in expired[:cleared])
-    assert stored >= {nonce for nonce, _at in expired[cleared:]} | {r.nonce for r in group}
+    assert stored.isdisjoint(nonce for _at, nonce in expired[:cleared])
+    assert stored >= {nonce for _at, nonce in expired[cleared:]} | {r.nonce for r in group}
 
 
 def test_a_pruning_write_deletes_at_most_the_expired_nonces_it_is_given(
     admissions: tuple[Users, Database],
 ) -> None:
     admit, db = admissions
-    expired = [(b"pruned-%09d" % n, NOW - 500 + n) for n in range(25)]
     live = request(BOB)
     assert isinstance(admit.admit_all([live])[0], User)
     admit.prune_nonces(1000)  # (what earlier tests left expired)
-    with db.write() as conn:
-        people.take_nonces(conn, expired)
+    expired = expired_requests(db, 25, b"pruned")
 
     assert [admit.prune_nonces(10) for _ in range(4)] == [10, 10, 5, 0]
     stored = stored_nonces(db)
-    assert live.nonce in stored and stored.isdisjoint(nonce for nonce, _at in expired)
+    assert live.nonce in stored and stored.isdisjoint(nonce for _at, nonce in expired)
+
+
+def test_a_request_signed_at_the_far_edge_of_the_window_keeps_its_nonce_until_it_is_out(
+    admissions: tuple[Users, Database],
+) -> None:
+    """A request may be stamped up to the window ahead: its nonce stays until its own
+    time, not its arrival, has left the window."""
+    admit, db = admissions
+    window = admit.settings.request_time_window_seconds
+    ahead = SignedRequest(CAROL, b"from-the-future!", int(NOW) + window)
+    assert isinstance(admit.admit_all([ahead])[0], User)
+    later = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 2 * window)
+    later.prune_nonces(1000)
+    assert ahead.nonce in stored_nonces(db)
+    assert isinstance(later.admit_all([ahead])[0], NotFresh)
+
+    gone = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 2 * window + 1)
+    gone.prune_nonces(1000)
+    assert ahead.nonce not in stored_nonces(db)
+
+
+def test_the_same_nonce_signed_at_another_time_is_another_request(
+    admissions: tuple[Users, Database],
+) -> None:
+    admit, _db = admissions
+    first = request(ALICE)
+    again = SignedRequest(ALICE, first.nonce, first.timestamp)
+    other_time = SignedRequest(BOB, first.nonce, first.timestamp + 1)
+    answers = admit.admit_all([first, again, other_time])
+    assert [type(a) for a in answers] == [User, NotFresh, User]
+
+
+def test_a_nonce_kept_without_its_time_refuses_every_request_that_carries_it(
+    admissions: tuple[Users, Database],
+) -> None:
+    """Nonces the pysogs import brings (and those stored before schema revision 0006)
+    are kept without their request's time: any request carrying one is refused until
+    it expires, whenever it was signed."""
+    admit, db = admissions
+    untimed = b"seen-by-pysogs!!"
+    with db.write() as conn:
+        bulk.insert_untimed_nonces(conn, [(untimed, NOW + 100)])
+    fresh_process = Users(db, admit.settings, b"\x01" * 32, lambda: NOW)
+    for signed_at in (int(NOW) - 50, int(NOW), int(NOW) + 50):
+        answer = fresh_process.admit_all([SignedRequest(ALICE, untimed, signed_at)])[0]
+        assert isinstance(answer, NotFresh), signed_at
+
+    after = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 100)
+    assert isinstance(after.admit_all([SignedRequest(ALICE, untimed, int(NOW) + 100)])[0], User)
+    assert after.prune_nonces(1000) >= 1
+    with db.read() as conn:
+        assert people.untimed_nonces_until(conn) is None

@@ -67,7 +67,9 @@ def test_every_scenario_of_the_benchmark_runs_without_errors(
 def test_every_community_api_scenario_the_ceilings_and_the_open_loop_run_without_errors(
     tmp_path: Path, backend: Backend
 ) -> None:
-    rows = run_bench(tmp_path, backend, "--scenarios", "e,f,g,h,i", "--open-loop", "0.5")
+    rows = run_bench(
+        tmp_path, backend, "--scenarios", "e,f,g,h,i", "--open-loop", "0.5", "--nonces", "20000"
+    )
 
     assert [row["scenario"] for row in rows] == CEILINGS + COMMUNITY_SCENARIOS + OPEN_LOOP
     by_name = {row["scenario"]: row for row in rows}
@@ -78,6 +80,7 @@ def test_every_community_api_scenario_the_ceilings_and_the_open_loop_run_without
         row = by_name[name]
         assert row["backend"] == backend.name and row["messages"] == 50, row
         assert row["users"] == 4 and row["server_rss_mb_max_worker"] > 0, row
+        assert row["stored_nonces"] == 20000, row
         assert row["polls"] + row["posts"] + row["reactions"] == row["requests"], row
         # the ratios to both onion ceilings, as the v2 scenarios have theirs
         assert row["vs_onion_v4_ceiling"] > 0 and row["vs_onion_ceiling"] > 0, row

@@ -130,7 +130,7 @@ def test_rooms_and_users_of_0003_follow_the_servers_spam_settings(
     assert [tuple(row) for row in spoke] == [(None, 1.0)]
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004", "0005"])
 def test_every_revision_upgrades_from_nothing(
     tmp_path: Path, fresh_database_url: str | None, revision: str
 ) -> None:
@@ -138,3 +138,26 @@ def test_every_revision_upgrades_from_nothing(
     migrate.upgrade(db, revision)
     assert migrate.current_revision(db) == revision
     db.dispose()
+
+
+def test_nonces_stored_before_0006_are_kept_without_their_time(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    """0006 keys nonces by their request's time; those stored before, whose time is
+    unknown, move to untimed_nonces (a request carrying one is refused until it
+    expires: tests/test_admission.py)."""
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db, "0005")
+    stored = [(secrets.token_bytes(16), 1_000.0 + n) for n in range(3)]
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO request_nonces (nonce, expires_at) VALUES (:n, :at)"),
+            [{"n": nonce, "at": at} for nonce, at in stored],
+        )
+    migrate.upgrade(db)
+    with db.engine.connect() as conn:
+        untimed = conn.execute(sa.text("SELECT nonce, expires_at FROM untimed_nonces")).all()
+        timed = conn.execute(sa.text("SELECT signed_at, nonce FROM request_nonces")).all()
+    db.dispose()
+    assert sorted((bytes(n), at) for n, at in untimed) == sorted(stored)
+    assert timed == []

@@ -22,9 +22,10 @@ order of the checks); the refusal texts are pysogs' own, word for word
 - `X-SOGS-Timestamp`: decimal seconds (400 otherwise; milliseconds are refused
   as malformed, 400, where pysogs answers 425), within 24 h of the server's
   time either way (425 beyond);
-- a nonce is accepted once, whoever signs, and never again, not even after a
-  restart (425 `... cannot be reused`); a request refused for its signature
-  does not use it up;
+- a nonce is accepted once with its timestamp, whoever signs, and never again, not
+  even after a restart (425 `... cannot be reused`); signed at another second it is
+  another request (the signature covers both), accepted; a request refused for its
+  signature does not use it up;
 - a `00` (unblinded) key: 400 with exactly `Invalid authentication: this
   server requires the use of blinded ids` on every route, unless the server
   runs with `require_blinded_ids = false` (then the capabilities lack `blind`
@@ -524,10 +525,10 @@ def test_a_replayed_request_is_425_and_stores_nothing_more(
 def test_a_nonce_used_by_one_user_is_refused_to_another(
     community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
 ) -> None:
-    nonce = os.urandom(16)
-    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
+    nonce, now = os.urandom(16), int(time.time())
+    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce, timestamp=now)))
 
-    answer = get_with(community, signed_headers(community, bob, nonce=nonce))
+    answer = get_with(community, signed_headers(community, bob, nonce=nonce, timestamp=now))
 
     expect_refused(answer, 425, NONCE_REUSED)
 
@@ -535,14 +536,30 @@ def test_a_nonce_used_by_one_user_is_refused_to_another(
 def test_a_nonce_is_refused_in_another_request_too(
     community: CommunityClient, alice: BlindedIdentity
 ) -> None:
-    nonce = os.urandom(16)
-    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce)))
+    nonce, now = os.urandom(16), int(time.time())
+    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce, timestamp=now)))
 
     answer = get_with(
-        community, signed_headers(community, alice, path=ROOM, nonce=nonce), path=ROOM
+        community,
+        signed_headers(community, alice, path=ROOM, nonce=nonce, timestamp=now),
+        path=ROOM,
     )
 
     expect_refused(answer, 425, NONCE_REUSED)
+
+
+def test_a_nonce_signed_at_another_second_is_another_request(
+    community: CommunityClient, alice: BlindedIdentity
+) -> None:
+    """The server keeps each nonce with its request's time (so that a day of them is
+    stored and pruned in the order of time); the signature covers both, so only the
+    signer can make such a request, and a replay always carries both unchanged."""
+    nonce, now = os.urandom(16), int(time.time())
+    expect_ok(get_with(community, signed_headers(community, alice, nonce=nonce, timestamp=now)))
+
+    answer = get_with(community, signed_headers(community, alice, nonce=nonce, timestamp=now - 1))
+
+    expect_ok(answer)
 
 
 def test_a_request_refused_for_its_signature_does_not_use_up_its_nonce(

@@ -25,6 +25,7 @@ The module's server uses the default window; the short-window server a window of
 from __future__ import annotations
 
 import base64
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -155,35 +156,41 @@ class SignedPost:
 
 
 class Nonces:
-    """The server's `request_nonces` table, read and filled directly."""
+    """The server's `request_nonces` table, read and filled directly. A row is a request's
+    time and nonce; it may be pruned once that time has left the window (``window``
+    seconds, the server's setting)."""
 
-    def __init__(self, server: ServerProcess) -> None:
+    def __init__(self, server: ServerProcess, window: int) -> None:
         self.server = server
+        self.keep = window + 1
 
     def expiry(self, nonce: bytes) -> float | None:
-        """When the nonce is to be pruned (None: not stored)."""
+        """When the nonce may be pruned (None: not stored)."""
         rows = probe.run(
-            self.server, "SELECT expires_at FROM request_nonces WHERE nonce = %s", nonce
+            self.server, "SELECT signed_at FROM request_nonces WHERE nonce = %s", nonce
         )
-        return float(rows[0][0]) if rows else None
+        return float(rows[0][0]) + self.keep if rows else None
 
     def count(self, *, live_at: float | None = None) -> int:
-        """How many are stored (expiring after ``live_at``, if given)."""
+        """How many are stored (that may not be pruned before ``live_at``, if given)."""
         query = "SELECT count(*) FROM request_nonces"
         if live_at is not None:
-            return int(probe.value(self.server, query + " WHERE expires_at > %s", live_at))
+            return int(
+                probe.value(self.server, query + " WHERE signed_at > %s", live_at - self.keep)
+            )
         return int(probe.value(self.server, query))
 
     def insert(self, rows: list[tuple[bytes, float]]) -> None:
-        """Store (nonce, expires_at) rows as a flood of requests would have."""
+        """Store (nonce, may be pruned at) rows as a flood of requests would have."""
+        keyed = [(math.floor(at) - self.keep, nonce) for nonce, at in rows]
         with probe.connect(self.server, autocommit=False) as conn:
             if self.server.database_url is None:
-                conn.executemany("INSERT INTO request_nonces VALUES (?, ?)", rows)
+                conn.executemany("INSERT INTO request_nonces VALUES (?, ?)", keyed)
             else:
                 with conn.cursor().copy(
-                    "COPY request_nonces (nonce, expires_at) FROM STDIN"
+                    "COPY request_nonces (signed_at, nonce) FROM STDIN"
                 ) as copy:
-                    for row in rows:
+                    for row in keyed:
                         copy.write_row(row)
             conn.commit()
 
@@ -327,7 +334,7 @@ def test_a_request_from_the_future_is_never_accepted_again_before_or_after_pruni
 ) -> None:
     """Stamped SHORT_WINDOW - 1 s ahead: its nonce must outlive arrival + window (when an
     arrival-based expiry would let a replay in) until its timestamp leaves the window."""
-    nonces = Nonces(short_window)
+    nonces = Nonces(short_window, SHORT_WINDOW)
     with CommunityClient(short_window.base_url, short_window.public_key, "http") as client:
         stamped = int(time.time()) + SHORT_WINDOW - 1
         post = SignedPost(client.server_pk, timestamp=stamped)
@@ -359,7 +366,7 @@ def test_a_flood_of_fresh_keys_keeps_only_the_nonces_of_the_last_window(
     """Every signed request adds a row; pruning removes it once its time has left the
     window (at most a pruning pass later): the table never holds more than the requests
     of the last window and a bit, and empties once the flood stops."""
-    nonces = Nonces(short_window)
+    nonces = Nonces(short_window, SHORT_WINDOW)
     lifetime = SHORT_WINDOW + 1 + PRUNE_EVERY + 2  # window, rounding, a pass, slack
     sent: list[float] = []
     with CommunityClient(short_window.base_url, short_window.public_key, "http") as client:
@@ -379,7 +386,7 @@ def test_a_hundred_thousand_nonces_are_pruned_to_the_live_ones_and_requests_stay
 ) -> None:
     """A day's flood: half the rows long expired (requests of up to a day ago), half
     still live (requests of the last seconds, kept up to 2 windows ahead)."""
-    nonces = Nonces(short_window)
+    nonces = Nonces(short_window, SHORT_WINDOW)
     now = time.time()
     half = STORED_NONCES // 2
     live_until = now + 30  # kept alive through the test, then pruned by time too

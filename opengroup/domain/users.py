@@ -12,6 +12,7 @@ to it alone.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -78,11 +79,24 @@ class Users:
         # the next group. Its own thread, so request threads never hold it up.
         self._admissions: Batcher[SignedRequest, User] = Batcher(self._admit_group, 1)
         self._thread = Threads(1, "admissions")
+        # When the last nonce kept without its request's time expires (0: there are
+        # none; inf: not read yet). Only the pysogs import and the upgrade to schema
+        # revision 0006 keep such nonces, both before the server starts.
+        self._untimed_until = math.inf
 
     def prune_nonces(self, most: int) -> int:
         """One write of a pruning pass: delete up to ``most`` expired nonces; how many."""
+        now = self.clock()
         with self.db.write() as conn:
-            return people.clear_expired_nonces(conn, self.clock(), most)
+            count = people.clear_expired_nonces(conn, self._signed_before(now), most)
+            if count < most:
+                count += people.clear_expired_untimed_nonces(conn, now, most - count)
+        return count
+
+    def _signed_before(self, now: float) -> int:
+        """The nonces of requests signed before this time can go: those requests are
+        outside the window now, and will stay so."""
+        return math.floor(now) - self.settings.request_time_window_seconds
 
     def admit(self, signed: SignedRequest) -> User:
         """The user behind a request whose signature checked out: 425 if its nonce was
@@ -114,10 +128,9 @@ class Users:
         for up to ``ADMISSIONS_PER_STATEMENT`` requests (and one more per new signer),
         and one that deletes expired nonces."""
         now = self.clock()
+        cleared = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(requests)
         with self.db.write() as conn:
-            people.clear_expired_nonces(
-                conn, now, EXPIRED_NONCES_CLEARED_PER_REQUEST * len(requests)
-            )
+            people.clear_expired_nonces(conn, self._signed_before(now), cleared)
             admitted: list[User | Refusal] = []
             for start in range(0, len(requests), ADMISSIONS_PER_STATEMENT):
                 chunk = requests[start : start + ADMISSIONS_PER_STATEMENT]
@@ -129,21 +142,33 @@ class Users:
     ) -> list[User | Refusal]:
         """:meth:`admit_all` for at most ``ADMISSIONS_PER_STATEMENT`` requests: their
         nonces in one statement, their signers' facts in one, their sightings in one."""
-        keep = self.settings.request_time_window_seconds + 1
-        fresh = people.take_nonces(conn, [(s.nonce, s.timestamp + keep) for s in requests])
-        signers = {s.session_id: self._signer(s.session_id) for s in requests if s.nonce in fresh}
+        fresh = people.take_nonces(conn, [(s.timestamp, s.nonce) for s in requests])
+        if fresh and self._untimed_nonces_live(conn, now):
+            seen = people.known_untimed_nonces(conn, [nonce for _, nonce in fresh], now)
+            fresh = {key for key in fresh if key[1] not in seen}
+        signers = {
+            s.session_id: self._signer(s.session_id)
+            for s in requests
+            if (s.timestamp, s.nonce) in fresh
+        }
         facts = people.signers_facts(conn, list(signers.values()), now)
         admitted: list[User | Refusal] = []
         to_touch: set[str] = set()
         for signed in requests:
-            if signed.nonce not in fresh:
+            key = (signed.timestamp, signed.nonce)
+            if key not in fresh:
                 admitted.append(NotFresh("Invalid authentication: X-SOGS-Nonce cannot be reused"))
                 continue
-            fresh.discard(signed.nonce)  # (a second use in this group is a replay)
+            fresh.discard(key)  # (a second use in this group is a replay)
             signer = signers[signed.session_id]
             admitted.append(self._admit(conn, signer, facts[signer.session_id], now, to_touch))
         people.touch_users(conn, sorted(to_touch), now)  # (sorted: rows locked in one order)
         return admitted
+
+    def _untimed_nonces_live(self, conn: Connection, now: float) -> bool:
+        if self._untimed_until == math.inf:
+            self._untimed_until = people.untimed_nonces_until(conn) or 0.0
+        return now < self._untimed_until
 
     def _admit(
         self,

@@ -435,16 +435,17 @@ def import_server(conn: Connection | None, run: Run) -> ServerCounts:
         bulk.continue_direct_message_ids(out)
 
     # pysogs keeps a nonce 24 h after the request; the request's own time may be up to
-    # our window ahead of that, so the nonce is kept the window longer here.
+    # our window ahead of that, so the nonce is kept the window longer here. Its
+    # request's time is unknown: it is kept by value alone (untimed_nonces).
     window = run.settings.request_time_window_seconds
     nonces = [
         (bytes(nonce), float(expiry) + window)
         for nonce, expiry in run.db.rows(plan.NONCES, now=run.now)
         if nonce is not None and len(bytes(nonce)) == 16
     ]
-    known_nonces = bulk.known_nonces(conn, [n for n, _ in nonces]) if conn else set()
+    known_nonces = bulk.known_untimed_nonces(conn, [n for n, _ in nonces]) if conn else set()
     fresh = [(n, at) for n, at in nonces if n not in known_nonces]
     counts.nonces = len(fresh)
     if out is not None:
-        bulk.insert_nonces(out, fresh)
+        bulk.insert_untimed_nonces(out, fresh)
     return counts

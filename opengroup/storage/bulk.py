@@ -20,9 +20,9 @@ from opengroup.storage.schema import (
     files,
     messages,
     pending_tokens,
-    request_nonces,
     rooms,
     tokens,
+    untimed_nonces,
 )
 
 
@@ -208,21 +208,22 @@ def continue_direct_message_ids(conn: Connection) -> None:
         )
 
 
-def insert_nonces(conn: Connection, rows: Sequence[tuple[bytes, float]]) -> None:
-    """(nonce, expires_at) rows; a nonce already recorded is left as it is."""
+def insert_untimed_nonces(conn: Connection, rows: Sequence[tuple[bytes, float]]) -> None:
+    """(nonce, expires_at) rows of nonces whose request time is unknown; a nonce
+    already recorded is left as it is."""
     if not rows:
         return
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     conn.execute(
-        dialect.insert(request_nonces).on_conflict_do_nothing(),
+        dialect.insert(untimed_nonces).on_conflict_do_nothing(),
         [{"nonce": nonce, "expires_at": at} for nonce, at in rows],
     )
 
 
-def known_nonces(conn: Connection, nonces: Sequence[bytes]) -> set[bytes]:
+def known_untimed_nonces(conn: Connection, nonces: Sequence[bytes]) -> set[bytes]:
     found: set[bytes] = set()
     for start in range(0, len(nonces), 500):
         chunk = list(nonces[start : start + 500])
-        rows = conn.execute(select(request_nonces.c.nonce).where(request_nonces.c.nonce.in_(chunk)))
+        rows = conn.execute(select(untimed_nonces.c.nonce).where(untimed_nonces.c.nonce.in_(chunk)))
         found.update(bytes(row[0]) for row in rows)
     return found

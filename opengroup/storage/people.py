@@ -22,11 +22,13 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     insert,
     literal,
     null,
     or_,
     select,
+    tuple_,
     union,
     union_all,
     update,
@@ -51,6 +53,7 @@ from opengroup.storage.schema import (
     request_nonces,
     rooms,
     tokens,
+    untimed_nonces,
     users,
 )
 
@@ -191,37 +194,66 @@ def unlinked_session_ids(conn: Connection) -> list[str]:
 # -- nonces ------------------------------------------------------------------------------
 
 
-def take_nonces(conn: Connection, nonces: Sequence[tuple[bytes, float]]) -> set[bytes]:
-    """Record request nonces, each with when it may be forgotten, in one statement; the
-    ones not recorded before (the others are replays)."""
-    # In the nonces' order (the sort keeps a repeated nonce's first row first): two
-    # transactions that insert the same nonces wait for each other in one order, never
+def take_nonces(conn: Connection, nonces: Sequence[tuple[int, bytes]]) -> set[tuple[int, bytes]]:
+    """Record requests' (signed at, nonce) pairs in one statement; the ones not recorded
+    before (the others are replays)."""
+    # In the keys' order (the sort keeps a repeated key's first row first): two
+    # transactions that insert the same keys wait for each other in one order, never
     # in a circle (PostgreSQL would end one of them as deadlocked).
-    ordered = sorted(nonces, key=lambda pair: pair[0])
-    rows = [{"nonce": nonce, "expires_at": expires_at} for nonce, expires_at in ordered]
-    return {bytes(key[0]) for key in insert_absent_rows(conn, request_nonces, rows)}
+    rows = [{"signed_at": at, "nonce": nonce} for at, nonce in sorted(nonces)]
+    return {(int(at), bytes(nonce)) for at, nonce in insert_absent_rows(conn, request_nonces, rows)}
 
 
 def _clear_expired_nonces_statement(dialect_name: str) -> Any:
+    key = tuple_(request_nonces.c.signed_at, request_nonces.c.nonce)
     oldest = (
-        select(request_nonces.c.nonce)
-        .where(request_nonces.c.expires_at <= bindparam("now"))
-        .order_by(request_nonces.c.expires_at)
+        select(request_nonces.c.signed_at, request_nonces.c.nonce)
+        .where(request_nonces.c.signed_at < bindparam("signed_before"))
+        .order_by(request_nonces.c.signed_at)
         .limit(bindparam("most"))
     )
     if dialect_name == "postgresql":
         # (rows another transaction is clearing are left to it, not waited for)
         oldest = oldest.with_for_update(skip_locked=True)
-    return delete(request_nonces).where(request_nonces.c.nonce.in_(oldest.scalar_subquery()))
+    return delete(request_nonces).where(key.in_(oldest))
 
 
 _CLEAR_EXPIRED_NONCES = HotStatement("people.clear_expired_nonces", _clear_expired_nonces_statement)
 
 
-def clear_expired_nonces(conn: Connection, now: float, most: int) -> int:
-    """Delete up to ``most`` nonces that may be forgotten at ``now``, those that could be
-    forgotten first; how many were deleted."""
-    return int(_CLEAR_EXPIRED_NONCES.run(conn, {"now": now, "most": most}).rowcount)
+def clear_expired_nonces(conn: Connection, signed_before: int, most: int) -> int:
+    """Delete up to ``most`` nonces of requests signed before ``signed_before`` (which
+    can no longer be accepted), the oldest first; how many were deleted."""
+    params = {"signed_before": signed_before, "most": most}
+    return int(_CLEAR_EXPIRED_NONCES.run(conn, params).rowcount)
+
+
+def untimed_nonces_until(conn: Connection) -> float | None:
+    """When the last nonce whose request time is unknown expires (None: there are none)."""
+    until = conn.execute(select(func.max(untimed_nonces.c.expires_at))).scalar()
+    return None if until is None else float(until)
+
+
+def known_untimed_nonces(conn: Connection, nonces: Sequence[bytes], now: float) -> set[bytes]:
+    """Those of ``nonces`` recorded, unexpired, without their request's time."""
+    rows = conn.execute(
+        select(untimed_nonces.c.nonce).where(
+            untimed_nonces.c.nonce.in_(list(nonces)), untimed_nonces.c.expires_at > now
+        )
+    )
+    return {bytes(row[0]) for row in rows}
+
+
+def clear_expired_untimed_nonces(conn: Connection, now: float, most: int) -> int:
+    """Delete up to ``most`` expired nonces whose request time is unknown; how many."""
+    oldest = (
+        select(untimed_nonces.c.nonce)
+        .where(untimed_nonces.c.expires_at <= now)
+        .order_by(untimed_nonces.c.expires_at)
+        .limit(most)
+    )
+    statement = delete(untimed_nonces).where(untimed_nonces.c.nonce.in_(oldest.scalar_subquery()))
+    return int(conn.execute(statement).rowcount)
 
 
 @dataclass(frozen=True)

@@ -261,14 +261,26 @@ blinded_ids = Table(
     Index("blinded_ids_by_abs", "blinded_abs"),
 )
 
-# The nonce of every signed request, kept until its timestamp leaves the accepted
-# window: a request can never be replayed.
+# The nonce of every signed request with the time it was signed at (its
+# X-SOGS-Timestamp), kept until that time leaves the accepted window: a request can
+# never be replayed. In the order of time (no row id on SQLite), so the pages an
+# admission writes are the newest and those pruning deletes the oldest.
 request_nonces = Table(
     "request_nonces",
     metadata,
+    Column("signed_at", BigInteger, primary_key=True),
+    Column("nonce", LargeBinary(16), primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+# Nonces whose request time is unknown: brought by the pysogs import, or stored before
+# schema revision 0006. A request whose nonce is here is refused until it expires.
+untimed_nonces = Table(
+    "untimed_nonces",
+    metadata,
     Column("nonce", LargeBinary(16), primary_key=True),
     Column("expires_at", Float, nullable=False),
-    Index("request_nonces_by_expiry", "expires_at"),
+    Index("untimed_nonces_by_expiry", "expires_at"),
 )
 
 reactions = Table(
