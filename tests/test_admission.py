@@ -202,6 +202,7 @@ def test_a_nonce_kept_without_its_time_refuses_every_request_that_carries_it(
     are kept without their request's time: any request carrying one is refused until
     it expires, whenever it was signed."""
     admit, db = admissions
+    assert isinstance(admit.admit_all([request(ALICE)])[0], User)  # (it found none kept)
     untimed = b"seen-by-pysogs!!"
     with db.write() as conn:
         bulk.insert_untimed_nonces(conn, [(untimed, NOW + 100)])
@@ -209,6 +210,9 @@ def test_a_nonce_kept_without_its_time_refuses_every_request_that_carries_it(
     for signed_at in (int(NOW) - 50, int(NOW), int(NOW) + 50):
         answer = fresh_process.admit_all([SignedRequest(ALICE, untimed, signed_at)])[0]
         assert isinstance(answer, NotFresh), signed_at
+    # a process that found none when it started learns of them at its next pruning pass
+    admit.prune_nonces(1000)
+    assert isinstance(admit.admit_all([SignedRequest(BOB, untimed, int(NOW) + 7)])[0], NotFresh)
 
     after = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 100)
     assert isinstance(after.admit_all([SignedRequest(ALICE, untimed, int(NOW) + 100)])[0], User)

@@ -80,8 +80,9 @@ class Users:
         self._admissions: Batcher[SignedRequest, User] = Batcher(self._admit_group, 1)
         self._thread = Threads(1, "admissions")
         # When the last nonce kept without its request's time expires (0: there are
-        # none; inf: not read yet). Only the pysogs import and the upgrade to schema
-        # revision 0006 keep such nonces, both before the server starts.
+        # none; inf: not read yet). Only the upgrade to schema revision 0006 and the
+        # pysogs import keep such nonces: the former before the server starts, the
+        # latter maybe while it runs (read again by every pruning pass).
         self._untimed_until = math.inf
 
     def prune_nonces(self, most: int) -> int:
@@ -91,6 +92,7 @@ class Users:
             count = people.clear_expired_nonces(conn, self._signed_before(now), most)
             if count < most:
                 count += people.clear_expired_untimed_nonces(conn, now, most - count)
+                self._untimed_until = people.untimed_nonces_until(conn) or 0.0
         return count
 
     def _signed_before(self, now: float) -> int:
