@@ -141,9 +141,10 @@ def test_a_group_deletes_two_expired_nonces_per_request_the_longest_expired_firs
 ) -> None:
     admit, db = admissions
     expired = expired_requests(db, 30, b"early-")
+    process = Users(db, admit.settings, b"\x01" * 32, lambda: NOW)  # (new: looks from 0)
     group = [request(ALICE) for _ in range(5)]
 
-    assert all(isinstance(a, User) for a in admit.admit_all(group))
+    assert all(isinstance(a, User) for a in process.admit_all(group))
 
     cleared = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(group)
     stored = stored_nonces(db)
@@ -160,9 +161,31 @@ def test_a_pruning_write_deletes_at_most_the_expired_nonces_it_is_given(
     admit.prune_nonces(1000)  # (what earlier tests left expired)
     expired = expired_requests(db, 25, b"pruned")
 
-    assert [admit.prune_nonces(10) for _ in range(4)] == [10, 10, 5, 0]
+    counts, signed_from = [], 0
+    for _ in range(4):
+        count, signed_from = admit.prune_nonces(10, signed_from)
+        counts.append(count)
+    assert counts == [10, 10, 5, 0]
     stored = stored_nonces(db)
     assert live.nonce in stored and stored.isdisjoint(nonce for _at, nonce in expired)
+
+
+def test_deletions_look_from_where_the_process_reached_and_a_pass_sweeps_from_the_start(
+    admissions: tuple[Users, Database],
+) -> None:
+    """A process's deletions of expired nonces search from where its last ones reached
+    (on PostgreSQL, searching from the oldest end steps over every row deleted since
+    the last vacuum); the first write of a pruning pass sweeps from the oldest end, for
+    a row another process left (its deletion rolled back)."""
+    admit, db = admissions
+    admit.prune_nonces(1000)  # (what earlier tests left expired)
+    assert isinstance(admit.admit_all([request(ALICE)])[0], User)  # (reached the cut)
+    left = expired_requests(db, 3, b"left--")
+
+    assert isinstance(admit.admit_all([request(BOB)])[0], User)
+    assert stored_nonces(db) >= {nonce for _at, nonce in left}
+    assert admit.prune_nonces(1000)[0] == 3
+    assert stored_nonces(db).isdisjoint(nonce for _at, nonce in left)
 
 
 def test_a_request_signed_at_the_far_edge_of_the_window_keeps_its_nonce_until_it_is_out(
@@ -216,6 +239,6 @@ def test_a_nonce_kept_without_its_time_refuses_every_request_that_carries_it(
 
     after = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 100)
     assert isinstance(after.admit_all([SignedRequest(ALICE, untimed, int(NOW) + 100)])[0], User)
-    assert after.prune_nonces(1000) >= 1
+    assert after.prune_nonces(1000)[0] >= 1
     with db.read() as conn:
         assert people.untimed_nonces_until(conn) is None

@@ -341,19 +341,27 @@ def test_clearing_expired_nonces_deletes_at_most_so_many_the_longest_expired_fir
     live = [(before + n, b"live-%011d" % n) for n in range(5)]
     with db.write() as conn:
         people.take_nonces(conn, [*live, *expired])
-        deleted = [people.clear_expired_nonces(conn, before, 10) for _ in range(4)]
+        deleted = [len(people.clear_expired_nonces(conn, 0, before, 10)) for _ in range(4)]
         kept = set(conn.execute(select(request_nonces.c.signed_at, request_nonces.c.nonce)).all())
     assert deleted == [10, 10, 5, 0]
     assert kept >= set(live)
     assert kept.isdisjoint(expired)
     with db.write() as conn:
         people.take_nonces(conn, expired)
-        assert people.clear_expired_nonces(conn, before, 10) == 10
+        assert sorted(people.clear_expired_nonces(conn, 0, before, 10)) == [
+            t for t, _n in expired[:10]
+        ]
         kept = set(conn.execute(select(request_nonces.c.signed_at, request_nonces.c.nonce)).all())
     assert kept.isdisjoint(expired[:10])
     assert kept >= set(expired[10:])
     with db.write() as conn:
-        assert people.clear_expired_nonces(conn, before, 100) == 15
+        # from a time on: those signed earlier are not even looked at
+        assert sorted(people.clear_expired_nonces(conn, before - 85, before, 100)) == [
+            t for t, _n in expired[15:]
+        ]
+        assert sorted(people.clear_expired_nonces(conn, 0, before, 100)) == [
+            t for t, _n in expired[10:15]
+        ]
 
 
 def test_touching_users_moves_their_last_sighting_only_forward(db: Database) -> None:

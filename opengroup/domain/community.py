@@ -113,9 +113,11 @@ class Community:
         ``NONCES_PRUNED_PER_WRITE`` (a few milliseconds each) with a pause between, so
         that the admissions waiting for the write lock meanwhile take it in between;
         how many. (Admissions delete expired nonces too, two for each request.)"""
-        pruned = 0
+        pruned, signed_from = 0, 0
         while True:
-            count = await self.threads.run(self.users.prune_nonces, NONCES_PRUNED_PER_WRITE)
+            count, signed_from = await self.threads.run(
+                self.users.prune_nonces, NONCES_PRUNED_PER_WRITE, signed_from
+            )
             pruned += count
             if count < NONCES_PRUNED_PER_WRITE:
                 return pruned

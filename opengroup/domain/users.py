@@ -84,21 +84,37 @@ class Users:
         # pysogs import keep such nonces: the former before the server starts, the
         # latter maybe while it runs (read again by every pruning pass).
         self._untimed_until = math.inf
+        # The nonces of requests signed before this time are deleted, as far as this
+        # process knows: its deletions search from here.
+        self._cleared_before = 0
 
-    def prune_nonces(self, most: int) -> int:
-        """One write of a pruning pass: delete up to ``most`` expired nonces; how many."""
+    def prune_nonces(self, most: int, signed_from: int = 0) -> tuple[int, int]:
+        """One write of a pruning pass: delete up to ``most`` expired nonces, of requests
+        signed from ``signed_from`` on (a pass begins at 0: a nonce another process was
+        deleting is left if its transaction failed); how many, and where the pass's next
+        write is to look from."""
         now = self.clock()
+        cut = self._signed_before(now)
         with self.db.write() as conn:
-            count = people.clear_expired_nonces(conn, self._signed_before(now), most)
+            signed = people.clear_expired_nonces(conn, signed_from, cut, most)
+            count = len(signed)
             if count < most:
                 count += people.clear_expired_untimed_nonces(conn, now, most - count)
                 self._untimed_until = people.untimed_nonces_until(conn) or 0.0
-        return count
+        return count, self._cleared(signed, cut, most)
 
     def _signed_before(self, now: float) -> int:
         """The nonces of requests signed before this time can go: those requests are
         outside the window now, and will stay so."""
         return math.floor(now) - self.settings.request_time_window_seconds
+
+    def _cleared(self, signed: list[int], cut: int, most: int) -> int:
+        """How far a committed deletion of expired nonces reached, noted: all of them
+        before ``cut`` if it deleted fewer than ``most``, else those before the latest
+        it deleted (it deletes the oldest first)."""
+        reached = cut if len(signed) < most else max(signed)
+        self._cleared_before = max(self._cleared_before, reached)
+        return reached
 
     def admit(self, signed: SignedRequest) -> User:
         """The user behind a request whose signature checked out: 425 if its nonce was
@@ -130,13 +146,15 @@ class Users:
         for up to ``ADMISSIONS_PER_STATEMENT`` requests (and one more per new signer),
         and one that deletes expired nonces."""
         now = self.clock()
-        cleared = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(requests)
+        most = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(requests)
+        cut = self._signed_before(now)
         with self.db.write() as conn:
-            people.clear_expired_nonces(conn, self._signed_before(now), cleared)
+            deleted = people.clear_expired_nonces(conn, self._cleared_before, cut, most)
             admitted: list[User | Refusal] = []
             for start in range(0, len(requests), ADMISSIONS_PER_STATEMENT):
                 chunk = requests[start : start + ADMISSIONS_PER_STATEMENT]
                 admitted += self._admit_chunk(conn, chunk, now)
+        self._cleared(deleted, cut, most)
         return admitted
 
     def _admit_chunk(
