@@ -242,3 +242,12 @@ def test_a_nonce_kept_without_its_time_refuses_every_request_that_carries_it(
     assert after.prune_nonces(1000)[0] >= 1
     with db.read() as conn:
         assert people.untimed_nonces_until(conn) is None
+
+
+def test_an_empty_group_admits_nobody_and_deletes_nothing(
+    admissions: tuple[Users, Database],
+) -> None:
+    admit, db = admissions
+    before = stored_nonces(db)
+    assert admit.admit_all([]) == []
+    assert stored_nonces(db) == before

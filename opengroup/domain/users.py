@@ -112,7 +112,12 @@ class Users:
         """How far a committed deletion of expired nonces reached, noted: all of them
         before ``cut`` if it deleted fewer than ``most``, else those before the latest
         it deleted (it deletes the oldest first)."""
-        reached = cut if len(signed) < most else max(signed)
+        if len(signed) < most:
+            reached = cut
+        elif signed:
+            reached = max(signed)
+        else:  # (none looked for)
+            return self._cleared_before
         self._cleared_before = max(self._cleared_before, reached)
         return reached
 
