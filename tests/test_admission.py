@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from opengroup import blinding
-from opengroup.config import load_settings
+from opengroup.config import Settings, load_settings
 from opengroup.domain.errors import Banned, NotFresh
 from opengroup.domain.signed_requests import SignedRequest
 from opengroup.domain.users import (
@@ -61,6 +61,12 @@ ALICE, BOB, CAROL, BANNED = blinded(1), blinded(2), blinded(3), blinded(4)
 BANNED_SESSION_ID = "05" + "44" * 32
 
 
+def process_at(db: Database, settings: Settings, now: float) -> Users:
+    """The admissions of a process (a new one: it knows nothing yet) whose clock says
+    ``now``."""
+    return Users(db, settings, b"\x01" * 32, lambda: now)
+
+
 @pytest.fixture(scope="module")
 def admissions(
     tmp_path_factory: pytest.TempPathFactory, database_url: str | None
@@ -78,7 +84,7 @@ def admissions(
         )
         conn.execute(insert(global_bans).values(public_key=BANNED_SESSION_ID, banned_at=1.0))
     settings = load_settings(overrides={"data_dir": str(tmp)}, env={})
-    yield Users(db, settings, b"\x01" * 32, lambda: NOW), db
+    yield process_at(db, settings, NOW), db
     db.dispose()
 
 
@@ -141,7 +147,7 @@ def test_a_group_deletes_two_expired_nonces_per_request_the_longest_expired_firs
 ) -> None:
     admit, db = admissions
     expired = expired_requests(db, 30, b"early-")
-    process = Users(db, admit.settings, b"\x01" * 32, lambda: NOW)  # (new: looks from 0)
+    process = process_at(db, admit.settings, NOW)  # (new: looks from 0)
     group = [request(ALICE) for _ in range(5)]
 
     assert all(isinstance(a, User) for a in process.admit_all(group))
@@ -197,12 +203,12 @@ def test_a_request_signed_at_the_far_edge_of_the_window_keeps_its_nonce_until_it
     window = admit.settings.request_time_window_seconds
     ahead = SignedRequest(CAROL, b"from-the-future!", int(NOW) + window)
     assert isinstance(admit.admit_all([ahead])[0], User)
-    later = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 2 * window)
+    later = process_at(db, admit.settings, NOW + 2 * window)
     later.prune_nonces(1000)
     assert ahead.nonce in stored_nonces(db)
     assert isinstance(later.admit_all([ahead])[0], NotFresh)
 
-    gone = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 2 * window + 1)
+    gone = process_at(db, admit.settings, NOW + 2 * window + 1)
     gone.prune_nonces(1000)
     assert ahead.nonce not in stored_nonces(db)
 
@@ -229,7 +235,7 @@ def test_a_nonce_kept_without_its_time_refuses_every_request_that_carries_it(
     untimed = b"seen-by-pysogs!!"
     with db.write() as conn:
         bulk.insert_untimed_nonces(conn, [(untimed, NOW + 100)])
-    fresh_process = Users(db, admit.settings, b"\x01" * 32, lambda: NOW)
+    fresh_process = process_at(db, admit.settings, NOW)
     for signed_at in (int(NOW) - 50, int(NOW), int(NOW) + 50):
         answer = fresh_process.admit_all([SignedRequest(ALICE, untimed, signed_at)])[0]
         assert isinstance(answer, NotFresh), signed_at
@@ -237,7 +243,7 @@ def test_a_nonce_kept_without_its_time_refuses_every_request_that_carries_it(
     admit.prune_nonces(1000)
     assert isinstance(admit.admit_all([SignedRequest(BOB, untimed, int(NOW) + 7)])[0], NotFresh)
 
-    after = Users(db, admit.settings, b"\x01" * 32, lambda: NOW + 100)
+    after = process_at(db, admit.settings, NOW + 100)
     assert isinstance(after.admit_all([SignedRequest(ALICE, untimed, int(NOW) + 100)])[0], User)
     assert after.prune_nonces(1000)[0] >= 1
     with db.read() as conn:

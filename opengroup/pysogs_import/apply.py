@@ -443,7 +443,8 @@ def import_server(conn: Connection | None, run: Run) -> ServerCounts:
         for nonce, expiry in run.db.rows(plan.NONCES, now=run.now)
         if nonce is not None and len(bytes(nonce)) == 16
     ]
-    known_nonces = bulk.known_untimed_nonces(conn, [n for n, _ in nonces]) if conn else set()
+    brought = [n for n, _ in nonces]
+    known_nonces = people.known_untimed_nonces(conn, brought, run.now) if conn else set()
     fresh = [(n, at) for n, at in nonces if n not in known_nonces]
     counts.nonces = len(fresh)
     if out is not None:

@@ -218,12 +218,3 @@ def insert_untimed_nonces(conn: Connection, rows: Sequence[tuple[bytes, float]])
         dialect.insert(untimed_nonces).on_conflict_do_nothing(),
         [{"nonce": nonce, "expires_at": at} for nonce, at in rows],
     )
-
-
-def known_untimed_nonces(conn: Connection, nonces: Sequence[bytes]) -> set[bytes]:
-    found: set[bytes] = set()
-    for start in range(0, len(nonces), 500):
-        chunk = list(nonces[start : start + 500])
-        rows = conn.execute(select(untimed_nonces.c.nonce).where(untimed_nonces.c.nonce.in_(chunk)))
-        found.update(bytes(row[0]) for row in rows)
-    return found

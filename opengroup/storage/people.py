@@ -243,13 +243,18 @@ def untimed_nonces_until(conn: Connection) -> float | None:
 
 
 def known_untimed_nonces(conn: Connection, nonces: Sequence[bytes], now: float) -> set[bytes]:
-    """Those of ``nonces`` recorded, unexpired, without their request's time."""
-    rows = conn.execute(
-        select(untimed_nonces.c.nonce).where(
-            untimed_nonces.c.nonce.in_(list(nonces)), untimed_nonces.c.expires_at > now
+    """Those of ``nonces`` recorded, unexpired, without their request's time (any
+    number of them: 500 to a statement)."""
+    found: set[bytes] = set()
+    for start in range(0, len(nonces), 500):
+        rows = conn.execute(
+            select(untimed_nonces.c.nonce).where(
+                untimed_nonces.c.nonce.in_(list(nonces[start : start + 500])),
+                untimed_nonces.c.expires_at > now,
+            )
         )
-    )
-    return {bytes(row[0]) for row in rows}
+        found.update(bytes(row[0]) for row in rows)
+    return found
 
 
 def clear_expired_untimed_nonces(conn: Connection, now: float, most: int) -> int:
