@@ -1,9 +1,10 @@
 """A thread's shared read (Database.shared_reads), on the run's backend: one
 connection for every read inside it (on SQLite one snapshot; on PostgreSQL each
-statement sees every commit before it, with no BEGIN and COMMIT), writes on their own
-connection beside it, a failed statement ending it without spoiling the reads after
-it, a thread's next shared read on the connection its last one ended on, and a pool
-in which every thread may hold a shared read and a write at once."""
+statement sees every commit before it, with no BEGIN and COMMIT, which is also how a
+request's own reads run there), writes on their own connection beside it, a failed
+statement ending it without spoiling the reads after it, a thread's next shared read
+on the connection its last one ended on, and a pool in which every thread may hold a
+shared read and a write at once."""
 
 from __future__ import annotations
 
@@ -63,6 +64,25 @@ def test_reads_inside_share_one_connection_and_on_sqlite_its_snapshot(db: Databa
             assert rooms(db) == before + 1
         assert rooms(db) == before + 1  # the shared read ended, the next one is new
     assert rooms(db) == before + 1
+
+
+def test_own_reads_each_see_the_writes_committed_before_them(db: Database) -> None:
+    """What a request that may write reads with: each read sees every write committed
+    before it. On PostgreSQL they share one connection with no transaction held open
+    (no BEGIN and COMMIT round trips), as shared reads do; on SQLite each read has a
+    transaction of its own."""
+    before = rooms(db)
+    with db.own_reads():
+        with db.read() as first:
+            assert int(first.execute(COUNT_ROOMS).scalar_one()) == before
+        add_room(db, "lobby")
+        with db.read() as second:
+            assert int(second.execute(COUNT_ROOMS).scalar_one()) == before + 1
+            assert (second is first) is not db.is_sqlite
+            if not db.is_sqlite:
+                driver = second.connection.driver_connection
+                assert driver is not None
+                assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 def test_reads_outside_each_have_their_own_transaction(db: Database) -> None:

@@ -251,10 +251,14 @@ class Database:
         return self._sharing(True)
 
     def own_reads(self) -> AbstractContextManager[None]:
-        """End this thread's shared read, if any, and give each read inside its own
-        transaction, which sees every write committed before it (a batch's items that
-        may write run so)."""
-        return self._sharing(False)
+        """Within it, each read of this thread sees every write committed before it (a
+        request that may write runs so, and reads back what it wrote). On SQLite, the
+        thread's shared read ends, and each read runs in a transaction of its own. On
+        PostgreSQL, the same as :meth:`shared_reads`: there a shared read's statements
+        each see what was committed before they began, and a read needs no ``BEGIN``
+        and ``COMMIT`` of its own (two round trips of three, on the event loop while a
+        post is checked)."""
+        return self._sharing(not self.is_sqlite)
 
     def _sharing(self, sharing: bool) -> AbstractContextManager[None]:
         if self._shared.sharing == sharing:  # within a scope of the same kind, which ends it
