@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Table, insert, select
 
-from opengroup.domain.access import view_room, view_rooms
+from opengroup.domain.access import view_room, view_rooms, view_rooms_and_newest_dms
 from opengroup.domain.errors import NoSuchRoom
 from opengroup.storage import inbox, migrate, paging, people, posts, queries, roomdetails
 from opengroup.storage.database import Database
@@ -220,6 +220,16 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[Any]]]] = [
         ("people.rooms_and_rights_facts", {"now": NOW}, {"rooms": rooms_, "keys": keys})
         for rooms_ in ([ROOM], [ROOM, "Quiet"], ["quiet", "nowhere"])
         for keys in KEY_LISTS
+    ),
+    *(
+        (
+            "people.rooms_rights_and_newest_dms",
+            {"now": NOW, "dm_key": who},
+            {"rooms": rooms_, "keys": keys},
+        )
+        for rooms_ in ([ROOM], [ROOM, "Quiet"], ["quiet", "nowhere"])
+        for keys in KEY_LISTS[:4]
+        for who in (ALICE_15, BANNED, BOB)
     ),
     *(
         (
@@ -452,6 +462,25 @@ def test_both_boxes_read_together_are_the_pages_read_one_by_one(db: Database, wh
                 inbox.messages_to(conn, who, NOW, after_id=after, limit=limit),
                 inbox.messages_from(conn, who, NOW, after_id=0, limit=limit),
             )
+
+
+@pytest.mark.parametrize("keys", KEY_LISTS)
+@pytest.mark.parametrize("who", [ALICE_15, BANNED, BOB])
+def test_rooms_read_with_the_newest_dms_are_both_read_apart(
+    db: Database, keys: list[str], who: str
+) -> None:
+    """The rooms as view_rooms reads them, and the ids of the newest messages to and
+    from ``who``: the last of each box read from its start (None if it is empty)."""
+    tokens = [ROOM, "Quiet", "nowhere", "quiet"]
+    with db.read() as conn:
+        views, newest = view_rooms_and_newest_dms(conn, tokens, keys, NOW, who)
+        assert views == view_rooms(conn, tokens, keys, NOW)
+        # (from the start, every message: expired ones too, so a page may still be empty)
+        received, sent = inbox.both_pages(conn, who, 0.0, (0, 100), (0, 100))
+        assert newest == people.NewestDirectMessages(
+            received[-1].id if received else None, sent[-1].id if sent else None
+        )
+        assert view_rooms_and_newest_dms(conn, ["no\x00room"], keys, NOW, who) == ({}, None)
 
 
 @pytest.mark.parametrize("keys", KEY_LISTS)

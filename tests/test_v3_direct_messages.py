@@ -26,7 +26,7 @@ import pytest
 from harness import probe
 from harness.communityclient import BlindedIdentity, CommunityAnswer, CommunityClient
 from harness.expect import expect_refused
-from harness.flows import b64, wait_until
+from harness.flows import ROOM, b64, wait_until
 from harness.server import Backend, ServerProcess
 
 MAX_DM_BYTES = 2000
@@ -360,6 +360,46 @@ def test_each_page_a_batch_asks_for_is_the_page_asked_for_alone(
             assert item["body"] == alone.body, path
         codes.append(item["code"])
     assert codes == [200, 200, 200, 400, 200, 200, 304, 200]
+
+
+def test_a_poll_of_a_room_and_both_boxes_answers_each_box_as_polled_alone(
+    community: CommunityClient, alice: BlindedIdentity, carol: BlindedIdentity
+) -> None:
+    """What every client sends: a room and both boxes since their cursors. (With a room
+    to read, the statement that reads it also says whether either box holds anything
+    past its cursor, and the pages are read only then.) Each box's answer is the one it
+    gets alone, whichever box has something new."""
+    seen(community, alice, carol)
+
+    def poll(inbox_after: int, outbox_after: int) -> tuple[list[int] | None, list[int] | None]:
+        paths = [f"{ROOM}/pollInfo/0", f"/inbox/since/{inbox_after}",
+                 f"/outbox/since/{outbox_after}"]  # fmt: skip
+        answer = community.batch([{"method": "GET", "path": path} for path in paths], carol)
+        assert answer.status == 200, answer
+        room, *boxes = answer.body
+        assert room["code"] == 200, room
+        pages: list[list[int] | None] = []
+        for path, item in zip(paths[1:], boxes, strict=True):
+            alone = community.get(path, identity=carol)
+            assert item["code"] == alone.status, path
+            if alone.status == 304:
+                assert item == NOT_MODIFIED_ITEM
+                pages.append(None)
+            else:
+                assert item["body"] == alone.body, path
+                pages.append(ids(item["body"]))
+        return pages[0], pages[1]
+
+    assert poll(0, 0) == (None, None)
+    first = send_ok(community, alice, carol)["id"]
+    assert poll(0, 0) == ([first], None)
+    assert poll(first, 0) == (None, None)
+    reply = send_ok(community, carol, alice)["id"]
+    assert poll(first, 0) == (None, [reply])
+    assert poll(first, reply) == (None, None)
+    later = send_ok(community, alice, carol)["id"]
+    assert poll(first, reply) == ([later], None)
+    assert poll(0, 0) == ([first, later], [reply])
 
 
 def test_a_message_sent_in_a_batch_is_in_the_pages_its_later_items_read(

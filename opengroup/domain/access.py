@@ -119,8 +119,33 @@ def view_rooms(
     """:func:`view_room` of the rooms whose ids are exactly ``tokens``, in one statement
     (a ``/batch`` polling many rooms reads them so); the tokens of rooms that are not
     there, or that the caller may not know of, are left out."""
+    room_ids = _room_ids(tokens)
+    if not room_ids:
+        return {}
+    return _views(people.rooms_and_rights_facts(conn, room_ids, keys, now), keys)
+
+
+def view_rooms_and_newest_dms(
+    conn: Connection, tokens: Sequence[str], keys: Sequence[str], now: float, dm_key: str
+) -> tuple[dict[str, RoomView], people.NewestDirectMessages | None]:
+    """:func:`view_rooms`, and in the same statement the newest direct messages to and
+    from ``dm_key`` (None if no token could name a room: nothing was read)."""
+    room_ids = _room_ids(tokens)
+    if not room_ids:
+        return {}, None
+    found, newest = people.rooms_rights_and_newest_dms(conn, room_ids, keys, now, dm_key)
+    return _views(found, keys), newest
+
+
+def _room_ids(tokens: Sequence[str]) -> list[str]:
+    return [token for token in tokens if could_be_room_id(token)]
+
+
+def _views(found: dict[str, people.RoomAndFacts], keys: Sequence[str]) -> dict[str, RoomView]:
+    """The rooms read with the facts of the caller's rights, as the caller sees them
+    (those they may not know of left out)."""
     views = {}
-    for room_id, (room, access) in _rooms_with_access(conn, tokens, keys, now).items():
+    for room_id, (room, access) in _with_access(found, keys).items():
         view = _view(room, access)
         if view is not None:
             views[room_id] = view
@@ -132,10 +157,15 @@ def _rooms_with_access(
 ) -> dict[str, tuple[RoomDetails, RoomAccess]]:
     """The rooms whose ids are exactly ``tokens``, each with the caller's rights in it
     (whether or not they may know of it), in one statement."""
-    room_ids = [token for token in tokens if could_be_room_id(token)]
+    room_ids = _room_ids(tokens)
     if not room_ids:
         return {}
-    found = people.rooms_and_rights_facts(conn, room_ids, keys, now)
+    return _with_access(people.rooms_and_rights_facts(conn, room_ids, keys, now), keys)
+
+
+def _with_access(
+    found: dict[str, people.RoomAndFacts], keys: Sequence[str]
+) -> dict[str, tuple[RoomDetails, RoomAccess]]:
     return {
         room_id: (room, _access(room, facts if keys else None))
         for room_id, (room, facts) in found.items()

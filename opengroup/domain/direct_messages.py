@@ -116,10 +116,21 @@ class DirectMessages:
             )
 
     def both_boxes(
-        self, user: User, inbox_page: tuple[int, int], outbox_page: tuple[int, int]
+        self,
+        user: User,
+        inbox_page: tuple[int, int],
+        outbox_page: tuple[int, int],
+        newest: people.NewestDirectMessages | None = None,
     ) -> tuple[list[StoredDirectMessage], list[StoredDirectMessage]]:
         """:meth:`received` and :meth:`sent` in one statement, each page given as
-        (after_id, limit): a client polls both in each batch."""
+        (after_id, limit): a client polls both in each batch. ``newest``: the ids of the
+        newest messages to and from ``user``, read already; if neither is past its
+        page's ``after_id`` (as in most polls), both pages are empty, and nothing is
+        read."""
+        if newest is not None and not (
+            _past(newest.to, inbox_page[0]) or _past(newest.sent, outbox_page[0])
+        ):
+            return [], []
         with self.db.read() as conn:
             return inbox.both_pages(conn, user.session_id, self.clock(), inbox_page, outbox_page)
 
@@ -141,3 +152,7 @@ class DirectMessages:
     def prune(conn: Connection, now: float) -> int:
         """Delete expired messages (called by the community's periodic pruning)."""
         return inbox.prune_expired(conn, now)
+
+
+def _past(newest_id: int | None, after_id: int) -> bool:
+    return newest_id is not None and newest_id > after_id

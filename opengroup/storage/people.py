@@ -45,6 +45,7 @@ from opengroup.storage.roomdetails import (
 from opengroup.storage.schema import (
     bans,
     blinded_ids,
+    direct_messages,
     future_permissions,
     global_bans,
     global_moderators,
@@ -890,11 +891,16 @@ _FACTS = HotStatement(
 )
 
 
-def _rooms_and_facts_statement() -> Any:
+def _rooms_and_facts_statement(*, newest_dms: bool = False) -> Any:
     """The rooms themselves, as rows tagged ``room`` whose four flags are the room's
     defaults and whose tail is the rest of the room, and :data:`_FACTS`' rows (their
     tail NULL), in one statement: what a request needs to know of the rooms it names
-    and of its signer's rights in them, in one round trip."""
+    and of its signer's rights in them, in one round trip.
+
+    ``newest_dms``: two more columns, NULL but in one more row, tagged ``newest_dms``:
+    the id of the newest direct message to ``dm_key`` and of the newest from it (NULL:
+    none), so a poll of both DM boxes learns in the same round trip whether either has
+    anything new (see :func:`rooms_rights_and_newest_dms`)."""
     room_rows = select(
         literal("room").label("kind"),
         rooms.c.id.label("room"),
@@ -903,26 +909,81 @@ def _rooms_and_facts_statement() -> Any:
         *ROOM_TAIL,
     ).where(rooms.c.id.in_(_IN_ROOMS))
     no_room = [null().cast(column.type) for column in ROOM_TAIL]
-    return union_all(room_rows, *_facts_branches(no_room))
+    if not newest_dms:
+        return union_all(room_rows, *_facts_branches(no_room))
+    dm_id = direct_messages.c.id
+    no_ids = [null().cast(dm_id.type)] * 2
+    dm_key = bindparam("dm_key", type_=String)
+
+    def newest(party: Any) -> Any:
+        return select(func.max(dm_id)).where(party == dm_key).scalar_subquery()
+
+    newest_row = select(
+        literal("newest_dms"),
+        null().cast(String),
+        null().cast(String),
+        *([null().cast(Boolean)] * len(DEFAULT_PERMISSIONS)),
+        *no_room,
+        newest(direct_messages.c.recipient),
+        newest(direct_messages.c.sender),
+    )
+    return union_all(
+        room_rows.add_columns(*no_ids), *_facts_branches([*no_room, *no_ids]), newest_row
+    )
 
 
 _ROOMS_AND_FACTS = HotStatement(
     "people.rooms_and_rights_facts", _rooms_and_facts_statement(), expanding=["rooms", "keys"]
 )
+_ROOMS_FACTS_AND_NEWEST_DMS = HotStatement(
+    "people.rooms_rights_and_newest_dms",
+    _rooms_and_facts_statement(newest_dms=True),
+    expanding=["rooms", "keys"],
+)
+# A room and the rights in it, as read: the room, and the facts of the person in it.
+RoomAndFacts = tuple[RoomDetails, RightsFacts]
+
+
+@dataclass(frozen=True)
+class NewestDirectMessages:
+    """The ids of the newest direct messages to and from someone (None: none)."""
+
+    to: int | None
+    sent: int | None
 
 
 def rooms_and_rights_facts(
     conn: Connection, room_ids: Sequence[str], keys: Sequence[str], now: float
-) -> dict[str, tuple[RoomDetails, RightsFacts]]:
+) -> dict[str, RoomAndFacts]:
     """The rooms whose ids are exactly ``room_ids`` (those there), each with
     :func:`rights_facts` of the person known under ``keys`` in it, in one statement."""
+    rows = _ROOMS_AND_FACTS.rows(conn, {"now": now}, rooms=room_ids, keys=keys)
+    return _rooms_and_facts(rows, keys)
+
+
+def rooms_rights_and_newest_dms(
+    conn: Connection, room_ids: Sequence[str], keys: Sequence[str], now: float, dm_key: str
+) -> tuple[dict[str, RoomAndFacts], NewestDirectMessages]:
+    """:func:`rooms_and_rights_facts`, and in the same statement the ids of the newest
+    direct messages to and from ``dm_key``."""
+    params = {"now": now, "dm_key": dm_key}
+    rows = _ROOMS_FACTS_AND_NEWEST_DMS.rows(conn, params, rooms=room_ids, keys=keys)
+    newest = NewestDirectMessages(None, None)
+    for row in rows:
+        if row[0] == "newest_dms":
+            newest = NewestDirectMessages(row[-2], row[-1])
+    return _rooms_and_facts(rows, keys), newest
+
+
+def _rooms_and_facts(rows: Sequence[Any], keys: Sequence[str]) -> dict[str, RoomAndFacts]:
+    """The rooms and their facts from the tagged rows of the statements above."""
     found_rooms: dict[str, RoomDetails] = {}
     server: dict[str, list[Any]] = {}
     by_room: dict[str, dict[str, list[Any]]] = {}
-    for row in _ROOMS_AND_FACTS.rows(conn, {"now": now}, rooms=room_ids, keys=keys):
+    for row in rows:
         if row[0] == "room":
-            found_rooms[row[1]] = details_of(row[1], row[3:])
-        else:
+            found_rooms[row[1]] = details_of(row[1], row[3:])  # (extra columns after: unread)
+        elif row[0] != "newest_dms":
             _file_fact(row, server, by_room)
     return {
         room_id: (details, _facts(by_room.get(room_id, {}), server, keys))

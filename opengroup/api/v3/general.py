@@ -13,7 +13,7 @@ from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest, json_headers, query_of
 from opengroup.api.v3.calls import JSON, Answer, Call
 from opengroup.domain import values
-from opengroup.domain.access import view_rooms
+from opengroup.domain.access import view_rooms, view_rooms_and_newest_dms
 from opengroup.domain.direct_messages import DEFAULT_PAGE as DM_DEFAULT_PAGE
 from opengroup.domain.errors import InvalidInput, TooLarge
 
@@ -93,6 +93,8 @@ def _read_ahead(call: Call, items: list[Any]) -> None:
     - a page of the signer's inbox and one of their outbox, if both are polled (as
       every client does): one statement, not two. Only the plain forms, with the
       default page (what clients send); an item that asks otherwise reads its own.
+      With rooms to read, the statement that reads them also says whether either box
+      holds anything past its cursor; most polls find nothing, and read no pages.
     """
     tokens: list[str] = []
     dm_pages: dict[str, int] = {}
@@ -110,13 +112,23 @@ def _read_ahead(call: Call, items: list[Any]) -> None:
             dm_pages.setdefault(dm_poll[1], int(dm_poll[2] or 0))
     community = call.community
     user = call.user
-    if len(tokens) >= 2:  # (one room: the item reads it as quickly)
-        keys = user.keys if user is not None else ()
+    keys = user.keys if user is not None else ()
+    dm_reader = user if len(dm_pages) == 2 and user is not None and user.blinded else None
+    newest = None
+    if tokens and dm_reader is not None:
+        with community.db.read() as conn:
+            views, newest = view_rooms_and_newest_dms(
+                conn, tokens, keys, community.clock(), dm_reader.session_id
+            )
+        call.reads.rooms.update(views)
+    elif len(tokens) >= 2:  # (one room: the item reads it as quickly)
         with community.db.read() as conn:
             call.reads.rooms.update(view_rooms(conn, tokens, keys, community.clock()))
-    if len(dm_pages) == 2 and user is not None and user.blinded:
+    if dm_reader is not None:
         pages = {box: (after, DM_DEFAULT_PAGE) for box, after in dm_pages.items()}
-        inbox, outbox = community.inbox.both_boxes(user, pages["inbox"], pages["outbox"])
+        inbox, outbox = community.inbox.both_boxes(
+            dm_reader, pages["inbox"], pages["outbox"], newest
+        )
         call.reads.dm_pages[("inbox", *pages["inbox"])] = inbox
         call.reads.dm_pages[("outbox", *pages["outbox"])] = outbox
 
