@@ -58,10 +58,13 @@ def driver_connection(pooled: PoolProxiedConnection) -> DriverConnection:
 @dataclass(frozen=True)
 class Statement:
     """A statement compiled for one dialect: its SQL text (named parameters), and
-    the constants SQLAlchemy bound in it (e.g. SQLite's ``OFFSET 0``)."""
+    the constants SQLAlchemy bound in it (e.g. SQLite's ``OFFSET 0``); for
+    PostgreSQL with ``$1``, ``$2``, ... instead, ``order`` names the parameters in that
+    order (see :class:`HotStatement`)."""
 
     sql: str
     constants: dict[str, Any]
+    order: tuple[str, ...] | None = None
 
     def params(self, ours: dict[str, Any]) -> dict[str, Any]:
         return {**self.constants, **ours} if self.constants else ours
@@ -86,6 +89,14 @@ def driver_dialect(backend: str) -> Dialect:
     return postgresql_dialect()
 
 
+def _run_numbered(conn: DriverConnection, sql: str, values: list[Any]) -> DriverCursor:
+    """Run ``$1``-style SQL as it is, on a psycopg connection."""
+    import psycopg  # (only PostgreSQL's statements come here)
+
+    cursor = psycopg.RawCursor(cast(psycopg.Connection[Any], conn))
+    return cast(DriverCursor, cursor.execute(sql, values))
+
+
 def postgresql_dialect() -> Dialect:
     # SQLAlchemy's dialect classes are not annotated; this one is psycopg 3's.
     dialect: Dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
@@ -105,6 +116,12 @@ class HotStatement:
     rows come back as the driver gives them (SQLite's booleans as 0 and 1): the
     callers turn them into values, as they would SQLAlchemy's. A test runs each
     against its Core statement on both backends (tests/test_hot_statements.py).
+
+    For PostgreSQL a statement is compiled with ``$1``, ``$2``, ... and run on a
+    ``psycopg.RawCursor`` with its values in that order. Given named parameters,
+    psycopg would parse the SQL text on every run once a statement has more than 50
+    of them or 4 kB of text, as a room's view and rights (with the newest DMs) has:
+    some 100 us a poll, 140 for ten rooms.
     """
 
     # Every one made, by name (the test that holds each equal to its Core statement
@@ -150,7 +167,9 @@ class HotStatement:
         for name in self.expanding:
             for n, value in enumerate(lists[name], 1):
                 values[f"{name}_{n}"] = value
-        return conn.execute(compiled.sql, values)
+        if compiled.order is None:
+            return conn.execute(compiled.sql, values)
+        return _run_numbered(conn, compiled.sql, [values[name] for name in compiled.order])
 
     def rows(self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]) -> list[Any]:
         rows: list[Any] = self.run(conn, params, **lists).fetchall()
@@ -173,13 +192,16 @@ class HotStatement:
         self, dialect_name: str, params: dict[str, Any], lists: dict[str, Sequence[Any]]
     ) -> Statement:
         statement = self.statement(dialect_name)
-        compiled = cast(SQLCompiler, statement.compile(dialect=driver_dialect(dialect_name)))
+        positional = dialect_name == "postgresql"
+        dialect = _POSTGRESQL_POSITIONAL if positional else driver_dialect(dialect_name)
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         expanded = compiled.construct_expanded_state({**params, **lists})
         ours = set(params) | {
             f"{name}_{n}" for name in self.expanding for n in range(1, len(lists[name]) + 1)
         }
         constants = {k: v for k, v in expanded.parameters.items() if k not in ours}
-        return Statement(expanded.statement, constants)
+        order = tuple(expanded.positiontup or ()) if positional else None
+        return Statement(expanded.statement, constants, order)
 
 
 def padded(values: Sequence[T]) -> Sequence[T]:
@@ -188,3 +210,7 @@ def padded(values: Sequence[T]) -> Sequence[T]:
     NOTHING`` inserts the same, and a statement is compiled for a handful of lengths."""
     size = 1 << (len(values) - 1).bit_length() if values else 0
     return values if size == len(values) else [*values, *([values[-1]] * (size - len(values)))]
+
+
+# HotStatement's dialect for PostgreSQL: parameters numbered ($1, $2, ...), each name once.
+_POSTGRESQL_POSITIONAL: Dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
