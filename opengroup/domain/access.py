@@ -119,10 +119,7 @@ def view_rooms(
     """:func:`view_room` of the rooms whose ids are exactly ``tokens``, in one statement
     (a ``/batch`` polling many rooms reads them so); the tokens of rooms that are not
     there, or that the caller may not know of, are left out."""
-    room_ids = _room_ids(tokens)
-    if not room_ids:
-        return {}
-    return _views(people.rooms_and_rights_facts(conn, room_ids, keys, now), keys)
+    return _visible(_rooms_with_access(conn, tokens, keys, now))
 
 
 def view_rooms_and_newest_dms(
@@ -134,18 +131,17 @@ def view_rooms_and_newest_dms(
     if not room_ids:
         return {}, None
     found, newest = people.rooms_rights_and_newest_dms(conn, room_ids, keys, now, dm_key)
-    return _views(found, keys), newest
+    return _visible(_with_access(found, keys)), newest
 
 
 def _room_ids(tokens: Sequence[str]) -> list[str]:
     return [token for token in tokens if could_be_room_id(token)]
 
 
-def _views(found: dict[str, people.RoomAndFacts], keys: Sequence[str]) -> dict[str, RoomView]:
-    """The rooms read with the facts of the caller's rights, as the caller sees them
-    (those they may not know of left out)."""
+def _visible(rooms: dict[str, tuple[RoomDetails, RoomAccess]]) -> dict[str, RoomView]:
+    """The rooms as the caller sees them (those they may not know of left out)."""
     views = {}
-    for room_id, (room, access) in _with_access(found, keys).items():
+    for room_id, (room, access) in rooms.items():
         view = _view(room, access)
         if view is not None:
             views[room_id] = view
