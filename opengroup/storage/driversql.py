@@ -103,6 +103,10 @@ def postgresql_dialect() -> Dialect:
     return dialect
 
 
+# HotStatement's dialect for PostgreSQL: parameters numbered ($1, $2, ...), each name once.
+_POSTGRESQL_NUMBERED: Dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+
+
 class HotStatement:
     """A Core statement that runs on the driver of the SQLAlchemy connection it is given,
     inside that connection's transaction: the hot reads and writes of the community
@@ -192,15 +196,15 @@ class HotStatement:
         self, dialect_name: str, params: dict[str, Any], lists: dict[str, Sequence[Any]]
     ) -> Statement:
         statement = self.statement(dialect_name)
-        positional = dialect_name == "postgresql"
-        dialect = _POSTGRESQL_POSITIONAL if positional else driver_dialect(dialect_name)
+        numbered = dialect_name == "postgresql"
+        dialect = _POSTGRESQL_NUMBERED if numbered else driver_dialect(dialect_name)
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         expanded = compiled.construct_expanded_state({**params, **lists})
         ours = set(params) | {
             f"{name}_{n}" for name in self.expanding for n in range(1, len(lists[name]) + 1)
         }
         constants = {k: v for k, v in expanded.parameters.items() if k not in ours}
-        order = tuple(expanded.positiontup or ()) if positional else None
+        order = tuple(expanded.positiontup or ()) if numbered else None
         return Statement(expanded.statement, constants, order)
 
 
@@ -210,7 +214,3 @@ def padded(values: Sequence[T]) -> Sequence[T]:
     NOTHING`` inserts the same, and a statement is compiled for a handful of lengths."""
     size = 1 << (len(values) - 1).bit_length() if values else 0
     return values if size == len(values) else [*values, *([values[-1]] * (size - len(values)))]
-
-
-# HotStatement's dialect for PostgreSQL: parameters numbered ($1, $2, ...), each name once.
-_POSTGRESQL_POSITIONAL: Dialect = postgresql.psycopg.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]

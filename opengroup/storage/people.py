@@ -854,16 +854,24 @@ _KEYS = bindparam("keys", expanding=True, type_=String)
 _NOW = bindparam("now", type_=Float)
 
 
+def _tagged(
+    kind: str, room: Any, key: Any, columns: Sequence[Any], tail: Sequence[Any]
+) -> list[Any]:
+    """The columns of a tagged row: (kind, room, key, a, b, c, d, *tail), ``columns``
+    padded to four with NULL flags."""
+    none = null().cast(Boolean)  # typed: PostgreSQL unites NULLs with booleans only so
+    padded = [*columns, *([none] * (4 - len(columns)))]
+    return [literal(kind).label("kind"), room.label("room"), key.label("key"), *padded, *tail]
+
+
 def _facts_branches(tail: Sequence[Any] = ()) -> list[Any]:
     """Staff roles, live bans and overrides of the person's keys in some rooms, as tagged
     rows of (kind, room, key, a, b, c, d, *tail), the room NULL for the server's: one
     round trip instead of five per room."""
-    none = null().cast(Boolean)  # typed: PostgreSQL unites NULLs with booleans only so
     no_room = null().cast(String)
 
     def tagged(kind: str, room: Any, key: Any, *columns: Any) -> list[Any]:
-        padded = [*columns, *([none] * (4 - len(columns)))]
-        return [literal(kind).label("kind"), room.label("room"), key.label("key"), *padded, *tail]
+        return _tagged(kind, room, key, columns, tail)
 
     def live(table: Any) -> Any:
         return or_(table.c.expires_at.is_(None), table.c.expires_at > _NOW)
@@ -889,6 +897,10 @@ def _facts_branches(tail: Sequence[Any] = ()) -> list[Any]:
 _FACTS = HotStatement(
     "people.rights_facts", union_all(*_facts_branches()), expanding=["rooms", "keys"]
 )
+
+
+# The tag of the row that holds the newest DMs' ids (see _rooms_and_facts_statement).
+_NEWEST_DMS = "newest_dms"
 
 
 def _rooms_and_facts_statement(*, newest_dms: bool = False) -> Any:
@@ -918,15 +930,9 @@ def _rooms_and_facts_statement(*, newest_dms: bool = False) -> Any:
     def newest(party: Any) -> Any:
         return select(func.max(dm_id)).where(party == dm_key).scalar_subquery()
 
-    newest_row = select(
-        literal("newest_dms"),
-        null().cast(String),
-        null().cast(String),
-        *([null().cast(Boolean)] * len(DEFAULT_PERMISSIONS)),
-        *no_room,
-        newest(direct_messages.c.recipient),
-        newest(direct_messages.c.sender),
-    )
+    newest_ids = [newest(direct_messages.c.recipient), newest(direct_messages.c.sender)]
+    no_text = null().cast(String)
+    newest_row = select(*_tagged(_NEWEST_DMS, no_text, no_text, (), [*no_room, *newest_ids]))
     return union_all(
         room_rows.add_columns(*no_ids), *_facts_branches([*no_room, *no_ids]), newest_row
     )
@@ -970,7 +976,7 @@ def rooms_rights_and_newest_dms(
     rows = _ROOMS_FACTS_AND_NEWEST_DMS.rows(conn, params, rooms=room_ids, keys=keys)
     newest = NewestDirectMessages(None, None)
     for row in rows:
-        if row[0] == "newest_dms":
+        if row[0] == _NEWEST_DMS:
             newest = NewestDirectMessages(row[-2], row[-1])
     return _rooms_and_facts(rows, keys), newest
 
@@ -983,7 +989,7 @@ def _rooms_and_facts(rows: Sequence[Any], keys: Sequence[str]) -> dict[str, Room
     for row in rows:
         if row[0] == "room":
             found_rooms[row[1]] = details_of(row[1], row[3:])  # (extra columns after: unread)
-        elif row[0] != "newest_dms":
+        elif row[0] != _NEWEST_DMS:
             _file_fact(row, server, by_room)
     return {
         room_id: (details, _facts(by_room.get(room_id, {}), server, keys))
