@@ -321,6 +321,7 @@ def test_every_hot_statement_is_held_to_its_core_statement(db: Database) -> None
     }
     # below: writes, held to what they must change
     covered |= {"files.keep", "people.touch_users", "people.clear_expired_nonces"}
+    covered |= {name for name in HotStatement.made if name.startswith("people.admit.")}
     assert set(HotStatement.made) <= covered
 
 
@@ -372,6 +373,36 @@ def test_clearing_expired_nonces_deletes_at_most_so_many_the_longest_expired_fir
         assert sorted(people.clear_expired_nonces(conn, 0, before, 100)) == [
             t for t, _n in expired[10:15]
         ]
+
+
+def test_an_admission_clears_takes_and_reads_as_its_three_parts_do(db: Database) -> None:
+    """people.admit: on PostgreSQL one statement; what it deletes, records and finds."""
+    before = int(NOW) - 20_000  # (the other tests' nonces are signed later)
+    expired = [(before - 50 + n, b"old-%012d" % n) for n in range(6)]  # oldest first
+    used, new = (int(NOW), b"used-%011d" % 1), (int(NOW), b"new-%012d" % 1)
+    newer = (int(NOW) + 1, b"new-%012d" % 1)  # (the same nonce, another time)
+    signers = [
+        people.Signer(ALICE_15, ALICE_15, [ALICE_15]),
+        people.Signer(ALICE, None, [ALICE]),
+        people.Signer(BANNED, BANNED, [BANNED]),
+    ]
+    with db.write() as conn:
+        people.take_nonces(conn, [*expired, used])
+    with db.one_statement_write() as conn:
+        done = people.admit(conn, [newer, used, new, new], signers, NOW,
+                            clear_from=0, clear_before=before, most_cleared=4)  # fmt: skip
+    assert sorted(done.cleared) == [t for t, _n in expired[:4]]
+    assert done.fresh == {new, newer}
+    with db.read() as conn:
+        assert done.facts == people.signers_facts(conn, signers, NOW)
+        kept = set(conn.execute(select(request_nonces.c.signed_at, request_nonces.c.nonce)).all())
+    assert kept >= {used, new, newer, *expired[4:]}
+    assert kept.isdisjoint(expired[:4])
+    with db.one_statement_write() as conn:
+        again = people.admit(conn, [new], signers[:1], NOW,
+                             clear_from=0, clear_before=before, most_cleared=10)  # fmt: skip
+    assert sorted(again.cleared) == [t for t, _n in expired[4:]]
+    assert again.fresh == set() and again.facts == {ALICE_15: done.facts[ALICE_15]}
 
 
 def test_touching_users_moves_their_last_sighting_only_forward(db: Database) -> None:

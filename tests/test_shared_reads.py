@@ -4,7 +4,8 @@ statement sees every commit before it, with no BEGIN and COMMIT, which is also h
 request's own reads run there), writes on their own connection beside it, a failed
 statement ending it without spoiling the reads after it, a thread's next shared read
 on the connection its last one ended on, and a pool in which every thread may hold a
-shared read and a write at once."""
+shared read and a write at once. And a write of one statement (Database.one_statement_write),
+which on PostgreSQL commits by itself on a connection kept the same way."""
 
 from __future__ import annotations
 
@@ -33,13 +34,17 @@ def db(tmp_path: Path, fresh_database_url: str | None) -> Iterator[Database]:
 
 def add_room(db: Database, token: str) -> None:
     with db.write() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO rooms (id, name, message_seq, deletion_seq, created_at)"
-                " VALUES (:token, :name, 0, 0, 0)"
-            ),
-            {"token": token, "name": token.title()},
-        )
+        insert_room(conn, token)
+
+
+def insert_room(conn: sa.Connection, token: str) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO rooms (id, name, message_seq, deletion_seq, created_at)"
+            " VALUES (:token, :name, 0, 0, 0)"
+        ),
+        {"token": token, "name": token.title()},
+    )
 
 
 def rooms(db: Database) -> int:
@@ -83,6 +88,29 @@ def test_own_reads_each_see_the_writes_committed_before_them(db: Database) -> No
                 driver = second.connection.driver_connection
                 assert driver is not None
                 assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_one_statement_write_commits_with_its_statement_on_postgresql(db: Database) -> None:
+    """Database.one_statement_write: on PostgreSQL the statement commits by itself (no
+    BEGIN and COMMIT), on a connection the thread keeps for the next such write; on
+    SQLite it is a write transaction, undone if the block raises."""
+    before = rooms(db)
+    with pytest.raises(LookupError), db.one_statement_write() as conn:
+        insert_room(conn, "lobby")
+        raise LookupError
+    kept = 0 if db.is_sqlite else 1
+    assert rooms(db) == before + kept
+    with db.one_statement_write() as first:
+        insert_room(first, "hall")
+        assert rooms(db) == before + kept + (0 if db.is_sqlite else 1)  # (seen from another)
+        if not db.is_sqlite:
+            driver = first.connection.driver_connection
+            assert driver is not None
+            assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with db.one_statement_write() as second:
+        insert_room(second, "porch")
+        assert (second is first) is not db.is_sqlite
+    assert rooms(db) == before + kept + 2
 
 
 def test_reads_outside_each_have_their_own_transaction(db: Database) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
@@ -59,6 +59,15 @@ def parse_session_id(value: object, field: str = "session id") -> str:
         if len(key) == 32:
             return value.lower()
     raise InvalidInput(f"{field} must be 66 hex digits starting with 05 or 15")
+
+
+@dataclass
+class _Sightings:
+    """The signers an admission group is to record: those new (with the Session ids
+    linked to each), and those last seen long enough ago (``due``)."""
+
+    new: dict[str, list[str]] = field(default_factory=dict)
+    due: set[str] = field(default_factory=set)
 
 
 class Users:
@@ -146,39 +155,49 @@ class Users:
         return await self._thread.run(self.admit_all, group)
 
     def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
-        """Admit the requests in one write transaction: each one's user, or its refusal
-        (a nonce used twice in the group is refused the second time). Three statements
-        for up to ``ADMISSIONS_PER_STATEMENT`` requests (and one more per new signer),
-        and one that deletes expired nonces."""
+        """Admit the requests: each one's user, or its refusal (a nonce used twice in the
+        group is refused the second time). One write for up to
+        ``ADMISSIONS_PER_STATEMENT`` requests (on PostgreSQL one statement, see
+        :func:`people.admit`), and one more if any signer is new or due to be marked as
+        seen again."""
         now = self.clock()
-        most = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(requests)
-        cut = self._signed_before(now)
-        with self.db.write() as conn:
-            deleted = people.clear_expired_nonces(conn, self._cleared_before, cut, most)
-            admitted: list[User | Refusal] = []
-            for start in range(0, len(requests), ADMISSIONS_PER_STATEMENT):
-                chunk = requests[start : start + ADMISSIONS_PER_STATEMENT]
-                admitted += self._admit_chunk(conn, chunk, now)
-        self._cleared(deleted, cut, most)
+        admitted: list[User | Refusal] = []
+        sightings = _Sightings()
+        for start in range(0, len(requests), ADMISSIONS_PER_STATEMENT):
+            chunk = requests[start : start + ADMISSIONS_PER_STATEMENT]
+            admitted += self._admit_chunk(chunk, now, sightings)
+        if sightings.new or sightings.due:
+            with self.db.write() as conn:
+                for session_id, linked in sightings.new.items():
+                    self._first_seen(conn, session_id, linked, now)
+                # (sorted: rows locked in one order)
+                people.touch_users(conn, sorted(sightings.due), now)
         return admitted
 
     def _admit_chunk(
-        self, conn: Connection, requests: Sequence[SignedRequest], now: float
+        self, requests: Sequence[SignedRequest], now: float, sightings: _Sightings
     ) -> list[User | Refusal]:
-        """:meth:`admit_all` for at most ``ADMISSIONS_PER_STATEMENT`` requests: their
-        nonces in one statement, their signers' facts in one, their sightings in one."""
-        fresh = people.take_nonces(conn, [(s.timestamp, s.nonce) for s in requests])
-        if fresh and self._untimed_nonces_live(conn, now):
-            seen = people.known_untimed_nonces(conn, [nonce for _, nonce in fresh], now)
-            fresh = {key for key in fresh if key[1] not in seen}
-        signers = {
-            s.session_id: self._signer(s.session_id)
-            for s in requests
-            if (s.timestamp, s.nonce) in fresh
-        }
-        facts = people.signers_facts(conn, list(signers.values()), now)
+        """:meth:`admit_all` for at most ``ADMISSIONS_PER_STATEMENT`` requests; their
+        signers' sightings to record go into ``sightings``."""
+        signers = {s.session_id: self._signer(s.session_id) for s in requests}
+        most = EXPIRED_NONCES_CLEARED_PER_REQUEST * len(requests)
+        cut = self._signed_before(now)
+        with self.db.one_statement_write() as conn:
+            done = people.admit(
+                conn,
+                [(s.timestamp, s.nonce) for s in requests],
+                list(signers.values()),
+                now,
+                clear_from=self._cleared_before,
+                clear_before=cut,
+                most_cleared=most,
+            )
+            fresh = done.fresh
+            if fresh and self._untimed_nonces_live(conn, now):
+                seen = people.known_untimed_nonces(conn, [nonce for _, nonce in fresh], now)
+                fresh = {key for key in fresh if key[1] not in seen}
+        self._cleared(done.cleared, cut, most)
         admitted: list[User | Refusal] = []
-        to_touch: set[str] = set()
         for signed in requests:
             key = (signed.timestamp, signed.nonce)
             if key not in fresh:
@@ -186,8 +205,7 @@ class Users:
                 continue
             fresh.discard(key)  # (a second use in this group is a replay)
             signer = signers[signed.session_id]
-            admitted.append(self._admit(conn, signer, facts[signer.session_id], now, to_touch))
-        people.touch_users(conn, sorted(to_touch), now)  # (sorted: rows locked in one order)
+            admitted.append(self._admit(signer, done.facts[signer.session_id], now, sightings))
         return admitted
 
     def _untimed_nonces_live(self, conn: Connection, now: float) -> bool:
@@ -197,20 +215,19 @@ class Users:
 
     def _admit(
         self,
-        conn: Connection,
         signer: people.Signer,
         known: people.SignerFacts,
         now: float,
-        to_touch: set[str],
+        sightings: _Sightings,
     ) -> User | Refusal:
-        """The signer of a fresh request, or its refusal; a new signer is recorded, and
-        one last seen long enough ago goes into ``to_touch``."""
+        """The signer of a fresh request, or its refusal; a new signer, or one last seen
+        long enough ago, goes into ``sightings``."""
         if known.globally_banned:  # (refused, but the nonce stays used)
             return Banned("Banned")
         if known.last_seen is None:
-            self._first_seen(conn, signer.session_id, known.linked_session_ids, now)
+            sightings.new[signer.session_id] = known.linked_session_ids
         elif now - known.last_seen >= self.settings.activity_interval_seconds:
-            to_touch.add(signer.session_id)
+            sightings.due.add(signer.session_id)
         return User(signer.session_id, (*signer.keys, *known.linked_session_ids))
 
     def _signer(self, session_id: str) -> people.Signer:

@@ -90,13 +90,15 @@ class _Writes(Enum):
 class _SharedRead(threading.local):
     """A thread's shared read: whether :meth:`Database.read` shares one now, and the
     connection that holds it (``None`` until a read needs it); the connection the
-    thread's last shared read ended on, kept for its next (``idle``); and whether the
-    thread may write now (see :meth:`Database.reads_only` and
-    :meth:`Database.one_write_at_once`)."""
+    thread's last shared read ended on, kept for its next (``idle``); on PostgreSQL,
+    the connection the thread keeps for its one-statement writes (``autocommit``, see
+    :meth:`Database.one_statement_write`); and whether the thread may write now (see
+    :meth:`Database.reads_only` and :meth:`Database.one_write_at_once`)."""
 
     sharing = False
     conn: Connection | None = None
     idle: Connection | None = None
+    autocommit: Connection | None = None
     writes = _Writes.ANY
 
 
@@ -211,7 +213,7 @@ class Database:
         if shared.conn is None:
             kept, shared.idle = shared.idle, None
             if kept is None or kept.closed:  # (closed: by dispose)
-                kept = self._shared_read_connection()
+                kept = self._autocommit_connection()
             kept.begin()
             shared.conn = kept
         try:
@@ -221,9 +223,9 @@ class Database:
             self._end_shared_read(failed=True)
             raise
 
-    def _shared_read_connection(self) -> Connection:
-        """A connection for shared reads (on PostgreSQL, in autocommit), which its
-        thread keeps for its next ones; :meth:`dispose` closes it."""
+    def _autocommit_connection(self) -> Connection:
+        """A connection that a thread keeps for its shared reads or its one-statement
+        writes (on PostgreSQL, in autocommit); :meth:`dispose` closes it."""
         conn = self.engine.connect()
         if not self.is_sqlite:
             conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -232,7 +234,7 @@ class Database:
         return conn
 
     def _give_back(self, conn: Connection) -> None:
-        """Close a connection of :meth:`_shared_read_connection` (back to the pool)."""
+        """Close a connection of :meth:`_autocommit_connection` (back to the pool)."""
         with self._kept_lock:
             self._kept.discard(conn)
         conn.close()
@@ -345,6 +347,30 @@ class Database:
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with self.writing(), conn.begin():
                 yield conn
+
+    @contextmanager
+    def one_statement_write(self) -> Iterator[Connection]:
+        """:meth:`write` for a block that writes with one statement (reads may follow
+        it). On PostgreSQL the statement commits by itself, on a connection in
+        autocommit that the thread keeps: no ``BEGIN`` and ``COMMIT``, two round trips
+        of three (the admissions of signed requests are written so). On SQLite, and
+        where this thread may not write at will, the same as :meth:`write`.
+
+        A block that raises after its statement leaves the write committed on
+        PostgreSQL and undone on SQLite: it must be one that may end either way."""
+        shared = self._shared
+        if self.is_sqlite or shared.writes is not _Writes.ANY:
+            with self.write() as conn:
+                yield conn
+            return
+        kept, shared.autocommit = shared.autocommit, None
+        conn = kept if kept is not None and not kept.closed else self._autocommit_connection()
+        try:
+            yield conn
+        except BaseException:
+            self._give_back(conn)  # (in case the failure was the connection's)
+            raise
+        shared.autocommit = conn
 
     @contextmanager
     def _the_write_on_loop(self, writes: _Writes) -> Iterator[Connection]:

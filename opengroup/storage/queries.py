@@ -263,13 +263,17 @@ def insert_absent_rows(
     if statement is None:
         statement = _INSERTS_IF_ABSENT[key] = HotStatement(
             f"insert_if_absent.{table.name}.{size}",
-            functools.partial(_insert_if_absent, table, columns, size),
+            functools.partial(insert_absent_statement, table, columns, size),
         )
     values = {f"{name}_{n}": row[name] for n, row in enumerate(rows) for name in columns}
     return {tuple(row) for row in statement.run(conn, values).fetchall()}
 
 
-def _insert_if_absent(table: Table, columns: tuple[str, ...], size: int, dialect_name: str) -> Any:
+def insert_absent_statement(
+    table: Table, columns: tuple[str, ...], size: int, dialect_name: str
+) -> Any:
+    """:func:`insert_absent_rows`'s statement for ``size`` rows: parameters ``{column}_{n}``
+    (n from 0), the primary keys of the rows inserted returned."""
     dialect = sqlite if dialect_name == "sqlite" else postgresql
     rows: list[dict[str, Any]] = [
         {name: bindparam(f"{name}_{n}") for name in columns} for n in range(size)
