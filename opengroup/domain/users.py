@@ -143,8 +143,9 @@ class Users:
 
     async def admit_soon(self, signed: SignedRequest) -> User:
         """:meth:`admit`, from the event loop, together with the other requests waiting
-        to be admitted in this process at that moment: one write transaction for them
-        all (on SQLite, one turn of the write lock instead of one each)."""
+        to be admitted in this process at that moment: one write for them all (on SQLite
+        one turn of the write lock instead of one each, in the admissions' thread; on
+        PostgreSQL one statement, on the event loop)."""
         return await self._admissions.submit(signed)
 
     async def close(self) -> None:
@@ -152,7 +153,16 @@ class Users:
         self._thread.close()
 
     async def _admit_group(self, group: list[SignedRequest]) -> list[User | Refusal]:
-        return await self._thread.run(self.admit_all, group)
+        if self.db.is_sqlite:  # (the write lock may be busy: the loop must not wait for it)
+            return await self._thread.run(self.admit_all, group)
+        # PostgreSQL: one statement, one round trip on the loop as its reads are. It
+        # waits for no lock held past a statement: only for another statement taking
+        # the same nonce. The sightings' write waits on users' row locks: a thread's.
+        now = self.clock()
+        admitted, sightings = self._admit_without_sightings(group, now)
+        if sightings.new or sightings.due:
+            await self._thread.run(self._record_sightings, sightings, now)
+        return admitted
 
     def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
         """Admit the requests: each one's user, or its refusal (a nonce used twice in the
@@ -161,18 +171,30 @@ class Users:
         :func:`people.admit`), and one more if any signer is new or due to be marked as
         seen again."""
         now = self.clock()
+        admitted, sightings = self._admit_without_sightings(requests, now)
+        self._record_sightings(sightings, now)
+        return admitted
+
+    def _admit_without_sightings(
+        self, requests: Sequence[SignedRequest], now: float
+    ) -> tuple[list[User | Refusal], _Sightings]:
+        """:meth:`admit_all` but for the write of the signers' sightings: those to record."""
         admitted: list[User | Refusal] = []
         sightings = _Sightings()
         for start in range(0, len(requests), ADMISSIONS_PER_STATEMENT):
             chunk = requests[start : start + ADMISSIONS_PER_STATEMENT]
             admitted += self._admit_chunk(chunk, now, sightings)
-        if sightings.new or sightings.due:
-            with self.db.write() as conn:
-                for session_id, linked in sightings.new.items():
-                    self._first_seen(conn, session_id, linked, now)
-                # (sorted: rows locked in one order)
-                people.touch_users(conn, sorted(sightings.due), now)
-        return admitted
+        return admitted, sightings
+
+    def _record_sightings(self, sightings: _Sightings, now: float) -> None:
+        """Record new signers, and that those due were seen ``now`` (one write, if any)."""
+        if not sightings.new and not sightings.due:
+            return
+        with self.db.write() as conn:
+            for session_id, linked in sightings.new.items():
+                self._first_seen(conn, session_id, linked, now)
+            # (sorted: rows locked in one order)
+            people.touch_users(conn, sorted(sightings.due), now)
 
     def _admit_chunk(
         self, requests: Sequence[SignedRequest], now: float, sightings: _Sightings
