@@ -43,9 +43,10 @@ POOL_SIZE = 16
 # and a write. The pool may grow to twice the thread count, so no thread ever waits
 # for a connection that another thread waiting for one holds.
 CONNECTIONS_PER_THREAD = 2
-# Connections others may hold besides: the event loop (a read, and on SQLite a write
-# made at once, see Database.write_at_once), the admissions' thread, the post
-# writer's and the checkpoints'.
+# Connections others may hold besides: the event loop (a read, and a write: on SQLite
+# one made at once, see Database.write_at_once; on PostgreSQL the admissions', see
+# Database.one_statement_write), the admissions' thread, the post writer's and the
+# checkpoints'.
 OTHER_CONNECTIONS = 5
 _UNCHANGED: AbstractContextManager[None] = nullcontext()
 
