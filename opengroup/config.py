@@ -121,10 +121,11 @@ class Settings:
             "download, or a /batch or /sequence of them) on each worker's event loop, "
             "not in a request thread: the hand-off and the threads' turns at the "
             "interpreter lock cost as much as the request. A post's checks run there too "
-            "(its write goes to the group-commit writer, as always). Other writes still "
-            "run in request threads. Only where the database answers without a network "
-            "wait: SQLite, or PostgreSQL on this machine (a Unix socket or a loopback "
-            "address); a remote PostgreSQL keeps its reads in the threads."
+            "(its write goes to the group-commit writer, as always), and on PostgreSQL the "
+            "one statement that admits signed requests. Other writes still run in "
+            "threads. Only where the database answers without a network wait: SQLite, "
+            "or PostgreSQL on this machine (a Unix socket or a loopback address); a "
+            "remote PostgreSQL keeps its reads and admissions in the threads."
         ),
     )
     writes_on_event_loop_per_second: int = _setting(

@@ -257,3 +257,32 @@ def test_an_empty_group_admits_nobody_and_deletes_nothing(
     before = stored_nonces(db)
     assert admit.admit_all([]) == []
     assert stored_nonces(db) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "reads_on_loop", "on_loop"),
+    [
+        ("sqlite:///{tmp}/opengroup.db", True, False),  # the write lock may be busy
+        ("postgresql://postgres@127.0.0.1:5432/opengroup", True, True),
+        ("postgresql://postgres@/opengroup?host=/run/postgresql", True, True),
+        ("postgresql://postgres@127.0.0.1:5432/opengroup", False, False),
+        ("postgresql://postgres@db.internal:5432/opengroup", True, False),  # a network wait
+    ],
+)
+def test_admissions_run_on_the_event_loop_only_on_postgresql_where_reads_do(
+    tmp_path: Path, url: str, reads_on_loop: bool, on_loop: bool
+) -> None:
+    url = url.format(tmp=tmp_path)
+    settings = load_settings(
+        overrides={
+            "data_dir": str(tmp_path),
+            "database_url": url,
+            "reads_on_event_loop": reads_on_loop,
+        },
+        env={},
+    )
+    db = Database(url)  # (not connected: an engine connects on first use)
+    try:
+        assert process_at(db, settings, NOW).admits_on_loop is on_loop
+    finally:
+        db.dispose()

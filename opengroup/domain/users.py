@@ -88,6 +88,10 @@ class Users:
         # the next group. Its own thread, so request threads never hold it up.
         self._admissions: Batcher[SignedRequest, User] = Batcher(self._admit_group, 1)
         self._thread = Threads(1, "admissions")
+        # Whether a group's admission runs on the event loop: on PostgreSQL (one
+        # statement, no lock held past it) where the loop reads too, with no network
+        # wait; on SQLite never (the write lock may be busy). See _admit_group.
+        self.admits_on_loop = not db.is_sqlite and settings.effective_reads_on_event_loop
         # When the last nonce kept without its request's time expires (0: there are
         # none; inf: not read yet). Only the upgrade to schema revision 0006 and the
         # pysogs import keep such nonces: the former before the server starts, the
@@ -153,7 +157,7 @@ class Users:
         self._thread.close()
 
     async def _admit_group(self, group: list[SignedRequest]) -> list[User | Refusal]:
-        if self.db.is_sqlite:  # (the write lock may be busy: the loop must not wait for it)
+        if not self.admits_on_loop:
             return await self._thread.run(self.admit_all, group)
         # PostgreSQL: one statement, one round trip on the loop as its reads are. It
         # waits for no lock held past a statement: only for another statement taking
