@@ -69,6 +69,9 @@ class _Sightings:
     new: dict[str, list[str]] = field(default_factory=dict)
     due: set[str] = field(default_factory=set)
 
+    def __bool__(self) -> bool:
+        return bool(self.new or self.due)
+
 
 class Users:
     """Admitting signed requests, and linking Session ids to blinded ids."""
@@ -164,7 +167,7 @@ class Users:
         # the same nonce. The sightings' write waits on users' row locks: a thread's.
         now = self.clock()
         admitted, sightings = self._admit_without_sightings(group, now)
-        if sightings.new or sightings.due:
+        if sightings:
             await self._thread.run(self._record_sightings, sightings, now)
         return admitted
 
@@ -192,7 +195,7 @@ class Users:
 
     def _record_sightings(self, sightings: _Sightings, now: float) -> None:
         """Record new signers, and that those due were seen ``now`` (one write, if any)."""
-        if not sightings.new and not sightings.due:
+        if not sightings:
             return
         with self.db.write() as conn:
             for session_id, linked in sightings.new.items():

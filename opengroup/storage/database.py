@@ -212,9 +212,7 @@ class Database:
                     yield conn
             return
         if shared.conn is None:
-            kept, shared.idle = shared.idle, None
-            if kept is None or kept.closed:  # (closed: by dispose)
-                kept = self._autocommit_connection()
+            kept, shared.idle = self._usable(shared.idle), None
             kept.begin()
             shared.conn = kept
         try:
@@ -233,6 +231,11 @@ class Database:
         with self._kept_lock:
             self._kept.add(conn)
         return conn
+
+    def _usable(self, kept: Connection | None) -> Connection:
+        """The connection a thread kept, or a new one if it kept none or it was closed
+        (by :meth:`dispose`)."""
+        return kept if kept is not None and not kept.closed else self._autocommit_connection()
 
     def _give_back(self, conn: Connection) -> None:
         """Close a connection of :meth:`_autocommit_connection` (back to the pool)."""
@@ -364,8 +367,7 @@ class Database:
             with self.write() as conn:
                 yield conn
             return
-        kept, shared.autocommit = shared.autocommit, None
-        conn = kept if kept is not None and not kept.closed else self._autocommit_connection()
+        conn, shared.autocommit = self._usable(shared.autocommit), None
         try:
             yield conn
         except BaseException:

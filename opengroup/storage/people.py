@@ -37,8 +37,13 @@ from sqlalchemy import (
     update,
 )
 
-from opengroup.storage.driversql import HotStatement, padded
-from opengroup.storage.queries import insert_absent_rows, insert_absent_statement, insert_if_absent
+from opengroup.storage.driversql import HotStatement
+from opengroup.storage.queries import (
+    absent_rows_values,
+    insert_absent_rows,
+    insert_absent_statement,
+    insert_if_absent,
+)
 from opengroup.storage.roomdetails import (
     DEFAULT_PERMISSIONS,
     ROOM_TAIL,
@@ -201,11 +206,16 @@ def unlinked_session_ids(conn: Connection) -> list[str]:
 def take_nonces(conn: Connection, nonces: Sequence[tuple[int, bytes]]) -> set[tuple[int, bytes]]:
     """Record requests' (signed at, nonce) pairs in one statement; the ones not recorded
     before (the others are replays)."""
-    # In the keys' order (the sort keeps a repeated key's first row first): two
-    # transactions that insert the same keys wait for each other in one order, never
-    # in a circle (PostgreSQL would end one of them as deadlocked).
-    rows = [{"signed_at": at, "nonce": nonce} for at, nonce in sorted(nonces)]
-    return {(int(at), bytes(nonce)) for at, nonce in insert_absent_rows(conn, request_nonces, rows)}
+    rows = insert_absent_rows(conn, request_nonces, _nonce_rows(nonces))
+    return {(int(at), bytes(nonce)) for at, nonce in rows}
+
+
+def _nonce_rows(nonces: Sequence[tuple[int, bytes]]) -> list[dict[str, Any]]:
+    """The rows of ``request_nonces`` for the pairs, in the keys' order (the sort keeps
+    a repeated key's first row first): two transactions that insert the same keys wait
+    for each other in one order, never in a circle (PostgreSQL would end one of them as
+    deadlocked)."""
+    return [{"signed_at": at, "nonce": nonce} for at, nonce in sorted(nonces)]
 
 
 def _clear_expired_nonces_statement(dialect_name: str) -> Any:
@@ -407,22 +417,15 @@ def admit(
         )
     if not nonces:
         return Admissions([], set(), {})
-    rows = padded(sorted(nonces))  # (sorted: see take_nonces; padded: see insert_absent_rows)
-    statement = _ADMISSIONS.get(len(rows))
+    size, params = absent_rows_values(_nonce_rows(nonces))
+    statement = _ADMISSIONS.get(size)
     if statement is None:
-        statement = _ADMISSIONS[len(rows)] = HotStatement(
-            f"people.admit.{len(rows)}",
-            functools.partial(_admission_statement, len(rows)),
+        statement = _ADMISSIONS[size] = HotStatement(
+            f"people.admit.{size}",
+            functools.partial(_admission_statement, size),
             expanding=["session_ids", "blinded_abs", "keys"],
         )
-    params: dict[str, Any] = {
-        "signed_from": clear_from,
-        "signed_before": clear_before,
-        "most": most_cleared,
-        "now": now,
-    }
-    for n, (signed_at, nonce) in enumerate(rows):
-        params[f"signed_at_{n}"], params[f"nonce_{n}"] = signed_at, nonce
+    params.update(signed_from=clear_from, signed_before=clear_before, most=most_cleared, now=now)
     cleared: list[int] = []
     fresh: set[tuple[int, bytes]] = set()
     facts_rows = []

@@ -256,8 +256,7 @@ def insert_absent_rows(
     if not rows:
         return set()
     columns = tuple(rows[0])
-    rows = padded(rows)  # (a repeated row is a conflict, so skipped)
-    size = len(rows)
+    size, values = absent_rows_values(rows)
     key = (table.name, columns, size)
     statement = _INSERTS_IF_ABSENT.get(key)
     if statement is None:
@@ -265,8 +264,15 @@ def insert_absent_rows(
             f"insert_if_absent.{table.name}.{size}",
             functools.partial(insert_absent_statement, table, columns, size),
         )
-    values = {f"{name}_{n}": row[name] for n, row in enumerate(rows) for name in columns}
     return {tuple(row) for row in statement.run(conn, values).fetchall()}
+
+
+def absent_rows_values(rows: Sequence[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The rows (all with the same columns) as :func:`insert_absent_statement`'s values:
+    padded to a power of two (a repeated row is a conflict, so skipped), and how many."""
+    rows = padded(rows)
+    values = {f"{name}_{n}": value for n, row in enumerate(rows) for name, value in row.items()}
+    return len(rows), values
 
 
 def insert_absent_statement(

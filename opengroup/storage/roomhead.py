@@ -234,6 +234,12 @@ def _sqlite_banned_under(key: str) -> str:
             AND (global_bans.expires_at IS NULL OR global_bans.expires_at > req.now))"""
 
 
+# The token's holder is banned, under their key or their linked blinded id.
+_SQLITE_HOLDER_BANNED = "\n    OR ".join(
+    _sqlite_banned_under(key) for key in ("tokens.public_key", "blinded_ids.blinded_id")
+)
+
+
 # The heads of several rooms in one statement: one row per room that exists,
 # numbered by its place in the poll; then the columns of RoomHead. {entries} is one
 # "(?, ?, ?, ?)" per room: position, room id, token hash, now.
@@ -245,11 +251,8 @@ SELECT
     rooms.message_seq,
     rooms.deletion_seq,
     tokens.public_key,
-"""
-    + "    "
-    + _sqlite_banned_under("tokens.public_key")
-    + "\n    OR "
-    + _sqlite_banned_under("blinded_ids.blinded_id")
+    """
+    + _SQLITE_HOLDER_BANNED
     + """,
     EXISTS (SELECT 1 FROM moderators
         WHERE moderators.room_id = rooms.id AND moderators.public_key = tokens.public_key)
