@@ -60,7 +60,9 @@ def open_database(settings: Settings, *, serving: bool = False) -> Database:
         settings.effective_database_url,
         pool_size=settings.effective_request_threads,
         background_checkpoints=serving,
-        loop_writes_per_second=settings.writes_on_event_loop_per_second if serving else 0,
+        loop_writes_per_second=(
+            settings.effective_writes_on_event_loop_per_second if serving else 0
+        ),
     )
     migrate.upgrade(db)
     return db

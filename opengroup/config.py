@@ -120,24 +120,27 @@ class Settings:
             "Answer community API requests that only read (a GET other than a file "
             "download, or a /batch or /sequence of them) on each worker's event loop, "
             "not in a request thread: the hand-off and the threads' turns at the "
-            "interpreter lock cost as much as the request. A post's checks run there too "
-            "(its write goes to the group-commit writer, as always), and on PostgreSQL the "
-            "one statement that admits signed requests. Other writes still run in "
-            "threads. Only where the database answers without a network wait: SQLite, "
-            "or PostgreSQL on this machine (a Unix socket or a loopback address); a "
-            "remote PostgreSQL keeps its reads and admissions in the threads."
+            "interpreter lock cost as much as the request. A post's checks run there too, "
+            "and on PostgreSQL the one statement that admits signed requests; posts and "
+            "reactions are written there when nothing is in their way (see "
+            "writes_on_event_loop_per_second). Other writes run in threads. Only where "
+            "the database answers without a network wait: SQLite, or PostgreSQL on this "
+            "machine (a Unix socket or a loopback address); a remote PostgreSQL keeps its "
+            "reads and writes in the threads."
         ),
     )
     writes_on_event_loop_per_second: int = _setting(
         200,
         (
-            "SQLite: up to this many posts and reactions a second per worker are written on "
-            "its event loop, each at once, when the database's write lock is free that "
-            "moment: the hand-off to a thread and back costs a write several turns of a busy "
-            "loop, tens of milliseconds. Those past it in a second, those that find the lock "
-            "taken, and all of PostgreSQL's go to threads (a post to the group-commit "
-            "writer, whose groups cost the server less per post under a burst). 0: never "
-            "on the loop."
+            "Up to this many posts and reactions a second per worker are written on its "
+            "event loop, each at once, when nothing is in their way: on SQLite the "
+            "database's write lock free that moment, on PostgreSQL no lock held that "
+            "a statement would wait for longer than a millisecond (it then gives way). "
+            "The hand-off to a thread and back costs a write several turns of a busy "
+            "loop, tens of milliseconds. Those past it in a second, and those that find "
+            "a lock taken, go to threads (a post to the group-commit writer, whose "
+            "groups cost the server less per post under a burst); so do all of "
+            "PostgreSQL's where reads_on_event_loop does not hold. 0: never on the loop."
         ),
     )
     keep_alive_seconds: int = _setting(
@@ -413,6 +416,14 @@ class Settings:
     def effective_reads_on_event_loop(self) -> bool:
         """(Kept: the router asks on every request, and the database URL is resolved.)"""
         return self.reads_on_event_loop and database_on_this_machine(self.effective_database_url)
+
+    @property
+    def effective_writes_on_event_loop_per_second(self) -> int:
+        """PostgreSQL writes on the event loop only where it reads there."""
+        on_sqlite = self.effective_database_url.startswith("sqlite")
+        if on_sqlite or self.effective_reads_on_event_loop:
+            return self.writes_on_event_loop_per_second
+        return 0
 
     @property
     def effective_public_url(self) -> str:

@@ -1000,10 +1000,10 @@ def test_reacting_to_a_message_the_caller_cannot_see_is_404(
 def test_reactions_are_made_from_threads_when_none_may_be_made_on_the_loop(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    """On SQLite a reaction is first tried on the event loop, its write made at once;
-    when that cannot be (here never: ``writes_on_event_loop_per_second`` 0; else the
-    write lock taken, or the second's rate reached), nothing of it is written and it is
-    made from a thread instead, with the same answers."""
+    """A reaction is first tried on the event loop, its write made at once; when that
+    cannot be (here never: ``writes_on_event_loop_per_second`` 0; else SQLite's write
+    lock or a PostgreSQL row held by another, or the second's rate reached), nothing of
+    it is written and it is made from a thread instead, with the same answers."""
     server = server_factory(env={"OPENGROUP_WRITES_ON_EVENT_LOOP_PER_SECOND": "0"})
     alice = BlindedIdentity.generate()
     with CommunityClient(server.base_url, server.public_key, "onion") as client:

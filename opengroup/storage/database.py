@@ -6,7 +6,8 @@ to become a writer). Our writers first queue on a :class:`WriteLock`, shared
 by the threads and the processes of the database, so they wait their turn in
 the kernel rather than in SQLite's sleeping busy handler; ``busy_timeout``
 still covers any other writer. The event loop never waits for either: it
-writes only when both are free that moment (:meth:`Database.write_at_once`).
+writes only when both are free that moment (:meth:`Database.write_at_once`;
+on PostgreSQL, its statements there wait at most a millisecond for a lock).
 ``synchronous=NORMAL`` keeps every committed transaction across a killed
 process (only a power cut may lose the last few).
 Checkpoints (copying the WAL back into the database file) are not left to
@@ -48,6 +49,11 @@ CONNECTIONS_PER_THREAD = 2
 # Database.one_statement_write), the admissions' thread, the post writer's and the
 # checkpoints'.
 OTHER_CONNECTIONS = 5
+# PostgreSQL: how long a statement of a write on the event loop may wait for a lock
+# before the write gives way to a thread (Database.write_at_once); the loop does
+# nothing else meanwhile.
+LOOP_LOCK_WAIT_MS = 1
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
 _UNCHANGED: AbstractContextManager[None] = nullcontext()
 
 
@@ -108,7 +114,7 @@ class _PerSecond:
     thread: the event loop's)."""
 
     def __init__(self, cap: int, clock: Callable[[], float]) -> None:
-        self._cap = cap
+        self.cap = cap
         self._clock = clock
         self._second = 0
         self._count = 0
@@ -118,7 +124,7 @@ class _PerSecond:
         second = int(self._clock())
         if second != self._second:
             self._second, self._count = second, 0
-        return self._count < self._cap
+        return self._count < self.cap
 
     def count(self) -> None:
         self._count += 1
@@ -138,6 +144,20 @@ def _not_busy_waiting(conn: Connection) -> Iterator[None]:
 class WriteOnEventLoop(RuntimeError):
     """A write transaction began where only reads may run (:meth:`Database.reads_only`):
     a fault of the code, which must hand the write to a thread."""
+
+
+class WriteGaveWay(WriteOnEventLoop):
+    """A write on the event loop met a lock held by another transaction and was rolled
+    back, having waited at most ``LOOP_LOCK_WAIT_MS`` (PostgreSQL, see
+    :meth:`Database.write_at_once`): nothing of it was written, and it is to be made
+    again from a thread."""
+
+
+def _lock_not_available(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's ``lock_timeout`` ending a statement, raised by
+    the driver or wrapped by SQLAlchemy."""
+    driver_error = getattr(exc, "orig", exc)
+    return getattr(driver_error, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
 class Database:
@@ -319,7 +339,7 @@ class Database:
         :meth:`write_at_once` gives one now; if not, :meth:`write` raises
         :class:`WriteOnEventLoop` before anything is written, for the caller to do it
         all again from a thread. The event loop answers so a request whose handler
-        reads, then writes once (a reaction): on SQLite with a free write lock, at once.
+        reads, then writes once (a reaction): at once, if no lock is in its way.
         A second write transaction raises a plain :class:`RuntimeError` (it would be
         made twice if it all ran again): such a handler must not run so."""
         with self._writes(_Writes.ONE_AT_ONCE):
@@ -398,24 +418,39 @@ class Database:
         with self._write_lock.held():
             yield
 
+    @property
+    def writes_on_loop(self) -> bool:
+        """Whether :meth:`write_at_once` may ever give a write (a server's database, with
+        a rate above 0; on SQLite, a file)."""
+        return self._loop_writes.cap > 0 and (self._write_lock is not None or not self.is_sqlite)
+
     @contextmanager
     def write_at_once(self) -> Iterator[Connection | None]:
         """:meth:`write` for the event loop, if the write can be made now: a connection
         in a write transaction that commits at the end of the block (or rolls back, if
         it raises), else None.
 
-        The event loop must never wait. So this is SQLite only (PostgreSQL's writers
-        wait on row locks), and only if the :class:`WriteLock` is free this moment, and
-        SQLite's own lock too (another program may hold it: the busy timeout is 0
-        meanwhile). And only up to ``loop_writes_per_second`` a second: a burst is
-        better written in the groups of the writers' threads, where one transaction
-        serves many and their statements run beside the loop.
+        The event loop must never wait, and only up to ``loop_writes_per_second`` writes
+        a second are made so: a burst is better written in the groups of the writers'
+        threads, where one transaction serves many and their statements run beside the
+        loop.
+
+        - SQLite: only if the :class:`WriteLock` is free this moment, and SQLite's own
+          lock too (another program may hold it: the busy timeout is 0 meanwhile).
+        - PostgreSQL (a server opens it so only on this machine): its writers wait on
+          row locks, which cannot be asked for beforehand. So each statement waits at
+          most ``LOOP_LOCK_WAIT_MS`` for a lock (``lock_timeout``); past it the
+          transaction is rolled back and the block ends with :class:`WriteGaveWay`.
         """
-        lock = self._write_lock
-        if lock is None or not self._loop_writes.allow():
+        if not self.writes_on_loop or not self._loop_writes.allow():
             yield None
             return
-        with lock.held_at_once() as held:
+        if not self.is_sqlite:
+            with self._postgresql_write_at_once() as conn:
+                yield conn
+            return
+        assert self._write_lock is not None
+        with self._write_lock.held_at_once() as held:
             if not held:
                 yield None
                 return
@@ -429,6 +464,18 @@ class Database:
                 with transaction:
                     self._loop_writes.count()
                     yield conn
+
+    @contextmanager
+    def _postgresql_write_at_once(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOOP_LOCK_WAIT_MS}")
+            self._loop_writes.count()
+            try:
+                yield conn
+            except Exception as exc:
+                if _lock_not_available(exc):
+                    raise WriteGaveWay("a lock was held: the write gave way") from exc
+                raise
 
     def checkpoint(self) -> None:
         """SQLite: copy the pages the WAL holds into the database file, waiting for

@@ -8,12 +8,12 @@ row until commit), and most of a write's cost comes once per transaction. So
 the posts waiting at the same moment share one transaction (group commit),
 unless a post can be written without waiting:
 
-- On SQLite, :meth:`PostWriter.write` first asks the database for a write
-  transaction on the event loop (:meth:`Database.write_at_once`: the write lock
-  free this moment, and under the rate of such writes). If it gets one, the
-  post is written there, in a transaction of its own, by the same rules as a
-  group of one; a busy event loop takes tens of milliseconds to come back from
-  a thread.
+- :meth:`PostWriter.write` first asks the database for a write transaction on
+  the event loop (:meth:`Database.write_at_once`: under the rate of such writes;
+  on SQLite, the write lock free this moment; on PostgreSQL, given way at once
+  if a statement waits for a lock). If it gets one, the post is written there,
+  in a transaction of its own, by the same rules as a group of one; a busy
+  event loop takes tens of milliseconds to come back from a thread.
 - Otherwise :meth:`PostWriter.write` queues the post and waits (a
   :class:`~opengroup.storage.batching.Batcher` of one batch at a time). If no
   group of this process is being written, a group starts at once; otherwise
@@ -52,7 +52,7 @@ from typing import Any, Protocol
 from sqlalchemy import BindParameter, ClauseElement, bindparam, false, insert, select, update
 
 from opengroup.storage.batching import Batcher
-from opengroup.storage.database import Database
+from opengroup.storage.database import Database, WriteGaveWay
 from opengroup.storage.driversql import (
     DriverConnection,
     Statement,
@@ -179,8 +179,8 @@ class PostWriter:
         None if there is no such room, or the exception its ``judge`` raised.
 
         If the database can take the write here and now, on the event loop
-        (:meth:`Database.write_at_once`: SQLite, its write lock free, under the rate),
-        the post is written so, in a transaction of its own; else it joins the next
+        (:meth:`Database.write_at_once`: under the rate, with no lock in its way), the
+        post is written so, in a transaction of its own; else it joins the next
         group of the writer's thread. Posts waiting for a group do not hold it back:
         were they to, a busy server would stay in groups once one formed, as a group
         takes several turns of the loop while posts keep coming.
@@ -201,6 +201,8 @@ class PostWriter:
                 if conn is None:
                     return None
                 return self._write_rooms(driver_connection(conn.connection), group)
+        except WriteGaveWay:  # (PostgreSQL: a lock was held; nothing was written)
+            return None
         except Exception as exc:
             return _all_failed(group, exc)
 

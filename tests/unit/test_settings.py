@@ -362,3 +362,27 @@ def test_reads_stay_on_the_event_loop_only_where_the_database_needs_no_network(
         overrides={"database_url": database_url, "reads_on_event_loop": False}, env={}
     )
     assert turned_off.effective_reads_on_event_loop is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "per_second"),
+    [
+        ({}, 200),  # SQLite: its writes on the loop take no network wait and no lock wait
+        ({"reads_on_event_loop": False}, 200),
+        ({"database_url": "postgresql://postgres@127.0.0.1/og"}, 200),
+        ({"database_url": "postgresql://postgres@127.0.0.1/og", "reads_on_event_loop": False}, 0),
+        ({"database_url": "postgresql://postgres@10.0.0.7/og"}, 0),
+        (
+            {
+                "database_url": "postgresql://postgres@127.0.0.1/og",
+                "writes_on_event_loop_per_second": 0,
+            },
+            0,
+        ),
+    ],
+)
+def test_postgresqls_writes_are_on_the_event_loop_only_where_its_reads_are(
+    overrides: dict[str, Any], per_second: int
+) -> None:
+    settings = load_settings(overrides=overrides, env={})
+    assert settings.effective_writes_on_event_loop_per_second == per_second

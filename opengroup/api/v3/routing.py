@@ -3,12 +3,15 @@ the route's :class:`~opengroup.api.v3.calls.Access`, run the handler, and turn
 any refusal into the plain-text answer clients expect.
 
 Handlers use the database's blocking calls, so they run in a request thread; but
-on SQLite a request that only reads (a ``GET``, or a ``/batch`` of them) is
-answered on the event loop itself (the setting ``reads_on_event_loop``): SQLite's
-reads never wait, and the hand-off to a thread and back cost as much CPU as the
-reads. A post's checks run there too (its write goes to the group-commit
+where the database answers without a network wait (SQLite, or PostgreSQL on
+this machine) a request that only reads (a ``GET``, or a ``/batch`` of them) is
+answered on the event loop itself (the setting ``reads_on_event_loop``): such
+reads never wait long, and the hand-off to a thread and back cost as much CPU as
+the reads. A post's checks run there too (its write goes to the group-commit
 writer), unless it needs a write transaction first (a new identity's first post
-under the cap): it is then answered from a thread. A ``/batch`` runs its
+under the cap): it is then answered from a thread. A reaction is tried there
+too, its one write made at once if nothing holds what it needs (see
+:meth:`Database.one_write_at_once`), else answered from a thread. A ``/batch`` runs its
 sub-requests through :meth:`Router.handle_as` where it runs, as the outer
 request's signer. Within one batch, a room's view (its
 details and the signer's rights) is read once and reused by the ``GET`` items
@@ -61,8 +64,8 @@ class Route:
     # on the loop first, and answered from a request thread if it begins a write
     # transaction after all. It must do nothing but read before that.
     loop_until_write: bool = False
-    # The handler reads, then makes one write transaction (a reaction): on SQLite, tried
-    # on the loop first with the write taken at once if the lock is free (see
+    # The handler reads, then makes one write transaction (a reaction): tried on the
+    # loop first with the write made at once if no lock is in its way (see
     # Database.one_write_at_once), and answered from a request thread if not. It must
     # do nothing but read before its write, and write only once.
     one_write: bool = False
@@ -126,7 +129,7 @@ class Router:
         write to the loop (a post) and it needs no write transaction of its own; else
         from a request thread."""
         route = matched[0]
-        one_write = route.one_write and community.db.is_sqlite
+        one_write = route.one_write and community.db.writes_on_loop
         if community.settings.effective_reads_on_event_loop and (
             route.loop_until_write or one_write or self._reads_only(route, request)
         ):
