@@ -89,7 +89,7 @@ class Community:
         self.uploads = Uploads(db, settings, clock)
         self.inbox = DirectMessages(db, settings, self.users, clock)
         # The v2 API's parts; posting's token check and polling share the poll reader.
-        self._poll_reader = OnDemandPollReader(db)
+        self._poll_reader = OnDemandPollReader(db, on_loop=settings.effective_reads_on_event_loop)
         activity = ActivityRecords(db, settings)
         self.rooms = Rooms(db, clock)
         self.membership = Membership(

@@ -93,15 +93,17 @@ def require_moderator(member: Member, room_id: str | None = None) -> None:
 
 class OnDemandPollReader:
     """This process's :class:`PollReader`, opened on first use (commands that never poll
-    open none), shared by polling and posting's token check."""
+    open none), shared by polling and posting's token check; ``on_loop``: see
+    :func:`open_poll_reader`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, on_loop: bool) -> None:
         self._db = db
+        self._on_loop = on_loop
         self._reader: PollReader | None = None
 
     def get(self) -> PollReader:
         if self._reader is None:
-            self._reader = open_poll_reader(self._db)
+            self._reader = open_poll_reader(self._db, on_loop=self._on_loop)
         return self._reader
 
     async def close(self) -> None:

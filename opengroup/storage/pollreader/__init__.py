@@ -10,9 +10,11 @@ are in bench/RESULTS.md, "Design notes moved from the code"):
 - SQLite: one query-only connection per process, used on the event loop
   thread. In WAL mode a reader never waits for the writer, and a poll's reads
   cost less than handing them to a thread would.
-- PostgreSQL: a few async connections (``psycopg_pool``). A round trip costs
-  more than the rows it brings, so polls that arrive together are read together
-  (:class:`~opengroup.storage.batching.Batcher`).
+- PostgreSQL: a round trip costs more than the rows it brings, so polls that
+  arrive together are read together
+  (:class:`~opengroup.storage.batching.Batcher`): on the event loop, on one
+  connection, where the database is on this machine (``reads_on_event_loop``);
+  else on a few async connections (``psycopg_pool``).
 
 Both read a room's *head* first (:mod:`opengroup.storage.roomhead`): its message
 and deletion counters, the token's holder and the moderators, in one statement.
@@ -55,11 +57,12 @@ class PollReader(Protocol):
     async def close(self) -> None: ...
 
 
-def open_poll_reader(db: Database) -> PollReader:
-    """The reader for ``db``'s backend."""
+def open_poll_reader(db: Database, *, on_loop: bool) -> PollReader:
+    """The reader for ``db``'s backend; ``on_loop``: PostgreSQL's reads may be made on
+    the event loop itself (the database is on this machine)."""
     url = make_url(db.url)
     if db.is_sqlite:
         assert url.database, "the poll reader needs an SQLite file"
         return SqlitePollReader(url.database)
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return PostgresPollReader(conninfo)
+    return PostgresPollReader(conninfo, on_loop=on_loop)
