@@ -302,6 +302,33 @@ def test_a_post_waits_for_the_writer_while_another_thread_writes(db: Database) -
         wait_while_held(db, server, other.hold, other.release)
 
 
+def test_while_a_group_is_being_written_a_post_waits_for_the_next(db: Database) -> None:
+    """Even to a room no one holds. On SQLite the group holds the write lock; on
+    PostgreSQL a write on the loop would commit alone, its flush to disk with the
+    loop waiting, where the next group's commit serves every post queued by then."""
+    with db.write() as conn:
+        add_room(conn, "lobby")
+    other = AnotherThreadWriting(db)
+
+    async def run(writer: PostWriter) -> list[object]:
+        held = asyncio.ensure_future(writer.write(new_post("held")))  # its group waits
+        await asyncio.sleep(0.2)
+        free = asyncio.ensure_future(writer.write(new_post("free", room="lobby")))
+        await asyncio.sleep(0.2)
+        assert not held.done() and not free.done()
+        other.release()
+        return list(await asyncio.wait_for(asyncio.gather(held, free), 10))
+
+    other.hold()
+    try:
+        with loop_writes(db, 10) as server:
+            results = asyncio.run(run(PostWriter(server)))
+    finally:
+        other.release()
+    assert server_ids(results) == [1, 1]  # (each room's first)
+    assert sorted(stored(db)) == [(1, "free"), (1, "held")]
+
+
 def test_a_post_that_gave_way_on_postgresql_leaves_its_connection_as_it_was(
     db: Database,
 ) -> None:

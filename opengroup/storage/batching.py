@@ -41,6 +41,12 @@ class Batcher(Generic[Request, Result]):
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is being handled (the next request waits for it, if
+        ``concurrency`` is 1)."""
+        return self._running > 0
+
     async def submit(self, request: Request) -> Result:
         """The request's result, once a batch holding it has been handled."""
         answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
