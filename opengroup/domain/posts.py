@@ -37,6 +37,7 @@ from opengroup.storage.database import Database
 from opengroup.storage.posts import StoredMessage
 from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
 from opengroup.storage.queries import Message
+from opengroup.storage.reactors import ReactorsCache
 
 MAX_PAGE = 256
 DEFAULT_PAGE = 100
@@ -136,6 +137,8 @@ class Posts:
         self.writer = writer
         self.users = users
         self.clock = clock
+        # The reactors of the messages pages show, kept while the messages are unchanged.
+        self._reactors = ReactorsCache()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -190,16 +193,15 @@ class Posts:
             raise NoSuchMessage(message_id)
         return message
 
-    @staticmethod
     def _with_reactions(
+        self,
         conn: Connection,
         room_id: str,
         found: list[StoredMessage],
         keys: Sequence[str],
         reactors: int,
     ) -> list[MessageView]:
-        live = [m.id for m in found if not m.deleted]
-        reacted = posts.reactors_by_message(conn, room_id, live)
+        reacted = self._reactors.of_messages(conn, room_id, found)
         mine = frozenset(keys)
         return [
             MessageView(m, _summarise(reacted[m.id], mine, reactors))
