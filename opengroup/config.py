@@ -407,10 +407,14 @@ class Settings:
         return f"sqlite:///{(self.data_path / 'opengroup.db').resolve()}"
 
     @property
+    def _on_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
     def effective_request_threads(self) -> int:
         if self.request_threads > 0:
             return self.request_threads
-        return 4 if self.effective_database_url.startswith("sqlite") else 16
+        return 4 if self._on_sqlite else 16
 
     @functools.cached_property
     def effective_reads_on_event_loop(self) -> bool:
@@ -420,8 +424,7 @@ class Settings:
     @property
     def effective_writes_on_event_loop_per_second(self) -> int:
         """PostgreSQL writes on the event loop only where it reads there."""
-        on_sqlite = self.effective_database_url.startswith("sqlite")
-        if on_sqlite or self.effective_reads_on_event_loop:
+        if self._on_sqlite or self.effective_reads_on_event_loop:
             return self.writes_on_event_loop_per_second
         return 0
 
