@@ -17,6 +17,8 @@ Rules pinned here (ARCHITECTURE.md, "One request of the community API"):
   nonce signed at another time is another request (the signature covers both).
 * Nonces kept without their request's time (the pysogs import's) refuse any request
   that carries them until they expire.
+* On PostgreSQL an admission's commit does not wait for the disk (docs/SECURITY.md,
+  "Signed requests and replays"); the connection's other writes still do.
 * A group deletes up to two expired nonces for each of its requests
   (``EXPIRED_NONCES_CLEARED_PER_REQUEST``), those that expired first, and no live one;
   a pruning pass's write deletes up to the number it is given.
@@ -25,11 +27,11 @@ Rules pinned here (ARCHITECTURE.md, "One request of the community API"):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from opengroup import blinding
 from opengroup.config import Settings, load_settings
@@ -257,6 +259,43 @@ def test_an_empty_group_admits_nobody_and_deletes_nothing(
     before = stored_nonces(db)
     assert admit.admit_all([]) == []
     assert stored_nonces(db) == before
+
+
+def wal_flushes(db: Database) -> int:
+    """How many times PostgreSQL has flushed its write-ahead log to disk, counting the
+    flushes of this thread's connection (its counts are sent when it goes idle)."""
+    with db.one_statement_write() as conn:
+        conn.execute(text("SELECT pg_stat_force_next_flush()"))
+    with db.read() as conn:
+        return int(conn.execute(text("SELECT wal_sync FROM pg_stat_wal")).scalar_one())
+
+
+def test_on_postgresql_an_admission_commits_without_waiting_for_the_disk(
+    admissions: tuple[Users, Database], database_url: str | None
+) -> None:
+    if database_url is None:
+        pytest.skip("PostgreSQL's commits")
+    admit, db = admissions
+    times = 100
+
+    def flushes_of(write: Callable[[], object]) -> int:
+        before = wal_flushes(db)
+        for _ in range(times):
+            write()
+        return wal_flushes(db) - before
+
+    def nonce_alone() -> object:
+        with db.one_statement_write() as conn:
+            return people.take_nonces(conn, [(int(NOW), next(_nonces).to_bytes(16, "big"))])
+
+    admitted = flushes_of(lambda: admit.admit_all([request(ALICE)]))
+    # (the same autocommit connection writing a nonce by a statement of its own: each
+    # commit waits; other tests' commits add to both counts alike)
+    waited = flushes_of(nonce_alone)
+    assert waited >= times / 2
+    assert admitted < waited / 4
+    with db.read() as conn:
+        assert conn.execute(text("SHOW synchronous_commit")).scalar_one() == "on"
 
 
 @pytest.mark.parametrize(

@@ -408,7 +408,8 @@ def admit(
 
     On PostgreSQL one statement does it all, so that in autocommit
     (:meth:`~opengroup.storage.database.Database.one_statement_write`) it is one round
-    trip instead of five; SQLite runs the three, without round trips."""
+    trip instead of five, and its commit does not wait for the disk (docs/SECURITY.md,
+    "Signed requests and replays"); SQLite runs the three, without round trips."""
     if conn.dialect.name == "sqlite":
         return Admissions(
             clear_expired_nonces(conn, clear_from, clear_before, most_cleared),
@@ -451,6 +452,12 @@ def _admission_statement(size: int, dialect_name: str) -> Any:
         "taken"
     )
     facts = _signers_statement().subquery("facts")
+    # The statement's own transaction commits without waiting for the disk (as SET
+    # LOCAL; docs/SECURITY.md, "Signed requests and replays"): a branch that returns no
+    # row runs the setting.
+    quick = select(func.set_config("synchronous_commit", "off", True).label("value")).cte(
+        "quick_commit"
+    )
     none_at, none_nonce = null().cast(BigInteger), null().cast(LargeBinary)
     none_text, none_time = null().cast(String), null().cast(Float)
     return union_all(
@@ -464,6 +471,9 @@ def _admission_statement(size: int, dialect_name: str) -> Any:
         ),
         select(literal("fresh"), taken.c.signed_at, taken.c.nonce, none_text, none_text, none_time),
         select(facts.c.kind, none_at, none_nonce, facts.c.key, facts.c.linked, facts.c.seen),
+        select(quick.c.value, none_at, none_nonce, none_text, none_text, none_time).where(
+            quick.c.value.is_(None)
+        ),
     )
 
 
