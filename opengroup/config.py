@@ -204,6 +204,13 @@ class Settings:
         256,
         "Most room entries in one compact_poll.",
     )
+    max_poll_items: int = _setting(
+        1024,
+        (
+            "Most messages and deletions in one compact_poll answer, over all its rooms (each "
+            "room's at most 256); rooms past it get theirs in the next poll. 0: no limit of ours."
+        ),
+    )
     max_json_depth: int = _setting(
         32,
         (

@@ -9,6 +9,7 @@ with tight settings (`tight`); the defaults are pinned on the default server.
 | direct HTTP body | max_request_body_bytes (16 MiB) | 413 |
 | onion request body | max_onion_body_bytes (10 MiB) | plain HTTP 413 |
 | rooms in one compact_poll | max_poll_rooms (256) | 413 |
+| items in one compact_poll answer | max_poll_items (1,024) | the rest in the next poll |
 | JSON nesting | max_json_depth (32) | 400 "JSON nested too deeply" |
 | unclaimed challenges per key and room | max_pending_challenges_per_key (16) | 429 + retry hint |
 | live tokens per key and room | max_tokens_per_key (32) | the key's oldest token there is revoked |
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 from harness.expect import expect_error, expect_rate_limited
-from harness.flows import challenge
+from harness.flows import challenge, new_room
 from harness.server import Backend, ServerProcess, run_cli
 from harness.v2client import (
     DEFAULT_ROOM,
@@ -44,6 +45,7 @@ DEEP_JSON = "JSON nested too deeply"
 TIGHT_BODY_BYTES = 4000
 TIGHT_ONION_BYTES = 6000
 TIGHT_POLL_ROOMS = 3
+TIGHT_POLL_ITEMS = 10
 TIGHT_JSON_DEPTH = 5
 TIGHT_PENDING = 3
 TIGHT_TOKENS = 2
@@ -56,7 +58,8 @@ SECOND_ROOM = "second"
 
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[ServerProcess]:
-    """A server with every limit of this module small (challenge rate limit off)."""
+    """A server with every limit of this module small (challenge and post rate limits
+    off)."""
     url = backend.new_database_url()
     proc = ServerProcess(
         tmp_path_factory.mktemp("tight") / "data",
@@ -65,6 +68,8 @@ def tight(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
             "OPENGROUP_MAX_REQUEST_BODY_BYTES": str(TIGHT_BODY_BYTES),
             "OPENGROUP_MAX_ONION_BODY_BYTES": str(TIGHT_ONION_BYTES),
             "OPENGROUP_MAX_POLL_ROOMS": str(TIGHT_POLL_ROOMS),
+            "OPENGROUP_MAX_POLL_ITEMS": str(TIGHT_POLL_ITEMS),
+            "OPENGROUP_POST_RATE_LIMIT_SECONDS": "0",
             "OPENGROUP_MAX_JSON_DEPTH": str(TIGHT_JSON_DEPTH),
             "OPENGROUP_MAX_PENDING_CHALLENGES_PER_KEY": str(TIGHT_PENDING),
             "OPENGROUP_MAX_TOKENS_PER_KEY": str(TIGHT_TOKENS),
@@ -147,6 +152,7 @@ EXPECTED_DEFAULTS = {
     "max_request_body_bytes": 16 * 1024 * 1024,
     "max_onion_body_bytes": 10 * 1024 * 1024,
     "max_poll_rooms": 256,
+    "max_poll_items": 1024,
     "max_message_bytes": 100_000,
     "max_upload_bytes": 10_000_000,
     "max_json_depth": 32,
@@ -233,6 +239,61 @@ def test_the_default_max_poll_rooms_is_256(client: Client) -> None:
 
     assert exact["status_code"] == 200 and len(exact["results"]) == 256, exact["status_code"]
     expect_error(over, 413)
+
+
+# --------------------------------------------------------------------------- compact_poll items
+
+
+def room_with_messages(client: Client, server: ServerProcess, count: int) -> tuple[str, str]:
+    """A new room holding ``count`` messages (ids 1 to ``count``); it and a token there."""
+    room = new_room(server.cli, "items")
+    identity = Identity.generate()
+    token = client.authenticate(identity, room)
+    for _ in range(count):
+        assert client.post_message(identity, token, room)["status_code"] == 200
+    return room, token
+
+
+def message_ids(poll: dict[str, Any]) -> list[list[int]]:
+    """Each result's message ids, in order."""
+    assert poll["status_code"] == 200, poll
+    return [[m["server_id"] for m in result["messages"]] for result in poll["results"]]
+
+
+def test_a_poll_answers_at_most_max_poll_items_and_the_rest_in_the_next_poll(
+    tight_client: Client, tight: ServerProcess
+) -> None:
+    room, token = room_with_messages(tight_client, tight, 8)
+
+    def entry(after: int) -> dict[str, Any]:
+        return {"room_id": room, "auth_token": token, "from_message_server_id": after}
+
+    first = message_ids(tight_client.compact_poll([entry(0), entry(0), entry(0)]))
+    assert first == [list(range(1, 9)), [1, 2], []]
+    # (each entry from the cursor its answer left it at: nothing is skipped or repeated)
+    second = message_ids(tight_client.compact_poll([entry(8), entry(2), entry(0)]))
+    assert second == [[], list(range(3, 9)), [1, 2, 3, 4]]
+
+
+def test_a_room_is_counted_at_no_more_than_the_messages_past_its_cursor(
+    tight_client: Client, tight: ServerProcess
+) -> None:
+    room, token = room_with_messages(tight_client, tight, 8)
+    entries = [
+        {"room_id": room, "auth_token": token, "from_message_server_id": 7},
+        {"room_id": room, "auth_token": token, "from_message_server_id": 0},
+    ]
+    assert message_ids(tight_client.compact_poll(entries)) == [[8], list(range(1, 9))]
+
+
+def test_the_default_max_poll_items_is_1024(server: ServerProcess, client: Client) -> None:
+    room, token = room_with_messages(client, server, 5)  # (the post rate limit's 5)
+    entries = [{"room_id": room, "auth_token": token, "from_message_server_id": 0}] * 256
+
+    counts = [len(ids) for ids in message_ids(client.compact_poll(entries))]
+
+    assert sum(counts) == 1024
+    assert counts == [5] * 204 + [4] + [0] * 51
 
 
 # --------------------------------------------------------------------------- JSON nesting

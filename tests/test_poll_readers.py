@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from opengroup.storage import migrate, queries
 from opengroup.storage.database import Database
-from opengroup.storage.pollreader import PollLookup, RoomRows
+from opengroup.storage.pollreader import Pages, PollLookup, RoomRows
 from opengroup.storage.pollreader.postgres import PostgresPollReader
 from opengroup.storage.postwriter import NewPost, PostWriter
 
@@ -92,7 +92,9 @@ def read_together(db: Database, *, on_loop: bool) -> tuple[list[list[RoomRows]],
     async def run() -> tuple[list[list[RoomRows]], object]:
         reader = PostgresPollReader(conninfo, on_loop=on_loop)
         try:
-            polls = asyncio.gather(*(reader.read(lookups(poll), NOW, 100, False) for poll in POLLS))
+            polls = asyncio.gather(
+                *(reader.read(lookups(poll), NOW, Pages(100, False)) for poll in POLLS)
+            )
             token_check = reader.token_holder("lobby", TOKENS["lobby"], NOW)
             answers, holder = await asyncio.gather(polls, token_check)
         finally:
@@ -142,9 +144,9 @@ def test_on_the_loop_a_lost_connection_is_replaced_and_the_batch_read_again(
     async def run() -> tuple[list[RoomRows], list[RoomRows]]:
         reader = PostgresPollReader(conninfo, on_loop=True)
         try:
-            before = await reader.read(poll, NOW, 100, False)
+            before = await reader.read(poll, NOW, Pages(100, False))
             cut_other_connections(conninfo)
-            return before, await reader.read(poll, NOW, 100, False)
+            return before, await reader.read(poll, NOW, Pages(100, False))
         finally:
             await reader.close()
 

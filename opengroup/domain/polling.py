@@ -17,7 +17,7 @@ from opengroup.domain.parts import (
     parse_token,
 )
 from opengroup.domain.values import could_be_room_id
-from opengroup.storage.pollreader import PollLookup
+from opengroup.storage.pollreader import Pages, PollLookup
 from opengroup.storage.queries import Message
 from opengroup.storage.roomhead import TokenHolder
 from opengroup.threads import Threads
@@ -85,10 +85,9 @@ class Polling:
                     request.room_id, token_hash, request.messages_after, request.deletions_after
                 )
             )
-        by_number = self.settings.deletions_format.by_number
-        found = iter(
-            await self.poll_reader.get().read(lookups, now, MAX_PAGE, by_number) if lookups else []
-        )
+        settings = self.settings
+        pages = Pages(MAX_PAGE, settings.deletions_format.by_number, settings.max_poll_items)
+        found = iter(await self.poll_reader.get().read(lookups, now, pages) if lookups else [])
         results: list[RoomPoll | Refusal] = []
         seen: list[tuple[Member, TokenHolder | None]] = []
         for index, request in enumerate(requests):

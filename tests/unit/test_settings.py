@@ -50,6 +50,7 @@ COUNTED_BY_THEIR_NOUN = {
     "request_threads": "threads in a worker process",
     "writes_on_event_loop_per_second": "writes a second of one worker, made on its event loop",
     "max_poll_rooms": "rooms in one compact_poll",
+    "max_poll_items": "messages and deletions in one compact_poll answer",
     "max_json_depth": "levels of JSON nesting",
     "max_pending_challenges_per_key": "unclaimed challenges of one key",
     "max_tokens_per_key": "live tokens of one key",

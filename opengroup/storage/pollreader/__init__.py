@@ -31,20 +31,19 @@ from typing import Protocol
 from sqlalchemy.engine import make_url
 
 from opengroup.storage.database import Database
-from opengroup.storage.pollreader.plan import PollLookup, RoomRows
+from opengroup.storage.pollreader.plan import Pages, PollLookup, RoomRows
 from opengroup.storage.pollreader.postgres import PostgresPollReader
 from opengroup.storage.pollreader.sqlite import SqlitePollReader
 from opengroup.storage.roomhead import TokenHolder
 
-__all__ = ["PollLookup", "PollReader", "RoomRows", "open_poll_reader"]
+__all__ = ["Pages", "PollLookup", "PollReader", "RoomRows", "open_poll_reader"]
 
 
 class PollReader(Protocol):
-    async def read(
-        self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
-    ) -> list[RoomRows]:
+    async def read(self, lookups: Sequence[PollLookup], now: float, pages: Pages) -> list[RoomRows]:
         """The rows of every lookup, in order. The heads of all of them come from one
-        snapshot; messages and deletions, when any are due, from one that may be later."""
+        snapshot; messages and deletions, when any are due, from one that may be later,
+        as much as ``pages`` allows."""
         ...
 
     async def token_holder(

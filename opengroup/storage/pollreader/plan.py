@@ -73,24 +73,42 @@ def compile_poll_statements(dialect: Dialect) -> dict[str, Statement]:
 Query = tuple[Statement, dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Pages:
+    """How much of each room a poll reads: at most ``limit`` rows a page, and at most
+    ``most_rows`` over all its rooms (0: no more than the pages'; see
+    :class:`PollPlan`); deletions numbered by their own number (``by_number``) or by
+    the message they delete."""
+
+    limit: int
+    by_number: bool
+    most_rows: int = 0
+
+
 class PollPlan:
     """One poll, statement by statement: first every room's head, then, for the
     rooms whose holder may read and whose counters are past a cursor, the messages
-    and deletions. Both readers follow it; only how they execute differs."""
+    and deletions. Both readers follow it; only how they execute differs.
+
+    Each room's page holds at most ``pages.limit`` rows, and the whole poll at most
+    ``pages.most_rows``: the rooms past it, in the poll's order, get fewer or none,
+    and the rest in the next poll, from their cursors. A page is counted at the most
+    rows it could hold, which the room's counter bounds (there are no more ids past a
+    cursor than up to the counter), so a room with one new message counts one."""
 
     def __init__(
         self,
         sql: dict[str, Statement],
         lookups: Sequence[PollLookup],
         now: float,
-        limit: int,
-        by_number: bool,
+        pages: Pages,
         heads_only: bool = False,
     ) -> None:
         self.sql = sql
         self.lookups = lookups
-        self.limit = limit
-        self.by_number = by_number
+        self.limit = pages.limit
+        self.by_number = pages.by_number
+        self.most_rows = pages.most_rows
         self.now = now
         self.heads_only = heads_only  # a token check: the heads, never messages
 
@@ -107,6 +125,7 @@ class PollPlan:
     def follow_ups(self, head_rows: list[Sequence[Any] | None]) -> list[Query | None]:
         """Two per room: its messages and its deletions statement, None where not needed."""
         queries: list[Query | None] = []
+        left = self.most_rows if self.most_rows > 0 else len(self.lookups) * 2 * self.limit
         for lookup, row in zip(self.lookups, head_rows, strict=True):
             head = None if row is None else RoomHead.of(row)
             holder = None if head is None else head.holder
@@ -120,31 +139,39 @@ class PollPlan:
                 queries += [None, None]  # a token check, no room, no holder, banned, or no read
                 continue
             message_seq, deletion_seq = head.message_seq, head.deletion_seq
-            queries.append(self._messages(lookup, message_seq))
-            queries.append(self._deletions(lookup, deletion_seq, message_seq))
+            page = self._page(left, lookup.messages_after, message_seq)
+            queries.append(self._messages(lookup, page) if page else None)
+            left -= page
+            if deletion_seq == 0:  # the room has never had a deletion
+                queries.append(None)
+                continue
+            # Deletions are numbered by deletion_seq, and each names a message id up to
+            # message_seq.
+            top = deletion_seq if self.by_number else message_seq
+            page = self._page(left, lookup.deletions_after, top)
+            queries.append(self._deletions(lookup, page) if page else None)
+            left -= page
         return queries
 
-    def _messages(self, lookup: PollLookup, message_seq: int) -> Query | None:
+    def _page(self, left: int, after: int | None, top: int) -> int:
+        """The most rows a room's page may hold: its limit, within what the poll has
+        ``left``, and past a cursor ``after`` no more than there are ids up to ``top``."""
+        most = min(self.limit, left)
+        return most if after is None else max(0, min(most, top - after))
+
+    def _messages(self, lookup: PollLookup, page: int) -> Query:
         room = lookup.room_id
         if lookup.messages_after is None:
-            return self.sql["messages_newest"], {"room_id": room, "limit": self.limit}
-        if lookup.messages_after >= message_seq:
-            return None
-        params = {"room_id": room, "after": lookup.messages_after, "limit": self.limit}
+            return self.sql["messages_newest"], {"room_id": room, "limit": page}
+        params = {"room_id": room, "after": lookup.messages_after, "limit": page}
         return self.sql["messages_after"], params
 
-    def _deletions(self, lookup: PollLookup, deletion_seq: int, message_seq: int) -> Query | None:
-        if deletion_seq == 0:  # the room has never had a deletion
-            return None
-        # Deletions are numbered by deletion_seq, and each names a message id up to message_seq.
-        top = deletion_seq if self.by_number else message_seq
+    def _deletions(self, lookup: PollLookup, page: int) -> Query:
         kind = "by_number" if self.by_number else "by_message"
         room = lookup.room_id
         if lookup.deletions_after is None:
-            return self.sql[f"deletions_newest_{kind}"], {"room_id": room, "limit": self.limit}
-        if lookup.deletions_after >= top:
-            return None
-        params = {"room_id": room, "after": lookup.deletions_after, "limit": self.limit}
+            return self.sql[f"deletions_newest_{kind}"], {"room_id": room, "limit": page}
+        params = {"room_id": room, "after": lookup.deletions_after, "limit": page}
         return self.sql[f"deletions_after_{kind}"], params
 
     def answers(

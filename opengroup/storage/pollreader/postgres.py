@@ -18,6 +18,7 @@ from opengroup.storage import paging
 from opengroup.storage.batching import Batcher
 from opengroup.storage.driversql import Statement, compile_statements, postgresql_dialect
 from opengroup.storage.pollreader.plan import (
+    Pages,
     PollLookup,
     PollPlan,
     Query,
@@ -68,17 +69,15 @@ class PostgresPollReader:
         else:
             self._batches = Batcher(self._read_async, POSTGRES_BATCHES)
 
-    async def read(
-        self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
-    ) -> list[RoomRows]:
-        return await self._batches.submit(PollPlan(self._sql, lookups, now, limit, by_number))
+    async def read(self, lookups: Sequence[PollLookup], now: float, pages: Pages) -> list[RoomRows]:
+        return await self._batches.submit(PollPlan(self._sql, lookups, now, pages))
 
     async def token_holder(
         self, room_id: str, token_hash: bytes, now: float
     ) -> tuple[bool, TokenHolder | None]:
         """The room's head, read in the next batch with the polls."""
         lookup = PollLookup(room_id, token_hash, None, None)
-        plan = PollPlan(self._sql, [lookup], now, 0, False, heads_only=True)
+        plan = PollPlan(self._sql, [lookup], now, Pages(0, False), heads_only=True)
         [rows] = await self._batches.submit(plan)
         return rows.room_exists, rows.holder
 

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import sqlite
 
 from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS
 from opengroup.storage.pollreader.plan import (
+    Pages,
     PollLookup,
     PollPlan,
     RoomRows,
@@ -32,10 +33,8 @@ class SqlitePollReader:
         self._conn = conn
         self._many_heads: dict[int, str] = {}  # SQLITE_HEADS_SQL for n rooms
 
-    async def read(
-        self, lookups: Sequence[PollLookup], now: float, limit: int, by_number: bool
-    ) -> list[RoomRows]:
-        plan = PollPlan(self._sql, lookups, now, limit, by_number)
+    async def read(self, lookups: Sequence[PollLookup], now: float, pages: Pages) -> list[RoomRows]:
+        plan = PollPlan(self._sql, lookups, now, pages)
         heads = self._heads(plan)  # one statement: one snapshot of every room's head
         queries = plan.follow_ups(heads)
         if not any(queries):  # nearly every poll: nothing past the cursors
