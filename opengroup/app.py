@@ -115,6 +115,17 @@ async def _apply_scheduled_forever(community: Community, interval: float) -> Non
             log.exception("applying scheduled permission changes failed; will retry")
 
 
+async def _analyze_forever(community: Community, interval: float) -> None:
+    """SQLite: refresh the query planner's statistics now and then, in a request thread
+    (see Database.analyze)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await community.threads.run(community.db.analyze)
+        except Exception:
+            log.exception("refreshing the query planner's statistics failed; will retry")
+
+
 async def _checkpoint_forever(community: Community) -> None:
     """SQLite: checkpoint the WAL now and then, in a request thread (see Database.checkpoint)."""
     while True:
@@ -143,6 +154,9 @@ def create_app(settings: Settings) -> ASGIApp:
         tasks.append(asyncio.create_task(_apply_scheduled_forever(community, scheduled)))
         if prepared.db.is_sqlite:
             tasks.append(asyncio.create_task(_checkpoint_forever(community)))
+            if settings.statistics_interval_seconds > 0:
+                analyze = _analyze_forever(community, settings.statistics_interval_seconds)
+                tasks.append(asyncio.create_task(analyze))
         try:
             yield
         finally:

@@ -308,6 +308,14 @@ class Settings:
         600,
         "How often expired tokens and files are pruned.",
     )
+    statistics_interval_seconds: int = _setting(
+        3600,
+        (
+            "SQLite: how often each worker refreshes the query planner's statistics (ANALYZE "
+            "of a sample of each index: milliseconds at any size; PostgreSQL's autovacuum "
+            "does its own). 0: never."
+        ),
+    )
     future_permissions_interval_seconds: int = _setting(
         10,
         (

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # How often a server process checkpoints the SQLite WAL (see Database.checkpoint).
 SQLITE_CHECKPOINT_SECONDS = 1.0
+# Rows of each index SQLite's ANALYZE reads at most (see Database.analyze); SQLite's own
+# documentation suggests a few hundred to a thousand.
+ANALYSIS_ROWS = 1000
 # Connections kept open unless the owner says how many (a server: one per request
 # thread, see the setting request_threads); a pool smaller than the number of threads
 # that use it closes and reopens connections all the time.
@@ -491,6 +494,19 @@ class Database:
             return
         with closing(self.engine.raw_connection()) as pooled:
             driver_connection(pooled).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def analyze(self) -> None:
+        """SQLite: refresh the query planner's statistics (``sqlite_stat1``) from a
+        sample of at most ``ANALYSIS_ROWS`` rows of each index, so it takes milliseconds
+        however large the database; nothing on PostgreSQL, whose autovacuum does it.
+        Without statistics SQLite plans by rules of thumb: in the benchmark, (g) posted
+        about a tenth fewer a second. Every connection takes the new statistics up
+        before its next statement (``ANALYZE`` changes the schema's version)."""
+        if not self.is_sqlite:
+            return
+        with self.write() as conn:
+            conn.exec_driver_sql(f"PRAGMA analysis_limit = {ANALYSIS_ROWS}")
+            conn.exec_driver_sql("ANALYZE")
 
     def dispose(self) -> None:
         """Close every connection, those the threads keep for their shared reads too."""

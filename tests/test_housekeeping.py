@@ -1,0 +1,39 @@
+"""What a server does by itself now and then, beside the requests (ARCHITECTURE.md).
+
+Pinned here: on SQLite each worker refreshes the query planner's statistics every
+``statistics_interval_seconds`` (``ANALYZE`` of a sample of each index, into
+``sqlite_stat1``), and goes on answering on the statistics it took up. PostgreSQL's
+autovacuum keeps its own; the server leaves them alone. (Pruning is pinned with what
+it prunes: tokens, files, nonces, DMs.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from harness import probe
+from harness.flows import wait_until
+from harness.server import Backend, ServerProcess
+from harness.v2client import DEFAULT_ROOM, Identity
+
+
+def test_on_sqlite_the_planners_statistics_are_refreshed_and_the_server_goes_on(
+    server_factory: Callable[..., ServerProcess], backend: Backend
+) -> None:
+    if backend.name != "sqlite":
+        pytest.skip("PostgreSQL's autovacuum gathers its statistics")
+    server = server_factory(env={"OPENGROUP_STATISTICS_INTERVAL_SECONDS": "1"})
+    with server.client("http") as client:
+        identity = Identity.generate()
+        token = client.authenticate(identity, DEFAULT_ROOM)
+        assert client.post_message(identity, token, DEFAULT_ROOM)["status_code"] == 200
+
+        def analyzed() -> list[probe.Row]:
+            tables = probe.run(server, "SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'")
+            return tables and probe.run(server, "SELECT tbl FROM sqlite_stat1")
+
+        wait_until(analyzed, 10, "statistics in sqlite_stat1")
+        assert {"messages", "tokens"} <= {row[0] for row in analyzed()}
+        answer = client.request("GET", "messages", room=DEFAULT_ROOM, token=token)
+        assert answer["status_code"] == 200 and len(answer["messages"]) == 1, answer
