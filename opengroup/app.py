@@ -115,25 +115,17 @@ async def _apply_scheduled_forever(community: Community, interval: float) -> Non
             log.exception("applying scheduled permission changes failed; will retry")
 
 
-async def _analyze_forever(community: Community, interval: float) -> None:
-    """SQLite: refresh the query planner's statistics now and then, in a request thread
-    (see Database.analyze)."""
+async def _upkeep_forever(
+    community: Community, interval: float, upkeep: Callable[[], None], what: str
+) -> None:
+    """SQLite's upkeep now and then, in a request thread: the WAL's checkpoint (see
+    Database.checkpoint), the planner's statistics (Database.analyze)."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await community.threads.run(community.db.analyze)
+            await community.threads.run(upkeep)
         except Exception:
-            log.exception("refreshing the query planner's statistics failed; will retry")
-
-
-async def _checkpoint_forever(community: Community) -> None:
-    """SQLite: checkpoint the WAL now and then, in a request thread (see Database.checkpoint)."""
-    while True:
-        await asyncio.sleep(SQLITE_CHECKPOINT_SECONDS)
-        try:
-            await community.threads.run(community.db.checkpoint)
-        except Exception:
-            log.exception("WAL checkpoint failed; will retry")
+            log.exception("%s failed; will retry", what)
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -152,11 +144,15 @@ def create_app(settings: Settings) -> ASGIApp:
         tasks = [asyncio.create_task(_prune_forever(community, interval))]
         scheduled = max(settings.future_permissions_interval_seconds, 1)
         tasks.append(asyncio.create_task(_apply_scheduled_forever(community, scheduled)))
-        if prepared.db.is_sqlite:
-            tasks.append(asyncio.create_task(_checkpoint_forever(community)))
-            if settings.statistics_interval_seconds > 0:
-                analyze = _analyze_forever(community, settings.statistics_interval_seconds)
-                tasks.append(asyncio.create_task(analyze))
+        db = prepared.db
+        upkeep = [(SQLITE_CHECKPOINT_SECONDS, db.checkpoint, "WAL checkpoint")]
+        if settings.statistics_interval_seconds > 0:
+            statistics = settings.statistics_interval_seconds
+            upkeep.append((statistics, db.analyze, "refreshing the planner's statistics"))
+        if db.is_sqlite:
+            for every, work, what in upkeep:
+                task = _upkeep_forever(community, every, work, what)
+                tasks.append(asyncio.create_task(task))
         try:
             yield
         finally:
