@@ -151,8 +151,8 @@ def create_app(settings: Settings) -> ASGIApp:
             upkeep.append((statistics, db.analyze, "refreshing the planner's statistics"))
         if db.is_sqlite:
             for every, work, what in upkeep:
-                task = _upkeep_forever(community, every, work, what)
-                tasks.append(asyncio.create_task(task))
+                kept_up = _upkeep_forever(community, every, work, what)
+                tasks.append(asyncio.create_task(kept_up))
         try:
             yield
         finally:
