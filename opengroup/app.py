@@ -145,11 +145,11 @@ def create_app(settings: Settings) -> ASGIApp:
         scheduled = max(settings.future_permissions_interval_seconds, 1)
         tasks.append(asyncio.create_task(_apply_scheduled_forever(community, scheduled)))
         db = prepared.db
-        upkeep = [(SQLITE_CHECKPOINT_SECONDS, db.checkpoint, "WAL checkpoint")]
-        if settings.statistics_interval_seconds > 0:
-            statistics = settings.statistics_interval_seconds
-            upkeep.append((statistics, db.analyze, "refreshing the planner's statistics"))
         if db.is_sqlite:
+            upkeep = [(SQLITE_CHECKPOINT_SECONDS, db.checkpoint, "WAL checkpoint")]
+            if settings.statistics_interval_seconds > 0:
+                statistics = settings.statistics_interval_seconds
+                upkeep.append((statistics, db.analyze, "refreshing the planner's statistics"))
             for every, work, what in upkeep:
                 kept_up = _upkeep_forever(community, every, work, what)
                 tasks.append(asyncio.create_task(kept_up))

@@ -160,19 +160,21 @@ class PollPlan:
         return most if after is None else max(0, min(most, top - after))
 
     def _messages(self, lookup: PollLookup, page: int) -> Query:
-        room = lookup.room_id
-        if lookup.messages_after is None:
-            return self.sql["messages_newest"], {"room_id": room, "limit": page}
-        params = {"room_id": room, "after": lookup.messages_after, "limit": page}
-        return self.sql["messages_after"], params
+        names = ("messages_newest", "messages_after")
+        return self._page_query(names, lookup.room_id, lookup.messages_after, page)
 
     def _deletions(self, lookup: PollLookup, page: int) -> Query:
         kind = "by_number" if self.by_number else "by_message"
-        room = lookup.room_id
-        if lookup.deletions_after is None:
-            return self.sql[f"deletions_newest_{kind}"], {"room_id": room, "limit": page}
-        params = {"room_id": room, "after": lookup.deletions_after, "limit": page}
-        return self.sql[f"deletions_after_{kind}"], params
+        names = (f"deletions_newest_{kind}", f"deletions_after_{kind}")
+        return self._page_query(names, lookup.room_id, lookup.deletions_after, page)
+
+    def _page_query(self, names: tuple[str, str], room: str, after: int | None, page: int) -> Query:
+        """A room's page of ``page`` rows: its newest (no cursor), or those past ``after``;
+        ``names`` are the two statements' (newest, past a cursor)."""
+        newest, past = names
+        if after is None:
+            return self.sql[newest], {"room_id": room, "limit": page}
+        return self.sql[past], {"room_id": room, "after": after, "limit": page}
 
     def answers(
         self, head_rows: list[Sequence[Any] | None], follow_up_rows: list[list[Any]]
