@@ -211,6 +211,15 @@ class Settings:
             "room's at most 256); rooms past it get theirs in the next poll. 0: no limit of ours."
         ),
     )
+    max_poll_answer_bytes: int = _setting(
+        10 * 1024 * 1024,
+        (
+            "Most bytes of messages (their data and signatures, as base64 text) in one "
+            "compact_poll answer, over all its rooms; the message that would pass it and "
+            "those after it come in the next poll (the first message always comes). "
+            "0: no limit of ours."
+        ),
+    )
     max_json_depth: int = _setting(
         32,
         (

@@ -10,6 +10,7 @@ with tight settings (`tight`); the defaults are pinned on the default server.
 | onion request body | max_onion_body_bytes (10 MiB) | plain HTTP 413 |
 | rooms in one compact_poll | max_poll_rooms (256) | 413 |
 | items in one compact_poll answer | max_poll_items (1,024) | the rest in the next poll |
+| message bytes in one compact_poll answer | max_poll_answer_bytes (10 MiB) | the rest next poll |
 | JSON nesting | max_json_depth (32) | 400 "JSON nested too deeply" |
 | unclaimed challenges per key and room | max_pending_challenges_per_key (16) | 429 + retry hint |
 | live tokens per key and room | max_tokens_per_key (32) | the key's oldest token there is revoked |
@@ -36,6 +37,7 @@ from harness.v2client import (
     Identity,
     decrypt_challenge,
     decrypt_onion_response,
+    encode_visible_message,
     encrypt_onion_payload,
 )
 
@@ -46,6 +48,8 @@ TIGHT_BODY_BYTES = 4000
 TIGHT_ONION_BYTES = 6000
 TIGHT_POLL_ROOMS = 3
 TIGHT_POLL_ITEMS = 10
+TIGHT_POLL_ANSWER_BYTES = 5000  # above TIGHT_POLL_ITEMS small messages, about 2 large ones
+LARGE_TEXT = encode_visible_message("x" * 1500)  # about 2,200 bytes of data and signature
 TIGHT_JSON_DEPTH = 5
 TIGHT_PENDING = 3
 TIGHT_TOKENS = 2
@@ -69,6 +73,7 @@ def tight(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
             "OPENGROUP_MAX_ONION_BODY_BYTES": str(TIGHT_ONION_BYTES),
             "OPENGROUP_MAX_POLL_ROOMS": str(TIGHT_POLL_ROOMS),
             "OPENGROUP_MAX_POLL_ITEMS": str(TIGHT_POLL_ITEMS),
+            "OPENGROUP_MAX_POLL_ANSWER_BYTES": str(TIGHT_POLL_ANSWER_BYTES),
             "OPENGROUP_POST_RATE_LIMIT_SECONDS": "0",
             "OPENGROUP_MAX_JSON_DEPTH": str(TIGHT_JSON_DEPTH),
             "OPENGROUP_MAX_PENDING_CHALLENGES_PER_KEY": str(TIGHT_PENDING),
@@ -153,6 +158,7 @@ EXPECTED_DEFAULTS = {
     "max_onion_body_bytes": 10 * 1024 * 1024,
     "max_poll_rooms": 256,
     "max_poll_items": 1024,
+    "max_poll_answer_bytes": 10 * 1024 * 1024,
     "max_message_bytes": 100_000,
     "max_upload_bytes": 10_000_000,
     "max_json_depth": 32,
@@ -244,13 +250,16 @@ def test_the_default_max_poll_rooms_is_256(client: Client) -> None:
 # --------------------------------------------------------------------------- compact_poll items
 
 
-def room_with_messages(client: Client, server: ServerProcess, count: int) -> tuple[str, str]:
-    """A new room holding ``count`` messages (ids 1 to ``count``); it and a token there."""
+def room_with_messages(
+    client: Client, server: ServerProcess, count: int, text: bytes | None = None
+) -> tuple[str, str]:
+    """A new room holding ``count`` messages (ids 1 to ``count``; short ones, or of
+    protobuf ``text``); it and a token there."""
     room = new_room(server.cli, "items")
     identity = Identity.generate()
     token = client.authenticate(identity, room)
     for _ in range(count):
-        assert client.post_message(identity, token, room)["status_code"] == 200
+        assert client.post_message(identity, token, room, text)["status_code"] == 200
     return room, token
 
 
@@ -284,6 +293,25 @@ def test_a_room_is_counted_at_no_more_than_the_messages_past_its_cursor(
         {"room_id": room, "auth_token": token, "from_message_server_id": 0},
     ]
     assert message_ids(tight_client.compact_poll(entries)) == [[8], list(range(1, 9))]
+
+
+def test_a_poll_answers_at_most_max_poll_answer_bytes_of_messages_and_the_rest_next(
+    tight_client: Client, tight: ServerProcess
+) -> None:
+    room, token = room_with_messages(tight_client, tight, 4, LARGE_TEXT)
+
+    def entry(after: int) -> dict[str, Any]:
+        return {"room_id": room, "auth_token": token, "from_message_server_id": after}
+
+    first = tight_client.compact_poll([entry(0), entry(0)])
+    [message] = first["results"][0]["messages"][:1]
+    size = len(message["data"]) + len(message["signature"])  # what the bound counts
+    assert 2 * size <= TIGHT_POLL_ANSWER_BYTES < 3 * size  # (two such messages fit)
+    assert message_ids(first) == [[1, 2], []]
+    second = message_ids(tight_client.compact_poll([entry(2), entry(0)]))
+    assert second == [[3, 4], []]
+    third = message_ids(tight_client.compact_poll([entry(4), entry(0)]))
+    assert third == [[], [1, 2]]
 
 
 def test_the_default_max_poll_items_is_1024(server: ServerProcess, client: Client) -> None:

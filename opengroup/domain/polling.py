@@ -86,7 +86,12 @@ class Polling:
                 )
             )
         settings = self.settings
-        pages = Pages(MAX_PAGE, settings.deletions_format.by_number, settings.max_poll_items)
+        pages = Pages(
+            MAX_PAGE,
+            settings.deletions_format.by_number,
+            settings.max_poll_items,
+            settings.max_poll_answer_bytes,
+        )
         found = iter(await self.poll_reader.get().read(lookups, now, pages) if lookups else [])
         results: list[RoomPoll | Refusal] = []
         seen: list[tuple[Member, TokenHolder | None]] = []

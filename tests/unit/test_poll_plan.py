@@ -10,6 +10,10 @@ Rules pinned here (docs/API.md, ``compact_poll``):
   the cursor), so rooms with little that is new do not use the poll up.
 * Deletions count with messages; a room that never had a deletion reads none.
 * ``most_rows`` 0: only the pages bound the poll.
+* The answer holds at most ``most_bytes`` (``max_poll_answer_bytes``) of messages'
+  data and signatures: the message that would pass it and every one after it, in
+  the poll's order, are left for the next poll; the poll's first message always
+  comes. 0: no bound of bytes.
 """
 
 from __future__ import annotations
@@ -69,3 +73,36 @@ def test_deletions_count_with_the_messages() -> None:
 def test_no_most_rows_leaves_each_room_its_page() -> None:
     rooms = [(0, 0, 1000, 1000)] * 4
     assert limits(Pages(256, True), rooms) == [256] * 8
+
+
+def message_row(server_id: int, size: int) -> tuple[Any, ...]:
+    """A message row (``Message``'s fields) whose data and signature are ``size`` bytes."""
+    return (server_id, "05" + "cd" * 32, 0, "d" * (size - 88), "s" * 88, server_id, 0.0)
+
+
+def answered(pages: Pages, sizes: list[list[int]]) -> list[list[int]]:
+    """The message ids each room answers, for rooms past a cursor whose pages hold
+    messages of these ``sizes`` (ids from 1 in each room)."""
+    lookups = [PollLookup(f"r{n}", b"t", 0, None) for n in range(len(sizes))]
+    plan = PollPlan(SQL, lookups, NOW, pages)
+    heads: list[Any] = [head_row(len(room)) for room in sizes]
+    follow_ups: list[list[Any]] = []
+    for room in sizes:
+        follow_ups += [[message_row(n, size) for n, size in enumerate(room, 1)], []]
+    return [[m.server_id for m in rows.messages] for rows in plan.answers(heads, follow_ups)]
+
+
+def test_the_messages_past_the_polls_most_bytes_wait_for_the_next_poll() -> None:
+    rooms = [[400, 400], [400, 400], [100]]
+    assert answered(Pages(256, True, 0, 1200), rooms) == [[1, 2], [1], []]
+    # exactly the bound is answered; the small message after a cut waits too
+    assert answered(Pages(256, True, 0, 1600), rooms) == [[1, 2], [1, 2], []]
+    assert answered(Pages(256, True, 0, 1700), rooms) == [[1, 2], [1, 2], [1]]
+
+
+def test_the_polls_first_message_comes_however_large() -> None:
+    assert answered(Pages(256, True, 0, 1000), [[], [5000, 100], [100]]) == [[], [1], []]
+
+
+def test_no_most_bytes_leaves_the_messages_to_the_rows_bounds() -> None:
+    assert answered(Pages(256, True), [[100_000] * 3, [100_000]]) == [[1, 2, 3], [1]]

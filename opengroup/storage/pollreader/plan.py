@@ -78,11 +78,13 @@ class Pages:
     """How much of each room a poll reads: at most ``limit`` rows a page, and at most
     ``most_rows`` over all its rooms (0: no more than the pages'; see
     :class:`PollPlan`); deletions numbered by their own number (``by_number``) or by
-    the message they delete."""
+    the message they delete; at most ``most_bytes`` of messages in the answer (0: no
+    bound of bytes; see :meth:`PollPlan.answers`)."""
 
     limit: int
     by_number: bool
     most_rows: int = 0
+    most_bytes: int = 0
 
 
 class PollPlan:
@@ -109,6 +111,7 @@ class PollPlan:
         self.limit = pages.limit
         self.by_number = pages.by_number
         self.most_rows = pages.most_rows
+        self.most_bytes = pages.most_bytes
         self.now = now
         self.heads_only = heads_only  # a token check: the heads, never messages
 
@@ -179,8 +182,16 @@ class PollPlan:
     def answers(
         self, head_rows: list[Sequence[Any] | None], follow_up_rows: list[list[Any]]
     ) -> list[RoomRows]:
-        """Rows (the heads', then two lists per room as :meth:`follow_ups`) to answers."""
+        """Rows (the heads', then two lists per room as :meth:`follow_ups`) to answers.
+
+        Messages are also bounded by their size: once their data and signatures (the
+        base64 text) add up to more than ``most_bytes``, the message that would pass
+        it and all after it, in the poll's order, are left for the next poll, from
+        the rooms' cursors. The first message is always answered, however large, so
+        a poll always gets on."""
         answers = []
+        bytes_left = self.most_bytes if self.most_bytes > 0 else None
+        answered = False  # a message so far
         for index, (lookup, row) in enumerate(zip(self.lookups, head_rows, strict=True)):
             if row is None:
                 answers.append(RoomRows(False, None, [], [], []))
@@ -189,6 +200,10 @@ class PollPlan:
             msg_rows, del_rows = follow_up_rows[2 * index], follow_up_rows[2 * index + 1]
             if lookup.messages_after is None:
                 msg_rows = msg_rows[::-1]  # read newest first
+            if bytes_left is not None:
+                kept, bytes_left = _within(msg_rows, bytes_left, first=not answered)
+                msg_rows = msg_rows[:kept]
+            answered = answered or bool(msg_rows)
             if lookup.deletions_after is None:
                 del_rows = del_rows[::-1]
             answers.append(
@@ -201,3 +216,16 @@ class PollPlan:
                 )
             )
         return answers
+
+
+def _within(rows: Sequence[Sequence[Any]], bytes_left: int, *, first: bool) -> tuple[int, int]:
+    """How many of the message ``rows``, from the first, fit in ``bytes_left``, and
+    the bytes left after them (-1 once a row did not fit: nothing more does). A row
+    counts its data and signature (``Message``'s fourth and fifth fields); the
+    poll's ``first`` message always fits."""
+    for count, row in enumerate(rows):
+        size = len(row[3]) + len(row[4])
+        if size > bytes_left and not (first and count == 0):
+            return count, -1
+        bytes_left -= size
+    return len(rows), bytes_left
