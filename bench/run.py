@@ -168,6 +168,36 @@ def tree_cpu_s(pid: int) -> float:
     return sum(cpu_s(p) for p in descendants(pid))
 
 
+def connections_per_process(pids: list[int], port: int) -> list[int]:
+    """How many established TCP connections to ``port`` each process holds: a closed
+    loop's connections stay where the kernel put them, and a worker holding more
+    of them than the other answers each later (its share of the p99)."""
+    established: set[int] = set()  # socket inodes
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                    if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                        established.add(int(fields[9]))
+        except OSError:
+            continue
+    return [len(socket_inodes(pid) & established) for pid in pids]
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    return inodes
+
+
 def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -599,6 +629,7 @@ class Measured:
     server_rss_mb: float = 0.0
     server_rss_mb_max_worker: float = 0.0
     server_rss_mb_per_process: dict[str, float] = field(default_factory=dict)
+    connections_per_worker: list[int] = field(default_factory=list)  # at the window's start
     polls: int = 0
     posts: int = 0
     messages_seen: int = 0
@@ -675,12 +706,14 @@ def drive(
 
     spy = None
     workers0: dict[int, tuple[float, float]] = {}
+    connections: list[int] = []
     workers1: dict[int, tuple[float, float]] = {}
     if target is not None:
         sleep_until(t_measure)
         server_cpu0 = tree_cpu_s(target.proc.pid)
         sample_db(at_start=True)
         workers0 = {pid: thread_cpu_s(pid) for pid in target.workers()}
+        connections = connections_per_process(list(workers0), target.port)
         if profile_to is not None:
             spy = subprocess.Popen(
                 [py_spy, "record", "--pid", str(target.workers()[0]), "--duration",
@@ -770,6 +803,7 @@ def drive(
             measured.server_loop_thread_cpu_pct += 100 * (main1 - main0) / job.duration_s
             measured.server_other_threads_cpu_pct += 100 * (others1 - others0) / job.duration_s
         workers = set(target.workers())
+        measured.connections_per_worker = connections
         measured.server_rss_mb = sum(rss.values())
         measured.server_rss_mb_per_process = {
             ("worker" if pid in workers else "supervisor" if pid == target.proc.pid else "helper")
@@ -1119,7 +1153,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'scenario':<18} {'backend':<10} {'M':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
         f"{'p99 ms':>7} {'poll99':>6} {'vs fw':>6} {'vs onion':>8} {'vs v4':>6} "
-        f"{'srv+pg cpu%':>11} {'gen cpu%':>8} {'sign%':>5} {'rss MB':>7} {'max wkr':>7}  errors"
+        f"{'srv+pg cpu%':>11} {'gen cpu%':>8} {'sign%':>5} {'rss MB':>7} {'max wkr':>7} "
+        f"{'conns':>7}  errors"
     )
     print(head)
     print("-" * len(head))
@@ -1145,7 +1180,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r.get('poll_p99_ms', 0.0):>6.1f} {ratio(r, 'vs_framework_ceiling'):>6} "
             f"{ratio(r, 'vs_onion_ceiling'):>8} "
             f"{ratio(r, 'vs_onion_v4_ceiling'):>6} {cpu(r):>11} {r['loadgen_cpu_pct']:>8.0f} "
-            f"{sign(r):>5} {r['server_rss_mb']:>7.0f} {r['server_rss_mb_max_worker']:>7.0f}  "
+            f"{sign(r):>5} {r['server_rss_mb']:>7.0f} {r['server_rss_mb_max_worker']:>7.0f} "
+            f"{'/'.join(map(str, r.get('connections_per_worker', []))) or '-':>7}  "
             f"{r['errors'] or ''}"
         )
     open_rows = [r for r in rows if r.get("mode") == "open_loop"]
