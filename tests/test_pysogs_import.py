@@ -42,6 +42,7 @@ LOBBY_COUNTS = (
     "room_image=1 activity=2"
 )
 THUMBS = "\U0001f44d"
+PARTY = "\U0001f389"
 
 
 # --------------------------------------------------------------------------- pysogs' answers
@@ -458,6 +459,40 @@ def test_a_rerun_imports_what_pysogs_added_since(
     # The room's seqno followed pysogs' message_sequence.
     room_seqno = "SELECT seqno FROM rooms WHERE id = 'lobby'"
     assert our_value(data_dir, fresh_database_url, room_seqno) == seqno
+
+
+def test_a_rerun_into_a_running_server_shows_the_reactions_added_to_messages_it_had(
+    pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    source = tmp_path / "sogs"
+    shutil.copytree(pysogs.path, source)
+    data_dir = tmp_path / "data"
+    import_pysogs(data_dir, fresh_database_url, str(source))
+    proc = ServerProcess(data_dir, database_url=fresh_database_url, env=SERVER_ENV)
+    proc.start()
+    try:
+        alice = pysogs.people["alice"]
+        with CommunityClient(proc.base_url, proc.public_key, "http") as community:
+            before = since(community, LOBBY, 0, alice)  # (the server keeps these reactors)
+            [first] = [m for m in before if m["id"] == 1]
+            seqno = our_value(
+                data_dir, fresh_database_url, "SELECT seqno FROM rooms WHERE id = 'lobby'"
+            )
+            conn = sqlite3.connect(source / "sogs.db", isolation_level=None)
+            conn.execute(
+                'INSERT INTO message_reactions (message, reaction, "user") '
+                "VALUES (1, ?, (SELECT MIN(id) FROM users))",
+                (PARTY,),
+            )
+            conn.close()
+            import_pysogs(data_dir, fresh_database_url, str(source))
+            after = since(community, LOBBY, seqno, alice)
+    finally:
+        proc.stop()
+    [moved] = [m for m in after if m["id"] == 1]
+    assert moved["seqno"] > seqno
+    assert PARTY not in first["reactions"] and moved["reactions"][PARTY]["count"] == 1
+    assert moved["reactions"][THUMBS] == first["reactions"][THUMBS]
 
 
 def test_a_room_of_ours_with_other_messages_under_the_same_ids_is_left_alone(

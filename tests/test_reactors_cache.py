@@ -44,7 +44,7 @@ def react(db: Database, message_id: int, who: str, kind: str = "👍", *, bump: 
     with db.write() as conn:
         posts.add_reaction(conn, ROOM, message_id, kind, who, 200.0)
         if bump:
-            posts.set_message_seqno(conn, ROOM, message_id, queries.next_seqno(conn, ROOM))
+            posts.move_to_next_seqno(conn, ROOM, message_id)
 
 
 def reactors(db: Database, cache: ReactorsCache, *ids: int) -> dict[int, dict[str, list[str]]]:

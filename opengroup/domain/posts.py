@@ -322,7 +322,11 @@ class Posts:
                 )
             else:
                 changed = posts.remove_reactions(conn, view.id, message_id, reaction, user.keys) > 0
-            seqno = self._bump(conn, view.id, message_id) if changed else _room_seqno(conn, view.id)
+            seqno = (
+                posts.move_to_next_seqno(conn, view.id, message_id)
+                if changed
+                else _room_seqno(conn, view.id)
+            )
         return changed, seqno
 
     def clear_reactions(
@@ -338,7 +342,11 @@ class Posts:
             if message is None or message.deleted:
                 raise NoSuchMessage(message_id)
             removed = posts.remove_reactions(conn, view.id, message_id, reaction)
-            seqno = self._bump(conn, view.id, message_id) if removed else _room_seqno(conn, view.id)
+            seqno = (
+                posts.move_to_next_seqno(conn, view.id, message_id)
+                if removed
+                else _room_seqno(conn, view.id)
+            )
         return removed, seqno
 
     def reactors(
@@ -350,11 +358,6 @@ class Posts:
             self._visible_message(conn, view, keys, message_id)
             return posts.reactors(conn, view.id, message_id, reaction, limit)
 
-    @staticmethod
-    def _bump(conn: Connection, room_id: str, message_id: int) -> int:
-        seqno = queries.next_seqno(conn, room_id)
-        posts.set_message_seqno(conn, room_id, message_id, seqno)
-        return seqno
 
 
 def _room_seqno(conn: Connection, room_id: str) -> int:

@@ -121,7 +121,7 @@ def import_room(
             )
 
     copied = _copy_messages(conn, run, room, ours, counts, advance)
-    _copy_reactions(conn, run, room, copied, counts)
+    reacted = _copy_reactions(conn, run, room, copied, counts)
     _copy_pins(conn, run, room, copied, counts)
     _copy_people(conn, run, room, counts)
     _copy_files(conn, run, room, existing, counts, advance)
@@ -131,6 +131,11 @@ def import_room(
             counts.moderators or counts.pins or counts.room_image
         )
         _raise_counters(out, run, room, details_changed=changed)
+        # A message we had already (a rerun) whose reactions grew takes a seqno past
+        # every other: a server that is running shows the reactions to the clients past
+        # its old seqno, and reads them anew (it keeps a message's reactors by seqno).
+        for message_id in sorted(reacted & ours.keys()):
+            posts.move_to_next_seqno(out, token, message_id)
     return counts, existing is None
 
 
@@ -190,7 +195,10 @@ def _copy_messages(
 
 def _copy_reactions(
     conn: Connection | None, run: Run, room: SourceRoom, live: set[int], counts: RoomCounts
-) -> None:
+) -> set[int]:
+    """The reactions to the room's live messages that are not here yet; returns the ids
+    of the messages that gained one."""
+    reacted: set[int] = set()
     for message_id, reaction, session_id, at in run.db.rows(plan.REACTIONS, room=room.pysogs_id):
         if message_id not in live:
             continue
@@ -206,6 +214,9 @@ def _copy_reactions(
             conn, room.token, int(message_id), str(reaction), session_id, float(at)
         )
         counts.reactions += added
+        if added:
+            reacted.add(int(message_id))
+    return reacted
 
 
 def _copy_pins(

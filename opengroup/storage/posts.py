@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 from opengroup.storage.driversql import DriverConnection, HotStatement, driver_connection
-from opengroup.storage.queries import insert_if_absent
+from opengroup.storage.queries import insert_if_absent, next_seqno
 from opengroup.storage.schema import files, messages, reactions
 
 
@@ -188,12 +188,16 @@ def edit(
     )
 
 
-def set_message_seqno(conn: Connection, room_id: str, message_id: int, seqno: int) -> None:
+def move_to_next_seqno(conn: Connection, room_id: str, message_id: int) -> int:
+    """Give a message whose reactions changed the room's next seqno (and return it): the
+    pollers past its old one get it again, and reactors kept by seqno are read anew."""
+    seqno = next_seqno(conn, room_id)
     conn.execute(
         update(messages)
         .where(messages.c.room_id == room_id, messages.c.server_id == message_id)
         .values(seqno=seqno)
     )
+    return seqno
 
 
 def live_ids_by(conn: Connection, room_id: str, keys: Sequence[str]) -> list[int]:
