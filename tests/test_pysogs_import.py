@@ -421,13 +421,21 @@ def test_a_second_import_changes_nothing(
     assert our_tables(data_dir, fresh_database_url) == before
 
 
+def imported_copy(
+    pysogs: PysogsData, tmp_path: Path, database_url: str | None
+) -> tuple[Path, Path]:
+    """A copy of the pysogs data dir to change before a rerun, imported once: (the copy,
+    our data dir)."""
+    source, data_dir = tmp_path / "sogs", tmp_path / "data"
+    shutil.copytree(pysogs.path, source)
+    import_pysogs(data_dir, database_url, str(source))
+    return source, data_dir
+
+
 def test_a_rerun_imports_what_pysogs_added_since(
     pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None
 ) -> None:
-    source = tmp_path / "sogs"
-    shutil.copytree(pysogs.path, source)
-    data_dir = tmp_path / "data"
-    import_pysogs(data_dir, fresh_database_url, str(source))
+    source, data_dir = imported_copy(pysogs, tmp_path, fresh_database_url)
     conn = sqlite3.connect(source / "sogs.db", isolation_level=None)
     room = conn.execute("SELECT id FROM rooms WHERE token = 'lobby'").fetchone()[0]
     conn.execute(
@@ -464,10 +472,7 @@ def test_a_rerun_imports_what_pysogs_added_since(
 def test_a_rerun_into_a_running_server_shows_the_reactions_added_to_messages_it_had(
     pysogs: PysogsData, tmp_path: Path, fresh_database_url: str | None
 ) -> None:
-    source = tmp_path / "sogs"
-    shutil.copytree(pysogs.path, source)
-    data_dir = tmp_path / "data"
-    import_pysogs(data_dir, fresh_database_url, str(source))
+    source, data_dir = imported_copy(pysogs, tmp_path, fresh_database_url)
     proc = ServerProcess(data_dir, database_url=fresh_database_url, env=SERVER_ENV)
     proc.start()
     try:
