@@ -359,7 +359,6 @@ class Posts:
             return posts.reactors(conn, view.id, message_id, reaction, limit)
 
 
-
 def _room_seqno(conn: Connection, room_id: str) -> int:
     room = roomdetails.find_room(conn, room_id)
     return room.seqno if room is not None else 0
