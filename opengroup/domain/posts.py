@@ -322,11 +322,7 @@ class Posts:
                 )
             else:
                 changed = posts.remove_reactions(conn, view.id, message_id, reaction, user.keys) > 0
-            seqno = (
-                posts.move_to_next_seqno(conn, view.id, message_id)
-                if changed
-                else _room_seqno(conn, view.id)
-            )
+            seqno = _seqno_after(conn, view.id, message_id, changed=changed)
         return changed, seqno
 
     def clear_reactions(
@@ -342,11 +338,7 @@ class Posts:
             if message is None or message.deleted:
                 raise NoSuchMessage(message_id)
             removed = posts.remove_reactions(conn, view.id, message_id, reaction)
-            seqno = (
-                posts.move_to_next_seqno(conn, view.id, message_id)
-                if removed
-                else _room_seqno(conn, view.id)
-            )
+            seqno = _seqno_after(conn, view.id, message_id, changed=removed > 0)
         return removed, seqno
 
     def reactors(
@@ -359,7 +351,11 @@ class Posts:
             return posts.reactors(conn, view.id, message_id, reaction, limit)
 
 
-def _room_seqno(conn: Connection, room_id: str) -> int:
+def _seqno_after(conn: Connection, room_id: str, message_id: int, *, changed: bool) -> int:
+    """The room's seqno after a change to a message's reactions: the message takes the
+    next one if they changed, else the room's stays as it is."""
+    if changed:
+        return posts.move_to_next_seqno(conn, room_id, message_id)
     room = roomdetails.find_room(conn, room_id)
     return room.seqno if room is not None else 0
 

@@ -94,8 +94,9 @@ def answered(pages: Pages, sizes: list[list[int]]) -> list[list[int]]:
 
 def test_the_messages_past_the_polls_most_bytes_wait_for_the_next_poll() -> None:
     rooms = [[400, 400], [400, 400], [100]]
+    # the small message after the cut waits too
     assert answered(Pages(256, True, 0, 1200), rooms) == [[1, 2], [1], []]
-    # exactly the bound is answered; the small message after a cut waits too
+    # exactly the bound is answered
     assert answered(Pages(256, True, 0, 1600), rooms) == [[1, 2], [1, 2], []]
     assert answered(Pages(256, True, 0, 1700), rooms) == [[1, 2], [1, 2], [1]]
 
