@@ -42,8 +42,9 @@ from bench.community import (
 from bench.loadgen import User
 from bench.profile_v3 import arguments, poll_items, workspace
 from bench.run import EXTRA_ROOMS, PostgresDatabase, insert_history, insert_nonces
-from opengroup.app import create_app, prepare
+from opengroup.app import create_app
 from opengroup.config import load_settings
+from opengroup.startup import prepare
 
 
 def poll_plaintext(seed: bytes, server_pk: bytes, rooms: list[str], seqno: int) -> bytes:

@@ -35,8 +35,8 @@ from bench.loadgen import User
 from bench.run import DEFAULT_PG, EXTRA_ROOMS, PostgresDatabase, insert_history
 from opengroup.api.routing import ApiRequest
 from opengroup.api.v3.routes import router
-from opengroup.app import prepare
 from opengroup.config import load_settings
+from opengroup.startup import prepare
 
 
 def poll_items(rooms: list[str], seqno: int) -> list[dict[str, str]]:

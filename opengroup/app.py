@@ -1,11 +1,10 @@
-"""The composition root: settings in, a ready database, key pair and ASGI app out.
+"""The composition root: settings in, the ASGI app out.
 
-``prepare`` does the once-per-start work (data dir, key pair, migrations) and
-is safe to run in several processes at once. ``create_app`` builds the ASGI
-app of one worker, and :func:`create_asgi_app` assembles it, the one place
-that says which endpoint answers which path; ``app_factory`` is what uvicorn
-calls in each worker process, reading the settings the parent put into
-``OPENGROUP_*`` variables.
+``startup.prepare`` does the once-per-start work (data dir, key pair,
+migrations). ``create_app`` builds the ASGI app of one worker on it, and
+:func:`create_asgi_app` assembles it, the one place that says which endpoint
+answers which path; ``app_factory`` is what uvicorn calls in each worker
+process, reading the settings the parent put into ``OPENGROUP_*`` variables.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,10 +25,10 @@ from opengroup.api.routes import router
 from opengroup.api.v3.routes import router as community_router
 from opengroup.config import Settings, load_settings
 from opengroup.domain.community import Community
-from opengroup.keys import ServerKeys, load_or_create_keys
+from opengroup.keys import ServerKeys
 from opengroup.metrics import METRICS_ROUTE, Metrics, MetricsPage
-from opengroup.storage import migrate
-from opengroup.storage.database import SQLITE_CHECKPOINT_SECONDS, Database
+from opengroup.startup import prepare
+from opengroup.storage.database import SQLITE_CHECKPOINT_SECONDS
 from opengroup.transport.direct import DirectHttp
 from opengroup.transport.dispatch import Dispatcher
 from opengroup.transport.observe import RequestLog
@@ -38,56 +36,6 @@ from opengroup.transport.onion_endpoints import ONION_V3_ROUTES, ONION_V4_ROUTE,
 from opengroup.web.routes import HOME_ROUTE, ROOM_IMAGE_ROUTE, WebPages
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Prepared:
-    settings: Settings
-    db: Database
-    keys: ServerKeys | None
-
-    def community(self) -> Community:
-        public_key = self.keys.public_key if self.keys is not None else b""
-        return Community(self.db, self.settings, public_key)
-
-
-def open_database(settings: Settings, *, serving: bool = False) -> Database:
-    """Open (creating the data dir for SQLite) and upgrade the database. ``serving``:
-    for a server process, which checkpoints SQLite's WAL in the background."""
-    if not settings.database_url:
-        settings.data_path.mkdir(parents=True, exist_ok=True)
-    db = Database(
-        settings.effective_database_url,
-        pool_size=settings.effective_request_threads,
-        background_checkpoints=serving,
-        loop_writes_per_second=(
-            settings.effective_writes_on_event_loop_per_second if serving else 0
-        ),
-    )
-    migrate.upgrade(db)
-    return db
-
-
-def import_target(settings: Settings, *, dry_run: bool) -> Database | None:
-    """The database an import writes into: opened and upgraded; for a dry run, opened
-    only if it exists already (None: it does not, and nothing is created)."""
-    if not dry_run:
-        return open_database(settings)
-    sqlite_file = settings.data_path / "opengroup.db"
-    if not settings.database_url and not sqlite_file.exists():
-        return None
-    db = Database(settings.effective_database_url)
-    if migrate.current_revision(db) is None:
-        db.dispose()
-        return None
-    return db
-
-
-def prepare(settings: Settings, *, with_keys: bool = True, serving: bool = False) -> Prepared:
-    keys = None
-    if with_keys:
-        keys = load_or_create_keys(settings.private_key_path, settings.public_key_path)
-    return Prepared(settings, open_database(settings, serving=serving), keys)
 
 
 async def _prune_forever(community: Community, interval: float) -> None:

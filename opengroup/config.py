@@ -58,6 +58,21 @@ class LogLevel(StrEnum):
     CRITICAL = "critical"
 
 
+# The URL schemes of the databases we run on (postgres:// is libpq's other spelling).
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+
+def _check_database_url(url: str, source: str) -> None:
+    """Refuse a database URL we cannot run on, naming only its scheme (a URL may hold
+    a password); empty is SQLite in the data dir."""
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if url and scheme not in DATABASE_SCHEMES:
+        raise ConfigError(
+            f"{source}: database_url must be sqlite:///FILE or postgresql://USER@HOST/DATABASE, "
+            f"not a {scheme or 'scheme-less'} URL"
+        )
+
+
 def database_on_this_machine(url: str) -> bool:
     """Whether the database at ``url`` answers without a network wait: an SQLite file,
     or PostgreSQL over a Unix socket (no host in the URL, or a host that is a directory,
@@ -508,6 +523,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         )
     if setting.type is int and result < 0:
         raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
+    if setting.name == "database_url":
+        _check_database_url(result, source)
     if issubclass(setting.type, Enum):
         result = setting.type(result)
     return result

@@ -101,6 +101,14 @@ def load_private_key(path: Path) -> X25519PrivateKey:
 
 def load_or_create_keys(private_path: Path, public_path: Path) -> ServerKeys:
     """Load the key pair, creating it on first start; writes a missing public key file."""
+    try:
+        return _load_or_create_keys(private_path, public_path)
+    except OSError as exc:  # a folder that cannot be made, a file that cannot be written
+        where = exc.filename or private_path.parent
+        raise KeyFileError(f"cannot keep the key pair at {where}: {exc.strerror}") from None
+
+
+def _load_or_create_keys(private_path: Path, public_path: Path) -> ServerKeys:
     private_path.parent.mkdir(parents=True, exist_ok=True)
     if not private_path.exists():
         _write_new_private_key(private_path)

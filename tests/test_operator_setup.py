@@ -394,6 +394,47 @@ def test_bad_setting_stops_serve_with_a_message_naming_it(
     assert "listening" not in proc.stdout
 
 
+DatabaseSetting = Callable[[Path], list[str]]
+
+
+def _unreachable_postgresql(_dir: Path) -> list[str]:
+    return ["--database-url", f"postgresql://opengroup:hunter2@127.0.0.1:{free_port()}/og"]
+
+
+@pytest.mark.parametrize(
+    ("database", "named"),
+    [
+        pytest.param(_unreachable_postgresql, "127.0.0.1", id="postgresql-not-answering"),
+        pytest.param(
+            lambda _dir: ["--database-url", "mysql://root@127.0.0.1/og"],
+            "database_url",
+            id="unsupported-database",
+        ),
+        pytest.param(
+            lambda tmp: ["--database-url", f"sqlite:///{tmp / 'missing' / 'og.db'}"],
+            "unable to open",
+            id="sqlite-folder-missing",
+        ),
+        pytest.param(
+            lambda tmp: ["--data-dir", str(tmp / "a-file" / "data")],
+            "a-file/data: Not a directory",
+            id="data-dir-under-a-file",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["rooms", "list"]])
+def test_a_database_that_cannot_be_opened_stops_the_command_with_its_reason(
+    tmp_path: Path, database: DatabaseSetting, named: str, command: list[str]
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = run_cli(None, None, *command, *database(tmp_path), check=False, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert named in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert "hunter2" not in proc.stdout + proc.stderr  # the URL's password is never shown
+    assert "listening" not in proc.stdout
+
+
 # --------------------------------------------------------------------------- default room
 
 

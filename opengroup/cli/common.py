@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
-from opengroup.app import Prepared, prepare
 from opengroup.config import ConfigError, Settings, load_settings
 from opengroup.domain.errors import Refusal
 from opengroup.domain.room_settings import RoomSettings
 from opengroup.keys import KeyFileError
+from opengroup.startup import DatabaseUnavailable, Prepared, prepare
 from opengroup.urls import join_url
 
 
@@ -37,7 +37,7 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, KeyFileError) as exc:
+        except (ConfigError, KeyFileError, DatabaseUnavailable) as exc:
             raise click.ClickException(str(exc)) from None
         except Refusal as exc:
             raise click.ClickException(exc.reason) from None

@@ -13,13 +13,13 @@ from typing import Any
 
 import click
 
-from opengroup.app import prepare
 from opengroup.cli.common import print_join_urls, resolve_settings
 from opengroup.cli.serve import run_server
 from opengroup.config import ConfigError
 from opengroup.domain import values
 from opengroup.domain.errors import Refusal
 from opengroup.keys import KeyFileError
+from opengroup.startup import DatabaseUnavailable, prepare
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,7 +87,7 @@ def main(
             click.echo(f"removed moderator {key} from {delete_moderator[1]}")
         if print_url:
             print_join_urls(prepared)
-    except (ConfigError, KeyFileError) as exc:
+    except (ConfigError, KeyFileError, DatabaseUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     except Refusal as exc:
         raise click.ClickException(exc.reason) from None

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from opengroup.app import prepare
 from opengroup.cli.common import common_options, open_server, print_join_urls, resolve_settings
 from opengroup.config import Settings
 from opengroup.logs import log_config
 from opengroup.metrics import multiprocess_directory
+from opengroup.startup import prepare
 from opengroup.urls import HTTPS_NOTE
 
 

@@ -48,6 +48,7 @@ from opengroup.legacy_import.errors import LegacyImportError
 from opengroup.legacy_import.keys import check_keys, install_keys
 from opengroup.legacy_import.plan import Counts, RoomPlan, Warn, plan_room
 from opengroup.legacy_import.source import LegacyDataDir, LegacyRoom, reading
+from opengroup.startup import import_target
 from opengroup.storage.database import Database
 
 __all__ = ["ImportReport", "LegacyImport", "LegacyImportError", "RoomReport"]
@@ -106,8 +107,6 @@ class LegacyImport:
         return units
 
     def _target(self) -> Database | None:
-        from opengroup.app import import_target  # the app module pulls in the web stack
-
         return import_target(self.settings, dry_run=self.dry_run)
 
     def run(self, advance: Advance) -> ImportReport:

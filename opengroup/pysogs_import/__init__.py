@@ -68,6 +68,7 @@ from opengroup.pysogs_import.source import (
     read_ini,
     read_key,
 )
+from opengroup.startup import import_target
 from opengroup.storage.database import Database
 
 __all__ = ["ImportReport", "PysogsImport", "PysogsImportError", "RoomReport", "SourcePaths"]
@@ -142,8 +143,6 @@ class PysogsImport:
         return int(messages or 0) + int(files or 0)
 
     def _target(self) -> Database | None:
-        from opengroup.app import import_target  # the app module pulls in the web stack
-
         return import_target(self.settings, dry_run=self.dry_run)
 
     def run(self, progress: RoomProgress) -> ImportReport:

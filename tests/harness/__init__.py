@@ -4,6 +4,9 @@ an operator runs it, clients of our own, and what a test expects of an answer.
 - ``server``: the real server as a subprocess on loopback (``ServerProcess``), the
   admin CLI (``run_cli``), the run's storage backend (``Backend``: a fresh PostgreSQL
   database per server, or SQLite in the data dir).
+- ``cli_forkserver``: not imported but run, as the process each admin command is
+  forked from: it imports the command once, so a command costs a fork rather than a
+  second of imports, and runs in a process of its own as an operator's does.
 - ``v2client``: the v2 client (``Client``: direct HTTP or onion v3 requests; its crypto,
   Session's message padding, ``Identity`` and ``Persona``, a key with its token in a
   room).
@@ -18,7 +21,7 @@ an operator runs it, clients of our own, and what a test expects of an answer.
 - ``pysogsdata``: a pysogs server's data dir, built from pysogs' own schema, for the
   tests of ``opengroup import-pysogs``.
 
-Nothing here imports the server package: a bug shared by client and server would hide
+Nothing the tests import imports the server package: a bug shared by client and server would hide
 itself, and the server is driven only as an operator and a client drive it. Tests
 import these modules as ``harness.*``: pytest puts ``tests/`` on ``sys.path`` (the
 rootdir's conftest.py), and the benchmark puts it there itself.

@@ -3,17 +3,23 @@
 Kept out of conftest.py so tests can import ServerProcess for typing and for
 their own set-ups (restarts, several processes, extra options). Nothing here
 imports the server package: it is driven exactly as an operator would drive it.
+Each admin command is a process of its own, forked from one that imported the
+package once (`CliForkServer`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -103,34 +109,113 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+OPENGROUP_COMMAND = (sys.executable, "-m", "opengroup")
+
+
+class CliForkServer:
+    """Runs `python -m opengroup ARGS` in a child forked from one process that imported
+    the package once (harness/cli_forkserver.py): the same command, its own process,
+    without a second of imports each time. One per test process, started on first use."""
+
+    _running: CliForkServer | None = None
+
+    def __init__(self, workdir: Path) -> None:
+        self.socket_path = str(workdir / "cli.sock")
+        self.workdir = workdir
+        script = Path(__file__).with_name("cli_forkserver.py")
+        self._proc = subprocess.Popen(
+            [sys.executable, str(script), self.socket_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=server_env(),
+            cwd=REPO_ROOT,
+        )
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline() != b"ready\n":
+            raise RuntimeError("the CLI fork server did not start")
+
+    @classmethod
+    def shared(cls) -> CliForkServer:
+        if cls._running is None or cls._running._proc.poll() is not None:
+            cls._running = cls(Path(tempfile.mkdtemp(prefix="opengroup-cli-")))
+            atexit.register(cls._running.close)
+        return cls._running
+
+    def close(self) -> None:
+        """Stop the fork server (its stdin closes) and remove its folder."""
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(STOP_TIMEOUT)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def run(
+        self, args: Sequence[str], env: Mapping[str, str], cwd: Path
+    ) -> subprocess.CompletedProcess[str]:
+        out_path = self.workdir / f"{secrets.token_hex(8)}.out"
+        err_path = self.workdir / f"{secrets.token_hex(8)}.err"
+        out_path.touch()
+        err_path.touch()
+        request = {
+            "args": list(args),
+            "env": dict(env),
+            "cwd": str(cwd),
+            "stdout": str(out_path),
+            "stderr": str(err_path),
+        }
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.socket_path)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            conn.settimeout(CLI_TIMEOUT)
+            answers = conn.makefile("rb")
+            pid = int(answers.readline())
+            try:
+                status = answers.readline()
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired([*OPENGROUP_COMMAND, *args], CLI_TIMEOUT) from None
+        stdout = out_path.read_text(errors="replace")
+        stderr = err_path.read_text(errors="replace")
+        out_path.unlink()
+        err_path.unlink()
+        if not status:  # the child died without answering, as a killed process would
+            status = b"-9"
+        return subprocess.CompletedProcess([*OPENGROUP_COMMAND, *args], int(status), stdout, stderr)
+
+
 def run_cli(
     data_dir: Path | None,
     database_url: str | None,
     *args: str,
     check: bool = True,
     env: Mapping[str, str] | None = None,
-    program: Sequence[str] = (sys.executable, "-m", "opengroup"),
+    program: Sequence[str] = OPENGROUP_COMMAND,
     cwd: Path = REPO_ROOT,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m opengroup ARGS --data-dir DIR [--database-url URL]` like an operator.
 
     data_dir None leaves --data-dir out (the default ./data of cwd); program replaces
-    `python -m opengroup` (e.g. the legacy `session-open-group-server` command).
+    `python -m opengroup` (e.g. the legacy `session-open-group-server` command), and
+    then the command starts as a new Python process rather than from the fork server.
     """
     cmd = [*program, *args]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
     if database_url is not None:
         cmd += ["--database-url", database_url]
-    proc = subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=server_env(env),
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
+    if tuple(program) == OPENGROUP_COMMAND:
+        args_only = cmd[len(program) :]
+        proc = CliForkServer.shared().run(args_only, server_env(env), cwd)
+    else:
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=server_env(env),
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
     if check and proc.returncode != 0:
         pytest.fail(
             f"CLI failed ({proc.returncode}): {' '.join(cmd)}\n"

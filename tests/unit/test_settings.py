@@ -14,7 +14,8 @@ Rules pinned here:
 * Values are checked where they come in: a refusal (:class:`ConfigError`) names
   where the value came from, the setting and the value. Booleans take
   1/true/yes/on and 0/false/no/off in any case; integers are whole and not
-  negative (a TOML float or boolean is refused, never cut); choices are exact.
+  negative (a TOML float or boolean is refused, never cut); choices are exact; a
+  database URL is SQLite's or PostgreSQL's (a refusal shows its scheme only).
 * A TOML file with an unknown key, invalid TOML, or no such file is refused.
 * ``Settings.as_env()`` is read back by :func:`load_settings` to the same settings
   (what worker processes get).
@@ -253,6 +254,37 @@ def test_a_choice_must_be_one_of_the_choices_exactly() -> None:
     assert str(refused.value) == (
         "OPENGROUP_LOG_LEVEL: log_level must be one of debug, info, warning, error, critical, "
         "got 'verbose'"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "sqlite:////srv/og/opengroup.db",
+        "postgresql://og@127.0.0.1/og",
+        "postgres://og@/og?host=/run/postgresql",
+        "postgresql+psycopg://og:pw@db.example.org:5433/og",
+    ],
+)
+def test_a_database_url_names_sqlite_or_postgresql(url: str) -> None:
+    assert _coerce(SETTINGS_BY_NAME["database_url"], url, "test") == url
+
+
+@pytest.mark.parametrize(
+    "url, scheme",
+    [
+        ("mysql://root:secret@127.0.0.1/og", "mysql"),
+        ("postgresql+asyncpg://og@127.0.0.1/og", "postgresql+asyncpg"),
+        ("/srv/og/opengroup.db", "scheme-less"),
+    ],
+)
+def test_another_database_url_is_refused_without_showing_it(url: str, scheme: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _coerce(SETTINGS_BY_NAME["database_url"], url, "--database-url")
+    assert str(refused.value) == (
+        "--database-url: database_url must be sqlite:///FILE or "
+        f"postgresql://USER@HOST/DATABASE, not a {scheme} URL"
     )
 
 
