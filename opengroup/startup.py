@@ -8,6 +8,8 @@ the admin commands start without it; ``app.py`` builds the ASGI app on top.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
@@ -54,14 +56,21 @@ def open_database(settings: Settings, *, serving: bool = False) -> Database:
             settings.effective_writes_on_event_loop_per_second if serving else 0
         ),
     )
-    try:
+    with _unavailable_reported(settings, db):
         migrate.upgrade(db)
+    return db
+
+
+@contextmanager
+def _unavailable_reported(settings: Settings, db: Database) -> Iterator[None]:
+    """A failure to reach the database, in the block, as DatabaseUnavailable."""
+    try:
+        yield
     except OperationalError as exc:
         db.dispose()
         shown = make_url(settings.effective_database_url).render_as_string(hide_password=True)
         reason = str(exc.orig).strip().splitlines()[0]
         raise DatabaseUnavailable(f"cannot open the database {shown}: {reason}") from None
-    return db
 
 
 def import_target(settings: Settings, *, dry_run: bool) -> Database | None:
@@ -73,7 +82,9 @@ def import_target(settings: Settings, *, dry_run: bool) -> Database | None:
     if not settings.database_url and not sqlite_file.exists():
         return None
     db = Database(settings.effective_database_url)
-    if migrate.current_revision(db) is None:
+    with _unavailable_reported(settings, db):
+        revision = migrate.current_revision(db)
+    if revision is None:
         db.dispose()
         return None
     return db

@@ -28,8 +28,9 @@ import psycopg
 import pytest
 from harness import probe
 from harness.communityclient import BlindedIdentity, CommunityClient, sogs_headers
+from harness.expect import expect_cli_refused
 from harness.pysogsdata import PysogsData, build_pysogs, pysogs_padded
-from harness.server import REPO_ROOT, Backend, ServerProcess, run_cli, server_env
+from harness.server import REPO_ROOT, Backend, ServerProcess, free_port, run_cli, server_env
 from harness.v2client import Identity
 
 SERVER_ENV = {"OPENGROUP_DELETIONS_FORMAT": "objects"}
@@ -526,6 +527,16 @@ def test_a_dry_run_writes_nothing(
     assert "room lobby (The Lobby, no database yet): would import messages=6" in result.stdout
     assert not data_dir.exists()
     assert our_tables(data_dir, fresh_database_url) == {}
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["import", "dry-run"])
+def test_a_database_of_ours_that_does_not_answer_stops_the_import_with_its_reason(
+    pysogs: PysogsData, tmp_path: Path, dry_run: list[str]
+) -> None:
+    silent = f"postgresql://og:hunter2@127.0.0.1:{free_port()}/og"
+    result = import_pysogs(tmp_path / "data", silent, str(pysogs.path), *dry_run, check=False)
+    expect_cli_refused(result, "cannot open the database postgresql://og:***@127.0.0.1")
+    assert "hunter2" not in result.stdout + result.stderr
 
 
 def test_a_different_key_of_ours_is_refused(
