@@ -155,6 +155,11 @@ def test_rooms_update_refuses_bad_input(cli: CliRunner, tmp_path: Path) -> None:
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     expect_cli_refused(cli("rooms", "update", token, "--image", str(empty), check=False), "empty")
+    # A file that is not an image (a wrong path, say) is refused, not shown as a broken one.
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"not an image\n")
+    refused = cli("rooms", "update", token, "--image", str(text), check=False)
+    expect_cli_refused(refused, "PNG, JPEG, GIF or WebP")
 
 
 def test_rooms_permissions_sets_what_users_may_do_by_default(

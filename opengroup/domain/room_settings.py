@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from opengroup.config import Settings
 from opengroup.domain import values
 from opengroup.domain.errors import FileTooLarge, InvalidInput, NoSuchRoom
+from opengroup.domain.images import IMAGE_TYPES, image_type
 from opengroup.storage import queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.roomdetails import DEFAULT_PERMISSIONS, RoomDetails
@@ -74,6 +75,8 @@ class RoomSettings:
         if image is not None:
             if not image:
                 raise InvalidInput("the image file is empty")
+            if image_type(image) is None:
+                raise InvalidInput(f"the image must be a {IMAGE_TYPES} file")
             if len(image) > self.settings.max_upload_bytes:
                 raise FileTooLarge(
                     f"the image is {len(image)} bytes; the limit is "

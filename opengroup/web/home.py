@@ -16,6 +16,7 @@ from string import Template
 import segno
 
 from opengroup.domain.community import Community
+from opengroup.domain.images import image_type
 from opengroup.urls import join_url
 
 TITLE = "Session open groups"
@@ -28,23 +29,10 @@ def _template(name: str) -> Template:
 PAGE = _template("home.html")
 ROOM = _template("room.html")
 
-# Magic numbers of the image types a browser shows; anything else is served as bytes.
-_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-
 
 def sniff_image_type(data: bytes) -> str:
-    """The content type of an image from its first bytes (never SVG: it may carry script)."""
-    for magic, content_type in _IMAGE_SIGNATURES:
-        if data.startswith(magic):
-            return content_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
+    """The content type of a room's image; anything but an image is served as bytes."""
+    return image_type(data) or "application/octet-stream"
 
 
 def qr_svg(text: str) -> str:
