@@ -3,8 +3,8 @@
 Pinned here: on SQLite each worker refreshes the query planner's statistics every
 ``statistics_interval_seconds`` (``ANALYZE`` of a sample of each index, into
 ``sqlite_stat1``), and goes on answering on the statistics it took up. PostgreSQL's
-autovacuum keeps its own; the server leaves them alone. (Pruning is pinned with what
-it prunes: tokens, files, nonces, DMs.)
+autovacuum keeps its own; the server leaves them alone, and warns at start if
+autovacuum is off. (Pruning is pinned with what it prunes: tokens, files, nonces, DMs.)
 """
 
 from __future__ import annotations
@@ -37,3 +37,14 @@ def test_on_sqlite_the_planners_statistics_are_refreshed_and_the_server_goes_on(
         assert {"messages", "tokens"} <= {row[0] for row in analyzed()}
         answer = client.request("GET", "messages", room=DEFAULT_ROOM, token=token)
         assert answer["status_code"] == 200 and len(answer["messages"]) == 1, answer
+
+
+def test_start_warns_when_postgresqls_autovacuum_is_off(
+    server_factory: Callable[..., ServerProcess], backend: Backend
+) -> None:
+    """Without autovacuum PostgreSQL never reclaims the rows the server deletes (expired
+    nonces, tokens, files); the operator is told at start. SQLite reuses them itself."""
+    server = server_factory()
+    autovacuum_off = backend.name == "postgresql" and probe.value(server, "SHOW autovacuum") != "on"
+    warned = "PostgreSQL's autovacuum is off" in server.output()
+    assert warned == autovacuum_off, server.output()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import logging.config
 import os
 from typing import Any
@@ -15,6 +16,8 @@ from opengroup.logs import log_config
 from opengroup.metrics import multiprocess_directory
 from opengroup.startup import prepare
 from opengroup.urls import HTTPS_NOTE
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -41,6 +44,12 @@ def run_server(
     logging.config.dictConfig(logging_config)
     prepared = prepare(settings)
     assert prepared.keys is not None
+    if prepared.db.autovacuum_off():
+        log.warning(
+            "PostgreSQL's autovacuum is off: the rows the server deletes (expired request "
+            "nonces, tokens and files) are never reclaimed, and its tables grow and slow "
+            "down; set autovacuum = on, or VACUUM the database regularly"
+        )
     prepared.db.dispose()
     click.echo(
         f"opengroup listening on {settings.host}:{settings.port} "

@@ -508,6 +508,15 @@ class Database:
             conn.exec_driver_sql(f"PRAGMA analysis_limit = {ANALYSIS_ROWS}")
             conn.exec_driver_sql("ANALYZE")
 
+    def autovacuum_off(self) -> bool:
+        """Whether this is PostgreSQL with autovacuum turned off: then the rows we delete
+        (expired nonces, tokens, files) are never reclaimed and the tables only grow.
+        (SQLite reuses the pages of deleted rows by itself.)"""
+        if self.is_sqlite:
+            return False
+        with self.engine.connect() as conn:
+            return str(conn.exec_driver_sql("SHOW autovacuum").scalar_one()) != "on"
+
     def dispose(self) -> None:
         """Close every connection, those the threads keep for their shared reads too."""
         with self._kept_lock:
