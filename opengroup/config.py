@@ -35,6 +35,7 @@ class Setting:
     type: type
     help: str
     choices: tuple[str, ...] = ()
+    most: int | None = None
 
 
 class DeletionsFormat(StrEnum):
@@ -57,6 +58,10 @@ class LogLevel(StrEnum):
     ERROR = "error"
     CRITICAL = "critical"
 
+
+# Worker processes a server may run: each is a Python process of about 90 MB, and a
+# mistyped count must not start thousands of them.
+MOST_WORKERS = 64
 
 # The URL schemes of the databases we run on (postgres:// is libpq's other spelling).
 DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
@@ -90,11 +95,14 @@ def database_on_this_machine(url: str) -> bool:
         return False  # a name: taken as another machine's
 
 
-def _setting(default: Any, help: str) -> Any:
+def _setting(default: Any, help: str, *, most: int | None = None) -> Any:
     """A field of :class:`Settings`: its default, with the help text (and, for a choice,
-    its enum's values) that ``opengroup settings``, the README and error messages show."""
+    its enum's values) that ``opengroup settings``, the README and error messages show;
+    ``most``: the largest value an integer setting takes."""
     choices = tuple(member.value for member in type(default)) if isinstance(default, Enum) else ()
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "choices": choices, "most": most}
+    )
 
 
 @dataclass(frozen=True)
@@ -115,11 +123,13 @@ class Settings:
     )
     port: int = _setting(
         8080,
-        "TCP port to listen on.",
+        "TCP port to listen on (at most 65535).",
+        most=65535,
     )
     workers: int = _setting(
         1,
-        "Number of worker processes.",
+        f"Number of worker processes (at most {MOST_WORKERS}; one per core is plenty).",
+        most=MOST_WORKERS,
     )
     request_threads: int = _setting(
         0,
@@ -488,7 +498,14 @@ class Settings:
 
 
 SETTINGS: tuple[Setting, ...] = tuple(
-    Setting(f.name, f.default, type(f.default), f.metadata["help"], f.metadata["choices"])
+    Setting(
+        f.name,
+        f.default,
+        type(f.default),
+        f.metadata["help"],
+        f.metadata["choices"],
+        f.metadata["most"],
+    )
     for f in dataclasses.fields(Settings)
 )
 
@@ -523,6 +540,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         )
     if setting.type is int and result < 0:
         raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
+    if setting.most is not None and result > setting.most:
+        raise ConfigError(f"{source}: {setting.name} must be at most {setting.most}, got {value!r}")
     if setting.name == "database_url":
         _check_database_url(result, source)
     if issubclass(setting.type, Enum):

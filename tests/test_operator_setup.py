@@ -370,6 +370,16 @@ def _config(text: str | None, with_port: bool = True) -> BadSetting:
         pytest.param(_config("port = \n"), "config.toml", id="config-not-toml"),
         pytest.param(_config(None), "config.toml", id="config-file-missing"),
         pytest.param(lambda _dir: (["--port", "abc"], {}), "--port", id="flag-port-abc"),
+        pytest.param(_env(OPENGROUP_PORT="65536"), "at most 65535", id="env-port-too-high"),
+        # A slip of the keyboard must not start ten thousand processes.
+        pytest.param(
+            lambda _dir: (["--workers", "10000"], {}), "at most 64", id="flag-workers-10000"
+        ),
+        pytest.param(
+            lambda tmp: (["--log-file", str(tmp / "missing" / "og.log")], {}),
+            "cannot write the log file",
+            id="flag-log-file-in-a-missing-folder",
+        ),
     ],
 )
 def test_bad_setting_stops_serve_with_a_message_naming_it(

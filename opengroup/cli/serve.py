@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from opengroup.cli.common import common_options, open_server, print_join_urls, resolve_settings
-from opengroup.config import Settings
+from opengroup.config import ConfigError, Settings
 from opengroup.logs import log_config
 from opengroup.metrics import multiprocess_directory
 from opengroup.startup import prepare
@@ -41,7 +41,12 @@ def run_server(
     import uvicorn  # imported here: admin commands do not need it
 
     logging_config = log_config(settings)
-    logging.config.dictConfig(logging_config)
+    try:
+        logging.config.dictConfig(logging_config)
+    except ValueError as exc:  # the log file's folder is missing, or it is a folder
+        cause = exc.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) else str(exc)
+        raise ConfigError(f"cannot write the log file {settings.log_file}: {reason}") from None
     prepared = prepare(settings)
     assert prepared.keys is not None
     if prepared.db.autovacuum_off():

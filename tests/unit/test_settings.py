@@ -14,7 +14,8 @@ Rules pinned here:
 * Values are checked where they come in: a refusal (:class:`ConfigError`) names
   where the value came from, the setting and the value. Booleans take
   1/true/yes/on and 0/false/no/off in any case; integers are whole and not
-  negative (a TOML float or boolean is refused, never cut); choices are exact; a
+  negative (a TOML float or boolean is refused, never cut), nor above their bound if
+  they have one (``port``, ``workers``); choices are exact; a
   database URL is SQLite's or PostgreSQL's (a refusal shows its scheme only).
 * A TOML file with an unknown key, invalid TOML, or no such file is refused.
 * ``Settings.as_env()`` is read back by :func:`load_settings` to the same settings
@@ -244,6 +245,16 @@ def test_negative_integers_are_refused(raw: Any) -> None:
     with pytest.raises(ConfigError) as refused:
         _coerce(SETTINGS_BY_NAME["port"], raw, "--port")
     assert str(refused.value) == f"--port: port must not be negative, got {raw!r}"
+
+
+@pytest.mark.parametrize(("name", "most"), [("port", 65535), ("workers", 64)])
+def test_a_bounded_integer_takes_its_largest_value_and_no_more(name: str, most: int) -> None:
+    setting = SETTINGS_BY_NAME[name]
+    assert setting.most == most
+    assert _coerce(setting, str(most), "test") == most
+    with pytest.raises(ConfigError) as refused:
+        _coerce(setting, str(most + 1), "--" + name)
+    assert str(refused.value) == f"--{name}: {name} must be at most {most}, got '{most + 1}'"
 
 
 def test_a_choice_must_be_one_of_the_choices_exactly() -> None:
