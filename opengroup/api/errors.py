@@ -11,6 +11,7 @@ rate limited); the community API the reason as plain text. Both send
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from opengroup.api.exchange import ApiResponse
@@ -25,6 +26,9 @@ from opengroup.domain.errors import (
     Refusal,
     TooLarge,
 )
+from opengroup.storage.database import connection_lost
+
+log = logging.getLogger(__name__)
 
 
 class NoSuchEndpoint(NoSuchThing):
@@ -85,3 +89,15 @@ def v3_refusal(error: Refusal) -> Answer:
     if isinstance(error, RateLimited):
         return Answer.text(status, error.reason, {"retry-after": str(retry_after(error))})
     return Answer.text(status, error.reason)
+
+
+def unexpected(exc: Exception, what: str) -> tuple[int, str]:
+    """The status and reason for an exception no rule expected (called in its
+    ``except``), logged: 503 for a lost database connection, in one line (the pool
+    reconnects, the client polls again); else 500, with the traceback."""
+    if connection_lost(exc):
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("database connection lost in %s: %s", what, reason)
+        return 503, "database unavailable; try again"
+    log.exception("unexpected error in %s", what)
+    return 500, "internal server error"

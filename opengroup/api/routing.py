@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import cast
 
-from opengroup.api.errors import error_response, v2_refusal
+from opengroup.api.errors import error_response, unexpected, v2_refusal
 from opengroup.api.exchange import ApiRequest, ApiResponse, JsonObject
 from opengroup.api.jsonbody import parse_json
 from opengroup.api.paths import PathTable
@@ -119,9 +119,8 @@ class Router:
                 result = await community.threads.run(self._call, route, community, req)
         except Refusal as exc:
             return v2_refusal(exc)
-        except Exception:
-            log.exception("unexpected error in %s %s", req.request.method, req.request.path)
-            return error_response(500, "internal server error")
+        except Exception as exc:
+            return error_response(*unexpected(exc, f"{req.request.method} {req.request.path}"))
         return ApiResponse(200, {"status_code": 200, **result})
 
     @staticmethod

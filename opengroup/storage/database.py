@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from opengroup.storage.driversql import driver_connection
 from opengroup.storage.writelock import WriteLock
@@ -58,6 +59,33 @@ OTHER_CONNECTIONS = 5
 LOOP_LOCK_WAIT_MS = 1
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
 _UNCHANGED: AbstractContextManager[None] = nullcontext()
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database connection failing (PostgreSQL restarted, its
+    backend killed, the network gone) rather than a fault of the statement. The pool
+    reconnects by itself; the request that met it may be made again."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+    import psycopg  # (only here, after a failure: SQLite's processes never need it)
+
+    if not isinstance(driver_error, psycopg.OperationalError):
+        return False
+    # No SQLSTATE: the connection itself failed; 08: connection exception; 57P: the
+    # server shut the session down (admin or crash shutdown, not ready for connections).
+    state = driver_error.sqlstate
+    return state is None or state.startswith(("08", "57P"))
+
+
+def _drop_if_broken(conn: Connection) -> None:
+    """Invalidate a connection whose link to PostgreSQL failed (a statement the driver
+    ran itself does not tell SQLAlchemy), so that the pool drops it rather than reset
+    it, which would fail and log a traceback."""
+    if conn.invalidated or conn.closed:
+        return
+    if getattr(driver_connection(conn.connection), "broken", False):
+        conn.invalidate()
 
 
 def normalise_url(url: str) -> str:
@@ -228,7 +256,7 @@ class Database:
         """
         shared = self._shared
         if not shared.sharing:
-            with self.engine.connect() as conn:
+            with self._connection() as conn:
                 if not self.is_sqlite:
                     conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
@@ -264,7 +292,18 @@ class Database:
         """Close a connection of :meth:`_autocommit_connection` (back to the pool)."""
         with self._kept_lock:
             self._kept.discard(conn)
+        _drop_if_broken(conn)
         conn.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection from the pool, back to it at the end (see :func:`_drop_if_broken`)."""
+        with self.engine.connect() as conn:
+            try:
+                yield conn
+            except BaseException:
+                _drop_if_broken(conn)
+                raise
 
     def shared_reads(self) -> AbstractContextManager[None]:
         """Let this thread's reads share one pooled connection until the end, or until
@@ -369,7 +408,7 @@ class Database:
             with self._the_write_on_loop(writes) as conn:
                 yield conn
             return
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             if self.is_sqlite:
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with self.writing(), conn.begin():

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from opengroup.api.errors import v3_refusal
+from opengroup.api.errors import unexpected, v3_refusal
 from opengroup.api.exchange import ApiRequest
 from opengroup.api.paths import PathTable
 from opengroup.api.v3.calls import Access, Answer, BatchReads, Call, Handler, Later
@@ -108,9 +108,9 @@ class Router:
                 user = await community.users.admit_soon(self._signature(community, request))
             except Refusal as exc:
                 return v3_refusal(exc), route.path
-            except Exception:
-                log.exception("unexpected error admitting %s %s", request.method, request.path)
-                return Answer.text(500, "internal server error"), route.path
+            except Exception as exc:
+                what = f"admitting {request.method} {request.path}"
+                return Answer.text(*unexpected(exc, what)), route.path
         answer = await self._answer(community, request, user, matched)
         if isinstance(answer, Later):
             answer = await self._finish(answer, request)
@@ -320,11 +320,10 @@ class Router:
 
 def _failure(exc: Exception, request: ApiRequest) -> Answer:
     """The answer to a handler that raised (called in its ``except``): a refusal's
-    status, else a 500 with the traceback logged."""
+    status, else that of an unexpected error (:func:`errors.unexpected`)."""
     if isinstance(exc, Refusal):
         return v3_refusal(exc)
-    log.exception("unexpected error in %s %s", request.method, request.path)
-    return Answer.text(500, "internal server error")
+    return Answer.text(*unexpected(exc, f"{request.method} {request.path}"))
 
 
 def _answered(answer: Answer | Later) -> Answer:
