@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from opengroup.config import Settings
 from opengroup.domain.community import Community
 from opengroup.keys import ServerKeys, load_or_create_keys
 from opengroup.storage import migrate
-from opengroup.storage.database import Database
+from opengroup.storage.database import Database, failure_reason, shown_url
 
 
 class DatabaseUnavailable(Exception):
@@ -68,9 +67,10 @@ def _unavailable_reported(settings: Settings, db: Database) -> Iterator[None]:
         yield
     except OperationalError as exc:
         db.dispose()
-        shown = make_url(settings.effective_database_url).render_as_string(hide_password=True)
-        reason = str(exc.orig).strip().splitlines()[0]
-        raise DatabaseUnavailable(f"cannot open the database {shown}: {reason}") from None
+        shown = shown_url(settings.effective_database_url)
+        raise DatabaseUnavailable(
+            f"cannot open the database {shown}: {failure_reason(exc)}"
+        ) from None
 
 
 def import_target(settings: Settings, *, dry_run: bool) -> Database | None:

@@ -26,7 +26,7 @@ from opengroup.domain.errors import (
     Refusal,
     TooLarge,
 )
-from opengroup.storage.database import connection_lost
+from opengroup.storage.database import connection_lost, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ def unexpected(exc: Exception, what: str) -> tuple[int, str]:
     ``except``), logged: 503 for a lost database connection, in one line (the pool
     reconnects, the client polls again); else 500, with the traceback."""
     if connection_lost(exc):
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("database connection lost in %s: %s", what, reason)
+        log.warning("database connection lost in %s: %s", what, failure_reason(exc))
         return 503, "database unavailable; try again"
     log.exception("unexpected error in %s", what)
     return 500, "internal server error"

@@ -14,7 +14,6 @@ leaves ``dispatch``: an unexpected one is logged and answered 500 without detail
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -26,8 +25,6 @@ from opengroup.api.jsonbody import parse_json
 from opengroup.api.paths import PathTable
 from opengroup.domain.community import Community
 from opengroup.domain.errors import InvalidInput, Refusal
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

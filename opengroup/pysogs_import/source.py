@@ -21,11 +21,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from opengroup.pysogs_import.errors import PysogsImportError
-from opengroup.storage.database import normalise_url
+from opengroup.storage.database import failure_reason, normalise_url, shown_url
 
 KEY_FILE = "key_x25519"
 DB_FILE = "sogs.db"
@@ -154,20 +153,6 @@ def read_key(path: Path) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(raw)
 
 
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(the URL given)"
-
-
-def reason(exc: BaseException) -> str:
-    """The driver's own message, without SQLAlchemy's statement and links."""
-    original = getattr(exc, "orig", None)
-    return str(original if original is not None else exc).strip().splitlines()[0]
-
-
 def _readonly_url(url: str) -> tuple[str, dict[str, Any]]:
     if url.startswith("sqlite:///"):
         file = Path(url.removeprefix("sqlite:///")).resolve()
@@ -191,7 +176,7 @@ class PysogsDb:
                 }
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             raise PysogsImportError(
-                f"cannot read the pysogs database {shown_url(url)}: {reason(exc)}"
+                f"cannot read the pysogs database {shown_url(url)}: {failure_reason(exc)}"
             ) from None
 
     def rows(self, sql: str, **params: Any) -> list[Any]:
@@ -199,7 +184,9 @@ class PysogsDb:
             with self.engine.connect() as conn:
                 return list(conn.execute(text(sql), params))
         except SQLAlchemyError as exc:
-            raise PysogsImportError(f"cannot read the pysogs database: {reason(exc)}") from None
+            raise PysogsImportError(
+                f"cannot read the pysogs database: {failure_reason(exc)}"
+            ) from None
 
     def stream(self, sql: str, **params: Any) -> Iterator[Any]:
         """Rows one by one (a room's messages may not fit in memory at once)."""
@@ -210,7 +197,9 @@ class PysogsDb:
                 )
                 yield from result
         except SQLAlchemyError as exc:
-            raise PysogsImportError(f"cannot read the pysogs database: {reason(exc)}") from None
+            raise PysogsImportError(
+                f"cannot read the pysogs database: {failure_reason(exc)}"
+            ) from None
 
     def scalar(self, sql: str, **params: Any) -> Any:
         rows = self.rows(sql, **params)

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from opengroup.storage.driversql import driver_connection
 from opengroup.storage.writelock import WriteLock
@@ -76,6 +76,21 @@ def connection_lost(exc: BaseException) -> bool:
     # server shut the session down (admin or crash shutdown, not ready for connections).
     state = driver_error.sqlstate
     return state is None or state.startswith(("08", "57P"))
+
+
+def shown_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(the URL given)"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The driver's own message, first line, without SQLAlchemy's statement and links."""
+    original = getattr(exc, "orig", None)
+    lines = str(original if original is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _drop_if_broken(conn: Connection) -> None:
