@@ -259,6 +259,16 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[Any]]]] = [
     ),
     *(
         (
+            "messages.every_change_since",
+            {"room_id": room, "seqno": seqno, "limit": limit},
+            {},
+        )
+        for room in (ROOM, "Quiet")
+        for seqno in (0, 2, 6, 9)
+        for limit in (3, 256)
+    ),
+    *(
+        (
             f"messages.newest.before={before is not None}",
             {"room_id": ROOM, "moderator": moderator, "limit": limit}
             | ({"before": before} if before is not None else {}),

@@ -38,6 +38,7 @@ from opengroup.storage.posts import StoredMessage
 from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
 from opengroup.storage.queries import Message
 from opengroup.storage.reactors import ReactorsCache
+from opengroup.storage.recentchanges import RecentChanges
 
 MAX_PAGE = 256
 DEFAULT_PAGE = 100
@@ -139,6 +140,8 @@ class Posts:
         self.clock = clock
         # The reactors of the messages pages show, kept while the messages are unchanged.
         self._reactors = ReactorsCache()
+        # The latest changes of the rooms polled, for the many who ask for the same.
+        self._recent = RecentChanges()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -157,10 +160,11 @@ class Posts:
             # request's read transaction: a caught-up client's poll reads nothing more.
             return []
         keys = user.keys if user else ()
+        room = view.room
         with self.db.read() as conn:
-            found = posts.changes_since(
-                conn, view.id, seqno, limit, keys, view.access.moderator,
-                with_reactions=with_reactions,
+            found = self._recent.changes_since(
+                conn, (room.id, room.created_at), room.seqno, seqno, limit, keys,
+                view.access.moderator, with_reactions=with_reactions,
             )  # fmt: skip
             return self._with_reactions(conn, view.id, found, keys, reactors)
 
@@ -189,7 +193,8 @@ class Posts:
     ) -> StoredMessage:
         """A live message the caller may see: 404 otherwise (whispers to others too)."""
         message = posts.one(conn, view.id, message_id)
-        if message is None or message.deleted or not _may_see(message, keys, view.access.moderator):
+        moderator = view.access.moderator
+        if message is None or message.deleted or not posts.visible_to(message, keys, moderator):
             raise NoSuchMessage(message_id)
         return message
 
@@ -358,16 +363,6 @@ def _seqno_after(conn: Connection, room_id: str, message_id: int, *, changed: bo
         return posts.move_to_next_seqno(conn, room_id, message_id)
     room = roomdetails.find_room(conn, room_id)
     return room.seqno if room is not None else 0
-
-
-def _may_see(message: StoredMessage, keys: Sequence[str], moderator: bool) -> bool:
-    if message.whisper_to is None and not message.whisper_mods:
-        return True
-    return (
-        message.session_id in keys
-        or message.whisper_to in keys
-        or (moderator and message.whisper_mods)
-    )
 
 
 def _file_ids(value: object) -> list[int]:

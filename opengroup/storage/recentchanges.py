@@ -1,0 +1,209 @@
+"""The latest changes of each room, kept per process for the clients that poll it.
+
+Today's clients poll each room they are in every few seconds with
+``messages/since/<seqno>``, each from the seqno its last poll ended at. In a
+busy room most of them ask for the same few dozen changes, and without this
+each poll read them from the database again: in scenario (h), some fifty
+messages a poll, and on PostgreSQL that read, waited for on the event loop,
+was a quarter of the loop's time.
+
+Why what is kept stays right. Every change to a message (post, edit, deletion,
+reaction change) gives the message the room's next seqno, taken under the
+lock of the room's row and committed with the change (the post writer's
+``take_ids``, :func:`opengroup.storage.queries.next_seqno`). So a snapshot
+whose room shows seqno ``H`` holds every change up to ``H``; a message at a
+given seqno never changes; and of a message, the version with the highest
+seqno is its current one.
+
+A room's window holds, for every message whose current seqno lies in
+``(lo, hi]``, that version: it is what the database holds for those seqnos.
+A poll after ``S`` whose room view showed ``H`` is answered from the window
+when ``lo <= S`` and ``H <= hi``, filtered for the reader as the statement
+filters (:func:`opengroup.storage.posts.shows_change`). Otherwise the window
+first reads every change after ``hi`` (whispers too; the reader's filter comes
+after), in a statement begun after the view was read and so in a snapshot at
+least as new: if fewer rows come than asked for, the window holds everything
+up to ``H``. A reader further behind than :data:`SPAN` seqnos gets the
+database's own page, as does every reader when the room changes faster than
+the window can follow.
+
+A room deleted and made again under the same token is another room: windows
+are known by the room's token and its creation time.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from sqlalchemy import Connection
+
+from opengroup.storage import posts
+from opengroup.storage.posts import StoredMessage
+
+# How far behind the room's seqno a window reaches when it is made, and the largest
+# gap it reads to catch up (more than that, and it starts again). A window reads
+# twice that many changes in one statement, and holds four times that many versions
+# at most (superseded ones counted: past it, the oldest go).
+SPAN = 256
+# What the windows of one process hold at most, counted by the bytes of messages'
+# text (the least recently polled rooms' windows go first).
+MAX_BYTES = 16 * 1024 * 1024
+_ROW_OVERHEAD = 200  # bytes a kept row costs besides its data and signature
+
+RoomKey = tuple[str, float]  # the room's token, when it was made
+
+
+class _Asked(NamedTuple):
+    """A page of changes as a reader asks for it."""
+
+    seqno: int
+    limit: int
+    keys: Sequence[str]
+    moderator: bool
+    with_reactions: bool
+
+    @property
+    def reader(self) -> tuple[int, Sequence[str], bool, bool]:
+        """:func:`opengroup.storage.posts.shows_change`'s arguments after the message."""
+        return self.seqno, self.keys, self.moderator, self.with_reactions
+
+
+@dataclass
+class _Window:
+    """A room's changes with seqnos in ``(lo, hi]`` (see the module docstring)."""
+
+    lo: int
+    hi: int
+    rows: list[StoredMessage] = field(default_factory=list)  # seqno order
+    seqnos: list[int] = field(default_factory=list)  # each row's seqno, for bisect
+    current: dict[int, int] = field(default_factory=dict)  # message id -> newest seqno held
+    weight: int = 0
+
+    def holds(self, seqno: int, head: int) -> bool:
+        return self.lo <= seqno and head <= self.hi
+
+    def page(self, asked: _Asked) -> list[StoredMessage]:
+        found: list[StoredMessage] = []
+        for n in range(bisect_right(self.seqnos, asked.seqno), len(self.rows)):
+            message = self.rows[n]
+            if self.current[message.id] != message.seqno:
+                continue  # superseded by a later change, further on
+            if posts.shows_change(message, *asked.reader):
+                found.append(message)
+                if len(found) == asked.limit:
+                    break
+        return found
+
+    def extend(self, start: int, read: list[StoredMessage], head: int, complete: bool) -> None:
+        """Take the changes read after ``start`` (``start <= hi``): those past ``hi``
+        are new here; ``complete``: nothing more was there when they were read, and the
+        read began after a view showed ``head``."""
+        for message in read:
+            if message.seqno <= self.hi:
+                continue  # held already (a read begun earlier, or one further back)
+            self.rows.append(message)
+            self.seqnos.append(message.seqno)
+            self.current[message.id] = message.seqno
+            self.weight += _weight(message)
+        if read:
+            self.hi = max(self.hi, read[-1].seqno)
+        if complete:
+            self.hi = max(self.hi, head)
+
+    def drop_oldest(self, keep: int) -> None:
+        """Superseded versions out, then the oldest until ``keep`` rows are left."""
+        rows = [m for m in self.rows if self.current[m.id] == m.seqno]
+        if len(rows) > keep:
+            dropped, rows = rows[: len(rows) - keep], rows[len(rows) - keep :]
+            self.lo = dropped[-1].seqno
+            for message in dropped:
+                del self.current[message.id]
+        self.rows = rows
+        self.seqnos = [m.seqno for m in rows]
+        self.weight = sum(_weight(m) for m in rows)
+
+
+def _weight(message: StoredMessage) -> int:
+    return len(message.data) + len(message.signature) + _ROW_OVERHEAD
+
+
+class RecentChanges:
+    """The windows of recently polled rooms (least recently polled dropped first).
+    Shared by the event loop and the request threads."""
+
+    def __init__(self, span: int = SPAN, max_bytes: int = MAX_BYTES) -> None:
+        self._span = span
+        self._read_ahead = 2 * span
+        self._max_rows = 4 * span
+        self._max_bytes = max_bytes
+        self._windows: OrderedDict[RoomKey, _Window] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def changes_since(
+        self,
+        conn: Connection,
+        room: RoomKey,
+        head: int,
+        seqno: int,
+        limit: int,
+        keys: Sequence[str],
+        moderator: bool,
+        *,
+        with_reactions: bool,
+    ) -> list[StoredMessage]:
+        """:func:`opengroup.storage.posts.changes_since` for a room whose view, read
+        before this call, showed seqno ``head``: from the room's window where it holds
+        them, else from the database."""
+        asked = _Asked(seqno, limit, keys, moderator, with_reactions)
+        page = self._from_window(conn, room, head, asked)
+        if page is None:
+            page = posts.changes_since(
+                conn, room[0], seqno, limit, keys, moderator, with_reactions=with_reactions
+            )
+        return page
+
+    def _from_window(
+        self, conn: Connection, room: RoomKey, head: int, asked: _Asked
+    ) -> list[StoredMessage] | None:
+        with self._lock:
+            window = self._windows.get(room)
+            if window is not None and window.holds(asked.seqno, head):
+                self._windows.move_to_end(room)
+                return window.page(asked)
+            start = self._read_from(window, asked.seqno, head)
+        if start is None:
+            return None
+        read = posts.every_change_since(conn, room[0], start, self._read_ahead)
+        with self._lock:
+            window = self._windows.get(room)
+            if window is None or not window.lo <= start <= window.hi:
+                window = self._windows[room] = _Window(lo=start, hi=start)
+            window.extend(start, read, head, complete=len(read) < self._read_ahead)
+            self._windows.move_to_end(room)
+            self._bound(window)
+            return window.page(asked) if window.holds(asked.seqno, head) else None
+
+    def _read_from(self, window: _Window | None, seqno: int, head: int) -> int | None:
+        """Where to read the room's changes from so that its window holds this poll, or
+        None for the database's own page (the reader is too far behind)."""
+        if window is not None and window.lo <= seqno and head - window.hi <= self._span:
+            return window.hi
+        if head - seqno > self._span:
+            return None
+        return max(0, head - self._span)
+
+    def _bound(self, window: _Window) -> None:
+        if len(window.rows) > self._max_rows:
+            window.drop_oldest(self._max_rows // 2)
+        total = sum(w.weight for w in self._windows.values())
+        while total > self._max_bytes and len(self._windows) > 1:
+            _, dropped = self._windows.popitem(last=False)
+            total -= dropped.weight
+        while total > self._max_bytes and window.rows:
+            window.drop_oldest(len(window.rows) // 2)
+            total = window.weight
