@@ -15,6 +15,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from harness.communityclient import BlindedIdentity, CommunityClient
+from harness.flows import post_message
 from harness.server import Backend, ServerProcess
 from harness.v2client import Identity
 
@@ -46,12 +47,20 @@ def test_lost_connections_answer_503_then_the_server_carries_on(
         CommunityClient(server.base_url, server.public_key, "http") as community,
         server.client("http") as v2,
     ):
-        identity = Identity.generate()
-        token = v2.authenticate(identity, "main")
+        # A poster of each API per round, each within the rate limits.
+        v2_posters = [Identity.generate() for _ in range(ROUNDS + 1)]
+        tokens = [v2.authenticate(identity, "main") for identity in v2_posters]
+        token = tokens[0]
 
         def statuses() -> list[int]:
-            """One of each kind of request: community reads, signed and not, and v2."""
+            """A post through each API (first: the first requests after the cut meet
+            the broken connections), then one of each kind of read: community, signed
+            and not, and v2. (A community post's 201 is counted as 200.)"""
+            identity, poster_token = v2_posters.pop(), tokens.pop()
+            posted = post_message(community, BlindedIdentity.generate()).status
             return [
+                200 if posted == 201 else posted,
+                v2.post_message(identity, poster_token, "main")["status_code"],
                 community.get("/rooms").status,
                 community.get("/room/main", identity=alice).status,
                 community.get("/room/main/messages/recent", identity=alice).status,
@@ -66,3 +75,4 @@ def test_lost_connections_answer_503_then_the_server_carries_on(
     assert {status for answers in seen for status in answers} <= {200, 503}, seen
     assert set(seen[-1]) == {200}, seen
     assert "Traceback" not in server.output(), server.output()
+    assert "Exception" not in server.output(), server.output()

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, closing, contextmanager, nullcont
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -63,8 +63,18 @@ _UNCHANGED: AbstractContextManager[None] = nullcontext()
 
 def connection_lost(exc: BaseException) -> bool:
     """Whether ``exc`` is a database connection failing (PostgreSQL restarted, its
-    backend killed, the network gone) rather than a fault of the statement. The pool
+    backend killed, the network gone) rather than a fault of the statement, or was
+    raised because of one (a post's group whose transaction failed so). The pool
     reconnects by itself; the request that met it may be made again."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if _is_lost_connection(cause):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def _is_lost_connection(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -99,8 +109,14 @@ def _drop_if_broken(conn: Connection) -> None:
     it, which would fail and log a traceback."""
     if conn.invalidated or conn.closed:
         return
-    if getattr(driver_connection(conn.connection), "broken", False):
+    if is_broken(conn.connection):
         conn.invalidate()
+
+
+def is_broken(pooled: PoolProxiedConnection) -> bool:
+    """Whether a pooled connection's link to PostgreSQL failed (then the holder
+    invalidates it, rather than roll back or give it back: see :func:`_drop_if_broken`)."""
+    return bool(getattr(driver_connection(pooled), "broken", False))
 
 
 def normalise_url(url: str) -> str:
@@ -524,7 +540,7 @@ class Database:
 
     @contextmanager
     def _postgresql_write_at_once(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with self._connection() as conn, conn.begin():
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOOP_LOCK_WAIT_MS}")
             self._loop_writes.count()
             try:

@@ -53,7 +53,7 @@ from typing import Any, Protocol
 from sqlalchemy import BindParameter, ClauseElement, bindparam, false, insert, select, update
 
 from opengroup.storage.batching import Batcher
-from opengroup.storage.database import Database, WriteGaveWay
+from opengroup.storage.database import Database, WriteGaveWay, is_broken
 from opengroup.storage.driversql import (
     DriverConnection,
     Statement,
@@ -245,10 +245,13 @@ class PostWriter:
                 conn.execute("BEGIN IMMEDIATE")  # PostgreSQL: the first statement begins
             try:
                 outcomes = self._write_rooms(conn, group)
+                conn.commit()
             except BaseException:
-                conn.rollback()
+                if is_broken(pooled):
+                    pooled.invalidate()  # (a lost connection cannot roll back)
+                else:
+                    conn.rollback()
                 raise
-            conn.commit()
         return outcomes
 
     def _write_rooms(self, conn: DriverConnection, group: list[NewPost]) -> list[Outcome]:
