@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import psycopg
 import pytest
 from harness.communityclient import BlindedIdentity, CommunityClient
@@ -20,7 +21,9 @@ from harness.server import Backend, ServerProcess
 from harness.v2client import Identity
 
 ServerFactory = Callable[..., ServerProcess]
-ROUNDS = 6
+ROUNDS = 4  # of every kind of request, after each cut
+KINDS = 9
+POSTS = 1 + KINDS * (1 + ROUNDS)  # of each API
 
 
 def cut_connections(backend: Backend, server: ServerProcess) -> int:
@@ -39,6 +42,9 @@ def cut_connections(backend: Backend, server: ServerProcess) -> int:
 def test_lost_connections_answer_503_then_the_server_carries_on(
     server_factory: ServerFactory, backend: Backend
 ) -> None:
+    """For each kind of request, the connections are cut and that request comes
+    first (so it meets a cut connection: every pooled one is), then every kind of
+    request is made until all answer as before."""
     if backend.name != "postgresql":
         pytest.skip("an SQLite file has no connection to lose")
     server = server_factory()
@@ -47,32 +53,46 @@ def test_lost_connections_answer_503_then_the_server_carries_on(
         CommunityClient(server.base_url, server.public_key, "http") as community,
         server.client("http") as v2,
     ):
-        # A poster of each API per round, each within the rate limits.
-        v2_posters = [Identity.generate() for _ in range(ROUNDS + 1)]
-        tokens = [v2.authenticate(identity, "main") for identity in v2_posters]
-        token = tokens[0]
+        token = v2.authenticate(Identity.generate(), "main")
+        # A v2 poster for each post (within the rate limits), with a token from before.
+        v2_posters = [Identity.generate() for _ in range(POSTS)]
+        v2_tokens = [v2.authenticate(poster, "main") for poster in v2_posters]
 
-        def statuses() -> list[int]:
-            """A post through each API (first: the first requests after the cut meet
-            the broken connections), then one of each kind of read: community, signed
-            and not, and v2. (A community post's 201 is counted as 200.)"""
-            identity, poster_token = v2_posters.pop(), tokens.pop()
-            posted = post_message(community, BlindedIdentity.generate()).status
-            return [
-                200 if posted == 201 else posted,
-                v2.post_message(identity, poster_token, "main")["status_code"],
-                community.get("/rooms").status,
-                community.get("/room/main", identity=alice).status,
-                community.get("/room/main/messages/recent", identity=alice).status,
-                v2.request("GET", "rooms")["status_code"],
-                v2.request("GET", "messages", room="main", token=token)["status_code"],
-                v2.compact_poll([{"room_id": "main", "auth_token": token}])["status_code"],
-            ]
+        def v2_post() -> int:
+            poster, poster_token = v2_posters.pop(), v2_tokens.pop()
+            return int(v2.post_message(poster, poster_token, "main")["status_code"])
 
-        assert set(statuses()) == {200}
-        assert cut_connections(backend, server) > 0
-        seen = [statuses() for _ in range(ROUNDS)]
-    assert {status for answers in seen for status in answers} <= {200, 503}, seen
-    assert set(seen[-1]) == {200}, seen
+        def community_post() -> int:
+            status = post_message(community, BlindedIdentity.generate()).status
+            return 200 if status == 201 else status
+
+        kinds: dict[str, Callable[[], int]] = {
+            "web page": lambda: httpx.get(server.base_url + "/", trust_env=False).status_code,
+            "community post": community_post,
+            "v2 post": v2_post,
+            "rooms": lambda: community.get("/rooms").status,
+            "signed room": lambda: community.get("/room/main", identity=alice).status,
+            "signed messages": lambda: (
+                community.get("/room/main/messages/recent", identity=alice).status
+            ),
+            "v2 rooms": lambda: int(v2.request("GET", "rooms")["status_code"]),
+            "v2 messages": lambda: int(
+                v2.request("GET", "messages", room="main", token=token)["status_code"]
+            ),
+            "compact_poll": lambda: int(
+                v2.compact_poll([{"room_id": "main", "auth_token": token}])["status_code"]
+            ),
+        }
+
+        def statuses() -> dict[str, int]:
+            return {name: request() for name, request in kinds.items()}
+
+        assert len(kinds) == KINDS
+        assert set(statuses().values()) == {200}
+        for name, first in kinds.items():
+            assert cut_connections(backend, server) > 0
+            seen = [{name: first()}] + [statuses() for _ in range(ROUNDS)]
+            assert {status for answers in seen for status in answers.values()} <= {200, 503}, seen
+            assert set(seen[-1].values()) == {200}, seen
     assert "Traceback" not in server.output(), server.output()
     assert "Exception" not in server.output(), server.output()

@@ -4,10 +4,12 @@ the room images it shows, ``GET /web/rooms/{room_id}/image``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
+from opengroup.api.errors import unexpected
 from opengroup.domain.community import Community
 from opengroup.domain.errors import NoSuchThing
 from opengroup.transport.asgi import closing
@@ -24,21 +26,35 @@ class WebPages:
         self.requests = requests
 
     async def home(self, request: Request) -> Response:
-        started = time.perf_counter()
-        html = await self.community.threads.run(render_home, self.community)
-        self.requests.record("http", "GET", HOME_ROUTE, 200, started)
-        return closing(request, HTMLResponse(html))
+        return await self._page(request, HOME_ROUTE, self._home)
 
     async def room_image(self, request: Request) -> Response:
         """Raw bytes, of the sniffed type; 404 if the room has no image."""
+        return await self._page(
+            request, ROOM_IMAGE_ROUTE, lambda: self._room_image(request.path_params["room_id"])
+        )
+
+    async def _page(
+        self, request: Request, route: str, answer: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """``answer``'s response, recorded; an unexpected failure (a lost database
+        connection: 503) answered as the APIs answer it, in plain text."""
         started = time.perf_counter()
         try:
-            data = await self.community.threads.run(
-                self.community.files.public_room_image, request.path_params["room_id"]
-            )
+            response = await answer()
+        except Exception as exc:
+            status, reason = unexpected(exc, f"GET {route}")
+            response = PlainTextResponse(reason, status)
+        self.requests.record("http", "GET", route, response.status_code, started)
+        return closing(request, response)
+
+    async def _home(self) -> Response:
+        return HTMLResponse(await self.community.threads.run(render_home, self.community))
+
+    async def _room_image(self, room_id: str) -> Response:
+        try:
+            data = await self.community.threads.run(self.community.files.public_room_image, room_id)
         except NoSuchThing:
-            self.requests.record("http", "GET", ROOM_IMAGE_ROUTE, 404, started)
-            return closing(request, PlainTextResponse("no image", 404))
-        self.requests.record("http", "GET", ROOM_IMAGE_ROUTE, 200, started)
+            return PlainTextResponse("no image", 404)
         headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300"}
-        return closing(request, Response(data, 200, headers, media_type=sniff_image_type(data)))
+        return Response(data, 200, headers, media_type=sniff_image_type(data))
