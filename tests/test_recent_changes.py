@@ -131,20 +131,30 @@ def react(db: Database, message_id: int) -> None:
         posts.move_to_next_seqno(conn, ROOM, message_id)
 
 
+@pytest.mark.parametrize("read_rows", [64, 2])
 def test_a_window_gives_the_databases_page_to_every_reader_through_a_rooms_life(
-    db: Database,
+    db: Database, read_rows: int
 ) -> None:
-    busy_room(db, RecentChanges(span=6))
+    """(Read 64 changes a statement, as the server does, or 2: in several.)"""
+    busy_room(db, RecentChanges(span=6, read_rows=read_rows))
 
 
 def test_a_window_too_small_to_hold_the_changes_still_gives_the_databases_pages(
     db: Database,
 ) -> None:
     """Bound to a couple of rows: windows are dropped, cut and made again all along."""
-    recent = RecentChanges(span=1, max_bytes=500)
+    recent = RecentChanges(span=1, max_bytes=500, read_rows=1)
     busy_room(db, recent)
 
     assert sum(window.weight for window in recent._windows.values()) <= 500
+
+
+def test_a_read_cut_short_by_the_bound_holds_only_what_it_read(db: Database) -> None:
+    """Messages of 1 kB against a bound of about two: a window's reading stops after
+    the third, and the window must not take the rest as read."""
+    post(db, *(said(ALICE, "x" * 1000) for _ in range(8)))
+    recent = RecentChanges(span=8, max_bytes=2500, read_rows=1)
+    assert_every_page_is_the_databases(db, recent)
 
 
 def test_pages_within_the_window_are_read_from_it(db: Database) -> None:

@@ -21,11 +21,11 @@ A poll after ``S`` whose room view showed ``H`` is answered from the window
 when ``lo <= S`` and ``H <= hi``, filtered for the reader as the statement
 filters (:func:`opengroup.storage.posts.shows_change`). Otherwise the window
 first reads every change after ``hi`` (whispers too; the reader's filter comes
-after), in a statement begun after the view was read and so in a snapshot at
-least as new: if fewer rows come than asked for, the window holds everything
-up to ``H``. A reader further behind than :data:`SPAN` seqnos gets the
-database's own page, as does every reader when the room changes faster than
-the window can follow.
+after), in statements begun after the view was read and so in snapshots at
+least as new: once one brings fewer rows than asked for, the window holds
+everything up to ``H``. A reader further behind than :data:`SPAN` seqnos gets
+the database's own page, as does every reader when the room changes faster
+than the window can follow, or its messages outweigh :data:`MAX_BYTES`.
 
 A room deleted and made again under the same token is another room: windows
 are known by the room's token and its creation time.
@@ -46,13 +46,18 @@ from opengroup.storage import posts
 from opengroup.storage.posts import StoredMessage
 
 # How far behind the room's seqno a window reaches when it is made, and the largest
-# gap it reads to catch up (more than that, and it starts again). A window reads
-# twice that many changes in one statement, and holds four times that many versions
-# at most (superseded ones counted: past it, the oldest go).
+# gap it reads to catch up (more than that, and it starts again). A window holds
+# four times that many versions at most (superseded ones counted: past it, the
+# oldest go).
 SPAN = 256
 # What the windows of one process hold at most, counted by the bytes of messages'
 # text (the least recently polled rooms' windows go first).
 MAX_BYTES = 16 * 1024 * 1024
+# Changes read in one statement. A window reads more in further statements, each
+# after the last change the one before brought, up to twice SPAN changes or
+# MAX_BYTES: a room of the largest messages (some 133 kB of text each) never has
+# more than that read for it at once.
+READ_ROWS = 64
 _ROW_OVERHEAD = 200  # bytes a kept row costs besides its data and signature
 
 RoomKey = tuple[str, float]  # the room's token, when it was made
@@ -136,11 +141,14 @@ class RecentChanges:
     """The windows of recently polled rooms (least recently polled dropped first).
     Shared by the event loop and the request threads."""
 
-    def __init__(self, span: int = SPAN, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self, span: int = SPAN, max_bytes: int = MAX_BYTES, read_rows: int = READ_ROWS
+    ) -> None:
         self._span = span
         self._read_ahead = 2 * span
         self._max_rows = 4 * span
         self._max_bytes = max_bytes
+        self._read_rows = read_rows
         self._windows: OrderedDict[RoomKey, _Window] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -178,15 +186,34 @@ class RecentChanges:
             start = self._read_from(window, asked.seqno, head)
         if start is None:
             return None
-        read = posts.every_change_since(conn, room[0], start, self._read_ahead)
+        read, complete = self._read_changes(conn, room[0], start)
         with self._lock:
             window = self._windows.get(room)
             if window is None or not window.lo <= start <= window.hi:
                 window = self._windows[room] = _Window(lo=start, hi=start)
-            window.extend(start, read, head, complete=len(read) < self._read_ahead)
+            window.extend(start, read, head, complete)
             self._windows.move_to_end(room)
             self._bound(window)
             return window.page(asked) if window.holds(asked.seqno, head) else None
+
+    def _read_changes(
+        self, conn: Connection, room_id: str, start: int
+    ) -> tuple[list[StoredMessage], bool]:
+        """The room's changes after ``start``, in seqno order, and whether that is all
+        of them (each statement sees every commit before it began, so a later one may
+        bring a newer version of a message an earlier one brought: the window keeps the
+        newer)."""
+        read: list[StoredMessage] = []
+        weight = 0
+        after = start
+        while len(read) < self._read_ahead and weight <= self._max_bytes:
+            more = posts.every_change_since(conn, room_id, after, self._read_rows)
+            read += more
+            if len(more) < self._read_rows:
+                return read, True
+            weight += sum(_weight(message) for message in more)
+            after = more[-1].seqno
+        return read, False
 
     def _read_from(self, window: _Window | None, seqno: int, head: int) -> int | None:
         """Where to read the room's changes from so that its window holds this poll, or
