@@ -8,7 +8,9 @@ object's ``active_users``; README, ``active_users_recount_seconds``):
   shows here once that time is over;
 - one this worker sees become active is counted at once, without waiting;
 - all of it alike whether the poll is answered on the event loop (the default for a
-  database on the same machine) or in a request thread (``reads_on_event_loop`` off).
+  database on the same machine) or in a request thread (``reads_on_event_loop`` off);
+- a poll whose activity cannot be written is answered all the same, and the log
+  says so; the signer's next poll writes it.
 """
 
 from __future__ import annotations
@@ -98,3 +100,50 @@ def test_a_worker_counts_the_users_it_sees_become_active_at_once(
         for n in range(1, 4):
             expect_ok(c.get(f"/room/{token}/pollInfo/0", identity=BlindedIdentity.generate()))
             assert active_users(c, token) == n
+
+
+# Triggers that refuse every write of room_activity (and nothing else), per backend.
+REFUSE_ACTIVITY = {
+    "sqlite": [
+        f"CREATE TRIGGER refuse_activity_{op.lower()} BEFORE {op} ON room_activity"
+        " BEGIN SELECT RAISE(ABORT, 'activity refused'); END"
+        for op in ("INSERT", "UPDATE")
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_activity() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'activity refused'; END $$",
+        "CREATE TRIGGER refuse_activity BEFORE INSERT OR UPDATE ON room_activity"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_activity()",
+    ],
+}
+ALLOW_ACTIVITY = {
+    "sqlite": ["DROP TRIGGER refuse_activity_insert", "DROP TRIGGER refuse_activity_update"],
+    "postgresql": ["DROP TRIGGER refuse_activity ON room_activity"],
+}
+
+
+def test_a_poll_is_answered_when_its_activity_cannot_be_written_and_a_later_one_writes_it(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Activity is statistics, not worth failing a request for: the poll is answered,
+    the log says which room's activity was not written, and, nothing having been
+    written, the signer's next poll writes it."""
+    server = server_factory(env=SERVER_ENV)
+    backend = "sqlite" if server.database_url is None else "postgresql"
+    token = new_room(server.cli, "refused_")
+    alice = BlindedIdentity.generate()
+    with CommunityClient(server.base_url, server.public_key, "http") as c:
+        for statement in REFUSE_ACTIVITY[backend]:
+            probe.run(server, statement)
+
+        answers = expect_ok(c.post("/batch", json=poll_items([token]), identity=alice))
+
+        assert [a["code"] for a in answers] == [200, 200]
+        assert f"could not record activity in room {token}" in server.output()
+        assert active_users(c, token) == 0
+        for statement in ALLOW_ACTIVITY[backend]:
+            probe.run(server, statement)
+
+        expect_ok(c.post("/batch", json=poll_items([token]), identity=alice))
+
+        assert active_users(c, token) == 1
