@@ -22,7 +22,7 @@ from opengroup.config import Settings
 from opengroup.domain.errors import Banned, NoSuchRoom, NotPermitted, TokenRejected
 from opengroup.domain.values import could_be_room_id
 from opengroup.storage import queries as q
-from opengroup.storage.database import Database
+from opengroup.storage.database import Database, connection_lost, failure_reason
 from opengroup.storage.pollreader import PollReader, open_poll_reader
 from opengroup.storage.queries import Room
 from opengroup.storage.roomhead import TokenHolder
@@ -121,9 +121,12 @@ def record_activity(db: Database, records: Sequence[tuple[str, str]], now: float
         with db.write() as conn:
             for room_id, public_key in sorted(records):
                 q.touch_activity(conn, room_id, public_key, now)
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         rooms = ", ".join(sorted({room_id for room_id, _key in records}))
-        log.warning("could not record activity in room %s", rooms, exc_info=True)
+        if connection_lost(exc):  # (a restart of PostgreSQL: one line, as requests log it)
+            log.warning("could not record activity in room %s: %s", rooms, failure_reason(exc))
+        else:
+            log.warning("could not record activity in room %s", rooms, exc_info=True)
         return False
     return True
 
