@@ -286,6 +286,7 @@ class Result:
     count: int = 0
     latencies_ns: bytes = b""
     poll_latencies_ns: bytes = b""  # the polls' alone, for a mix's tail
+    write_latencies_ns: bytes = b""  # the posts' and reactions' alone
     errors: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
     sign_s: float = 0.0  # time spent signing requests in the window (v4 polls, dry pools)
@@ -491,6 +492,7 @@ class Window:
         self.t_go, self.t_measure, self.t_end = t_go, t_measure, t_end
         self.lat = array.array("q")
         self.poll_lat = array.array("q")
+        self.write_lat = array.array("q")
         self.lags = array.array("q")
         self.errors: Counter[str] = Counter()
         self.res = Result()
@@ -510,8 +512,10 @@ class Window:
             self.errors[other] += 1
         if what == "post":
             res.posts += 1
+            self.write_lat.append(latency)
         elif what == "react":
             res.reactions += 1
+            self.write_lat.append(latency)
         else:
             res.polls += 1
             self.poll_lat.append(latency)
@@ -679,6 +683,7 @@ async def _run(job: Job, pipe: Connection) -> Result:
     res.count = len(w.lat)
     res.latencies_ns = w.lat.tobytes()
     res.poll_latencies_ns = w.poll_lat.tobytes()
+    res.write_latencies_ns = w.write_lat.tobytes()
     res.lags_ns = w.lags.tobytes()
     res.errors = dict(w.errors)
     res.cpu_s = cpu[1] - cpu[0]

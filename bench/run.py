@@ -617,6 +617,7 @@ class Measured:
     p90_ms: float
     p99_ms: float
     poll_p99_ms: float  # the polls' alone: in a mix, whether the polls stall or the writes wait
+    write_p99_ms: float  # the posts' and reactions' alone (0: none)
     mean_ms: float
     max_ms: float
     errors: dict[str, int]
@@ -746,6 +747,7 @@ def drive(
 
     latencies: list[int] = []
     poll_latencies: list[int] = []
+    write_latencies: list[int] = []
     lags: list[int] = []
     errors: dict[str, int] = {}
     for r in results:
@@ -756,12 +758,16 @@ def drive(
         a.frombytes(r.poll_latencies_ns)
         poll_latencies.extend(a)
         a = array.array("q")
+        a.frombytes(r.write_latencies_ns)
+        write_latencies.extend(a)
+        a = array.array("q")
         a.frombytes(r.lags_ns)
         lags.extend(a)
         for k, v in r.errors.items():
             errors[k] = errors.get(k, 0) + v
     latencies.sort()
     poll_latencies.sort()
+    write_latencies.sort()
     lags.sort()
     count = len(latencies)
     measured = Measured(
@@ -772,6 +778,7 @@ def drive(
         p90_ms=percentile(latencies, 0.90),
         p99_ms=percentile(latencies, 0.99),
         poll_p99_ms=percentile(poll_latencies, 0.99),
+        write_p99_ms=percentile(write_latencies, 0.99),
         mean_ms=(sum(latencies) / count / 1e6) if count else 0.0,
         max_ms=latencies[-1] / 1e6 if latencies else 0.0,
         errors=errors,
@@ -1154,7 +1161,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     """The human summary: one row per measurement (the JSON lines carry more)."""
     head = (
         f"{'scenario':<18} {'backend':<10} {'M':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} "
-        f"{'p99 ms':>7} {'poll99':>6} {'vs fw':>6} {'vs onion':>8} {'vs v4':>6} "
+        f"{'p99 ms':>7} {'poll99':>6} {'wr99':>6} {'vs fw':>6} {'vs onion':>8} {'vs v4':>6} "
         f"{'srv+pg cpu%':>11} {'gen cpu%':>8} {'sign%':>5} {'rss MB':>7} {'max wkr':>7} "
         f"{'conns':>7}  errors"
     )
@@ -1179,7 +1186,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(
             f"{r['scenario']:<18} {r.get('backend', '-'):<10} {r.get('messages', '-')!s:>7} "
             f"{r['rps']:>8.0f} {r['p50_ms']:>7.1f} {r['p90_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-            f"{r.get('poll_p99_ms', 0.0):>6.1f} {ratio(r, 'vs_framework_ceiling'):>6} "
+            f"{r.get('poll_p99_ms', 0.0):>6.1f} {r.get('write_p99_ms', 0.0):>6.1f} "
+            f"{ratio(r, 'vs_framework_ceiling'):>6} "
             f"{ratio(r, 'vs_onion_ceiling'):>8} "
             f"{ratio(r, 'vs_onion_v4_ceiling'):>6} {cpu(r):>11} {r['loadgen_cpu_pct']:>8.0f} "
             f"{sign(r):>5} {r['server_rss_mb']:>7.0f} {r['server_rss_mb_max_worker']:>7.0f} "
