@@ -9,6 +9,7 @@ the run's backend. A window of a few seqnos here stands for the server's 256.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,44 +53,55 @@ def said(who: str, text: str, whisper_to: str | None = None, whisper_mods: bool 
     return NewPost(ROOM, who, 1, text, "sig", 100.0, whisper_to, whisper_mods)
 
 
-def head(db: Database) -> tuple[tuple[str, float], int]:
+def head(db: Database, room: str = ROOM) -> tuple[tuple[str, float], int]:
     """The room as a poll's view shows it: its key for the windows, and its seqno."""
     with db.read() as conn:
         seqno, created = conn.exec_driver_sql(
-            f"SELECT seqno, created_at FROM rooms WHERE id = '{ROOM}'"
+            "SELECT seqno, created_at FROM rooms WHERE id = ?"
+            if db.is_sqlite
+            else "SELECT seqno, created_at FROM rooms WHERE id = %s",
+            (room,),
         ).one()
-    return (ROOM, created), seqno
+    return (room, created), seqno
 
 
 def page(
-    db: Database, recent: RecentChanges, reader: str, seqno: int, limit: int, reactions: bool
+    db: Database,
+    recent: RecentChanges,
+    reader: str,
+    seqno: int,
+    limit: int,
+    reactions: bool,
+    room: str = ROOM,
 ) -> list[posts.StoredMessage]:
-    room, now = head(db)
+    key, now = head(db, room)
     keys, moderator = READERS[reader]
     with db.read() as conn:
         return recent.changes_since(
-            conn, room, now, seqno, limit, keys, moderator, with_reactions=reactions
+            conn, key, now, seqno, limit, keys, moderator, with_reactions=reactions
         )
 
 
 def database_page(
-    db: Database, reader: str, seqno: int, limit: int, reactions: bool
+    db: Database, reader: str, seqno: int, limit: int, reactions: bool, room: str = ROOM
 ) -> list[posts.StoredMessage]:
     keys, moderator = READERS[reader]
     with db.read() as conn:
         return posts.changes_since(
-            conn, ROOM, seqno, limit, keys, moderator, with_reactions=reactions
+            conn, room, seqno, limit, keys, moderator, with_reactions=reactions
         )
 
 
-def assert_every_page_is_the_databases(db: Database, recent: RecentChanges) -> None:
-    _, now = head(db)
+def assert_every_page_is_the_databases(
+    db: Database, recent: RecentChanges, room: str = ROOM
+) -> None:
+    _, now = head(db, room)
     for seqno in range(now + 1):
         for reader in READERS:
             for limit in (2, 256):
                 for reactions in (False, True):
-                    expected = database_page(db, reader, seqno, limit, reactions)
-                    got = page(db, recent, reader, seqno, limit, reactions)
+                    expected = database_page(db, reader, seqno, limit, reactions, room)
+                    got = page(db, recent, reader, seqno, limit, reactions, room)
                     assert got == expected, (seqno, reader, limit, reactions)
 
 
@@ -179,21 +191,93 @@ def test_a_room_made_again_under_its_token_is_read_anew(db: Database) -> None:
     assert [m.data for m in page(db, recent, "bob", 1, 256, False)] == ["new room"] * 2
 
 
-def test_a_read_begun_before_another_adds_only_what_is_newer(db: Database) -> None:
-    """Two polls of a process read the same room's new changes at once, and the one
-    begun first ends last: what it read that the window holds already, or that has
-    changed since, must not come back."""
-    recent = RecentChanges(span=8)
+class ReadMeanwhile(RecentChanges):
+    """A process's windows where, the first time a window reads the room's changes,
+    something else happens before that read is taken in (another poll, a write)."""
+
+    def __init__(self, **kwargs: int) -> None:
+        super().__init__(**kwargs)
+        self.meanwhile: Callable[[], object] | None = None
+
+    def _read_changes(
+        self, conn: Connection, room_id: str, start: int
+    ) -> tuple[list[posts.StoredMessage], bool]:
+        read = super()._read_changes(conn, room_id, start)
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        return read
+
+
+def test_a_read_overtaken_by_another_is_not_taken_in(db: Database) -> None:
+    """Two polls read the same room's new changes at once, and the one begun first
+    ends last, with a version of a message that has changed since: it must not come
+    back."""
+    recent = ReadMeanwhile(span=8)
     post(db, said(ALICE, "hello"))
-    room, start = head(db)
+    _, start = head(db)
     page(db, recent, "bob", start, 256, False)  # the window starts at the room's head
     post(db, said(BOB, "new"))
-    _, early_head = head(db)
-    with db.read() as conn:
-        early_read = posts.every_change_since(conn, ROOM, start, 16)  # the first poll's
-    edit(db, 2)
-    page(db, recent, "bob", start, 256, False)  # the second poll, done first
 
-    recent._windows[room].extend(start, early_read, early_head, complete=True)
+    def edit_then_poll() -> None:
+        edit(db, 2)
+        page(db, recent, "bob", start, 256, False)
 
+    recent.meanwhile = edit_then_poll
+    page(db, recent, "bob", start, 256, False)  # reads "new"; then the edit, and a poll
+
+    assert_every_page_is_the_databases(db, recent)
+
+
+def test_a_view_older_than_the_window_is_answered_as_of_its_own_snapshot(
+    db: Database,
+) -> None:
+    """A batch's reads share one snapshot (on SQLite, one read transaction begun with
+    the room's view). Another request's poll, after a reaction, takes the window past
+    that view: the batch's page, and the reactors read after it, must still be those
+    of its snapshot (on PostgreSQL, where each statement sees every commit before it,
+    both are the newest)."""
+    post(db, said(ALICE, "hello"))
+    recent = RecentChanges(span=8)
+    page(db, recent, "bob", 0, 256, True)
+    with db.shared_reads():
+        room, seen = head(db)  # the view: this thread's snapshot begins (SQLite)
+
+        def react_then_poll() -> None:  # (another request, in another thread)
+            react(db, 1)
+            page(db, recent, "bob", 0, 256, True)
+
+        meanwhile = threading.Thread(target=react_then_poll)
+        meanwhile.start()
+        meanwhile.join()
+        keys, moderator = READERS["bob"]
+        with db.read() as conn:
+            got = recent.changes_since(
+                conn, room, seen, 0, 256, keys, moderator, with_reactions=True
+            )
+            reactors = posts.reactors_by_message(conn, ROOM, [m.id for m in got])
+            expected = posts.changes_since(conn, ROOM, 0, 256, keys, moderator, with_reactions=True)
+
+    assert got == expected
+    assert bool(reactors) == (got[0].seqno > seen)  # the reaction with the message it moved
+
+
+def test_a_room_of_large_messages_keeps_to_its_share_of_the_bound(db: Database) -> None:
+    """Its window is cut to half the bytes, readers behind what it keeps get the
+    database's pages, and the other rooms' windows stay."""
+    with db.write() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO rooms (id, name, message_seq, deletion_seq, created_at)"
+            " VALUES ('big', 'Big', 0, 0, 0)"
+        )
+    post(db, *(said(ALICE, f"small {n}") for n in range(3)))
+    post(db, *(NewPost("big", BOB, 1, "x" * 1000, "sig", 100.0) for _ in range(8)))
+    recent = RecentChanges(span=8, max_bytes=5000, read_rows=4)
+    page(db, recent, "bob", 0, 256, False)
+    (main_room, _), (big_room, _) = head(db), head(db, "big")
+
+    assert_every_page_is_the_databases(db, recent, "big")
+
+    assert recent._windows[big_room].weight <= 2500
+    assert main_room in recent._windows
     assert_every_page_is_the_databases(db, recent)

@@ -15,20 +15,34 @@ whose room shows seqno ``H`` holds every change up to ``H``; a message at a
 given seqno never changes; and of a message, the version with the highest
 seqno is its current one.
 
-A room's window holds, for every message whose current seqno lies in
-``(lo, hi]``, that version: it is what the database holds for those seqnos.
-A poll after ``S`` whose room view showed ``H`` is answered from the window
-when ``lo <= S`` and ``H <= hi``, filtered for the reader as the statement
-filters (:func:`opengroup.storage.posts.shows_change`). Otherwise the window
-first reads every change after ``hi`` (whispers too; the reader's filter comes
-after), in statements begun after the view was read and so in snapshots at
-least as new: once one brings fewer rows than asked for, the window holds
-everything up to ``H``. A reader further behind than :data:`SPAN` seqnos gets
-the database's own page, as does every reader when the room changes faster
-than the window can follow, or its messages outweigh :data:`MAX_BYTES`.
+A room's window is the room as one snapshot showed it, for the seqnos
+``(lo, hi]``: for every message whose version in that snapshot has a seqno in
+that range, that version. A poll after ``S`` whose room view showed ``H`` is
+answered from the window when ``lo <= S`` and ``H <= hi``, filtered for the
+reader as the statement filters (:func:`opengroup.storage.posts.shows_change`):
+on PostgreSQL, where each statement sees every commit before it began, that is
+the page a statement would give at ``hi``; on SQLite, where a batch's reads
+share one read transaction begun with the view, only when ``H == hi``, so that
+the page and the reactors read after it come from the same snapshot.
+Otherwise the window first reads every change after ``hi`` (whispers too; the
+reader's filter comes after), in statements begun after the view was read and
+so in snapshots at least as new; once one brings fewer rows than asked for,
+the window is complete up to ``H``. The read is taken in only if the window is
+still as it was when the read began (two polls may read at once): a snapshot
+plus what a later one adds past its end is the later snapshot, but not the
+other way round.
+
+A reader further behind than the window reaches (``lo``, some :data:`SPAN` to
+four times that many seqnos back) gets the database's own page, as does every
+reader when the room changes faster than the window can follow, or its
+messages outweigh half of :data:`MAX_BYTES`.
 
 A room deleted and made again under the same token is another room: windows
-are known by the room's token and its creation time.
+are known by the room's token and its creation time. The imports write
+outside these rules (rows under the seqnos they bring, deletions blanked
+without a new seqno): a server that is running when they write into a room
+it serves may answer from its windows without those rows until it restarts
+(README, "Moving from pysogs").
 """
 
 from __future__ import annotations
@@ -89,8 +103,15 @@ class _Window:
     current: dict[int, int] = field(default_factory=dict)  # message id -> newest seqno held
     weight: int = 0
 
-    def holds(self, seqno: int, head: int) -> bool:
-        return self.lo <= seqno and head <= self.hi
+    # Bumped at each change of what the window holds: a read merges only into the
+    # window, and the state of it, that it was begun from.
+    generation: int = 0
+
+    def holds(self, seqno: int, head: int, *, exact: bool) -> bool:
+        """Whether the window answers a poll after ``seqno`` whose view showed ``head``;
+        ``exact``: only if it holds nothing past ``head`` (see :meth:`RecentChanges.
+        changes_since`)."""
+        return self.lo <= seqno and (head == self.hi if exact else head <= self.hi)
 
     def page(self, asked: _Asked) -> list[StoredMessage]:
         found: list[StoredMessage] = []
@@ -104,13 +125,11 @@ class _Window:
                     break
         return found
 
-    def extend(self, start: int, read: list[StoredMessage], head: int, complete: bool) -> None:
-        """Take the changes read after ``start`` (``start <= hi``): those past ``hi``
-        are new here; ``complete``: nothing more was there when they were read, and the
-        read began after a view showed ``head``."""
+    def extend(self, read: list[StoredMessage], head: int, complete: bool) -> None:
+        """Take the changes read after ``hi``; ``complete``: nothing more was there when
+        they were read, and the read began after a view showed ``head``."""
+        self.generation += 1
         for message in read:
-            if message.seqno <= self.hi:
-                continue  # held already (a read begun earlier, or one further back)
             self.rows.append(message)
             self.seqnos.append(message.seqno)
             self.current[message.id] = message.seqno
@@ -122,6 +141,7 @@ class _Window:
 
     def drop_oldest(self, keep: int) -> None:
         """Superseded versions out, then the oldest until ``keep`` rows are left."""
+        self.generation += 1
         rows = [m for m in self.rows if self.current[m.id] == m.seqno]
         if len(rows) > keep:
             dropped, rows = rows[: len(rows) - keep], rows[len(rows) - keep :]
@@ -165,8 +185,15 @@ class RecentChanges:
         with_reactions: bool,
     ) -> list[StoredMessage]:
         """:func:`opengroup.storage.posts.changes_since` for a room whose view, read
-        before this call, showed seqno ``head``: from the room's window where it holds
-        them, else from the database."""
+        before this call on ``conn``, showed seqno ``head``: from the room's window
+        where it holds them, else from the database.
+
+        On PostgreSQL each statement of ``conn`` sees every commit before it began, so
+        a window that holds changes past ``head`` (another request read them since)
+        answers as a statement would now, and what the caller reads next (the
+        reactors) is at least as new. On SQLite ``conn`` may be in a read transaction
+        begun with the view: then the window answers only if it holds exactly up to
+        ``head``, so that the page and what the caller reads next agree."""
         asked = _Asked(seqno, limit, keys, moderator, with_reactions)
         page = self._from_window(conn, room, head, asked)
         if page is None:
@@ -178,23 +205,31 @@ class RecentChanges:
     def _from_window(
         self, conn: Connection, room: RoomKey, head: int, asked: _Asked
     ) -> list[StoredMessage] | None:
+        exact = conn.dialect.name == "sqlite"
         with self._lock:
             window = self._windows.get(room)
-            if window is not None and window.holds(asked.seqno, head):
+            if window is not None and window.holds(asked.seqno, head, exact=exact):
                 self._windows.move_to_end(room)
                 return window.page(asked)
+            seen, seen_generation = window, 0 if window is None else window.generation
             start = self._read_from(window, asked.seqno, head)
         if start is None:
             return None
         read, complete = self._read_changes(conn, room[0], start)
         with self._lock:
             window = self._windows.get(room)
-            if window is None or not window.lo <= start <= window.hi:
+            if window is not seen or (window is not None and window.generation != seen_generation):
+                # Another read changed the window meanwhile: this one is dropped, so that
+                # every read is taken into the very state it was begun from.
+                if window is not None and window.holds(asked.seqno, head, exact=exact):
+                    return window.page(asked)
+                return None
+            if window is None or start != window.hi:  # (none, or too far behind: anew)
                 window = self._windows[room] = _Window(lo=start, hi=start)
-            window.extend(start, read, head, complete)
+            window.extend(read, head, complete)
             self._windows.move_to_end(room)
             self._bound(window)
-            return window.page(asked) if window.holds(asked.seqno, head) else None
+            return window.page(asked) if window.holds(asked.seqno, head, exact=exact) else None
 
     def _read_changes(
         self, conn: Connection, room_id: str, start: int
@@ -206,7 +241,7 @@ class RecentChanges:
         read: list[StoredMessage] = []
         weight = 0
         after = start
-        while len(read) < self._read_ahead and weight <= self._max_bytes:
+        while len(read) < self._read_ahead and weight <= self._max_bytes // 2:
             more = posts.every_change_since(conn, room_id, after, self._read_rows)
             read += more
             if len(more) < self._read_rows:
@@ -216,21 +251,24 @@ class RecentChanges:
         return read, False
 
     def _read_from(self, window: _Window | None, seqno: int, head: int) -> int | None:
-        """Where to read the room's changes from so that its window holds this poll, or
-        None for the database's own page (the reader is too far behind)."""
-        if window is not None and window.lo <= seqno and head - window.hi <= self._span:
-            return window.hi
+        """Where to read the room's changes from so that its window holds this poll
+        (its end, or ``SPAN`` before the room's seqno for a window made anew), or None
+        for the database's own page: the reader is further behind than the window
+        reaches, or than a new one would."""
+        if window is not None and head - window.hi <= self._span:
+            return window.hi if window.lo <= seqno else None
         if head - seqno > self._span:
             return None
         return max(0, head - self._span)
 
     def _bound(self, window: _Window) -> None:
+        """Keep ``window`` within its rows and half the bytes, then every window within
+        the bytes (the least recently polled go first)."""
         if len(window.rows) > self._max_rows:
             window.drop_oldest(self._max_rows // 2)
+        while window.weight > self._max_bytes // 2 and window.rows:
+            window.drop_oldest(len(window.rows) // 2)
         total = sum(w.weight for w in self._windows.values())
         while total > self._max_bytes and len(self._windows) > 1:
             _, dropped = self._windows.popitem(last=False)
             total -= dropped.weight
-        while total > self._max_bytes and window.rows:
-            window.drop_oldest(len(window.rows) // 2)
-            total = window.weight
