@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection
 
-from opengroup.storage import migrate, posts, queries
+from opengroup.storage import migrate, posts, queries, roomdetails
 from opengroup.storage.database import Database
 from opengroup.storage.postwriter import NewPost, PostWriter
 from opengroup.storage.recentchanges import RecentChanges
+from opengroup.storage.roomdetails import RoomDetails
 
 ROOM = "main"  # made by the first migration
 ALICE, BOB, CAROL = ("05" + byte * 32 for byte in ("aa", "bb", "cc"))
@@ -53,16 +54,17 @@ def said(who: str, text: str, whisper_to: str | None = None, whisper_mods: bool 
     return NewPost(ROOM, who, 1, text, "sig", 100.0, whisper_to, whisper_mods)
 
 
-def head(db: Database, room: str = ROOM) -> tuple[tuple[str, float], int]:
-    """The room as a poll's view shows it: its key for the windows, and its seqno."""
+def view(db: Database, room: str = ROOM) -> RoomDetails:
+    """The room as a poll's view shows it."""
     with db.read() as conn:
-        seqno, created = conn.exec_driver_sql(
-            "SELECT seqno, created_at FROM rooms WHERE id = ?"
-            if db.is_sqlite
-            else "SELECT seqno, created_at FROM rooms WHERE id = %s",
-            (room,),
-        ).one()
-    return (room, created), seqno
+        found = roomdetails.find_room(conn, room)
+    assert found is not None
+    return found
+
+
+def window_key(room: RoomDetails) -> tuple[str, float]:
+    """What a room's window is known by."""
+    return room.id, room.created_at
 
 
 def page(
@@ -74,11 +76,11 @@ def page(
     reactions: bool,
     room: str = ROOM,
 ) -> list[posts.StoredMessage]:
-    key, now = head(db, room)
+    seen = view(db, room)
     keys, moderator = READERS[reader]
     with db.read() as conn:
         return recent.changes_since(
-            conn, key, now, seqno, limit, keys, moderator, with_reactions=reactions
+            conn, seen, seqno, limit, keys, moderator, with_reactions=reactions
         )
 
 
@@ -95,7 +97,7 @@ def database_page(
 def assert_every_page_is_the_databases(
     db: Database, recent: RecentChanges, room: str = ROOM
 ) -> None:
-    _, now = head(db, room)
+    now = view(db, room).seqno
     for seqno in range(now + 1):
         for reader in READERS:
             for limit in (2, 256):
@@ -215,7 +217,7 @@ def test_a_read_overtaken_by_another_is_not_taken_in(db: Database) -> None:
     back."""
     recent = ReadMeanwhile(span=8)
     post(db, said(ALICE, "hello"))
-    _, start = head(db)
+    start = view(db).seqno
     page(db, recent, "bob", start, 256, False)  # the window starts at the room's head
     post(db, said(BOB, "new"))
 
@@ -241,7 +243,7 @@ def test_a_view_older_than_the_window_is_answered_as_of_its_own_snapshot(
     recent = RecentChanges(span=8)
     page(db, recent, "bob", 0, 256, True)
     with db.shared_reads():
-        room, seen = head(db)  # the view: this thread's snapshot begins (SQLite)
+        seen = view(db)  # the view: this thread's snapshot begins (SQLite)
 
         def react_then_poll() -> None:  # (another request, in another thread)
             react(db, 1)
@@ -252,14 +254,12 @@ def test_a_view_older_than_the_window_is_answered_as_of_its_own_snapshot(
         meanwhile.join()
         keys, moderator = READERS["bob"]
         with db.read() as conn:
-            got = recent.changes_since(
-                conn, room, seen, 0, 256, keys, moderator, with_reactions=True
-            )
+            got = recent.changes_since(conn, seen, 0, 256, keys, moderator, with_reactions=True)
             reactors = posts.reactors_by_message(conn, ROOM, [m.id for m in got])
             expected = posts.changes_since(conn, ROOM, 0, 256, keys, moderator, with_reactions=True)
 
     assert got == expected
-    assert bool(reactors) == (got[0].seqno > seen)  # the reaction with the message it moved
+    assert bool(reactors) == (got[0].seqno > seen.seqno)  # the reaction with the message it moved
 
 
 def test_a_room_of_large_messages_keeps_to_its_share_of_the_bound(db: Database) -> None:
@@ -274,7 +274,7 @@ def test_a_room_of_large_messages_keeps_to_its_share_of_the_bound(db: Database) 
     post(db, *(NewPost("big", BOB, 1, "x" * 1000, "sig", 100.0) for _ in range(8)))
     recent = RecentChanges(span=8, max_bytes=5000, read_rows=4)
     page(db, recent, "bob", 0, 256, False)
-    (main_room, _), (big_room, _) = head(db), head(db, "big")
+    main_room, big_room = window_key(view(db)), window_key(view(db, "big"))
 
     assert_every_page_is_the_databases(db, recent, "big")
 

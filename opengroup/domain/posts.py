@@ -160,11 +160,10 @@ class Posts:
             # request's read transaction: a caught-up client's poll reads nothing more.
             return []
         keys = user.keys if user else ()
-        room = view.room
         with self.db.read() as conn:
             found = self._recent.changes_since(
-                conn, (room.id, room.created_at), room.seqno, seqno, limit, keys,
-                view.access.moderator, with_reactions=with_reactions,
+                conn, view.room, seqno, limit, keys, view.access.moderator,
+                with_reactions=with_reactions,
             )  # fmt: skip
             return self._with_reactions(conn, view.id, found, keys, reactors)
 

@@ -58,6 +58,7 @@ from sqlalchemy import Connection
 
 from opengroup.storage import posts
 from opengroup.storage.posts import StoredMessage
+from opengroup.storage.roomdetails import RoomDetails
 
 # How far behind the room's seqno a window reaches when it is made, and the largest
 # gap it reads to catch up (more than that, and it starts again). A window holds
@@ -86,10 +87,11 @@ class _Asked(NamedTuple):
     moderator: bool
     with_reactions: bool
 
-    @property
-    def reader(self) -> tuple[int, Sequence[str], bool, bool]:
-        """:func:`opengroup.storage.posts.shows_change`'s arguments after the message."""
-        return self.seqno, self.keys, self.moderator, self.with_reactions
+    def shows(self, message: StoredMessage) -> bool:
+        """Whether the page shows ``message`` (:func:`opengroup.storage.posts.shows_change`)."""
+        return posts.shows_change(
+            message, self.seqno, self.keys, self.moderator, self.with_reactions
+        )
 
 
 @dataclass
@@ -107,11 +109,13 @@ class _Window:
     # window, and the state of it, that it was begun from.
     generation: int = 0
 
-    def holds(self, seqno: int, head: int, *, exact: bool) -> bool:
-        """Whether the window answers a poll after ``seqno`` whose view showed ``head``;
-        ``exact``: only if it holds nothing past ``head`` (see :meth:`RecentChanges.
-        changes_since`)."""
-        return self.lo <= seqno and (head == self.hi if exact else head <= self.hi)
+    def answer(self, asked: _Asked, head: int, *, exact: bool) -> list[StoredMessage] | None:
+        """The page of a poll whose view showed ``head``, if the window holds it, else
+        None; ``exact``: only if it holds nothing past ``head`` (see
+        :meth:`RecentChanges.changes_since`)."""
+        if asked.seqno < self.lo or (head != self.hi if exact else head > self.hi):
+            return None
+        return self.page(asked)
 
     def page(self, asked: _Asked) -> list[StoredMessage]:
         found: list[StoredMessage] = []
@@ -119,7 +123,7 @@ class _Window:
             message = self.rows[n]
             if self.current[message.id] != message.seqno:
                 continue  # superseded by a later change, further on
-            if posts.shows_change(message, *asked.reader):
+            if asked.shows(message):
                 found.append(message)
                 if len(found) == asked.limit:
                     break
@@ -175,8 +179,7 @@ class RecentChanges:
     def changes_since(
         self,
         conn: Connection,
-        room: RoomKey,
-        head: int,
+        room: RoomDetails,
         seqno: int,
         limit: int,
         keys: Sequence[str],
@@ -184,9 +187,9 @@ class RecentChanges:
         *,
         with_reactions: bool,
     ) -> list[StoredMessage]:
-        """:func:`opengroup.storage.posts.changes_since` for a room whose view, read
-        before this call on ``conn``, showed seqno ``head``: from the room's window
-        where it holds them, else from the database.
+        """:func:`opengroup.storage.posts.changes_since` for ``room`` as read before
+        this call on ``conn`` (its seqno ``head``): from the room's window where it
+        holds them, else from the database.
 
         On PostgreSQL each statement of ``conn`` sees every commit before it began, so
         a window that holds changes past ``head`` (another request read them since)
@@ -195,41 +198,40 @@ class RecentChanges:
         begun with the view: then the window answers only if it holds exactly up to
         ``head``, so that the page and what the caller reads next agree."""
         asked = _Asked(seqno, limit, keys, moderator, with_reactions)
-        page = self._from_window(conn, room, head, asked)
+        page = self._from_window(conn, room, asked)
         if page is None:
             page = posts.changes_since(
-                conn, room[0], seqno, limit, keys, moderator, with_reactions=with_reactions
+                conn, room.id, seqno, limit, keys, moderator, with_reactions=with_reactions
             )
         return page
 
     def _from_window(
-        self, conn: Connection, room: RoomKey, head: int, asked: _Asked
+        self, conn: Connection, room: RoomDetails, asked: _Asked
     ) -> list[StoredMessage] | None:
-        exact = conn.dialect.name == "sqlite"
+        key, head, exact = (room.id, room.created_at), room.seqno, conn.dialect.name == "sqlite"
         with self._lock:
-            window = self._windows.get(room)
-            if window is not None and window.holds(asked.seqno, head, exact=exact):
-                self._windows.move_to_end(room)
-                return window.page(asked)
+            window = self._windows.get(key)
+            page = None if window is None else window.answer(asked, head, exact=exact)
+            if page is not None:
+                self._windows.move_to_end(key)
+                return page
             seen, seen_generation = window, 0 if window is None else window.generation
             start = self._read_from(window, asked.seqno, head)
         if start is None:
             return None
-        read, complete = self._read_changes(conn, room[0], start)
+        read, complete = self._read_changes(conn, room.id, start)
         with self._lock:
-            window = self._windows.get(room)
+            window = self._windows.get(key)
             if window is not seen or (window is not None and window.generation != seen_generation):
                 # Another read changed the window meanwhile: this one is dropped, so that
                 # every read is taken into the very state it was begun from.
-                if window is not None and window.holds(asked.seqno, head, exact=exact):
-                    return window.page(asked)
-                return None
+                return None if window is None else window.answer(asked, head, exact=exact)
             if window is None or start != window.hi:  # (none, or too far behind: anew)
-                window = self._windows[room] = _Window(lo=start, hi=start)
+                window = self._windows[key] = _Window(lo=start, hi=start)
             window.extend(read, head, complete)
-            self._windows.move_to_end(room)
+            self._windows.move_to_end(key)
             self._bound(window)
-            return window.page(asked) if window.holds(asked.seqno, head, exact=exact) else None
+            return window.answer(asked, head, exact=exact)
 
     def _read_changes(
         self, conn: Connection, room_id: str, start: int
