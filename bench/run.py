@@ -745,30 +745,21 @@ def drive(
 
     import array
 
-    latencies: list[int] = []
-    poll_latencies: list[int] = []
-    write_latencies: list[int] = []
-    lags: list[int] = []
+    def merged(field: str) -> list[int]:
+        """The generator processes' nanoseconds of one kind, sorted."""
+        values: list[int] = []
+        for r in results:
+            values.extend(array.array("q", getattr(r, field)))
+        return sorted(values)
+
+    latencies = merged("latencies_ns")
+    poll_latencies = merged("poll_latencies_ns")
+    write_latencies = merged("write_latencies_ns")
+    lags = merged("lags_ns")
     errors: dict[str, int] = {}
     for r in results:
-        a = array.array("q")
-        a.frombytes(r.latencies_ns)
-        latencies.extend(a)
-        a = array.array("q")
-        a.frombytes(r.poll_latencies_ns)
-        poll_latencies.extend(a)
-        a = array.array("q")
-        a.frombytes(r.write_latencies_ns)
-        write_latencies.extend(a)
-        a = array.array("q")
-        a.frombytes(r.lags_ns)
-        lags.extend(a)
         for k, v in r.errors.items():
             errors[k] = errors.get(k, 0) + v
-    latencies.sort()
-    poll_latencies.sort()
-    write_latencies.sort()
-    lags.sort()
     count = len(latencies)
     measured = Measured(
         name=name,
