@@ -24,6 +24,7 @@ from opengroup.storage.database import Database
 from opengroup.storage.pollreader import Pages, PollLookup, RoomRows
 from opengroup.storage.pollreader.postgres import PostgresPollReader
 from opengroup.storage.postwriter import NewPost, PostWriter
+from opengroup.storage.recentchanges import RecentChanges
 
 NOW = 1_000_000.0
 ALICE = "05" + "aa" * 32
@@ -90,7 +91,7 @@ def read_together(db: Database, *, on_loop: bool) -> tuple[list[list[RoomRows]],
     conninfo = sa.make_url(db.url).set(drivername="postgresql").render_as_string(False)
 
     async def run() -> tuple[list[list[RoomRows]], object]:
-        reader = PostgresPollReader(conninfo, on_loop=on_loop)
+        reader = PostgresPollReader(conninfo, on_loop=on_loop, recent=RecentChanges())
         try:
             polls = asyncio.gather(
                 *(reader.read(lookups(poll), NOW, Pages(100, False)) for poll in POLLS)
@@ -142,7 +143,7 @@ def test_on_the_loop_a_lost_connection_is_replaced_and_the_batch_read_again(
     poll = lookups([("lobby", 4, 0)])
 
     async def run() -> tuple[list[RoomRows], list[RoomRows]]:
-        reader = PostgresPollReader(conninfo, on_loop=True)
+        reader = PostgresPollReader(conninfo, on_loop=True, recent=RecentChanges())
         try:
             before = await reader.read(poll, NOW, Pages(100, False))
             cut_other_connections(conninfo)

@@ -1,26 +1,30 @@
 """A room's latest changes are kept per process for the clients that poll it
 (opengroup/storage/recentchanges.py), and the pages it gives are the database's
 own: for every reader (anonymous, poster, whisper's recipient, moderator), every
-seqno a client may hold, with and without reaction changes, as the room goes
-through posts, whispers, edits, deletions and reactions. On the real database of
-the run's backend. A window of a few seqnos here stands for the server's 256.
+seqno a client may hold, with and without reaction changes, and the v2 API's
+pages for every message id a v2 client may hold, as the room goes through posts,
+whispers, edits, deletions and reactions. On the real database of the run's
+backend. A window of a few seqnos here stands for the server's 256.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
-from opengroup.storage import migrate, posts, queries, roomdetails
+from opengroup.storage import migrate, paging, posts, queries, roomdetails
 from opengroup.storage.database import Database
+from opengroup.storage.pollreader import Pages, PollLookup, open_poll_reader
 from opengroup.storage.postwriter import NewPost, PostWriter
-from opengroup.storage.recentchanges import RecentChanges
+from opengroup.storage.recentchanges import ReadChanges, RecentChanges
 from opengroup.storage.roomdetails import RoomDetails
+from opengroup.storage.schema import messages, tokens
 
 ROOM = "main"  # made by the first migration
 ALICE, BOB, CAROL = ("05" + byte * 32 for byte in ("aa", "bb", "cc"))
@@ -94,9 +98,38 @@ def database_page(
         )
 
 
+V2Row = tuple[int, str, int, str, str]  # paging.MESSAGES_AFTER's columns
+
+
+def v2_page(
+    db: Database, recent: RecentChanges, after: int, limit: int, room: str = ROOM
+) -> list[V2Row] | None:
+    """The v2 API's page past ``after`` from the room's window (None: not held)."""
+    seen = view(db, room)
+    with db.read() as conn:
+        held = recent.live_after(
+            window_key(seen),
+            seen.seqno,
+            after,
+            limit,
+            lambda seqno, most: posts.every_change_since(conn, room, seqno, most),
+        )
+    if held is None:
+        return None
+    return [(m.id, m.session_id, m.timestamp, m.data, m.signature) for m in held]
+
+
+def v2_database_page(db: Database, after: int, limit: int, room: str = ROOM) -> list[V2Row]:
+    with db.read() as conn:
+        params = {"room_id": room, "after": after, "limit": limit}
+        return [tuple(row) for row in conn.execute(paging.MESSAGES_AFTER, params)]
+
+
 def assert_every_page_is_the_databases(
     db: Database, recent: RecentChanges, room: str = ROOM
-) -> None:
+) -> int:
+    """Every page of the community API, and every page of the v2 API the window holds,
+    checked against the database's; how many of the v2 API's it held."""
     now = view(db, room).seqno
     for seqno in range(now + 1):
         for reader in READERS:
@@ -105,10 +138,25 @@ def assert_every_page_is_the_databases(
                     expected = database_page(db, reader, seqno, limit, reactions, room)
                     got = page(db, recent, reader, seqno, limit, reactions, room)
                     assert got == expected, (seqno, reader, limit, reactions)
+    held = 0
+    with db.read() as conn:
+        last_id = conn.execute(
+            select(func.coalesce(func.max(messages.c.server_id), 0)).where(
+                messages.c.room_id == room
+            )
+        ).scalar_one()
+    for after in range(last_id + 1):
+        for limit in (2, 256):
+            got_v2 = v2_page(db, recent, after, limit, room)
+            if got_v2 is not None:
+                held += 1
+                assert got_v2 == v2_database_page(db, after, limit, room), (after, limit)
+    return held
 
 
-def busy_room(db: Database, recent: RecentChanges) -> None:
-    """A room's life, every page checked after each step."""
+def busy_room(db: Database, recent: RecentChanges) -> int:
+    """A room's life, every page checked after each step; how many of the v2 API's
+    pages the window held."""
     steps = [
         lambda: post(db, *(said(ALICE, f"hello {n}") for n in range(4))),
         lambda: post(db, said(ALICE, "psst", whisper_to=BOB), said(BOB, "mods", whisper_mods=True)),
@@ -121,9 +169,11 @@ def busy_room(db: Database, recent: RecentChanges) -> None:
         lambda: react(db, 5),
         lambda: change(db, lambda conn: queries.mark_deleted(conn, ROOM, 5)),
     ]
+    held = 0
     for step in steps:
         step()
-        assert_every_page_is_the_databases(db, recent)
+        held += assert_every_page_is_the_databases(db, recent)
+    return held
 
 
 def change(db: Database, write: Callable[[Connection], object]) -> None:
@@ -150,7 +200,7 @@ def test_a_window_gives_the_databases_page_to_every_reader_through_a_rooms_life(
     db: Database, read_rows: int
 ) -> None:
     """(Read 64 changes a statement, as the server does, or 2: in several.)"""
-    busy_room(db, RecentChanges(span=6, read_rows=read_rows))
+    assert busy_room(db, RecentChanges(span=6, read_rows=read_rows)) > 0
 
 
 def test_a_window_too_small_to_hold_the_changes_still_gives_the_databases_pages(
@@ -183,6 +233,39 @@ def test_pages_within_the_window_are_read_from_it(db: Database) -> None:
     assert [m.data for m in page(db, recent, "bob", 2, 256, False)] == ["unseen"] * 8
 
 
+def test_the_v2_poll_reader_reads_its_pages_from_the_window(db: Database) -> None:
+    """The v2 API's poll reader on the event loop (SQLite's, and PostgreSQL's where the
+    database is on this machine) takes a page past a cursor from the room's window:
+    a change made as no writer makes one is not seen by a poll the window holds, but
+    is by one from further back, which the database answers; a new post is read past
+    the window's end."""
+    token, now = b"t" * 32, time.time()
+    with db.write() as conn:
+        conn.execute(
+            tokens.insert().values(
+                token_hash=token, room_id=ROOM, public_key=BOB, expires_at=now + 3600
+            )
+        )
+    post(db, *(said(ALICE, f"hello {n}") for n in range(10)))
+    recent = RecentChanges(span=4)
+    reader = open_poll_reader(db, on_loop=True, recent=recent)
+
+    def poll(after: int) -> list[str]:
+        lookup = PollLookup(ROOM, token, after, None)
+        [rows] = asyncio.run(reader.read([lookup], now, Pages(256, False)))
+        return [message.data for message in rows.messages]
+
+    try:
+        assert poll(8) == ["hello 8", "hello 9"]
+        change(db, lambda conn: conn.exec_driver_sql("UPDATE messages SET data = 'unseen'"))
+        assert poll(8) == ["hello 8", "hello 9"]
+        assert poll(2) == ["unseen"] * 8
+        post(db, said(BOB, "new"))
+        assert poll(8) == ["hello 8", "hello 9", "new"]
+    finally:
+        asyncio.run(reader.close())
+
+
 def test_a_room_made_again_under_its_token_is_read_anew(db: Database) -> None:
     recent = RecentChanges(span=4)
     post(db, *(said(ALICE, f"hello {n}") for n in range(3)))
@@ -202,13 +285,13 @@ class ReadMeanwhile(RecentChanges):
         self.meanwhile: Callable[[], object] | None = None
 
     def _read_changes(
-        self, conn: Connection, room_id: str, start: int
+        self, read: ReadChanges, start: int
     ) -> tuple[list[posts.StoredMessage], bool]:
-        read = super()._read_changes(conn, room_id, start)
+        changes = super()._read_changes(read, start)
         if self.meanwhile is not None:
             meanwhile, self.meanwhile = self.meanwhile, None
             meanwhile()
-        return read
+        return changes
 
 
 def test_a_read_overtaken_by_another_is_not_taken_in(db: Database) -> None:

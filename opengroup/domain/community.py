@@ -51,6 +51,7 @@ from opengroup.domain.users import Users
 from opengroup.storage import queries as q
 from opengroup.storage.database import Database
 from opengroup.storage.postwriter import PostWriter
+from opengroup.storage.recentchanges import RecentChanges
 from opengroup.threads import Threads
 
 __all__ = ["MAX_PAGE", "Challenge", "Community", "Member", "PollRequest", "RoomPoll"]
@@ -81,15 +82,20 @@ class Community:
         # below also use for their own blocking work.
         self.threads = Threads(settings.effective_request_threads, "request")
         post_writer = self._post_writer = PostWriter(db)
+        # The latest changes of the rooms polled, for the many who ask for the same
+        # (both APIs' polls).
+        recent = RecentChanges()
         # The community API's parts.
         self.users = Users(db, settings, server_public_key, clock)
-        self.posts = Posts(db, settings, post_writer, self.users, clock)
+        self.posts = Posts(db, settings, post_writer, self.users, clock, recent)
         self.room_info = RoomInfo(db, settings, self.users, clock)
         self.staff = Staff(db, settings, self.users, self.posts, clock)
         self.uploads = Uploads(db, settings, clock)
         self.inbox = DirectMessages(db, settings, self.users, clock)
         # The v2 API's parts; posting's token check and polling share the poll reader.
-        self._poll_reader = OnDemandPollReader(db, on_loop=settings.effective_reads_on_event_loop)
+        self._poll_reader = OnDemandPollReader(
+            db, on_loop=settings.effective_reads_on_event_loop, recent=recent
+        )
         activity = ActivityRecords(db, settings)
         self.rooms = Rooms(db, clock)
         self.membership = Membership(

@@ -25,6 +25,7 @@ from opengroup.storage import queries as q
 from opengroup.storage.database import Database, connection_lost, failure_reason
 from opengroup.storage.pollreader import PollReader, open_poll_reader
 from opengroup.storage.queries import Room
+from opengroup.storage.recentchanges import RecentChanges
 from opengroup.storage.roomhead import TokenHolder
 
 log = logging.getLogger(__name__)
@@ -93,17 +94,18 @@ def require_moderator(member: Member, room_id: str | None = None) -> None:
 
 class OnDemandPollReader:
     """This process's :class:`PollReader`, opened on first use (commands that never poll
-    open none), shared by polling and posting's token check; ``on_loop``: see
-    :func:`open_poll_reader`."""
+    open none), shared by polling and posting's token check; ``on_loop`` and
+    ``recent``: see :func:`open_poll_reader`."""
 
-    def __init__(self, db: Database, *, on_loop: bool) -> None:
+    def __init__(self, db: Database, *, on_loop: bool, recent: RecentChanges) -> None:
         self._db = db
         self._on_loop = on_loop
+        self._recent = recent
         self._reader: PollReader | None = None
 
     def get(self) -> PollReader:
         if self._reader is None:
-            self._reader = open_poll_reader(self._db, on_loop=self._on_loop)
+            self._reader = open_poll_reader(self._db, on_loop=self._on_loop, recent=self._recent)
         return self._reader
 
     async def close(self) -> None:

@@ -118,6 +118,7 @@ class ReadyPost:
             False,
             post.whisper_to,
             post.whisper_mods,
+            post.timestamp,
         )
         return MessageView(message)
 
@@ -132,7 +133,9 @@ class Posts:
         writer: PostWriter,
         users: Users,
         clock: Callable[[], float],
+        recent: RecentChanges,
     ) -> None:
+        """``recent``: the process's rooms' latest changes (shared with the v2 API's polls)."""
         self.db = db
         self.settings = settings
         self.writer = writer
@@ -140,8 +143,7 @@ class Posts:
         self.clock = clock
         # The reactors of the messages pages show, kept while the messages are unchanged.
         self._reactors = ReactorsCache()
-        # The latest changes of the rooms polled, for the many who ask for the same.
-        self._recent = RecentChanges()
+        self._recent = recent
 
     # -- reading ----------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class StoredMessage(NamedTuple):
     deleted: bool
     whisper_to: str | None
     whisper_mods: bool
+    timestamp: int  # as the v2 API took it (milliseconds); the v2 API's pages show it
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ _COLUMNS = (  # in the order of StoredMessage's fields
     messages.c.deleted,
     messages.c.whisper_to,
     messages.c.whisper_mods,
+    messages.c.timestamp,
 )
 
 
@@ -77,7 +79,7 @@ def _message(row: Any) -> StoredMessage:
     flags are 0 or 1."""
     return StoredMessage(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-        bool(row[9]), row[10], bool(row[11]),
+        bool(row[9]), row[10], bool(row[11]), row[12],
     )  # fmt: skip
 
 
@@ -100,10 +102,15 @@ _VISIBLE = or_(
 )
 
 
+def is_for_everyone(message: StoredMessage) -> bool:
+    """Whether a message read is not a whisper."""
+    return message.whisper_to is None and not message.whisper_mods
+
+
 def visible_to(message: StoredMessage, keys: Sequence[str], moderator: bool) -> bool:
     """:data:`_VISIBLE` for a message already read: whether the reader known under
     ``keys`` may see it."""
-    if message.whisper_to is None and not message.whisper_mods:
+    if is_for_everyone(message):
         return True
     return (
         message.session_id in keys
@@ -177,8 +184,19 @@ def every_change_since(
     (whispers, and deleted messages however new): for
     :class:`~opengroup.storage.recentchanges.RecentChanges`, which sorts them per reader
     by :func:`shows_change`."""
+    return every_change_since_on(
+        driver_connection(conn.connection), conn.dialect.name, room_id, seqno, limit
+    )
+
+
+def every_change_since_on(
+    conn: DriverConnection, dialect_name: str, room_id: str, seqno: int, limit: int
+) -> list[StoredMessage]:
+    """:func:`every_change_since` on a driver connection of the dialect
+    ``dialect_name`` (the v2 API's poll readers')."""
     params = {"room_id": room_id, "seqno": seqno, "limit": limit}
-    return [_message(row) for row in _EVERY_CHANGE_SINCE.rows(conn, params)]
+    rows = _EVERY_CHANGE_SINCE.run_on(conn, dialect_name, params).fetchall()
+    return [_message(row) for row in rows]
 
 
 def _newest(before: bool) -> Any:

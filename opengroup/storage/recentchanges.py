@@ -37,6 +37,14 @@ four times that many seqnos back) gets the database's own page, as does every
 reader when the room changes faster than the window can follow, or its
 messages outweigh half of :data:`MAX_BYTES`.
 
+The v2 API's polls ask for the live messages past a server id, not for changes
+past a seqno (:data:`opengroup.storage.paging.MESSAGES_AFTER`). A window holds
+the current version of every message posted within it (a post is a change), and
+a room's server ids and creation seqnos are taken together, in the same order
+(the post writer's ``take_ids``): so if the window holds the message with id
+``n``, posted within it, it holds every message past ``n``, and answers every
+cursor from ``n - 1`` on (:meth:`RecentChanges.live_after`).
+
 A room deleted and made again under the same token is another room: windows
 are known by the room's token and its creation time. The imports write
 outside these rules (rows under the seqnos they bring, deletions blanked
@@ -50,9 +58,9 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import Connection
 
@@ -76,6 +84,10 @@ READ_ROWS = 64
 _ROW_OVERHEAD = 200  # bytes a kept row costs besides its data and signature
 
 RoomKey = tuple[str, float]  # the room's token, when it was made
+# Reads the room's changes after a seqno, at most so many, in seqno order, whoever may
+# see them (posts.every_change_since, on the connection of the poll that asks).
+ReadChanges = Callable[[int, int], list[StoredMessage]]
+Page = TypeVar("Page")
 
 
 class _Asked(NamedTuple):
@@ -102,7 +114,11 @@ class _Window:
     hi: int
     rows: list[StoredMessage] = field(default_factory=list)  # seqno order
     seqnos: list[int] = field(default_factory=list)  # each row's seqno, for bisect
-    current: dict[int, int] = field(default_factory=dict)  # message id -> newest seqno held
+    current: dict[int, StoredMessage] = field(default_factory=dict)  # id -> newest held
+    # The first and last server ids of the messages posted within the window (None:
+    # none was), for the v2 API's pages.
+    first_posted: int | None = None
+    last_posted: int | None = None
     weight: int = 0
 
     # Bumped at each change of what the window holds: a read merges only into the
@@ -121,7 +137,7 @@ class _Window:
         found: list[StoredMessage] = []
         for n in range(bisect_right(self.seqnos, asked.seqno), len(self.rows)):
             message = self.rows[n]
-            if self.current[message.id] != message.seqno:
+            if self.current[message.id] is not message:
                 continue  # superseded by a later change, further on
             if asked.shows(message):
                 found.append(message)
@@ -136,8 +152,10 @@ class _Window:
         for message in read:
             self.rows.append(message)
             self.seqnos.append(message.seqno)
-            self.current[message.id] = message.seqno
+            self.current[message.id] = message
             self.weight += _weight(message)
+            if message.seqno_created > self.lo:
+                self._posted(message.id)
         if read:
             self.hi = max(self.hi, read[-1].seqno)
         if complete:
@@ -146,7 +164,7 @@ class _Window:
     def drop_oldest(self, keep: int) -> None:
         """Superseded versions out, then the oldest until ``keep`` rows are left."""
         self.generation += 1
-        rows = [m for m in self.rows if self.current[m.id] == m.seqno]
+        rows = [m for m in self.rows if self.current[m.id] is m]
         if len(rows) > keep:
             dropped, rows = rows[: len(rows) - keep], rows[len(rows) - keep :]
             self.lo = dropped[-1].seqno
@@ -155,6 +173,36 @@ class _Window:
         self.rows = rows
         self.seqnos = [m.seqno for m in rows]
         self.weight = sum(_weight(m) for m in rows)
+        self.first_posted = self.last_posted = None
+        for message in rows:
+            if message.seqno_created > self.lo:
+                self._posted(message.id)
+
+    def _posted(self, message_id: int) -> None:
+        """Count ``message_id`` among the messages posted within the window."""
+        if self.first_posted is None or message_id < self.first_posted:
+            self.first_posted = message_id
+        if self.last_posted is None or message_id > self.last_posted:
+            self.last_posted = message_id
+
+    def live_after(self, after: int, limit: int, head: int) -> list[StoredMessage] | None:
+        """:data:`opengroup.storage.paging.MESSAGES_AFTER` for a poll whose view
+        showed ``head``: the live messages past ``after`` that are not whispers,
+        oldest first, at most ``limit``; None if the window does not hold them all
+        (see the module docstring)."""
+        if head > self.hi or self.first_posted is None or self.last_posted is None:
+            return None
+        if after < self.first_posted - 1:
+            return None  # some were posted before the window
+        found: list[StoredMessage] = []
+        for message_id in range(after + 1, self.last_posted + 1):
+            message = self.current.get(message_id)
+            if message is None or message.deleted or not posts.is_for_everyone(message):
+                continue
+            found.append(message)
+            if len(found) == limit:
+                break
+        return found
 
 
 def _weight(message: StoredMessage) -> int:
@@ -198,68 +246,97 @@ class RecentChanges:
         begun with the view: then the window answers only if it holds exactly up to
         ``head``, so that the page and what the caller reads next agree."""
         asked = _Asked(seqno, limit, keys, moderator, with_reactions)
-        page = self._from_window(conn, room, asked)
+        head, exact = room.seqno, conn.dialect.name == "sqlite"
+        page = self._from_window(
+            (room.id, room.created_at),
+            head,
+            lambda window: window.answer(asked, head, exact=exact),
+            lambda after, most: posts.every_change_since(conn, room.id, after, most),
+            reader_seqno=seqno,
+        )
         if page is None:
             page = posts.changes_since(
                 conn, room.id, seqno, limit, keys, moderator, with_reactions=with_reactions
             )
         return page
 
-    def _from_window(
-        self, conn: Connection, room: RoomDetails, asked: _Asked
+    def live_after(
+        self, room: RoomKey, head: int, after: int, limit: int, read: ReadChanges
     ) -> list[StoredMessage] | None:
-        key, head, exact = (room.id, room.created_at), room.seqno, conn.dialect.name == "sqlite"
+        """The v2 API's page of ``room`` (:data:`opengroup.storage.paging.MESSAGES_AFTER`)
+        for a poll whose room head showed the seqno ``head``: the live messages past
+        ``after`` that are not whispers, oldest first, at most ``limit``; None where
+        the window does not hold them (the caller reads the database's page). The
+        poll's reads, ``read`` among them, come from snapshots at least as new as its
+        head's; the page may be newer still (another poll's read), as the poll's own
+        reads after the head may be."""
+        return self._from_window(room, head, lambda w: w.live_after(after, limit, head), read)
+
+    def _from_window(
+        self,
+        key: RoomKey,
+        head: int,
+        answer: Callable[[_Window], Page | None],
+        read: ReadChanges,
+        *,
+        reader_seqno: int | None = None,
+    ) -> Page | None:
+        """A poll's page from the room's window (None: the database's is wanted): at
+        once if the window ``answer``s it, else after reading the changes past the
+        window's end with ``read``. ``reader_seqno``: the seqno the reader is at
+        (None: not known, the v2 API's cursors are ids)."""
         with self._lock:
             window = self._windows.get(key)
-            page = None if window is None else window.answer(asked, head, exact=exact)
+            page = None if window is None else answer(window)
             if page is not None:
                 self._windows.move_to_end(key)
                 return page
+            if window is not None and head <= window.hi:
+                return None  # the window is as new as the poll, and does not hold it
             seen, seen_generation = window, 0 if window is None else window.generation
-            start = self._read_from(window, asked.seqno, head)
+            start = self._read_from(window, reader_seqno, head)
         if start is None:
             return None
-        read, complete = self._read_changes(conn, room.id, start)
+        changes, complete = self._read_changes(read, start)
         with self._lock:
             window = self._windows.get(key)
             if window is not seen or (window is not None and window.generation != seen_generation):
                 # Another read changed the window meanwhile: this one is dropped, so that
                 # every read is taken into the very state it was begun from.
-                return None if window is None else window.answer(asked, head, exact=exact)
+                return None if window is None else answer(window)
             if window is None or start != window.hi:  # (none, or too far behind: anew)
                 window = self._windows[key] = _Window(lo=start, hi=start)
-            window.extend(read, head, complete)
+            window.extend(changes, head, complete)
             self._windows.move_to_end(key)
             self._bound(window)
-            return window.answer(asked, head, exact=exact)
+            return answer(window)
 
-    def _read_changes(
-        self, conn: Connection, room_id: str, start: int
-    ) -> tuple[list[StoredMessage], bool]:
+    def _read_changes(self, read: ReadChanges, start: int) -> tuple[list[StoredMessage], bool]:
         """The room's changes after ``start``, in seqno order, and whether that is all
         of them (each statement sees every commit before it began, so a later one may
         bring a newer version of a message an earlier one brought: the window keeps the
         newer)."""
-        read: list[StoredMessage] = []
+        changes: list[StoredMessage] = []
         weight = 0
         after = start
-        while len(read) < self._read_ahead and weight <= self._max_bytes // 2:
-            more = posts.every_change_since(conn, room_id, after, self._read_rows)
-            read += more
+        while len(changes) < self._read_ahead and weight <= self._max_bytes // 2:
+            more = read(after, self._read_rows)
+            changes += more
             if len(more) < self._read_rows:
-                return read, True
+                return changes, True
             weight += sum(_weight(message) for message in more)
             after = more[-1].seqno
-        return read, False
+        return changes, False
 
-    def _read_from(self, window: _Window | None, seqno: int, head: int) -> int | None:
-        """Where to read the room's changes from so that its window holds this poll
-        (its end, or ``SPAN`` before the room's seqno for a window made anew), or None
-        for the database's own page: the reader is further behind than the window
-        reaches, or than a new one would."""
+    def _read_from(self, window: _Window | None, seqno: int | None, head: int) -> int | None:
+        """Where to read the room's changes from so that its window holds a poll at
+        ``seqno`` (None: not known) whose view showed ``head``: the window's end, or
+        ``SPAN`` before ``head`` for a window made anew; or None for the database's own
+        page: the reader is further behind than the window reaches, or than a new one
+        would."""
         if window is not None and head - window.hi <= self._span:
-            return window.hi if window.lo <= seqno else None
-        if head - seqno > self._span:
+            return window.hi if seqno is None or window.lo <= seqno else None
+        if seqno is not None and head - seqno > self._span:
             return None
         return max(0, head - self._span)
 

@@ -83,6 +83,10 @@ class RoomHead(NamedTuple):
     # read, write, upload: the room's defaults, then the holder's overrides (None: none)
     defaults: tuple[bool, bool, bool]
     overrides: tuple[bool | None, bool | None, bool | None]
+    # The room's seqno and when it was made: which of the room's latest changes kept in
+    # memory are as new as this head (opengroup.storage.recentchanges).
+    seqno: int
+    created_at: float
 
     @classmethod
     def of(cls, row: Any) -> RoomHead:
@@ -90,6 +94,7 @@ class RoomHead(NamedTuple):
             row[0], row[1], row[2], bool(row[3]), bool(row[4]), row[5], row[6], row[7],
             (bool(row[8]), bool(row[9]), bool(row[10])),
             (_maybe(row[11]), _maybe(row[12]), _maybe(row[13])),
+            row[14], row[15],
         )  # fmt: skip
 
     @property
@@ -183,6 +188,8 @@ def head_statement(dialect: Dialect) -> Select[Any]:
             func.coalesce(own.c.read, linked.c.read),
             func.coalesce(own.c.write, linked.c.write),
             func.coalesce(own.c.upload, linked.c.upload),
+            rooms.c.seqno,
+            rooms.c.created_at,
         )
         .select_from(
             rooms.outerjoin(tokens, live_token)
@@ -201,16 +208,19 @@ def head_statement(dialect: Dialect) -> Select[Any]:
     )
 
 
-# What both hand-written statements read of the holder's rights: the room's defaults,
-# then their overrides, under their own key first, else under the blinded id linked to
-# it (each right on its own). The joins name the holder's key as each statement does.
-_RIGHTS_COLUMNS = """
+# What both hand-written statements read last: the holder's rights (the room's
+# defaults, then their overrides, under their own key first, else under the blinded id
+# linked to it, each right on its own; the joins name the holder's key as each
+# statement does), then the room's seqno and when it was made.
+_LAST_COLUMNS = """
     rooms.default_read,
     rooms.default_write,
     rooms.default_upload,
     COALESCE(own.read, linked.read),
     COALESCE(own.write, linked.write),
-    COALESCE(own.upload, linked.upload)
+    COALESCE(own.upload, linked.upload),
+    rooms.seqno,
+    rooms.created_at
 """
 
 
@@ -263,7 +273,7 @@ SELECT
         WHERE moderators.room_id = rooms.id AND moderators.visible = 1),
     (SELECT group_concat(public_key, ',') FROM global_moderators WHERE visible = 1),
 """
-    + _RIGHTS_COLUMNS
+    + _LAST_COLUMNS
     + """FROM req
 JOIN rooms ON rooms.id = req.room_id
 LEFT JOIN tokens ON tokens.token_hash = req.token_hash AND tokens.room_id = rooms.id
@@ -300,7 +310,7 @@ SELECT
         WHERE moderators.room_id = rooms.id AND moderators.visible),
     (SELECT array_agg(public_key) FROM global_moderators WHERE visible),
 """
-    + _RIGHTS_COLUMNS
+    + _LAST_COLUMNS
     + """FROM unnest(%(room_ids)s::varchar[], %(token_hashes)s::bytea[], %(nows)s::float8[])
     WITH ORDINALITY AS req (room_id, token_hash, now, n)
 JOIN rooms ON rooms.id = req.room_id

@@ -35,9 +35,11 @@ NOW = 1_000_000.0
 
 
 def head_row(message_seq: int, deletion_seq: int = 0) -> tuple[Any, ...]:
-    """A room's head row (RoomHead's columns) with a holder who may read."""
+    """A room's head row (RoomHead's columns) with a holder who may read (the room's
+    seqno and creation time last)."""
     holder, defaults, overrides = ("05" + "ab" * 32, False, False), (1, 1, 1), (None,) * 3
-    return (message_seq, deletion_seq, *holder, None, "", "", *defaults, *overrides)
+    window = (message_seq + deletion_seq, 0.0)
+    return (message_seq, deletion_seq, *holder, None, "", "", *defaults, *overrides, *window)
 
 
 def limits(

@@ -20,7 +20,10 @@ Both read a room's *head* first (:mod:`opengroup.storage.roomhead`): its message
 and deletion counters, the token's holder and the moderators, in one statement.
 Messages and deletions are read only when the counters are past the poll's
 cursors, so a client that is up to date (nearly every poll) costs one indexed
-lookup per room.
+lookup per room. Where the reads are made on the event loop, pages of messages
+after a cursor come from the rooms' latest changes kept in memory
+(:mod:`opengroup.storage.recentchanges`) when those hold them: in a busy room,
+the many pollers of a room ask for the same few dozen messages.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from opengroup.storage.database import Database
 from opengroup.storage.pollreader.plan import Pages, PollLookup, RoomRows
 from opengroup.storage.pollreader.postgres import PostgresPollReader
 from opengroup.storage.pollreader.sqlite import SqlitePollReader
+from opengroup.storage.recentchanges import RecentChanges
 from opengroup.storage.roomhead import TokenHolder
 
 __all__ = ["Pages", "PollLookup", "PollReader", "RoomRows", "open_poll_reader"]
@@ -56,12 +60,13 @@ class PollReader(Protocol):
     async def close(self) -> None: ...
 
 
-def open_poll_reader(db: Database, *, on_loop: bool) -> PollReader:
+def open_poll_reader(db: Database, *, on_loop: bool, recent: RecentChanges) -> PollReader:
     """The reader for ``db``'s backend; ``on_loop``: PostgreSQL's reads may be made on
-    the event loop itself (the database is on this machine)."""
+    the event loop itself (the database is on this machine); ``recent``: the process's
+    rooms' latest changes, shared with the community API's polls."""
     url = make_url(db.url)
     if db.is_sqlite:
         assert url.database, "the poll reader needs an SQLite file"
-        return SqlitePollReader(url.database)
+        return SqlitePollReader(url.database, recent)
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return PostgresPollReader(conninfo, on_loop=on_loop)
+    return PostgresPollReader(conninfo, on_loop=on_loop, recent=recent)

@@ -12,8 +12,9 @@ is tested without a database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ClauseElement
@@ -21,7 +22,9 @@ from sqlalchemy.engine import Dialect
 
 from opengroup.storage import paging
 from opengroup.storage.driversql import Statement, compile_statements
+from opengroup.storage.posts import StoredMessage
 from opengroup.storage.queries import Message
+from opengroup.storage.recentchanges import RecentChanges
 from opengroup.storage.roomhead import RoomHead, TokenHolder, head_statement
 
 
@@ -71,6 +74,9 @@ def compile_poll_statements(dialect: Dialect) -> dict[str, Statement]:
 
 
 Query = tuple[Statement, dict[str, Any]]
+# Reads a room's changes after a seqno, at most so many, on the reader's connection
+# (room id, seqno, limit): posts.every_change_since_on.
+ReadRoomChanges = Callable[[str, int, int], list[StoredMessage]]
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,37 @@ class PollPlan:
             queries.append(self._deletions(lookup, page) if page else None)
             left -= page
         return queries
+
+    def held(
+        self,
+        head_rows: list[Sequence[Any] | None],
+        queries: list[Query | None],
+        recent: RecentChanges,
+        read: ReadRoomChanges,
+    ) -> list[list[Any] | None]:
+        """Of :meth:`follow_ups`' ``queries``, the rows of each page of messages after a
+        cursor that the room's latest changes kept in memory hold (read past their end
+        with ``read`` first if the head is newer); None for every other query, which
+        the database answers."""
+        held: list[list[Any] | None] = [None] * len(queries)
+        for index, (lookup, row) in enumerate(zip(self.lookups, head_rows, strict=True)):
+            query = queries[2 * index]
+            if row is None or query is None or query[0] is not self.sql["messages_after"]:
+                continue
+            head = RoomHead.of(row)
+            params = query[1]
+            page = recent.live_after(
+                (lookup.room_id, head.created_at),
+                head.seqno,
+                params["after"],
+                params["limit"],
+                partial(read, lookup.room_id),
+            )
+            if page is not None:
+                held[2 * index] = [
+                    (m.id, m.session_id, m.timestamp, m.data, m.signature) for m in page
+                ]
+        return held
 
     def _page(self, left: int, after: int | None, top: int) -> int:
         """The most rows a room's page may hold: its limit, within what the poll has

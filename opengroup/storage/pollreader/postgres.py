@@ -11,10 +11,11 @@ they travel. Both run the same steps (:func:`_batch_steps`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from functools import partial
 from typing import Any
 
-from opengroup.storage import paging
+from opengroup.storage import paging, posts
 from opengroup.storage.batching import Batcher
 from opengroup.storage.driversql import Statement, compile_statements, postgresql_dialect
 from opengroup.storage.pollreader.plan import (
@@ -25,6 +26,7 @@ from opengroup.storage.pollreader.plan import (
     RoomRows,
     compile_poll_statements,
 )
+from opengroup.storage.recentchanges import RecentChanges
 from opengroup.storage.roomhead import POSTGRES_HEADS_SQL, TokenHolder
 
 # Batches of polls read at once by one process over async connections (each on its
@@ -46,17 +48,20 @@ class PostgresPollReader:
     batch: one statement reads the heads of every room of every poll in it, and
     only if some room has news past its cursor, one more round trip reads those
     (the pages of messages after a cursor in one statement, in a pipeline with the
-    rest). Nothing is cached: a poll is answered from reads that started after it
-    arrived. The two round trips of a batch may see two snapshots, which only means
-    the second may find a little more than the counters promised.
+    rest). A poll is answered from reads that started after it arrived. The two
+    round trips of a batch may see two snapshots, which only means the second may
+    find a little more than the counters promised.
 
     ``on_loop``: each batch is read at once on the event loop, on one connection
     kept for it (one batch at a time: the polls that arrive during a turn of the
-    loop are the next). Else on up to ``POSTGRES_BATCHES`` async connections.
+    loop are the next), and the pages of messages after a cursor come from the
+    rooms' latest changes kept in memory (``recent``) where those are as new as
+    the heads and hold them. Else on up to ``POSTGRES_BATCHES`` async connections.
     """
 
-    def __init__(self, conninfo: str, *, on_loop: bool) -> None:
+    def __init__(self, conninfo: str, *, on_loop: bool, recent: RecentChanges) -> None:
         self._conninfo = conninfo
+        self._recent = recent
         self._sql = compile_poll_statements(postgresql_dialect())
         [self._many_after] = compile_statements(
             {"pages": paging.MANY_MESSAGES_AFTER}, postgresql_dialect()
@@ -99,7 +104,14 @@ class PostgresPollReader:
         conn = self._connection
         if conn is None or conn.closed:
             conn = self._connection = psycopg.connect(self._conninfo, autocommit=True)
-        steps = _batch_steps(batch, self._sql["messages_after"], self._many_after)
+
+        def hold(
+            plan: PollPlan, heads: list[Sequence[Any] | None], queries: list[Query | None]
+        ) -> list[list[Any] | None]:
+            read = partial(posts.every_change_since_on, conn, "postgresql")
+            return plan.held(heads, queries, self._recent, read)
+
+        steps = _batch_steps(batch, self._sql["messages_after"], self._many_after, hold)
         try:
             trip = next(steps)
             while True:
@@ -156,12 +168,19 @@ class PostgresPollReader:
             await self._pool.close()
 
 
-def _batch_steps(batch: list[PollPlan], after: Statement, many_after: Statement) -> Steps:
+# The rows of a poll's follow-ups held in memory (PollPlan.held on the reader's own
+# connection), None for each the database is to answer.
+Hold = Callable[[PollPlan, list[Sequence[Any] | None], list[Query | None]], list[list[Any] | None]]
+
+
+def _batch_steps(
+    batch: list[PollPlan], after: Statement, many_after: Statement, hold: Hold | None = None
+) -> Steps:
     """The answers of every poll of the batch, as round trips: it yields the statements
     of each and is sent their rows. First the heads of all their rooms in one
     statement; then, if any room has news past a cursor, the messages and deletions
-    due, the pages of messages after a cursor (nearly all a poll with news reads) in
-    one statement for them all (``paging.MANY_MESSAGES_AFTER``)."""
+    due that ``hold`` does not hold, the pages of messages after a cursor in one
+    statement for them all (``paging.MANY_MESSAGES_AFTER``)."""
     lookups = [(plan, lookup) for plan in batch for lookup in plan.lookups]
     params = {
         "room_ids": [lookup.room_id for _, lookup in lookups],
@@ -176,11 +195,23 @@ def _batch_steps(batch: list[PollPlan], after: Statement, many_after: Statement)
         heads.append([by_position.get(start + i + 1) for i in range(count)])
         start += count
     follow_ups = [plan.follow_ups(h) for plan, h in zip(batch, heads, strict=True)]
-    wanted = [q for queries in follow_ups for q in queries if q is not None]
+    held = [
+        [None] * len(queries) if hold is None else hold(plan, h, queries)
+        for plan, h, queries in zip(batch, heads, follow_ups, strict=True)
+    ]
+    wanted = [
+        query
+        for queries, rows in zip(follow_ups, held, strict=True)
+        for query, rows_held in zip(queries, rows, strict=True)
+        if query is not None and rows_held is None
+    ]
     found = iter((yield from _follow_ups(wanted, after, many_after)) if wanted else [])
     answers = []
-    for plan, h, queries in zip(batch, heads, follow_ups, strict=True):
-        rows_of = [[] if q is None else next(found) for q in queries]
+    for plan, h, queries, rows in zip(batch, heads, follow_ups, held, strict=True):
+        rows_of = [
+            rows_held if rows_held is not None else [] if query is None else next(found)
+            for query, rows_held in zip(queries, rows, strict=True)
+        ]
         answers.append(plan.answers(h, rows_of))
     return answers
 

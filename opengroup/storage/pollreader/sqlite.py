@@ -1,6 +1,7 @@
 """The SQLite poll reader: one query-only connection per process, used on the event
 loop thread. In WAL mode a reader never waits for the writer, and a poll's reads
-cost less than handing them to a thread would."""
+cost less than handing them to a thread would. Pages of messages after a cursor
+come from the rooms' latest changes kept in memory where they hold them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.dialects import sqlite
 
+from opengroup.storage import posts
 from opengroup.storage.database import SQLITE_BUSY_TIMEOUT_MS
 from opengroup.storage.pollreader.plan import (
     Pages,
@@ -18,13 +20,15 @@ from opengroup.storage.pollreader.plan import (
     RoomRows,
     compile_poll_statements,
 )
+from opengroup.storage.recentchanges import RecentChanges
 from opengroup.storage.roomhead import SQLITE_HEADS_SQL, RoomHead, TokenHolder
 
 
 class SqlitePollReader:
     """Reads on one query-only connection, on the calling (event loop) thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, recent: RecentChanges) -> None:
+        self._recent = recent
         self._sql = compile_poll_statements(sqlite.dialect(paramstyle="named"))
         # Used by one thread at a time (the event loop's); created wherever the app is built.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -44,13 +48,16 @@ class SqlitePollReader:
         execute = self._conn.execute
         execute("BEGIN")
         try:
-            follow_ups = [
-                [] if query is None else execute(query[0].sql, query[0].params(query[1])).fetchall()
-                for query in queries
-            ]
+            follow_ups = plan.held(heads, queries, self._recent, self._read_changes)
+            for n, query in enumerate(queries):
+                if follow_ups[n] is None and query is not None:
+                    follow_ups[n] = execute(query[0].sql, query[0].params(query[1])).fetchall()
         finally:
             execute("COMMIT")
-        return plan.answers(heads, follow_ups)
+        return plan.answers(heads, [rows or [] for rows in follow_ups])
+
+    def _read_changes(self, room_id: str, seqno: int, limit: int) -> list[posts.StoredMessage]:
+        return posts.every_change_since_on(self._conn, "sqlite", room_id, seqno, limit)
 
     def _heads(self, plan: PollPlan) -> list[Sequence[Any] | None]:
         """The head row of every room of the poll (None: no such room): one statement
