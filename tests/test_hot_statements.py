@@ -280,6 +280,16 @@ READS: list[tuple[str, dict[str, Any], dict[str, list[Any]]]] = [
         for keys in KEY_LISTS[:4]
     ),
     *(
+        ("postwriter.posts_of_keys", {"room_id": room, "since": since}, {"keys": keys})
+        for room in (ROOM, "Quiet")
+        for since in (0.0, NOW - 97.5)
+        for keys in [*KEY_LISTS[1:4], [BOB, ALICE, MOD]]
+    ),
+    *(
+        ("postwriter.first_seen", {}, {"keys": keys})
+        for keys in ([ALICE], [BOB], [ALICE, BOB, ALICE_15])
+    ),
+    *(
         ("reactions.of_messages", {"room_id": room}, {"message_ids": ids})
         for room in (ROOM, "Quiet")
         for ids in ([1], [1, 5], [5, 2, 1], [4, 6, 9, 1, 5])

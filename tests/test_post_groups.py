@@ -172,6 +172,25 @@ def test_posts_before_the_window_do_not_count(db: Database) -> None:
     assert stored(db) == [(1, "at 10"), (2, "at 60"), (3, "at 100")]
 
 
+def test_each_key_counts_its_own_posts_after_its_own_start(db: Database) -> None:
+    """The keys' stored posts are read in one statement, from the earliest start of the
+    group's: each key still counts only its own, and only those after its start."""
+    writer = PostWriter(db)
+    write_together(writer, new_post("alice at 50", posted_at=50.0))
+    write_together(writer, new_post("bob at 50", BOB, posted_at=50.0))
+    group = write_together(
+        writer,
+        # alice's window starts after her post at 50, and bob's is not hers
+        new_post("alice at 100", posted_at=100.0, limit_since=60.0, check=at_most(1)),
+        # bob's starts before his own post at 50, which counts, and alice's does not
+        new_post("bob at 100", BOB, posted_at=100.0, limit_since=10.0, check=at_most(2)),
+        new_post("bob at 101", BOB, posted_at=101.0, limit_since=10.0, check=at_most(2)),
+    )
+
+    assert server_ids(group)[:2] == [3, 4]
+    assert isinstance(group[2], Refused) and group[2].args == (2,)
+
+
 def test_no_such_room_stores_nothing_and_takes_no_id(db: Database) -> None:
     writer = PostWriter(db)
     results = write_together(

@@ -27,10 +27,12 @@ unless a post can be written without waiting:
 - A room's posts are judged first, in the order they came, by the rules the
   domain hands with each post (:class:`PostJudge`: rate limit, slow mode, how
   long the poster must have been seen). The room's row is locked and its own
-  rules read in one statement; then, only as the rules need them, each key's
-  posts in its window (those stored and those accepted earlier in the group)
-  and when the keys were first seen. The lock comes first, so two processes
-  cannot both count the same window. Then the accepted ones take
+  rules read in one statement; then, only as the rules need them, the keys'
+  posts in their windows (those stored, one statement for every key, and those
+  accepted earlier in the group) and when the keys were first seen (one
+  statement). The lock comes first, so two processes
+  cannot both count the same window. (So a group of posts by many keys makes
+  three reads however many keys it holds.) Then the accepted ones take
   their ids with one ``UPDATE ... RETURNING`` and are stored with one
   ``executemany`` (one pipeline on PostgreSQL). A refusal writes nothing, so
   it needs no savepoint and disturbs nobody.
@@ -50,12 +52,23 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, ClauseElement, bindparam, false, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    ClauseElement,
+    Float,
+    String,
+    bindparam,
+    false,
+    insert,
+    select,
+    update,
+)
 
 from opengroup.storage.batching import Batcher
 from opengroup.storage.database import Database, WriteGaveWay, is_broken
 from opengroup.storage.driversql import (
     DriverConnection,
+    HotStatement,
     Statement,
     compile_statements,
     driver_connection,
@@ -100,14 +113,6 @@ def _statements() -> dict[str, ClauseElement]:
         "lock_room_rules": select(rooms.c.slow_mode_seconds, rooms.c.new_poster_wait_seconds)
         .where(rooms.c.id == room_id)
         .with_for_update(key_share=True),
-        "first_seen": select(users.c.first_seen).where(
-            users.c.session_id == bindparam("session_id")
-        ),
-        "recent_post_times": select(messages.c.posted_at).where(
-            messages.c.room_id == room_id,
-            messages.c.public_key == bindparam("public_key"),
-            messages.c.posted_at > bindparam("since"),
-        ),
         # The room's next `count` ids and seqnos (the last of each returned); locks the row.
         "take_ids": update(rooms)
         .where(rooms.c.id == room_id)
@@ -132,6 +137,25 @@ def _statements() -> dict[str, ClauseElement]:
             whisper_mods=bindparam("whisper_mods"),
         ),
     }
+
+
+# The rules' reads, one statement for every key of a room's posts in the group.
+_POSTS_OF_KEYS = HotStatement(
+    "postwriter.posts_of_keys",
+    select(messages.c.public_key, messages.c.posted_at).where(
+        messages.c.room_id == bindparam("room_id", type_=String),
+        messages.c.public_key.in_(bindparam("keys", expanding=True, type_=String)),
+        messages.c.posted_at > bindparam("since", type_=Float),
+    ),
+    expanding=["keys"],
+)
+_FIRST_SEEN = HotStatement(
+    "postwriter.first_seen",
+    select(users.c.session_id, users.c.first_seen).where(
+        users.c.session_id.in_(bindparam("keys", expanding=True, type_=String))
+    ),
+    expanding=["keys"],
+)
 
 
 @dataclass
@@ -332,15 +356,16 @@ class _RoomBatch:
         room = RoomRules(row[0], row[1])
         # Each key's posts in its earliest window of the batch: stored, then accepted here.
         since: dict[str, float] = {}
-        first_seen: dict[str, float | None] = {}
+        first_seen_of: set[str] = set()
         for post in judged:
             assert post.judge is not None
             start = post.judge.posts_since(room)
             if start is not None:
                 since[post.public_key] = min(start, since.get(post.public_key, start))
-            if post.judge.needs_first_seen(room) and post.public_key not in first_seen:
-                first_seen[post.public_key] = self._first_seen(post.public_key)
-        recent = {key: self._recent_times(key, start) for key, start in since.items()}
+            if post.judge.needs_first_seen(room):
+                first_seen_of.add(post.public_key)
+        recent = self._recent_times(since)
+        first_seen = self._first_seen(first_seen_of)
         refusals: list[Exception | None] = []
         for post in self.posts:
             if post.judge is None:
@@ -359,14 +384,24 @@ class _RoomBatch:
             refusals.append(None)
         return refusals
 
-    def _recent_times(self, public_key: str, since: float) -> list[float]:
-        """When the key posted in the room after ``since`` (one round trip each)."""
-        params = {"room_id": self.room_id, "public_key": public_key, "since": since}
-        return [row[0] for row in self._execute("recent_post_times", params).fetchall()]
+    def _recent_times(self, since: dict[str, float]) -> dict[str, list[float]]:
+        """When each key posted in the room after its time in ``since`` (one statement
+        for them all)."""
+        if not since:
+            return {}
+        params = {"room_id": self.room_id, "since": min(since.values())}
+        rows = _POSTS_OF_KEYS.run_on(self.conn, self.dialect_name, params, keys=list(since))
+        times: dict[str, list[float]] = {key: [] for key in since}
+        for key, posted_at in rows.fetchall():
+            times[key].append(posted_at)  # (each post counts those after its own start)
+        return times
 
-    def _first_seen(self, public_key: str) -> float | None:
-        row = self._execute("first_seen", {"session_id": public_key}).fetchone()
-        return None if row is None else float(row[0])
+    def _first_seen(self, keys: set[str]) -> dict[str, float]:
+        """When each of ``keys`` was first seen, where that was recorded (one statement)."""
+        if not keys:
+            return {}
+        rows = _FIRST_SEEN.run_on(self.conn, self.dialect_name, {}, keys=sorted(keys))
+        return {key: float(first_seen) for key, first_seen in rows.fetchall()}
 
     def _take_ids(self, count: int) -> tuple[int, int] | None:
         """The first of ``count`` new server ids and seqnos of the room (locking its
