@@ -2,10 +2,11 @@
 
 Where a round trip or a transaction costs more than the work of one request in
 it, the requests that arrive while a batch is being handled wait and go
-together into the next. :class:`Batcher` is the one such scheduler: the poll
-reader batches polls (and posting's token checks) into round trips
-(:mod:`opengroup.storage.pollreader`), the post writer posts into transactions
-(group commit, :mod:`opengroup.storage.postwriter`).
+together into the next. :class:`Batcher` is the scheduler for such batches
+handled on the event loop: the poll reader batches polls (and posting's token
+checks) into round trips (:mod:`opengroup.storage.pollreader`), the signed
+requests' admissions into transactions (:mod:`opengroup.domain.users`). (The
+post writer's groups are taken by its own thread: :mod:`opengroup.storage.postwriter`.)
 
 - :meth:`Batcher.submit` queues a request and waits for its result. If fewer
   than ``concurrency`` batches are being handled, a new one starts at once with

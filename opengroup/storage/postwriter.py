@@ -15,24 +15,26 @@ unless a post can be written without waiting:
   it gets one, the post is written there, in a transaction of its own, by the
   same rules as a group of one; a busy event loop takes tens of milliseconds
   to come back from a thread.
-- Otherwise :meth:`PostWriter.write` queues the post and waits (a
-  :class:`~opengroup.storage.batching.Batcher` of one batch at a time). If no
-  group of this process is being written, a group starts at once; otherwise
-  the post waits for the group in progress to end.
-- A group is every post queued since the previous group started. One worker
+- Otherwise :meth:`PostWriter.write` queues the post for the writer's own
+  thread and waits. If the thread is not writing a group, a group starts at
+  once; otherwise the post waits for the group in progress to end.
+- A group is every post queued when the previous group ended. The writer's
   thread writes it in one transaction (on SQLite under the database's write
   lock, :meth:`Database.writing`), room by room, rooms in the order of their
   ids: the groups of two processes then lock rooms in the same order and never
-  wait for each other in a circle.
+  wait for each other in a circle. The thread takes the next group itself, and
+  hands each post's outcome to its event loop itself: under load a turn of the
+  loop takes tens of milliseconds, and a group started and ended by a task on
+  the loop cost each post two more turns (the writes' tail in scenario (i)).
 - A room's posts are judged first, in the order they came, by the rules the
   domain hands with each post (:class:`PostJudge`: rate limit, slow mode, how
   long the poster must have been seen). The room's row is locked and its own
   rules read in one statement; then, only as the rules need them, the keys'
   posts in their windows (those stored, one statement for every key, and those
   accepted earlier in the group) and when the keys were first seen (one
-  statement). The lock comes first, so two processes
-  cannot both count the same window. (So a group of posts by many keys makes
-  three reads however many keys it holds.) Then the accepted ones take
+  statement): three reads however many keys the group holds. The lock comes
+  first, so two processes cannot both count the same window. Then the accepted
+  ones take
   their ids with one ``UPDATE ... RETURNING`` and are stored with one
   ``executemany`` (one pipeline on PostgreSQL). A refusal writes nothing, so
   it needs no savepoint and disturbs nobody.
@@ -46,8 +48,11 @@ moved from the code").
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
 from collections.abc import Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Protocol
@@ -64,7 +69,6 @@ from sqlalchemy import (
     update,
 )
 
-from opengroup.storage.batching import Batcher
 from opengroup.storage.database import Database, WriteGaveWay, is_broken
 from opengroup.storage.driversql import (
     DriverConnection,
@@ -77,7 +81,6 @@ from opengroup.storage.driversql import (
 from opengroup.storage.posts import keep_files_on
 from opengroup.storage.queries import Message
 from opengroup.storage.schema import messages, rooms, users
-from opengroup.threads import Threads
 
 
 @dataclass(frozen=True)
@@ -186,18 +189,25 @@ class GroupWriteFailed(RuntimeError):
     """The transaction of a post's group failed: the post was not stored."""
 
 
+# A post waiting for the writer's thread, and where its outcome goes.
+_Queued = tuple[NewPost, "asyncio.Future[Message | None]"]
+
+
 class PostWriter:
     """Stores posts for code on the event loop, in groups."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
-        # One group at a time: the posts that wait meanwhile are the next group.
-        self._groups: Batcher[NewPost, Message | None] = Batcher(self._write_group, 1)
-        # The writer's own thread: community API posts wait for the writer from request
-        # threads, so were it to queue for one of those, a full pool of waiting posts
-        # would never be written.
-        self._thread = Threads(1, "post-writer")
+        # The posts waiting for the writer's thread (None: stop), and the thread, started
+        # at the first post that waits. It is the writer's own: community API posts wait
+        # for the writer from request threads, so were it to queue for one of those, a
+        # full pool of waiting posts would never be written.
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+        self._closed = False
+        self._writing = False  # a group is being written (set by the writer's thread)
 
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
@@ -206,14 +216,14 @@ class PostWriter:
         If the database can take the write here and now, on the event loop
         (:meth:`Database.write_at_once`: under the rate, with no lock in its way; on
         PostgreSQL, with no group being written), the post is written so, in a
-        transaction of its own; else it joins the next
-        group of the writer's thread. Posts waiting for a group do not hold it back:
-        were they to, a busy server would stay in groups once one formed, as a group
-        takes several turns of the loop while posts keep coming.
+        transaction of its own; else it joins the next group of the writer's thread.
+        Posts waiting for a group do not hold it back: were they to, a busy server
+        would stay in groups once one formed, as a group takes several turns of the
+        loop while posts keep coming.
         """
         outcomes = None if self._in_groups() else self._write_at_once([post])
         if outcomes is None:
-            return await self._groups.submit(post)
+            return await self._in_next_group(post)
         outcome = outcomes[0]
         if isinstance(outcome, Exception):
             raise outcome
@@ -226,7 +236,7 @@ class PostWriter:
         sat idle a third of the time, and scenario (g) lost half its rate. (On
         SQLite the group holds the write lock, and the same post is written at once
         the moment the group is done: see :meth:`write`.)"""
-        return not self._db.is_sqlite and self._groups.busy
+        return not self._db.is_sqlite and (self._writing or not self._queue.empty())
 
     def _write_at_once(self, group: list[NewPost]) -> list[Outcome] | None:
         """The group written here and now (on the event loop) if the database can
@@ -241,22 +251,68 @@ class PostWriter:
         except Exception as exc:
             return _all_failed(group, exc)
 
-    async def close(self) -> None:
-        """Stop writing: the groups under way are cancelled, then the thread ends."""
-        await self._groups.close()
-        self._thread.close()
+    async def _in_next_group(self, post: NewPost) -> Message | None:
+        """``post`` written by the writer's thread, in the next group it starts."""
+        answer: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
+        with self._starting:
+            if self._closed:
+                raise RuntimeError("the post writer is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._write_groups, name="post-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.put((post, answer))
+        return await answer
 
-    async def _write_group(self, group: list[NewPost]) -> list[Message | Exception | None]:
-        """A group in one transaction, in a thread of the writer's own: an outcome per
-        post, in the group's order (every post fails if the transaction does)."""
+    async def close(self) -> None:
+        """Stop writing: the posts queued by now are written, then the thread ends."""
+        with self._starting:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(thread.join)
+
+    def _write_groups(self) -> None:
+        """The writer's thread: each group is every post queued when the one before
+        ended (or the first to come), and each post's outcome is handed to its event
+        loop as soon as the group's transaction ends. A group starts without waiting
+        for a turn of a loop, so a post queued during a group waits for that group and
+        its own, and then for the one turn of its loop that settles it."""
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while True:
+                try:
+                    queued = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None:
+                    stop = True
+                    break
+                group.append(queued)
+            self._writing = True
+            try:
+                outcomes = self._write_group([post for post, _ in group])
+            finally:
+                self._writing = False
+            _hand_back([answer for _, answer in group], outcomes)
+
+    def _write_group(self, group: list[NewPost]) -> list[Outcome]:
+        """A group in one transaction: an outcome per post, in the group's order (every
+        post fails if the transaction does)."""
         # Stable: each room's posts stay in the order they came.
         order = sorted(range(len(group)), key=lambda n: group[n].room_id)
         by_room = [group[n] for n in order]
         try:
-            outcomes = await self._thread.run(self._write_in_thread, by_room)
+            outcomes = self._write_in_thread(by_room)
         except Exception as exc:
             return _all_failed(group, exc)
-        results: list[Message | Exception | None] = [None] * len(group)
+        results: list[Outcome] = [None] * len(group)
         for n, outcome in zip(order, outcomes, strict=True):
             results[n] = outcome
         return results
@@ -286,6 +342,28 @@ class PostWriter:
             batch = _RoomBatch(conn, self._db.dialect, self._sql, room_id, list(posts))
             outcomes += batch.write()
         return outcomes
+
+
+def _hand_back(answers: list[asyncio.Future[Message | None]], outcomes: list[Outcome]) -> None:
+    """From the writer's thread: each outcome to its post's event loop, in one call
+    per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Outcome]]] = {}
+    for answer, outcome in zip(answers, outcomes, strict=True):
+        by_loop.setdefault(answer.get_loop(), []).append((answer, outcome))
+    for loop, settled in by_loop.items():
+        with suppress(RuntimeError):  # (the loop is closed: nobody waits for these)
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Message | None], Outcome]]) -> None:
+    """On the event loop: each post's outcome to whoever waits for it."""
+    for answer, outcome in settled:
+        if answer.done():  # (given up on while it was written)
+            continue
+        if isinstance(outcome, Exception):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)
 
 
 def _all_failed(group: list[NewPost], exc: Exception) -> list[Outcome]:
