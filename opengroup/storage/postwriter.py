@@ -19,13 +19,12 @@ unless a post can be written without waiting:
   thread and waits. If the thread is not writing a group, a group starts at
   once; otherwise the post waits for the group in progress to end.
 - A group is every post queued when the previous group ended. The writer's
-  thread writes it in one transaction (on SQLite under the database's write
+  thread (a :class:`~opengroup.storage.batching.BatchThread`, which takes each
+  next group and hands back the outcomes itself, without waiting for turns of
+  the loop) writes it in one transaction (on SQLite under the database's write
   lock, :meth:`Database.writing`), room by room, rooms in the order of their
   ids: the groups of two processes then lock rooms in the same order and never
-  wait for each other in a circle. The thread takes the next group itself, and
-  hands each post's outcome to its event loop itself: under load a turn of the
-  loop takes tens of milliseconds, and a group started and ended by a task on
-  the loop cost each post two more turns (the writes' tail in scenario (i)).
+  wait for each other in a circle.
 - A room's posts are judged first, in the order they came, by the rules the
   domain hands with each post (:class:`PostJudge`: rate limit, slow mode, how
   long the poster must have been seen). The room's row is locked and its own
@@ -48,11 +47,8 @@ moved from the code").
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
 from collections.abc import Sequence
-from contextlib import closing, suppress
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Protocol
@@ -69,6 +65,7 @@ from sqlalchemy import (
     update,
 )
 
+from opengroup.storage.batching import BatchThread
 from opengroup.storage.database import Database, WriteGaveWay, is_broken
 from opengroup.storage.driversql import (
     DriverConnection,
@@ -189,25 +186,19 @@ class GroupWriteFailed(RuntimeError):
     """The transaction of a post's group failed: the post was not stored."""
 
 
-# A post waiting for the writer's thread, and where its outcome goes.
-_Queued = tuple[NewPost, "asyncio.Future[Message | None]"]
-
-
 class PostWriter:
     """Stores posts for code on the event loop, in groups."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
-        # The posts waiting for the writer's thread (None: stop), and the thread, started
-        # at the first post that waits. It is the writer's own: community API posts wait
-        # for the writer from request threads, so were it to queue for one of those, a
-        # full pool of waiting posts would never be written.
-        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._starting = threading.Lock()
-        self._closed = False
-        self._writing = False  # a group is being written (set by the writer's thread)
+        # One group at a time, in the writer's own thread (the posts that wait meanwhile
+        # are the next group): community API posts wait for the writer from request
+        # threads, so were it to queue for one of those, a full pool of waiting posts
+        # would never be written.
+        self._groups: BatchThread[NewPost, Message | None] = BatchThread(
+            self._write_group, "post-writer"
+        )
 
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
@@ -223,7 +214,7 @@ class PostWriter:
         """
         outcomes = None if self._in_groups() else self._write_at_once([post])
         if outcomes is None:
-            return await self._in_next_group(post)
+            return await self._groups.submit(post)
         outcome = outcomes[0]
         if isinstance(outcome, Exception):
             raise outcome
@@ -236,7 +227,7 @@ class PostWriter:
         sat idle a third of the time, and scenario (g) lost half its rate. (On
         SQLite the group holds the write lock, and the same post is written at once
         the moment the group is done: see :meth:`write`.)"""
-        return not self._db.is_sqlite and (self._writing or not self._queue.empty())
+        return not self._db.is_sqlite and self._groups.busy
 
     def _write_at_once(self, group: list[NewPost]) -> list[Outcome] | None:
         """The group written here and now (on the event loop) if the database can
@@ -251,56 +242,9 @@ class PostWriter:
         except Exception as exc:
             return _all_failed(group, exc)
 
-    async def _in_next_group(self, post: NewPost) -> Message | None:
-        """``post`` written by the writer's thread, in the next group it starts."""
-        answer: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
-        with self._starting:
-            if self._closed:
-                raise RuntimeError("the post writer is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._write_groups, name="post-writer", daemon=True
-                )
-                self._thread.start()
-            self._queue.put((post, answer))
-        return await answer
-
     async def close(self) -> None:
         """Stop writing: the posts queued by now are written, then the thread ends."""
-        with self._starting:
-            self._closed = True
-            thread = self._thread
-        if thread is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(thread.join)
-
-    def _write_groups(self) -> None:
-        """The writer's thread: each group is every post queued when the one before
-        ended (or the first to come), and each post's outcome is handed to its event
-        loop as soon as the group's transaction ends. A group starts without waiting
-        for a turn of a loop, so a post queued during a group waits for that group and
-        its own, and then for the one turn of its loop that settles it."""
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            while True:
-                try:
-                    queued = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if queued is None:
-                    stop = True
-                    break
-                group.append(queued)
-            self._writing = True
-            try:
-                outcomes = self._write_group([post for post, _ in group])
-            finally:
-                self._writing = False
-            _hand_back([answer for _, answer in group], outcomes)
+        await self._groups.close()
 
     def _write_group(self, group: list[NewPost]) -> list[Outcome]:
         """A group in one transaction: an outcome per post, in the group's order (every
@@ -342,28 +286,6 @@ class PostWriter:
             batch = _RoomBatch(conn, self._db.dialect, self._sql, room_id, list(posts))
             outcomes += batch.write()
         return outcomes
-
-
-def _hand_back(answers: list[asyncio.Future[Message | None]], outcomes: list[Outcome]) -> None:
-    """From the writer's thread: each outcome to its post's event loop, in one call
-    per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Outcome]]] = {}
-    for answer, outcome in zip(answers, outcomes, strict=True):
-        by_loop.setdefault(answer.get_loop(), []).append((answer, outcome))
-    for loop, settled in by_loop.items():
-        with suppress(RuntimeError):  # (the loop is closed: nobody waits for these)
-            loop.call_soon_threadsafe(_settle, settled)
-
-
-def _settle(settled: list[tuple[asyncio.Future[Message | None], Outcome]]) -> None:
-    """On the event loop: each post's outcome to whoever waits for it."""
-    for answer, outcome in settled:
-        if answer.done():  # (given up on while it was written)
-            continue
-        if isinstance(outcome, Exception):
-            answer.set_exception(outcome)
-        else:
-            answer.set_result(outcome)
 
 
 def _all_failed(group: list[NewPost], exc: Exception) -> list[Outcome]:
