@@ -183,14 +183,22 @@ class ThreadRecorder:
         return [ValueError(f"odd {n}") if n % 2 else n * 10 for n in batch]
 
 
+async def first_batch_under_way(
+    recorder: ThreadRecorder, batcher: BatchThread[int, int]
+) -> asyncio.Task[int]:
+    """Submit 0, and wait until the thread handles it (held until released)."""
+    task = asyncio.create_task(batcher.submit(0))
+    while not recorder.batches:
+        await asyncio.sleep(0.01)
+    return task
+
+
 def test_a_batch_thread_takes_the_queued_requests_as_its_next_batch_without_the_loop() -> None:
     recorder = ThreadRecorder()
     batcher: BatchThread[int, int] = BatchThread(recorder.handle, "test-batches")
 
     async def scenario() -> list[object]:
-        tasks = [asyncio.create_task(batcher.submit(0))]
-        while not recorder.batches:
-            await asyncio.sleep(0.01)  # the first batch is being handled
+        tasks = [await first_batch_under_way(recorder, batcher)]
         tasks += [asyncio.create_task(batcher.submit(n)) for n in (2, 3, 4)]
         await settle()  # each queued behind the first batch
         recorder.release.set()
@@ -251,9 +259,7 @@ def test_closing_a_batch_thread_handles_what_is_queued_then_refuses_more() -> No
     batcher: BatchThread[int, int] = BatchThread(recorder.handle, "test-batches")
 
     async def scenario() -> list[int]:
-        tasks = [asyncio.create_task(batcher.submit(0))]
-        while not recorder.batches:
-            await asyncio.sleep(0.01)  # the first batch is being handled
+        tasks = [await first_batch_under_way(recorder, batcher)]
         tasks.append(asyncio.create_task(batcher.submit(2)))
         await settle()
         closing = asyncio.create_task(batcher.close())
