@@ -267,25 +267,6 @@ def test_with_a_rate_of_0_a_post_goes_to_the_writer(db: Database) -> None:
     assert stored(db) == [(1, "one")]
 
 
-def test_the_writers_thread_writes_what_is_queued_while_the_loop_is_busy(db: Database) -> None:
-    """The writer's thread takes each next group itself and hands the outcomes back:
-    posts queued behind a group are all written while the event loop is busy with
-    something else (under load, a turn of the loop takes tens of milliseconds)."""
-    writer = PostWriter(db)
-
-    async def run() -> tuple[int, list[object]]:
-        tasks = [asyncio.ensure_future(writer.write(new_post(f"post {n}"))) for n in range(5)]
-        await asyncio.sleep(0)  # one turn: each is queued
-        deadline = time.monotonic() + 10
-        while len(stored(db)) < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)  # the loop is busy: no turn
-        written = len(stored(db))
-        return written, server_ids(await asyncio.gather(*tasks))
-
-    assert asyncio.run(run()) == (5, [1, 2, 3, 4, 5])
-    asyncio.run(writer.close())
-
-
 def wait_while_held(
     db: Database, server: Database, hold: Callable[[], object], release: Callable[[], object]
 ) -> None:

@@ -15,13 +15,12 @@ unless a post can be written without waiting:
   it gets one, the post is written there, in a transaction of its own, by the
   same rules as a group of one; a busy event loop takes tens of milliseconds
   to come back from a thread.
-- Otherwise :meth:`PostWriter.write` queues the post for the writer's own
-  thread and waits. If the thread is not writing a group, a group starts at
-  once; otherwise the post waits for the group in progress to end.
-- A group is every post queued when the previous group ended. The writer's
-  thread (a :class:`~opengroup.storage.batching.BatchThread`, which takes each
-  next group and hands back the outcomes itself, without waiting for turns of
-  the loop) writes it in one transaction (on SQLite under the database's write
+- Otherwise :meth:`PostWriter.write` queues the post and waits (a
+  :class:`~opengroup.storage.batching.Batcher` of one batch at a time). If no
+  group of this process is being written, a group starts at once; otherwise
+  the post waits for the group in progress to end.
+- A group is every post queued since the previous group started. One worker
+  thread writes it in one transaction (on SQLite under the database's write
   lock, :meth:`Database.writing`), room by room, rooms in the order of their
   ids: the groups of two processes then lock rooms in the same order and never
   wait for each other in a circle.
@@ -31,9 +30,9 @@ unless a post can be written without waiting:
   rules read in one statement; then, only as the rules need them, the keys'
   posts in their windows (those stored, one statement for every key, and those
   accepted earlier in the group) and when the keys were first seen (one
-  statement): three reads however many keys the group holds. The lock comes
-  first, so two processes cannot both count the same window. Then the accepted
-  ones take
+  statement). The lock comes first, so two processes
+  cannot both count the same window. (So a group of posts by many keys makes
+  three reads however many keys it holds.) Then the accepted ones take
   their ids with one ``UPDATE ... RETURNING`` and are stored with one
   ``executemany`` (one pipeline on PostgreSQL). A refusal writes nothing, so
   it needs no savepoint and disturbs nobody.
@@ -65,7 +64,7 @@ from sqlalchemy import (
     update,
 )
 
-from opengroup.storage.batching import BatchThread
+from opengroup.storage.batching import Batcher
 from opengroup.storage.database import Database, WriteGaveWay, is_broken
 from opengroup.storage.driversql import (
     DriverConnection,
@@ -78,6 +77,7 @@ from opengroup.storage.driversql import (
 from opengroup.storage.posts import keep_files_on
 from opengroup.storage.queries import Message
 from opengroup.storage.schema import messages, rooms, users
+from opengroup.threads import Threads
 
 
 @dataclass(frozen=True)
@@ -192,13 +192,12 @@ class PostWriter:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sql = compile_statements(_statements(), driver_dialect(db.dialect))
-        # One group at a time, in the writer's own thread (the posts that wait meanwhile
-        # are the next group): community API posts wait for the writer from request
+        # One group at a time: the posts that wait meanwhile are the next group.
+        self._groups: Batcher[NewPost, Message | None] = Batcher(self._write_group, 1)
+        # The writer's own thread: community API posts wait for the writer from request
         # threads, so were it to queue for one of those, a full pool of waiting posts
         # would never be written.
-        self._groups: BatchThread[NewPost, Message | None] = BatchThread(
-            self._write_group, "post-writer"
-        )
+        self._thread = Threads(1, "post-writer")
 
     async def write(self, post: NewPost) -> Message | None:
         """Store ``post`` in a committed transaction: its message with its server id,
@@ -207,10 +206,10 @@ class PostWriter:
         If the database can take the write here and now, on the event loop
         (:meth:`Database.write_at_once`: under the rate, with no lock in its way; on
         PostgreSQL, with no group being written), the post is written so, in a
-        transaction of its own; else it joins the next group of the writer's thread.
-        Posts waiting for a group do not hold it back: were they to, a busy server
-        would stay in groups once one formed, as a group takes several turns of the
-        loop while posts keep coming.
+        transaction of its own; else it joins the next
+        group of the writer's thread. Posts waiting for a group do not hold it back:
+        were they to, a busy server would stay in groups once one formed, as a group
+        takes several turns of the loop while posts keep coming.
         """
         outcomes = None if self._in_groups() else self._write_at_once([post])
         if outcomes is None:
@@ -243,20 +242,21 @@ class PostWriter:
             return _all_failed(group, exc)
 
     async def close(self) -> None:
-        """Stop writing: the posts queued by now are written, then the thread ends."""
+        """Stop writing: the groups under way are cancelled, then the thread ends."""
         await self._groups.close()
+        self._thread.close()
 
-    def _write_group(self, group: list[NewPost]) -> list[Outcome]:
-        """A group in one transaction: an outcome per post, in the group's order (every
-        post fails if the transaction does)."""
+    async def _write_group(self, group: list[NewPost]) -> list[Message | Exception | None]:
+        """A group in one transaction, in a thread of the writer's own: an outcome per
+        post, in the group's order (every post fails if the transaction does)."""
         # Stable: each room's posts stay in the order they came.
         order = sorted(range(len(group)), key=lambda n: group[n].room_id)
         by_room = [group[n] for n in order]
         try:
-            outcomes = self._write_in_thread(by_room)
+            outcomes = await self._thread.run(self._write_in_thread, by_room)
         except Exception as exc:
             return _all_failed(group, exc)
-        results: list[Outcome] = [None] * len(group)
+        results: list[Message | Exception | None] = [None] * len(group)
         for n, outcome in zip(order, outcomes, strict=True):
             results[n] = outcome
         return results
