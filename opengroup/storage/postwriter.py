@@ -139,7 +139,8 @@ def _statements() -> dict[str, ClauseElement]:
     }
 
 
-# The rules' reads, one statement for every key of a room's posts in the group.
+# The rules' reads, one statement for every key of a room's posts in the group
+# (HotStatements, not _statements(): their lists of keys are expanded per length).
 _POSTS_OF_KEYS = HotStatement(
     "postwriter.posts_of_keys",
     select(messages.c.public_key, messages.c.posted_at).where(

@@ -162,17 +162,18 @@ class PollPlan:
             left -= page
         return queries
 
-    def held(
+    def take_held(
         self,
         head_rows: list[Sequence[Any] | None],
         queries: list[Query | None],
         recent: RecentChanges,
         read: ReadRoomChanges,
-    ) -> list[list[Any] | None]:
-        """Of :meth:`follow_ups`' ``queries``, the rows of each page of messages after a
-        cursor that the room's latest changes kept in memory hold (read past their end
-        with ``read`` first if the head is newer); None for every other query, which
-        the database answers."""
+    ) -> tuple[list[Query | None], list[list[Any] | None]]:
+        """Of :meth:`follow_ups`' ``queries``, the pages of messages after a cursor that
+        the rooms' latest changes kept in memory hold (read past their end with
+        ``read`` first if the head is newer): the queries left for the database (None
+        where held), and the rows held (None where not), for :meth:`answers`."""
+        left = list(queries)
         held: list[list[Any] | None] = [None] * len(queries)
         for index, (lookup, row) in enumerate(zip(self.lookups, head_rows, strict=True)):
             query = queries[2 * index]
@@ -188,10 +189,11 @@ class PollPlan:
                 partial(read, lookup.room_id),
             )
             if page is not None:
+                left[2 * index] = None
                 held[2 * index] = [
                     (m.id, m.session_id, m.timestamp, m.data, m.signature) for m in page
                 ]
-        return held
+        return left, held
 
     def _page(self, left: int, after: int | None, top: int) -> int:
         """The most rows a room's page may hold: its limit, within what the poll has
@@ -217,15 +219,24 @@ class PollPlan:
         return self.sql[past], {"room_id": room, "after": after, "limit": page}
 
     def answers(
-        self, head_rows: list[Sequence[Any] | None], follow_up_rows: list[list[Any]]
+        self,
+        head_rows: list[Sequence[Any] | None],
+        follow_up_rows: list[list[Any]],
+        held: list[list[Any] | None] | None = None,
     ) -> list[RoomRows]:
-        """Rows (the heads', then two lists per room as :meth:`follow_ups`) to answers.
+        """Rows (the heads', then two lists per room as :meth:`follow_ups`; where
+        ``held`` has rows, :meth:`take_held`'s, those) to answers.
 
         Messages are also bounded by their size: once their data and signatures (the
         base64 text) add up to more than ``most_bytes``, the message that would pass
         it and all after it, in the poll's order, are left for the next poll, from
         the rooms' cursors. The first message is always answered, however large, so
         a poll always gets on."""
+        if held is not None:
+            follow_up_rows = [
+                rows if kept is None else kept
+                for rows, kept in zip(follow_up_rows, held, strict=True)
+            ]
         answers = []
         bytes_left = self.most_bytes if self.most_bytes > 0 else None
         answered = False  # a message so far

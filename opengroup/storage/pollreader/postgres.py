@@ -107,9 +107,9 @@ class PostgresPollReader:
 
         def hold(
             plan: PollPlan, heads: list[Sequence[Any] | None], queries: list[Query | None]
-        ) -> list[list[Any] | None]:
+        ) -> tuple[list[Query | None], list[list[Any] | None]]:
             read = partial(posts.every_change_since_on, conn, "postgresql")
-            return plan.held(heads, queries, self._recent, read)
+            return plan.take_held(heads, queries, self._recent, read)
 
         steps = _batch_steps(batch, self._sql["messages_after"], self._many_after, hold)
         try:
@@ -168,9 +168,12 @@ class PostgresPollReader:
             await self._pool.close()
 
 
-# The rows of a poll's follow-ups held in memory (PollPlan.held on the reader's own
-# connection), None for each the database is to answer.
-Hold = Callable[[PollPlan, list[Sequence[Any] | None], list[Query | None]], list[list[Any] | None]]
+# PollPlan.take_held on the reader's own connection: a poll's follow-ups left for the
+# database, and the rows held in memory.
+Hold = Callable[
+    [PollPlan, list[Sequence[Any] | None], list[Query | None]],
+    tuple[list[Query | None], list[list[Any] | None]],
+]
 
 
 def _batch_steps(
@@ -194,25 +197,21 @@ def _batch_steps(
         count = len(plan.lookups)
         heads.append([by_position.get(start + i + 1) for i in range(count)])
         start += count
-    follow_ups = [plan.follow_ups(h) for plan, h in zip(batch, heads, strict=True)]
-    held = [
-        [None] * len(queries) if hold is None else hold(plan, h, queries)
-        for plan, h, queries in zip(batch, heads, follow_ups, strict=True)
-    ]
-    wanted = [
-        query
-        for queries, rows in zip(follow_ups, held, strict=True)
-        for query, rows_held in zip(queries, rows, strict=True)
-        if query is not None and rows_held is None
-    ]
+    follow_ups: list[list[Query | None]] = []
+    held: list[list[list[Any] | None] | None] = []
+    for plan, h in zip(batch, heads, strict=True):
+        queries = plan.follow_ups(h)
+        kept: list[list[Any] | None] | None = None
+        if hold is not None:
+            queries, kept = hold(plan, h, queries)
+        follow_ups.append(queries)
+        held.append(kept)
+    wanted = [q for queries in follow_ups for q in queries if q is not None]
     found = iter((yield from _follow_ups(wanted, after, many_after)) if wanted else [])
     answers = []
-    for plan, h, queries, rows in zip(batch, heads, follow_ups, held, strict=True):
-        rows_of = [
-            rows_held if rows_held is not None else [] if query is None else next(found)
-            for query, rows_held in zip(queries, rows, strict=True)
-        ]
-        answers.append(plan.answers(h, rows_of))
+    for plan, h, queries, kept in zip(batch, heads, follow_ups, held, strict=True):
+        rows_of = [[] if q is None else next(found) for q in queries]
+        answers.append(plan.answers(h, rows_of, kept))
     return answers
 
 

@@ -48,13 +48,14 @@ class SqlitePollReader:
         execute = self._conn.execute
         execute("BEGIN")
         try:
-            follow_ups = plan.held(heads, queries, self._recent, self._read_changes)
-            for n, query in enumerate(queries):
-                if follow_ups[n] is None and query is not None:
-                    follow_ups[n] = execute(query[0].sql, query[0].params(query[1])).fetchall()
+            queries, held = plan.take_held(heads, queries, self._recent, self._read_changes)
+            follow_ups = [
+                [] if query is None else execute(query[0].sql, query[0].params(query[1])).fetchall()
+                for query in queries
+            ]
         finally:
             execute("COMMIT")
-        return plan.answers(heads, [rows or [] for rows in follow_ups])
+        return plan.answers(heads, follow_ups, held)
 
     def _read_changes(self, room_id: str, seqno: int, limit: int) -> list[posts.StoredMessage]:
         return posts.every_change_since_on(self._conn, "sqlite", room_id, seqno, limit)
