@@ -18,7 +18,11 @@
 Run with (the runner does)::
 
     BENCH_ONION_PRIVATE_KEY_FILE=data/x25519_private_key.pem \\
-    uvicorn bench.ceiling_app:onion_echo --workers 2 --loop uvloop --http httptools
+    uvicorn bench.ceiling_app:onion_echo --workers 2 --loop uvloop \
+        --http opengroup.transport.http1:OneWriteHttpProtocol
+
+on the server's own HTTP protocol, so that a ratio compares the apps and not their
+HTTP layers.
 
 Raw ASGI, no Starlette, and independent of the server package and of the tests.
 """

@@ -15,7 +15,9 @@ Before that, in the same run and with the same load generator, it measures
 fixed references: the framework ceiling (``bench.ceiling_app:fixed_json``), the
 onion ceiling (``bench.ceiling_app:onion_echo``) and, when a community API
 scenario runs, the v4 onion ceiling (``bench.ceiling_app:onion_v4_echo``), each
-on uvicorn with uvloop and httptools and W workers. Every result is printed
+on uvicorn with uvloop, W workers and the server's own HTTP protocol (uvicorn's
+httptools one, sending each answer in one write), so that a ratio measures the
+server's work and not a difference of HTTP layers. Every result is printed
 with its ratios to them, as a table and as one JSON line per scenario.
 
     python -m bench.run --duration 5 --users 100 --messages 1000   # quick
@@ -59,6 +61,7 @@ from bench.loadgen import HttpConnection, HttpError, Job, User, http_request
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
+SERVER_HTTP_PROTOCOL = "opengroup.transport.http1:OneWriteHttpProtocol"  # as `serve` runs
 MAIN_ROOM = "main"
 EXTRA_ROOMS = [f"room{i:02d}" for i in range(1, 10)]
 PAGE_SIZE = 4096
@@ -873,7 +876,7 @@ def ceiling_service(cfg: Config, label: str, app: str) -> tuple[Service, bytes]:
     cmd = [
         sys.executable, "-m", "uvicorn", f"bench.ceiling_app:{app}", "--host", HOST,
         "--port", str(port), "--workers", str(args.workers), "--loop", "uvloop",
-        "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--http", SERVER_HTTP_PROTOCOL, "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     service = Service(label, cmd, env, cfg.tmp / f"{label}.log")
     try:

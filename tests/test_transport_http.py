@@ -410,28 +410,54 @@ def test_home_page_uses_the_configured_public_url(
 # --------------------------------------------------------------------------- connections
 
 
+class RawConnection:
+    """A keep-alive HTTP/1.1 connection on a raw socket: the bytes go out exactly as
+    written, and each answer is read whole by its Content-Length."""
+
+    def __init__(self, port: int, timeout: float = 10) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.unread = b""
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def _read_until(self, enough: Callable[[], bool]) -> None:
+        while not enough():
+            chunk = self.sock.recv(65536)
+            assert chunk, self.unread
+            self.unread += chunk
+
+    def read_head(self) -> bytes:
+        """The next head (status line and headers), without its blank line."""
+        self._read_until(lambda: b"\r\n\r\n" in self.unread)
+        head, _, self.unread = self.unread.partition(b"\r\n\r\n")
+        return head
+
+    def read_answer(self, method: str = "GET") -> tuple[bytes, bytes]:
+        """The next answer's head and body (none for a HEAD request)."""
+        head = self.read_head()
+        length = re.search(rb"\r\ncontent-length: *(\d+)(\r\n|$)", head, re.I)
+        assert length, head  # a keep-alive answer must be framed by its length
+        size = 0 if method == "HEAD" else int(length[1])
+        self._read_until(lambda: len(self.unread) >= size)
+        body, self.unread = self.unread[:size], self.unread[size:]
+        return head, body
+
+
 def idle_seconds_until_closed(port: int, wait_at_most: float) -> float | None:
     """Send one keep-alive request on a raw socket, read the answer, then wait: the
     seconds until the server closed the idle connection, or None if it did not."""
-    with socket.create_connection(("127.0.0.1", port), timeout=wait_at_most) as sock:
-        sock.sendall(b"GET /legacy/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            assert chunk, answer
-            answer += chunk
-        head, _, body = answer.partition(b"\r\n\r\n")
-        length = re.search(rb"\r\ncontent-length: *(\d+)\r\n", head + b"\r\n", re.I)
-        assert length, head  # a keep-alive answer must be framed by its length
-        while len(body) < int(length[1]):
-            chunk = sock.recv(65536)
-            assert chunk, answer
-            body += chunk
+    with RawConnection(port, timeout=wait_at_most) as raw:
+        raw.sock.sendall(b"GET /legacy/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, body = raw.read_answer()
         assert head.startswith(b"HTTP/1.1 200"), head[:100]
         assert json.loads(body)["status_code"] == 200, body[:300]
         answered = time.monotonic()
         try:
-            closed = sock.recv(1) == b""
+            closed = raw.sock.recv(1) == b""
         except TimeoutError:
             return None
         assert closed
@@ -448,3 +474,59 @@ def test_an_idle_connection_is_closed_after_keep_alive_seconds(
 
     assert idle_short is not None and 0.8 <= idle_short < 3, idle_short
     assert idle_default is None  # the default keeps it 5 s
+
+
+# An answer's head and body leave the server in one write (opengroup/transport/http1.py);
+# these hold the cases where a write has no partner: nothing may wait for one.
+
+
+def test_pipelined_requests_are_answered_whole_and_in_order(server: ServerProcess) -> None:
+    with RawConnection(server.port) as raw:
+        raw.sock.sendall(
+            b"GET /legacy/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"GET /no-such-page HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"GET /legacy/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        answers = [raw.read_answer() for _ in range(3)]
+
+    assert [head.split(b"\r\n")[0] for head, _ in answers] == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 404 Not Found",
+        b"HTTP/1.1 200 OK",
+    ]
+    assert answers[0][1] == answers[2][1]
+    assert json.loads(answers[0][1])["status_code"] == 200
+
+
+def test_a_client_expecting_100_continue_gets_it_before_sending_its_body(
+    server: ServerProcess,
+) -> None:
+    body = b"[]"
+    with RawConnection(server.port) as raw:
+        raw.sock.sendall(
+            b"POST /legacy/compact_poll HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        interim = raw.read_head()  # alone on the wire until the body is sent
+        raw.sock.sendall(body)
+        head, answer = raw.read_answer()
+
+    assert interim == b"HTTP/1.1 100 Continue"
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(answer)["status_code"] == 400
+
+
+def test_a_head_request_gets_the_head_alone_and_the_connection_goes_on(
+    server: ServerProcess,
+) -> None:
+    with RawConnection(server.port) as raw:
+        raw.sock.sendall(b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, nothing = raw.read_answer("HEAD")
+        raw.sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        _, page = raw.read_answer()
+
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert nothing == b""
+    length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
+    assert length and int(length[1]) == len(page) > 0
+    assert b"<html" in page.lower()

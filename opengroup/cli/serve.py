@@ -40,6 +40,8 @@ def run_server(
     """Serve until stopped; with TLS when both a certificate and its key are given."""
     import uvicorn  # imported here: admin commands do not need it
 
+    from opengroup.transport.http1 import OneWriteHttpProtocol
+
     logging_config = log_config(settings)
     try:
         logging.config.dictConfig(logging_config)
@@ -75,6 +77,7 @@ def run_server(
             log_config=logging_config,
             access_log=False,
             server_header=False,
+            http=OneWriteHttpProtocol,
             timeout_keep_alive=settings.keep_alive_seconds,
             # The client's address matters only to /metrics' allow-list; without
             # metrics, X-Forwarded-For is not even looked at.
