@@ -17,9 +17,23 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Table, insert, select
 
-from opengroup.domain.access import view_room, view_rooms, view_rooms_and_newest_dms
+from opengroup.domain.access import (
+    view_room,
+    view_rooms,
+    view_rooms_and_newest_dms,
+    view_rooms_and_newest_dms_of_each,
+)
 from opengroup.domain.errors import NoSuchRoom
-from opengroup.storage import inbox, migrate, paging, people, posts, queries, roomdetails
+from opengroup.storage import (
+    inbox,
+    migrate,
+    paging,
+    people,
+    posts,
+    postwriter,  # noqa: F401  (imported: its statements are made)
+    queries,
+    roomdetails,
+)
 from opengroup.storage.database import Database
 from opengroup.storage.driversql import HotStatement
 from opengroup.storage.schema import (
@@ -532,6 +546,27 @@ def test_rooms_read_with_the_newest_dms_are_both_read_apart(
             received[-1].id if received else None, sent[-1].id if sent else None
         )
         assert view_rooms_and_newest_dms(conn, ["no\x00room"], keys, NOW, who) == ({}, None)
+
+
+def test_many_polls_read_ahead_together_each_get_what_they_read_alone(db: Database) -> None:
+    """What batch polls read ahead together (on PostgreSQL, one pipeline of statements
+    on the connection the event loop keeps for its reads) is, for each, what it reads
+    alone: every signer, key list and room list, in any order, one poll with no room
+    among them."""
+    asks = [
+        (tokens, keys, who)
+        for tokens in ([ROOM], [ROOM, "Quiet", "nowhere"], ["no\x00room"], ["quiet"])
+        for keys in KEY_LISTS[:4]
+        for who in (ALICE_15, BANNED, BOB)
+    ]
+    with db.shared_reads(), db.read() as conn:
+        together = view_rooms_and_newest_dms_of_each(conn, asks, NOW)
+        backwards = view_rooms_and_newest_dms_of_each(conn, asks[::-1], NOW)
+    with db.read() as conn:
+        alone = [view_rooms_and_newest_dms(conn, *ask[:2], NOW, ask[2]) for ask in asks]
+    assert together == alone
+    assert backwards == alone[::-1]
+    assert len({repr(answer) for answer in alone}) > 10  # (the asks differ in their answers)
 
 
 @pytest.mark.parametrize("keys", KEY_LISTS)

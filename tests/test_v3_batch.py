@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -532,3 +534,58 @@ def test_an_unknown_route_in_a_batch_is_404_in_place(community: CommunityClient)
     answers = batch(community, [{"method": "GET", "path": f"/no/such/{os.urandom(2).hex()}"}])
 
     assert answers[0]["code"] == 404
+
+
+# --------------------------------------------------------------------------- many at once
+
+AT_ONCE = 24
+
+
+def test_simultaneous_polls_each_get_their_signers_rights_and_direct_messages(
+    server: ServerProcess, setup_community: CommunityClient
+) -> None:
+    """Polls answered on the event loop read their rooms and DM boxes ahead together
+    (on PostgreSQL in one round trip for all those waiting, see docs/ARCHITECTURE.md):
+    each answer is still its own signer's. A third of the pollers are banned from the
+    room, a third have a direct message waiting, all poll at the same moment."""
+    pollers = [BlindedIdentity.generate() for _ in range(AT_ONCE)]
+    for who in pollers:  # (known here: DMs may be sent to them)
+        expect_ok(setup_community.get("/capabilities", identity=who))
+    banned = pollers[::3]
+    for who in banned:
+        server.cli("bans", "add", who.session_id, DEFAULT_ROOM)
+    sender = BlindedIdentity.generate()
+    waiting: dict[str, bytes] = {}
+    for who in pollers[1::3]:
+        to = who.blinded_id(setup_community.server_pk)
+        waiting[to] = os.urandom(24)
+        message = {"message": base64.b64encode(waiting[to]).decode()}
+        expect_ok(setup_community.post(f"/inbox/{to}", message, identity=sender), 201)
+    items = [
+        {"method": "GET", "path": f"{ROOM}/pollInfo/0"},
+        {"method": "GET", "path": f"{ROOM}/messages/recent?limit=1"},
+        {"method": "GET", "path": "/inbox"},
+        {"method": "GET", "path": "/outbox"},
+    ]
+    start = threading.Barrier(AT_ONCE)
+
+    def poll(who: BlindedIdentity) -> list[dict[str, Any]]:
+        with CommunityClient(server.base_url, server.public_key, "onion", timeout=60) as c:
+            c.get("/capabilities")  # (the connection is open before the barrier)
+            start.wait()
+            return batch(c, items, who)
+
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        answers = list(pool.map(poll, pollers))
+
+    for who, answer in zip(pollers, answers, strict=True):
+        me = who.blinded_id(setup_community.server_pk)
+        codes = [item["code"] for item in answer]
+        assert codes == ([403, 403, 200, 200] if who in banned else [200] * 4), (me, answer)
+        if who not in banned:
+            assert answer[0]["body"]["token"] == DEFAULT_ROOM
+        inbox, outbox = answer[2]["body"], answer[3]["body"]
+        expected = [waiting[me]] if me in waiting else []
+        assert [base64.b64decode(m["message"]) for m in inbox] == expected, me
+        assert all(m["recipient"] == me for m in inbox)
+        assert outbox == []

@@ -15,7 +15,7 @@ never write or upload.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -24,6 +24,8 @@ from opengroup import rights
 from opengroup.domain.errors import NoSuchRoom, NotPermitted
 from opengroup.domain.values import could_be_room_id
 from opengroup.storage import people, roomdetails
+from opengroup.storage.batching import Batcher
+from opengroup.storage.database import Database
 from opengroup.storage.roomdetails import RoomDetails
 
 
@@ -127,11 +129,59 @@ def view_rooms_and_newest_dms(
 ) -> tuple[dict[str, RoomView], people.NewestDirectMessages | None]:
     """:func:`view_rooms`, and in the same statement the newest direct messages to and
     from ``dm_key`` (None if no token could name a room: nothing was read)."""
-    room_ids = _room_ids(tokens)
-    if not room_ids:
-        return {}, None
-    found, newest = people.rooms_rights_and_newest_dms(conn, room_ids, keys, now, dm_key)
-    return _visible(_with_access(found, keys)), newest
+    [answer] = view_rooms_and_newest_dms_of_each(conn, [(tokens, keys, dm_key)], now)
+    return answer
+
+
+# What a batch poll reads ahead: the tokens of the rooms it names, the keys its signer
+# is known under, and the key their direct messages are kept under.
+RoomsAndBoxes = tuple[Sequence[str], Sequence[str], str]
+RoomsAndNewest = tuple[dict[str, RoomView], people.NewestDirectMessages | None]
+
+
+def view_rooms_and_newest_dms_of_each(
+    conn: Connection, asks: Sequence[RoomsAndBoxes], now: float
+) -> list[RoomsAndNewest]:
+    """:func:`view_rooms_and_newest_dms` of each ask, in order: on PostgreSQL in one
+    round trip for them all."""
+    room_asks = [(_room_ids(tokens), keys, dm_key) for tokens, keys, dm_key in asks]
+    found = iter(
+        people.rooms_rights_and_newest_dms_of_each(conn, [ask for ask in room_asks if ask[0]], now)
+    )
+    answers: list[RoomsAndNewest] = []
+    for room_ids, keys, _ in room_asks:
+        if not room_ids:
+            answers.append(({}, None))
+            continue
+        rooms, newest = next(found)
+        answers.append((_visible(_with_access(rooms, keys)), newest))
+    return answers
+
+
+class RoomViewsTogether:
+    """:func:`view_rooms_and_newest_dms` for batch polls answered on the event loop, on
+    PostgreSQL: the asks made while the loop is busy wait for its next turn and are
+    read together, in one round trip (a pipeline) instead of one each. The loop does
+    nothing else while it waits for a round trip, and each costs both processes more
+    CPU than the statement itself (a third of a batch poll's time on the loop went to
+    this one). SQLite has no round trip to save: there a batch reads it as it runs,
+    in its own read transaction (``gathers`` is false)."""
+
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._clock = clock
+        self.gathers = not db.is_sqlite
+        self._together = Batcher(self._read_each, 1)
+
+    async def read(self, ask: RoomsAndBoxes) -> RoomsAndNewest:
+        return await self._together.submit(ask)
+
+    async def _read_each(self, asks: list[RoomsAndBoxes]) -> list[RoomsAndNewest]:
+        with self._db.shared_reads(), self._db.read() as conn:
+            return view_rooms_and_newest_dms_of_each(conn, asks, self._clock())
+
+    async def close(self) -> None:
+        await self._together.close()
 
 
 def _room_ids(tokens: Sequence[str]) -> list[str]:

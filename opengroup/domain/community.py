@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 from opengroup.config import Settings
 from opengroup.domain import spam
+from opengroup.domain.access import RoomViewsTogether
 from opengroup.domain.direct_messages import DirectMessages
 from opengroup.domain.files import Files
 from opengroup.domain.membership import Challenge, Membership
@@ -92,6 +93,7 @@ class Community:
         self.staff = Staff(db, settings, self.users, self.posts, clock)
         self.uploads = Uploads(db, settings, clock)
         self.inbox = DirectMessages(db, settings, self.users, clock)
+        self.room_views = RoomViewsTogether(db, clock)
         # The v2 API's parts; posting's token check and polling share the poll reader.
         self._poll_reader = OnDemandPollReader(
             db, on_loop=settings.effective_reads_on_event_loop, recent=recent
@@ -110,6 +112,7 @@ class Community:
         """Close what polling opened and stop admitting (the database itself is the
         caller's)."""
         await self.users.close()
+        await self.room_views.close()
         await self._poll_reader.close()
         await self._post_writer.close()
         self.threads.close()

@@ -162,6 +162,16 @@ class HotStatement:
     ) -> DriverCursor:
         """:meth:`run` on a driver connection of the dialect ``dialect_name`` (a writer
         that holds one, as the post writer does)."""
+        sql, values = self.bound(dialect_name, params, **lists)
+        if isinstance(values, dict):
+            return conn.execute(sql, values)
+        return _run_numbered(conn, sql, values)
+
+    def bound(
+        self, dialect_name: str, params: dict[str, Any], **lists: Sequence[Any]
+    ) -> tuple[str, dict[str, Any] | list[Any]]:
+        """The SQL text to run and its values: by name, or for PostgreSQL in the order
+        of its ``$1``, ``$2``, ..."""
         lists = {name: padded(lists[name]) for name in self.expanding}
         shape = (dialect_name, tuple(len(lists[name]) for name in self.expanding))
         compiled = self._compiled.get(shape)
@@ -172,12 +182,30 @@ class HotStatement:
             for n, value in enumerate(lists[name], 1):
                 values[f"{name}_{n}"] = value
         if compiled.order is None:
-            return conn.execute(compiled.sql, values)
-        return _run_numbered(conn, compiled.sql, [values[name] for name in compiled.order])
+            return compiled.sql, values
+        return compiled.sql, [values[name] for name in compiled.order]
 
     def rows(self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]) -> list[Any]:
         rows: list[Any] = self.run(conn, params, **lists).fetchall()
         return rows
+
+    def rows_of_each(
+        self, conn: Connection, runs: Sequence[tuple[dict[str, Any], dict[str, Sequence[Any]]]]
+    ) -> list[list[Any]]:
+        """The rows of each run (its parameters, and its expanding ones by name), in
+        order. On PostgreSQL they are sent together, in one pipeline: one round trip
+        for them all, instead of one each."""
+        dialect_name = conn.dialect.name
+        driver = driver_connection(conn.connection)
+        if dialect_name != "postgresql" or len(runs) == 1:
+            return [self.run_on(driver, dialect_name, p, **lists).fetchall() for p, lists in runs]
+        import psycopg
+
+        psycopg_conn = cast(psycopg.Connection[Any], driver)
+        bound = [self.bound(dialect_name, params, **lists) for params, lists in runs]
+        with psycopg_conn.pipeline():
+            cursors = [psycopg.RawCursor(psycopg_conn).execute(sql, v) for sql, v in bound]
+        return [cursor.fetchall() for cursor in cursors]
 
     def core_rows(
         self, conn: Connection, params: dict[str, Any], **lists: Sequence[Any]

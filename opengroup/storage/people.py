@@ -1036,7 +1036,7 @@ def _rooms_and_facts_statement(*, newest_dms: bool = False) -> Any:
     ``newest_dms``: two more columns, NULL but in one more row, tagged ``newest_dms``:
     the id of the newest direct message to ``dm_key`` and of the newest from it (NULL:
     none), so a poll of both DM boxes learns in the same round trip whether either has
-    anything new (see :func:`rooms_rights_and_newest_dms`)."""
+    anything new (see :func:`rooms_rights_and_newest_dms_of_each`)."""
     room_rows = select(
         literal("room").label("kind"),
         rooms.c.id.label("room"),
@@ -1091,18 +1091,33 @@ def rooms_and_rights_facts(
     return _rooms_and_facts(rows, keys)
 
 
-def rooms_rights_and_newest_dms(
-    conn: Connection, room_ids: Sequence[str], keys: Sequence[str], now: float, dm_key: str
-) -> tuple[dict[str, RoomAndFacts], NewestDirectMessages]:
-    """:func:`rooms_and_rights_facts`, and in the same statement the ids of the newest
-    direct messages to and from ``dm_key``."""
-    params = {"now": now, "dm_key": dm_key}
-    rows = _ROOMS_FACTS_AND_NEWEST_DMS.rows(conn, params, rooms=room_ids, keys=keys)
-    newest = NewestDirectMessages(None, None)
+# What one person's batch poll reads ahead: the ids of the rooms it names, the keys the
+# person is known under, and the key their direct messages are kept under.
+RoomsAndBoxes = tuple[Sequence[str], Sequence[str], str]
+
+
+def rooms_rights_and_newest_dms_of_each(
+    conn: Connection, asks: Sequence[RoomsAndBoxes], now: float
+) -> list[tuple[dict[str, RoomAndFacts], NewestDirectMessages]]:
+    """Of each ask, in order: :func:`rooms_and_rights_facts`, and in the same statement
+    the ids of the newest direct messages to and from its DM key. On PostgreSQL the
+    asks' statements go together, in one round trip for them all."""
+    runs = [
+        ({"now": now, "dm_key": dm_key}, {"rooms": room_ids, "keys": keys})
+        for room_ids, keys, dm_key in asks
+    ]
+    each = _ROOMS_FACTS_AND_NEWEST_DMS.rows_of_each(conn, runs)
+    return [
+        (_rooms_and_facts(rows, keys), _newest_dms(rows))
+        for rows, (_, keys, _) in zip(each, asks, strict=True)
+    ]
+
+
+def _newest_dms(rows: Sequence[Any]) -> NewestDirectMessages:
     for row in rows:
         if row[0] == _NEWEST_DMS:
-            newest = NewestDirectMessages(row[-2], row[-1])
-    return _rooms_and_facts(rows, keys), newest
+            return NewestDirectMessages(row[-2], row[-1])
+    return NewestDirectMessages(None, None)
 
 
 def _rooms_and_facts(rows: Sequence[Any], keys: Sequence[str]) -> dict[str, RoomAndFacts]:

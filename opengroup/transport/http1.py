@@ -5,11 +5,11 @@ uvicorn writes an answer's status line and headers when the app sends
 ``http.response.start`` and its body on ``http.response.body``. Under uvloop each
 write goes to the socket at once: two ``send`` calls, two TCP segments and two
 wake-ups of the client for every answer (a sixth of a busy worker's event loop in
-benchmark scenario (e), profiled). Here a write is held until the next one, which takes it along in the same
-system call; a write that no other follows in the same turn of the event loop (a
-``100 Continue``, a body streamed in parts, a last chunk) leaves at the loop's next
-turn, and closing the connection sends what is held first. The order of the bytes
-never changes: only their grouping into writes.
+benchmark scenario (e), profiled). Here a write is held until the next one, which
+takes it along in the same system call; a write that no other follows in the same
+turn of the event loop (a ``100 Continue``, a body streamed in parts, a last chunk)
+leaves at the loop's next turn, and closing the connection sends what is held first.
+The order of the bytes never changes: only their grouping into writes.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -11,11 +12,14 @@ import orjson
 
 from opengroup.api.errors import v3_refusal
 from opengroup.api.exchange import ApiRequest, json_headers, query_of
-from opengroup.api.v3.calls import JSON, Answer, Call
+from opengroup.api.v3.calls import JSON, Answer, BatchReads, Call
 from opengroup.domain import values
-from opengroup.domain.access import view_rooms, view_rooms_and_newest_dms
+from opengroup.domain.access import RoomsAndBoxes, view_rooms, view_rooms_and_newest_dms_of_each
+from opengroup.domain.community import Community
 from opengroup.domain.direct_messages import DEFAULT_PAGE as DM_DEFAULT_PAGE
 from opengroup.domain.errors import InvalidInput, TooLarge
+from opengroup.domain.users import User
+from opengroup.storage.people import NewestDirectMessages
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
 BATCH_PATHS = ("/batch", "/sequence")
@@ -80,7 +84,66 @@ def _answers(call: Call, items: list[Any], *, until_failure: bool) -> list[dict[
 
 
 # The DM polls a batch's items are read ahead for: a box, from its start or since an id.
+# A page of a box asked for: (after_id, limit).
+DmPageAsk = tuple[int, int]
 _DM_POLL = re.compile(r"/(inbox|outbox)(?:/since/([0-9]{1,18}))?")
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """What a batch's leading ``GET`` items will read that is read ahead for them: the
+    rooms not read yet, and the signer's inbox and outbox pages (box -> (after, page)),
+    if both are polled by a blinded signer and not read yet."""
+
+    tokens: list[str]
+    boxes: dict[str, DmPageAsk] | None
+    signer: User | None
+
+    @classmethod
+    def of(cls, items: list[Any], reads: BatchReads, signer: User | None) -> _Ahead:
+        tokens: list[str] = []
+        after: dict[str, int] = {}
+        for item in items:
+            if not isinstance(item, dict) or item.get("method") != "GET":
+                break  # an item of another method may change them: read again after it
+            path = item.get("path")
+            if not isinstance(path, str) or "%" in path:
+                continue
+            if path.startswith("/room/"):
+                token = path.split("?", 1)[0].split("/")[2]
+                if token and token not in reads.rooms and token not in tokens:
+                    tokens.append(token)
+            elif (dm_poll := _DM_POLL.fullmatch(path)) is not None:
+                after.setdefault(dm_poll[1], int(dm_poll[2] or 0))
+        boxes = {box: (cursor, DM_DEFAULT_PAGE) for box, cursor in after.items()}
+        if (
+            len(boxes) != 2
+            or signer is None
+            or not signer.blinded
+            or all((box, *page) in reads.dm_pages for box, page in boxes.items())
+        ):
+            return cls(tokens, None, signer)
+        return cls(tokens, boxes, signer)
+
+    @property
+    def rooms_and_boxes(self) -> RoomsAndBoxes | None:
+        """What one statement reads, if both rooms and boxes are to be read (a poll)."""
+        if not self.tokens or self.boxes is None or self.signer is None:
+            return None
+        return self.tokens, self.signer.keys, self.signer.session_id
+
+    def read_boxes(
+        self, community: Community, reads: BatchReads, newest: NewestDirectMessages | None
+    ) -> None:
+        """Both boxes' pages, into ``reads`` (none read if ``newest`` says neither box
+        holds anything past its cursor)."""
+        if self.boxes is None or self.signer is None:
+            return
+        inbox, outbox = community.inbox.both_boxes(
+            self.signer, self.boxes["inbox"], self.boxes["outbox"], newest
+        )
+        reads.dm_pages[("inbox", *self.boxes["inbox"])] = inbox
+        reads.dm_pages[("outbox", *self.boxes["outbox"])] = outbox
 
 
 def _read_ahead(call: Call, items: list[Any]) -> None:
@@ -95,42 +158,46 @@ def _read_ahead(call: Call, items: list[Any]) -> None:
       default page (what clients send); an item that asks otherwise reads its own.
       With rooms to read, the statement that reads them also says whether either box
       holds anything past its cursor; most polls find nothing, and read no pages.
+
+    A batch answered on the event loop had this read before it ran, together with the
+    other batches' (:func:`read_ahead_together`), and finds nothing left to read.
     """
-    tokens: list[str] = []
-    dm_pages: dict[str, int] = {}
-    for item in items:
-        if not isinstance(item, dict) or item.get("method") != "GET":
-            break  # an item of another method may change them: they are read again after
-        path = item.get("path")
-        if not isinstance(path, str) or "%" in path:
-            continue
-        if path.startswith("/room/"):
-            token = path.split("?", 1)[0].split("/")[2]
-            if token and token not in call.reads.rooms and token not in tokens:
-                tokens.append(token)
-        elif (dm_poll := _DM_POLL.fullmatch(path)) is not None:
-            dm_pages.setdefault(dm_poll[1], int(dm_poll[2] or 0))
+    ahead = _Ahead.of(items, call.reads, call.user)
     community = call.community
-    user = call.user
-    keys = user.keys if user is not None else ()
-    dm_reader = user if len(dm_pages) == 2 and user is not None and user.blinded else None
     newest = None
-    if tokens and dm_reader is not None:
+    if (both := ahead.rooms_and_boxes) is not None:
         with community.db.read() as conn:
-            views, newest = view_rooms_and_newest_dms(
-                conn, tokens, keys, community.clock(), dm_reader.session_id
-            )
+            [(views, newest)] = view_rooms_and_newest_dms_of_each(conn, [both], community.clock())
         call.reads.rooms.update(views)
-    elif len(tokens) >= 2:  # (one room: the item reads it as quickly)
+    elif len(ahead.tokens) >= 2:  # (one room: the item reads it as quickly)
+        keys = call.user.keys if call.user is not None else ()
         with community.db.read() as conn:
-            call.reads.rooms.update(view_rooms(conn, tokens, keys, community.clock()))
-    if dm_reader is not None:
-        pages = {box: (after, DM_DEFAULT_PAGE) for box, after in dm_pages.items()}
-        inbox, outbox = community.inbox.both_boxes(
-            dm_reader, pages["inbox"], pages["outbox"], newest
-        )
-        call.reads.dm_pages[("inbox", *pages["inbox"])] = inbox
-        call.reads.dm_pages[("outbox", *pages["outbox"])] = outbox
+            call.reads.rooms.update(view_rooms(conn, ahead.tokens, keys, community.clock()))
+    ahead.read_boxes(community, call.reads, newest)
+
+
+async def read_ahead_together(
+    community: Community, request: ApiRequest, signer: User | None, reads: BatchReads
+) -> None:
+    """A poll's read-ahead (:func:`_read_ahead`'s statement of rooms and boxes), before
+    the batch runs on the event loop, read together with the other batches' that wait
+    for the same turn of the loop (:class:`~opengroup.domain.access.RoomViewsTogether`:
+    on PostgreSQL one round trip for them all). A batch that is not such a poll, or
+    is malformed, and any batch on SQLite, reads as it runs."""
+    if not community.room_views.gathers:
+        return
+    try:
+        items = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(items, list):
+        return
+    ahead = _Ahead.of(items, reads, signer)
+    if (both := ahead.rooms_and_boxes) is None:
+        return
+    views, newest = await community.room_views.read(both)
+    reads.rooms.update(views)
+    ahead.read_boxes(community, reads, newest)
 
 
 def _items(call: Call) -> list[Any]:

@@ -29,7 +29,7 @@ REACTIONS = ROOM + "/reactions/{message_id}"
 ROUTES = [
     # general
     Route("GET", "/capabilities", general.capabilities, ANYONE),
-    Route("POST", "/batch", general.batch, ANYONE),
+    Route("POST", "/batch", general.batch, ANYONE, read_ahead=general.read_ahead_together),
     Route("POST", "/sequence", general.sequence, ANYONE),
     # rooms
     Route("GET", "/rooms", rooms.list_rooms, ANYONE),

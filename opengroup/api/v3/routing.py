@@ -25,7 +25,7 @@ method ends it and reads in transactions of its own, which see its writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -46,6 +46,8 @@ from opengroup.storage.database import WriteOnEventLoop
 log = logging.getLogger(__name__)
 
 AUTH_REQUIRED = "X-SOGS-* request authentication required"
+
+ReadAhead = Callable[[Community, ApiRequest, User | None, BatchReads], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,10 @@ class Route:
     # Database.one_write_at_once), and answered from a request thread if not. It must
     # do nothing but read before its write, and write only once.
     one_write: bool = False
+    # Answered on the event loop, what the handler will read that is read before it
+    # runs, with the same reads of the other requests waiting for the loop (a poll's
+    # rooms and DM boxes, see general.read_ahead_together).
+    read_ahead: ReadAhead | None = None
     # What the access asks of a call, worked out once (not per request).
     needs_user: bool = field(init=False)
     needs_room: bool = field(init=False)
@@ -155,11 +161,18 @@ class Router:
         """:meth:`_answer` on the event loop: no write transaction may begin (it raises
         :class:`WriteOnEventLoop`), or with ``one_write`` one if it can be had at once;
         the activity the request makes due is written in a request thread."""
+        reads = BatchReads()
+        read_ahead = matched[0].read_ahead
+        if read_ahead is not None:
+            try:
+                await read_ahead(community, request, user, reads)
+            except Exception as exc:
+                return _failure(exc, request)
         room_info = community.room_info
         db = community.db
         writes = db.one_write_at_once() if one_write else db.reads_only()
         with writes, room_info.activity_held_back() as activity:
-            answer, _ = self._handle(community, request, True, user, BatchReads(), matched, True)
+            answer, _ = self._handle(community, request, True, user, reads, matched, True)
         if activity:
             try:
                 await community.threads.run(room_info.write_activity, activity)
@@ -253,7 +266,8 @@ class Router:
             if request.method == "GET":
                 transactions = community.db.shared_reads()
             else:
-                reads.clear()  # this request may change a room, someone's rights, a DM
+                if route.read_ahead is None:  # (what was read ahead was read for it)
+                    reads.clear()  # this request may change a room, someone's rights, a DM
                 transactions = community.db.own_reads()  # ... and read back what it wrote
             with transactions:
                 self._check_access(call, route)
