@@ -61,6 +61,7 @@ from harness.flows import (
     add_room,
     b64,
     message_body,
+    new_room,
     post_message,
     posted,
     room_seqno,
@@ -901,6 +902,65 @@ def test_reaction_entries_count_order_and_mark_the_callers_own(
     assert as_bob[THUMBS]["you"] is True and as_bob[HEART]["you"] is True
     assert all("you" not in entry for entry in anonymous.values())
     assert list(as_alice) == [THUMBS, HEART]
+
+
+def test_pages_read_in_turn_mark_each_readers_own_reactions(
+    community: CommunityClient, alice: BlindedIdentity, bob: BlindedIdentity
+) -> None:
+    """A worker keeps the JSON of the messages it sent last for the next reader (see
+    opengroup/api/v3/shapes.py). Pages read by one reader after another still mark
+    each one's own reactions, show as many reactors as each asks for, and follow a
+    change of reactions, in both forms (whole messages, and reaction changes)."""
+    stored = posted(community, alice)
+    cursor = room_seqno(community)
+    react(community, bob, stored["id"], THUMBS)
+    carol = BlindedIdentity.generate()
+    alice_id, bob_id = (p.blinded_id(community.server_pk) for p in (alice, bob))
+
+    def reactions(who: BlindedIdentity | None, path: str) -> dict[str, Any]:
+        rows = expect_ok(community.get(f"{ROOM}/messages/{path}", identity=who))
+        [row] = [row for row in rows if row["id"] == stored["id"]]
+        if path.startswith("since/"):
+            assert set(row) == {"id", "seqno", "reactions"}  # (a change of reactions only)
+        found: dict[str, Any] = row["reactions"]
+        return found
+
+    for path in ("recent?limit=5", f"since/{cursor}?t=r"):
+        for _ in range(2):  # (the second round finds the first's kept)
+            assert reactions(carol, path) == {
+                THUMBS: {"index": 0, "count": 1, "reactors": [bob_id]}
+            }
+            assert reactions(bob, path)[THUMBS]["you"] is True
+            assert reactions(None, path + "&reactors=0") == {THUMBS: {"index": 0, "count": 1}}
+            assert "you" not in reactions(carol, path)[THUMBS]
+
+    react(community, alice, stored["id"], THUMBS)
+    for path in ("recent?limit=5", f"since/{cursor}?t=r"):
+        assert reactions(carol, path) == {
+            THUMBS: {"index": 0, "count": 2, "reactors": [bob_id, alice_id]}
+        }
+        assert reactions(alice, path)[THUMBS] == {
+            "index": 0,
+            "count": 2,
+            "reactors": [bob_id, alice_id],
+            "you": True,
+        }
+
+
+def test_the_same_id_and_seqno_in_two_rooms_are_two_messages(
+    server: ServerProcess, community: CommunityClient, alice: BlindedIdentity
+) -> None:
+    """Ids and seqnos are each room's own: the first message of two new rooms, read
+    in turn (each worker keeps the JSON of the messages it sent last)."""
+    rooms = [new_room(server.cli, "twin") for _ in range(2)]
+    sent = [os.urandom(12) for _ in rooms]
+    for token, data in zip(rooms, sent, strict=True):
+        assert posted(community, alice, data, room=f"/room/{token}")["id"] == 1
+    for _ in range(2):
+        for token, data in zip(rooms, sent, strict=True):
+            [row] = recent(community, alice, room=f"/room/{token}")
+            assert (row["id"], row["seqno"]) == (1, 1)
+            assert base64.b64decode(row["data"]) == data
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from opengroup.api.v3.calls import Answer, Call, Later
-from opengroup.api.v3.shapes import message_json
+from opengroup.api.v3.shapes import message_json, shaped_messages
 from opengroup.domain.posts import DEFAULT_PAGE, MAX_PAGE, MAX_REACTORS, MessageView
 
 DEFAULT_REACTORS = 4
@@ -20,15 +20,18 @@ def _reactors(call: Call) -> int:
     return call.query_int("reactors", DEFAULT_REACTORS, maximum=MAX_REACTORS)
 
 
-def since(call: Call) -> list[dict[str, Any]]:
+def since(call: Call) -> list[Any]:
     """Changes after a seqno: new and edited messages, deletions, and with ``t=r``
     reaction changes (as ``{id, seqno, reactions}``)."""
     seqno = call.int_param("seqno")
     with_reactions = "r" in call.request.query.get("t", "")
+    reactors = _reactors(call)
     found = call.community.posts.since(
-        call.in_room, call.user, seqno, _limit(call), _reactors(call), with_reactions=with_reactions
+        call.in_room, call.user, seqno, _limit(call), reactors, with_reactions=with_reactions
     )
-    return [message_json(view, reaction_only=_reactions_only(view, seqno)) for view in found]
+    return shaped_messages(
+        call.community, call.in_room.id, found, reactors, lambda v: _reactions_only(v, seqno)
+    )
 
 
 def _reactions_only(view: MessageView, seqno: int) -> bool:
@@ -36,16 +39,18 @@ def _reactions_only(view: MessageView, seqno: int) -> bool:
     return not view.message.deleted and view.message.seqno_data <= seqno
 
 
-def recent(call: Call) -> list[dict[str, Any]]:
-    found = call.community.posts.newest(call.in_room, call.user, _limit(call), _reactors(call))
-    return [message_json(view) for view in found]
+def recent(call: Call) -> list[Any]:
+    reactors = _reactors(call)
+    found = call.community.posts.newest(call.in_room, call.user, _limit(call), reactors)
+    return shaped_messages(call.community, call.in_room.id, found, reactors)
 
 
-def before(call: Call) -> list[dict[str, Any]]:
+def before(call: Call) -> list[Any]:
+    reactors = _reactors(call)
     found = call.community.posts.newest(
-        call.in_room, call.user, _limit(call), _reactors(call), before=call.int_param("message_id")
+        call.in_room, call.user, _limit(call), reactors, before=call.int_param("message_id")
     )
-    return [message_json(view) for view in found]
+    return shaped_messages(call.community, call.in_room.id, found, reactors)
 
 
 def get_message(call: Call) -> dict[str, Any]:

@@ -5,10 +5,19 @@ clients read a null (``data`` of a deleted message)."""
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
+from opengroup.domain.community import Community
 from opengroup.domain.posts import MessageView
 from opengroup.domain.room_info import RoomSnapshot
+
+# The bytes of shaped messages a worker keeps for each community (see shaped_messages).
+SHAPED_BYTES_KEPT = 8 * 1024 * 1024
 
 
 def message_json(view: MessageView, *, reaction_only: bool = False) -> dict[str, Any]:
@@ -43,6 +52,74 @@ def message_json(view: MessageView, *, reaction_only: bool = False) -> dict[str,
             out["whisper_to"] = m.whisper_to
     out["reactions"] = reactions
     return out
+
+
+def shaped_messages(
+    community: Community,
+    room_id: str,
+    views: Sequence[MessageView],
+    reactors: int,
+    reaction_only: Callable[[MessageView], bool] = lambda _: False,
+) -> list[Any]:
+    """:func:`message_json` of each view (``reaction_only`` tells which are changes of
+    reactions only), for a page of messages: as JSON already encoded where it is kept.
+
+    A message looks the same to every reader who may see it but those among its
+    reactors (``you``), for as long as it keeps its seqno: every change to it moves
+    its seqno, its reactions included. So each worker keeps the JSON of the messages
+    it sent last (``SHAPED_BYTES_KEPT`` of them per community, the oldest dropped
+    first), by id, seqno, reactors shown and form, and a busy room's new messages are
+    shaped once, not once per poller. A reader among a message's reactors gets it
+    shaped for them. A message is known by its room, its id and when it was posted
+    (ids and seqnos are the room's; a room deleted and made again under the same
+    token numbers its messages afresh)."""
+    kept = _SHAPED.get(community)
+    if kept is None:
+        kept = _SHAPED.setdefault(community, _ShapedMessages())
+    out: list[Any] = []
+    for view in views:
+        only = reaction_only(view)
+        if any(reaction.you for reaction in view.reactions.values()):
+            out.append(message_json(view, reaction_only=only))
+            continue
+        m = view.message
+        key = (room_id, m.id, m.posted, m.seqno, reactors, only)
+        shaped = kept.get(key)
+        if shaped is None:
+            shaped = orjson.dumps(message_json(view, reaction_only=only))
+            kept.keep(key, shaped)
+        out.append(orjson.Fragment(shaped))
+    return out
+
+
+# room, message id, when it was posted, its seqno, reactors shown, whether as a change
+# of reactions only
+_ShapeKey = tuple[str, int, float, int, int, bool]
+
+
+class _ShapedMessages:
+    """Messages' JSON by :data:`_ShapeKey`, up to ``SHAPED_BYTES_KEPT`` bytes (the
+    oldest kept dropped first). Request threads and the event loop share it."""
+
+    def __init__(self) -> None:
+        self._kept: dict[_ShapeKey, bytes] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: _ShapeKey) -> bytes | None:
+        return self._kept.get(key)
+
+    def keep(self, key: _ShapeKey, shaped: bytes) -> None:
+        with self._lock:
+            if key in self._kept or len(shaped) > SHAPED_BYTES_KEPT:
+                return
+            self._kept[key] = shaped
+            self._size += len(shaped)
+            while self._size > SHAPED_BYTES_KEPT:
+                self._size -= len(self._kept.pop(next(iter(self._kept))))
+
+
+_SHAPED: weakref.WeakKeyDictionary[Community, _ShapedMessages] = weakref.WeakKeyDictionary()
 
 
 def permissions_json(snapshot: RoomSnapshot) -> dict[str, Any]:
