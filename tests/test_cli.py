@@ -9,20 +9,30 @@ module's running server, and every change must be visible to clients at once.
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
+import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.x509.oid import NameOID
 from harness import probe
 from harness.expect import expect_cli_refused
-from harness.server import ServerProcess, run_cli
+from harness.server import ServerProcess, free_port, run_cli, server_env
 from harness.v2client import DEFAULT_ROOM, Client, Identity, Persona, load_public_key_pem
 
 CliRunner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -478,3 +488,75 @@ def test_legacy_serves_with_its_own_flags(tmp_path: Path, fresh_database_url: st
         # The key files given were used; none was made in the data dir.
         assert not list(proc.data_dir.glob("x25519_*"))
         assert f"127.0.0.1:{proc.port}" in log_file.read_text()  # the start-up lines
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (PEM files: certificate, key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_legacy_serves_https_with_a_certificate_and_its_key(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    """`--tls` serves HTTPS: an answer, and pipelined answers on one TLS connection whole
+    and in order (each answer's head and body leave in one write, over TLS too)."""
+    cert, key = self_signed_certificate(tmp_path / "tls")
+    port = free_port()
+    command = [*LEGACY, "--tls", "--tls-certificate", str(cert), "--tls-private-key", str(key)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    if fresh_database_url is not None:
+        command += ["--database-url", fresh_database_url]
+    trust = ssl.create_default_context(cafile=str(cert))
+    url = f"https://127.0.0.1:{port}/legacy/rooms"
+    with (tmp_path / "server.log").open("wb") as log:
+        proc = subprocess.Popen(command, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        answer = None
+        deadline = time.monotonic() + 30
+        while answer is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                answer = httpx.get(url, verify=trust, trust_env=False, timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answer is not None, (tmp_path / "server.log").read_text()
+        assert answer.status_code == 200 and answer.json()["status_code"] == 200
+
+        request = b"GET /legacy/rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with trust.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall((request + b"\r\n") * 2 + request + b"Connection: close\r\n\r\n")
+            received = b""
+            while chunk := tls.recv(65536):  # (until the server closes, after the third)
+                received += chunk
+        bodies = [part.partition(b"\r\n\r\n")[2] for part in received.split(b"HTTP/1.1 ")[1:]]
+        assert [json.loads(body) for body in bodies] == [answer.json()] * 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
