@@ -1061,10 +1061,7 @@ def run_server_scenarios(
         for key in args.scenarios:
             scenario = SCENARIOS[key]
             name = scenario.name
-            profile = None
-            if args.profile:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                profile = args.profile / f"{name}-{backend}-M{messages}.speedscope.json"
+            profile = profile_path(args, name, backend, messages)
             try:
                 job, extra = scenario_job(cfg, scenario, port, pub, users)
             except (OSError, HttpError) as exc:
@@ -1092,7 +1089,10 @@ def run_server_scenarios(
             job.open_loop_rate = open_loop_rate
             job.late_ms = args.open_loop_late_ms
             name = scenario.name + OPEN_LOOP_SUFFIX
-            measured = drive(name, job, args.loadgen_processes, service)
+            profile = profile_path(args, name, backend, messages)
+            measured = drive(
+                name, job, args.loadgen_processes, service, profile, args.py_spy, args.py_spy_args
+            )
             report(
                 cfg,
                 measured,
@@ -1107,6 +1107,15 @@ def run_server_scenarios(
         if pg is not None:
             pg.drop()
     return open_loop_rate
+
+
+def profile_path(args: argparse.Namespace, name: str, backend: str, messages: int) -> Path | None:
+    """Where ``--profile`` records one scenario (its open loop too), if it is given."""
+    if not args.profile:
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    path: Path = args.profile / f"{name}-{backend}-M{messages}.speedscope.json"
+    return path
 
 
 def scenario_job(
