@@ -197,7 +197,8 @@ async def read_ahead_together(
         return
     views, newest = await community.room_views.read(both)
     reads.rooms.update(views)
-    ahead.read_boxes(community, reads, newest)
+    with community.db.shared_reads():  # (as the batch's own reads: one statement)
+        ahead.read_boxes(community, reads, newest)
 
 
 def _items(call: Call) -> list[Any]:

@@ -16,7 +16,11 @@ sub-requests through :meth:`Router.handle_as` where it runs, as the outer
 request's signer. Within one batch, a room's view (its
 details and the signer's rights) is read once and reused by the ``GET`` items
 that follow, as are the DM pages the batch read ahead (:class:`BatchReads`),
-until an item of another method (which may change any of it) runs.
+until an item of another method (which may change any of it) runs. A route may
+name what its handler will read that is read before it runs on the loop, together
+with the same reads of the other requests waiting for the loop
+(``Route.read_ahead``: a batch poll's rooms and DM boxes, on PostgreSQL one round
+trip for them all).
 Likewise a ``GET`` request, and the consecutive ``GET`` items of a batch, read in
 one shared read transaction (:meth:`Database.shared_reads`); an item of another
 method ends it and reads in transactions of its own, which see its writes.
@@ -158,9 +162,10 @@ class Router:
         matched: tuple[Route, dict[str, str]],
         one_write: bool,
     ) -> Answer | Later:
-        """:meth:`_answer` on the event loop: no write transaction may begin (it raises
-        :class:`WriteOnEventLoop`), or with ``one_write`` one if it can be had at once;
-        the activity the request makes due is written in a request thread."""
+        """:meth:`_answer` on the event loop, after the route's read-ahead (if any): no
+        write transaction may begin (it raises :class:`WriteOnEventLoop`), or with
+        ``one_write`` one if it can be had at once; the activity the request makes due
+        is written in a request thread."""
         reads = BatchReads()
         read_ahead = matched[0].read_ahead
         if read_ahead is not None:
