@@ -67,9 +67,9 @@ def shaped_messages(
     A message looks the same to every reader who may see it but those among its
     reactors (``you``), for as long as it keeps its seqno: every change to it moves
     its seqno, its reactions included. So each worker keeps the JSON of the messages
-    it sent last (``SHAPED_BYTES_KEPT`` of them per community, the oldest dropped
-    first), by id, seqno, reactors shown and form, and a busy room's new messages are
-    shaped once, not once per poller. A reader among a message's reactors gets it
+    it sent last (up to ``SHAPED_BYTES_KEPT`` bytes per community, the oldest dropped
+    first) by message, seqno, reactors shown and form, and a busy room's new messages
+    are shaped once, not once per poller. A reader among a message's reactors gets it
     shaped for them. A message is known by its room, its id and when it was posted
     (ids and seqnos are the room's; a room deleted and made again under the same
     token numbers its messages afresh)."""
