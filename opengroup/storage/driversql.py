@@ -201,10 +201,9 @@ class HotStatement:
             return [self.run_on(driver, dialect_name, p, **lists).fetchall() for p, lists in runs]
         import psycopg
 
-        psycopg_conn = cast(psycopg.Connection[Any], driver)
         bound = [self.bound(dialect_name, params, **lists) for params, lists in runs]
-        with psycopg_conn.pipeline():
-            cursors = [psycopg.RawCursor(psycopg_conn).execute(sql, v) for sql, v in bound]
+        with cast(psycopg.Connection[Any], driver).pipeline():
+            cursors = [_run_numbered(driver, sql, cast(list[Any], v)) for sql, v in bound]
         return [cursor.fetchall() for cursor in cursors]
 
     def core_rows(

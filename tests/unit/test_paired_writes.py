@@ -10,6 +10,7 @@ real socket is exercised by tests/test_transport_http.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opengroup.transport.http1 import PairedWrites
@@ -49,10 +50,19 @@ async def next_turn() -> None:
     await asyncio.sleep(0)
 
 
-def test_a_head_and_its_body_leave_in_one_write() -> None:
-    async def body() -> None:
+def run_paired(scenario: Callable[[RecordingTransport, PairedWrites], Awaitable[None]]) -> None:
+    """Run ``scenario`` on a fresh event loop, with paired writes over a recording
+    transport."""
+
+    async def on_the_loop() -> None:
         raw = RecordingTransport()
-        paired = PairedWrites(raw, asyncio.get_running_loop())
+        await scenario(raw, PairedWrites(raw, asyncio.get_running_loop()))
+
+    asyncio.run(on_the_loop())
+
+
+def test_a_head_and_its_body_leave_in_one_write() -> None:
+    async def scenario(raw: RecordingTransport, paired: PairedWrites) -> None:
         paired.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         assert raw.calls == []
         paired.write(b"{}")
@@ -60,26 +70,22 @@ def test_a_head_and_its_body_leave_in_one_write() -> None:
         await next_turn()
         assert len(raw.calls) == 1  # nothing is sent twice
 
-    asyncio.run(body())
+    run_paired(scenario)
 
 
 def test_a_lone_write_leaves_at_the_loops_next_turn() -> None:
-    async def body() -> None:
-        raw = RecordingTransport()
-        paired = PairedWrites(raw, asyncio.get_running_loop())
+    async def scenario(raw: RecordingTransport, paired: PairedWrites) -> None:
         paired.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         assert paired.get_write_buffer_size() == len(b"HTTP/1.1 100 Continue\r\n\r\n")
         await next_turn()
         assert raw.calls == [b"HTTP/1.1 100 Continue\r\n\r\n"]
         assert paired.get_write_buffer_size() == 0
 
-    asyncio.run(body())
+    run_paired(scenario)
 
 
 def test_writes_keep_their_order_across_pairs_and_turns() -> None:
-    async def body() -> None:
-        raw = RecordingTransport()
-        paired = PairedWrites(raw, asyncio.get_running_loop())
+    async def scenario(raw: RecordingTransport, paired: PairedWrites) -> None:
         for part in (b"a", b"b", b"c"):
             paired.write(part)
         await next_turn()
@@ -88,13 +94,11 @@ def test_writes_keep_their_order_across_pairs_and_turns() -> None:
         await next_turn()
         assert raw.calls == [b"ab", b"c", b"de", b"f"]
 
-    asyncio.run(body())
+    run_paired(scenario)
 
 
 def test_closing_sends_what_is_held_first() -> None:
-    async def body() -> None:
-        raw = RecordingTransport()
-        paired = PairedWrites(raw, asyncio.get_running_loop())
+    async def scenario(raw: RecordingTransport, paired: PairedWrites) -> None:
         paired.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
         paired.close()
         assert raw.calls == [b"HTTP/1.1 400 Bad Request\r\n\r\n"]
@@ -102,23 +106,24 @@ def test_closing_sends_what_is_held_first() -> None:
         await next_turn()  # the scheduled send finds nothing left
         assert len(raw.calls) == 1
 
-    asyncio.run(body())
+    run_paired(scenario)
 
 
-def test_an_aborted_or_closed_connection_gets_nothing_more() -> None:
-    async def body() -> None:
-        raw = RecordingTransport()
-        paired = PairedWrites(raw, asyncio.get_running_loop())
+def test_an_aborted_connection_gets_nothing_more() -> None:
+    async def scenario(raw: RecordingTransport, paired: PairedWrites) -> None:
         paired.write(b"held")
         paired.abort()
         await next_turn()
         assert raw.calls == [] and raw.aborted
 
-        gone = RecordingTransport()
-        paired = PairedWrites(gone, asyncio.get_running_loop())
-        paired.write(b"held")
-        gone.closed = True  # the peer went away before the loop turned
-        await next_turn()
-        assert gone.calls == []
+    run_paired(scenario)
 
-    asyncio.run(body())
+
+def test_a_connection_closed_by_the_peer_gets_nothing_more() -> None:
+    async def scenario(raw: RecordingTransport, paired: PairedWrites) -> None:
+        paired.write(b"held")
+        raw.closed = True  # the peer went away before the loop turned
+        await next_turn()
+        assert raw.calls == []
+
+    run_paired(scenario)

@@ -237,6 +237,8 @@ class Router:
         """Answer a sub-request of a batch, as the batch's signer (its own signature
         headers, if any, are not read), sharing what the batch's items have read."""
         shared = BatchReads() if reads is None else reads
+        if request.method != "GET":
+            shared.clear()  # this item may change a room, someone's rights, a DM
         answer, _ = self._handle(community, request, True, signer, shared)
         return _answered(answer)
 
@@ -270,10 +272,8 @@ class Router:
             )
             if request.method == "GET":
                 transactions = community.db.shared_reads()
-            else:
-                if route.read_ahead is None:  # (what was read ahead was read for it)
-                    reads.clear()  # this request may change a room, someone's rights, a DM
-                transactions = community.db.own_reads()  # ... and read back what it wrote
+            else:  # (a batch's item of another method forgot its reads: handle_as)
+                transactions = community.db.own_reads()  # it reads back what it wrote
             with transactions:
                 self._check_access(call, route)
                 result = route.handler(call)
