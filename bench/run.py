@@ -15,10 +15,12 @@ Before that, in the same run and with the same load generator, it measures
 fixed references: the framework ceiling (``bench.ceiling_app:fixed_json``), the
 onion ceiling (``bench.ceiling_app:onion_echo``) and, when a community API
 scenario runs, the v4 onion ceiling (``bench.ceiling_app:onion_v4_echo``), each
-on uvicorn with uvloop, W workers and the server's own HTTP protocol (uvicorn's
-httptools one, sending each answer in one write), so that a ratio measures the
-server's work and not a difference of HTTP layers. Every result is printed
-with its ratios to them, as a table and as one JSON line per scenario.
+served as the server is (``bench/serve_app.py``: uvicorn with uvloop, the
+server's own HTTP protocol, which sends each answer in one write, and W workers
+under the server's supervisor, a listening socket each), so that a ratio measures
+the server's work and not a difference of HTTP layers or process models. Every
+result is printed with its ratios to them, as a table and as one JSON line per
+scenario.
 
     python -m bench.run --duration 5 --users 100 --messages 1000   # quick
     python -m bench.run --help
@@ -61,7 +63,6 @@ from bench.loadgen import HttpConnection, HttpError, Job, User, http_request
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-SERVER_HTTP_PROTOCOL = "opengroup.transport.http1:OneWriteHttpProtocol"  # as `serve` runs
 MAIN_ROOM = "main"
 EXTRA_ROOMS = [f"room{i:02d}" for i in range(1, 10)]
 PAGE_SIZE = 4096
@@ -866,7 +867,8 @@ def community_job(
 
 
 def ceiling_service(cfg: Config, label: str, app: str) -> tuple[Service, bytes]:
-    """A reference app on uvicorn with the run's workers, ready; and its onion key."""
+    """A reference app served as the server is, with the run's workers, ready; and its
+    onion key."""
     args = cfg.args
     key_dir = cfg.tmp / "ceiling-keys"
     if not key_dir.exists():
@@ -874,9 +876,8 @@ def ceiling_service(cfg: Config, label: str, app: str) -> tuple[Service, bytes]:
     env = server_env({"BENCH_ONION_PRIVATE_KEY_FILE": str(key_dir / "x25519_private_key.pem")})
     port = free_port()
     cmd = [
-        sys.executable, "-m", "uvicorn", f"bench.ceiling_app:{app}", "--host", HOST,
-        "--port", str(port), "--workers", str(args.workers), "--loop", "uvloop",
-        "--http", SERVER_HTTP_PROTOCOL, "--no-access-log", "--log-level", "warning",
+        sys.executable, "-m", "bench.serve_app", f"bench.ceiling_app:{app}", "--host", HOST,
+        "--port", str(port), "--workers", str(args.workers),
     ]  # fmt: skip
     service = Service(label, cmd, env, cfg.tmp / f"{label}.log")
     try:

@@ -40,6 +40,7 @@ def run_server(
     """Serve until stopped; with TLS when both a certificate and its key are given."""
     import uvicorn  # imported here: admin commands do not need it
 
+    from opengroup.transport import workers
     from opengroup.transport.http1 import OneWriteHttpProtocol
 
     logging_config = log_config(settings)
@@ -66,25 +67,30 @@ def run_server(
     print_join_urls(prepared)
     click.echo(HTTPS_NOTE)
     os.environ.update(settings.as_env())
+    config = uvicorn.Config(
+        "opengroup.app:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_config=logging_config,
+        access_log=False,
+        server_header=False,
+        http=OneWriteHttpProtocol,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        # The client's address matters only to /metrics' allow-list; without
+        # metrics, X-Forwarded-For is not even looked at.
+        proxy_headers=settings.metrics_enabled,
+        ssl_certfile=tls_certificate,
+        ssl_keyfile=tls_key,
+    )
     # With metrics on: a fresh directory the workers add their counters up in.
     with multiprocess_directory(settings):
-        uvicorn.run(
-            "opengroup.app:app_factory",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers if settings.workers > 1 else None,
-            log_config=logging_config,
-            access_log=False,
-            server_header=False,
-            http=OneWriteHttpProtocol,
-            timeout_keep_alive=settings.keep_alive_seconds,
-            # The client's address matters only to /metrics' allow-list; without
-            # metrics, X-Forwarded-For is not even looked at.
-            proxy_headers=settings.metrics_enabled,
-            ssl_certfile=tls_certificate,
-            ssl_keyfile=tls_key,
-        )
+        try:
+            exit_code = workers.serve(config, settings.workers)
+        except workers.ListenError as exc:
+            raise ConfigError(str(exc)) from None
+    if exit_code:
+        raise SystemExit(exit_code)
 
 
 @click.command()

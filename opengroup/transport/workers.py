@@ -1,0 +1,222 @@
+"""Several worker processes behind one port, each accepting on a listening socket of
+its own.
+
+uvicorn's own workers all accept from one shared socket: whichever wakes first takes
+the next connection. Under load that is the less busy worker, so a burst of new
+connections can land mostly on one of them (the benchmark saw 10 and 54 of 64), and
+a kept-alive connection stays where it landed: that worker's clients then wait for a
+worker doing several times the other's work. Here the supervisor binds one socket
+per worker on the same port with ``SO_REUSEPORT``, and Linux hands each new
+connection to one of them by a hash of its addresses: every worker gets about its
+share of the connections, whatever it is doing when they arrive.
+
+The supervisor holds every socket, listening, for the whole run: the connections
+the kernel gives a worker still starting, or one being replaced, wait in its
+socket's queue instead of being refused or sent elsewhere. A worker that ends is
+replaced on the same socket; but one that exits by itself before it started
+serving (a certificate it cannot read, say) would fail the same way again, so the
+supervisor then stops the others and exits with uvicorn's code for a failed start.
+SIGINT and SIGTERM stop every worker gracefully; SIGHUP replaces them one at a
+time.
+
+Another process already listening on the port makes the start fail, as with a single
+socket: ``SO_REUSEPORT`` only shares the port among sockets that all ask for it, and
+the supervisor first binds a socket that does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event
+from types import FrameType
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+log = logging.getLogger(__name__)
+
+SPAWN = multiprocessing.get_context("spawn")
+CHECK_SECONDS = 0.5  # how often the supervisor looks for ended workers and signals
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+# Linux spreads connections over sockets sharing a port; elsewhere the option exists
+# (macOS, the BSDs) but one socket takes them all, so the workers share one socket.
+BALANCED_BY_KERNEL = sys.platform.startswith("linux")
+
+
+class ListenError(Exception):
+    """The address cannot be listened on (in use, not ours, not an address here)."""
+
+
+def listening_sockets(
+    host: str, port: int, count: int, *, own_each: bool, backlog: int = 2048
+) -> list[socket.socket]:
+    """``count`` sockets bound to ``host``:``port``, one per worker: each its own
+    (``own_each``, sharing the port through ``SO_REUSEPORT``, and listening) or the
+    same one (bound; uvicorn listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        # First a socket that shares with no one: it fails if anything listens there,
+        # another server with SO_REUSEPORT included. Port 0 picks a free port.
+        first = _bound(family, host, port, reuse_port=False)
+        if not own_each:
+            return [first] * count
+        port = first.getsockname()[1]
+        first.close()
+        sockets = [_bound(family, host, port, reuse_port=True) for _ in range(count)]
+        # Listening from the start: the kernel spreads connections only over sockets
+        # that listen, and one whose worker is still starting keeps its share queued.
+        for sock in sockets:
+            sock.listen(backlog)
+        return sockets
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _bound(family: int, host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class _ServerTellingItStarted(uvicorn.Server):
+    """uvicorn's server, setting ``started`` for the supervisor once it serves."""
+
+    def __init__(self, config: uvicorn.Config, started: Event) -> None:
+        super().__init__(config)
+        self.started_event = started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.started_event.set()
+
+
+def _serve_in_worker(config: uvicorn.Config, sock: socket.socket, started: Event) -> None:
+    """A worker process's whole life (runs in the spawned child)."""
+    config.configure_logging()
+    _ServerTellingItStarted(config, started).run(sockets=[sock])
+
+
+@dataclass
+class _Worker:
+    process: SpawnProcess
+    started: Event
+
+    @classmethod
+    def start(cls, config: uvicorn.Config, sock: socket.socket) -> _Worker:
+        started = SPAWN.Event()
+        process = SPAWN.Process(target=_serve_in_worker, args=(config, sock, started))
+        process.start()
+        return cls(process, started)
+
+    def stop(self) -> None:
+        if self.process.exitcode is None:
+            self.process.terminate()  # SIGTERM: uvicorn finishes what it is answering
+
+    def stopped(self) -> bool:
+        return not self.process.is_alive()
+
+
+@dataclass
+class Supervisor:
+    """Runs one worker per socket until stopped; see the module's docstring."""
+
+    config: uvicorn.Config
+    sockets: list[socket.socket]
+    workers: list[_Worker] = field(default_factory=list)
+    signals: list[int] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    exit_code: int = 0
+
+    def run(self) -> int:
+        """Serve until a signal stops it; the process's exit code."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED}
+        try:
+            self.workers = [_Worker.start(self.config, sock) for sock in self.sockets]
+            while not self.stopping.wait(CHECK_SECONDS):
+                self._handle_signals()
+                self._replace_ended_workers()
+        finally:
+            for worker in self.workers:
+                worker.stop()
+            for worker in self.workers:
+                worker.process.join()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for sock in set(self.sockets):
+                sock.close()
+        return self.exit_code
+
+    def _on_signal(self, sig: int, _frame: FrameType | None) -> None:
+        self.signals.append(sig)
+        if sig != signal.SIGHUP:
+            self.stopping.set()
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            if self.signals.pop(0) == signal.SIGHUP:
+                log.info("SIGHUP: replacing the workers one at a time")
+                for slot in range(len(self.workers)):
+                    self.workers[slot].stop()
+                    self.workers[slot].process.join()
+                    self.workers[slot] = _Worker.start(self.config, self.sockets[slot])
+
+    def _replace_ended_workers(self) -> None:
+        for slot, worker in enumerate(self.workers):
+            if not worker.stopped() or self.stopping.is_set():
+                continue
+            code = worker.process.exitcode
+            if not worker.started.is_set() and code is not None and code >= 0:
+                # It gave up by itself before serving: its replacement would too.
+                # (One killed by a signal while starting is replaced.)
+                log.error(
+                    "worker process %s exited (code %s) before it started serving; "
+                    "stopping the server",
+                    worker.process.pid,
+                    code,
+                )
+                self.exit_code = STARTUP_FAILURE
+                self.stopping.set()
+                return
+            log.warning(
+                "worker process %s ended (exit code %s); starting another", worker.process.pid, code
+            )
+            self.workers[slot] = _Worker.start(self.config, self.sockets[slot])
+
+
+def serve(config: uvicorn.Config, workers: int) -> int:
+    """Serve ``config`` until stopped: in this process (one worker), or in ``workers``
+    worker processes under a supervisor. The exit code: 0 when stopped by a signal,
+    uvicorn's STARTUP_FAILURE when a worker could not start. Raises ListenError when
+    the address cannot be listened on."""
+    own_each = BALANCED_BY_KERNEL and workers > 1
+    sockets = listening_sockets(
+        config.host, config.port, workers, own_each=own_each, backlog=config.backlog
+    )
+    host, port = sockets[0].getsockname()[:2]
+    scheme = "https" if config.ssl_certfile else "http"
+    log.info("listening on %s://%s:%d, %d worker process(es)", scheme, host, port, workers)
+    if workers > 1:
+        return Supervisor(config, sockets).run()
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        sockets[0].close()
+    return 0 if server.started else STARTUP_FAILURE

@@ -1,0 +1,96 @@
+"""Several worker processes behind one port (`opengroup serve --workers N`).
+
+Each worker accepts on a listening socket of its own, all bound to the server's port
+with SO_REUSEPORT, and the kernel spreads new connections over them: a worker busy
+when connections arrive still gets its share (with one shared socket, the idle one
+took them all, and kept-alive pollers stayed there). The supervisor holds the
+sockets: a worker that dies is replaced on its socket, and the connections that
+arrive meanwhile are answered by the replacement instead of refused. Another server
+on the same port is refused at start, as with a single socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from harness.server import ServerProcess, server_env
+from harness.workers import PinnedConnection, worker_pids
+
+ServerFactory = Callable[..., ServerProcess]
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux /proc")
+
+CONNECTIONS = 40
+# Each connection reaches either of two workers with even odds: fewer than 6 of 40
+# on one of them happens about once in a million runs.
+FEWEST_EXPECTED = 6
+
+
+@pytest.fixture
+def two_workers(server_factory: ServerFactory) -> ServerProcess:
+    return server_factory(extra_args=["--workers", "2"])
+
+
+def test_a_worker_busy_when_connections_arrive_still_gets_its_share(
+    two_workers: ServerProcess,
+) -> None:
+    """One worker is stopped (SIGSTOP: as busy as a worker can be) while 40 clients
+    connect; once it runs again, it answers about half of them itself."""
+    busy, idle = worker_pids(two_workers, 2)
+    os.kill(busy, signal.SIGSTOP)
+    try:
+        connections = [PinnedConnection(two_workers) for _ in range(CONNECTIONS)]
+    finally:
+        os.kill(busy, signal.SIGCONT)
+    answered_by: dict[int, int] = {busy: 0, idle: 0}
+    for conn in connections:
+        assert conn.get("/rooms")[0] == 200
+        answered_by[conn.worker_pid()] += 1
+        conn.close()
+    assert min(answered_by.values()) >= FEWEST_EXPECTED, answered_by
+
+
+def test_a_worker_that_dies_is_replaced_and_the_clients_meanwhile_are_answered(
+    two_workers: ServerProcess,
+) -> None:
+    """A worker killed outright: the clients that connect right after are all answered
+    (those the kernel gave to its socket, by its replacement), and two workers serve
+    again, the replacement among them."""
+    dead, survivor = worker_pids(two_workers, 2)
+    os.kill(dead, signal.SIGKILL)
+    connections = [PinnedConnection(two_workers) for _ in range(CONNECTIONS)]
+    answered_by: set[int] = set()
+    for conn in connections:
+        assert conn.get("/rooms")[0] == 200
+        answered_by.add(conn.worker_pid())
+        conn.close()
+    workers = worker_pids(two_workers, 2)
+    assert len(workers) == 2 and survivor in workers and dead not in workers
+    assert answered_by == set(workers)  # the replacement answered its socket's share
+    assert "ended (exit code -9); starting another" in two_workers.output()
+
+
+@pytest.mark.parametrize(("first", "second"), [(2, 2), (2, 1), (1, 2)])
+def test_a_second_server_on_the_same_port_is_refused(
+    server_factory: ServerFactory, first: int, second: int
+) -> None:
+    """Whatever the number of workers of each: SO_REUSEPORT shares the port only among
+    sockets that all ask for it, and the supervisor first binds one that does not."""
+    running = server_factory(extra_args=["--workers", str(first)])
+    other = server_factory(port=running.port, extra_args=["--workers", str(second)], start=False)
+    other.data_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        other.command(), env=server_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "address already in use" in (result.stdout + result.stderr).lower()
+    assert "Traceback" not in result.stderr
+    for _ in range(CONNECTIONS // 4):  # and every new connection still reaches the first
+        conn = PinnedConnection(running)
+        assert conn.get("/rooms")[0] == 200
+        conn.close()

@@ -1,0 +1,89 @@
+"""The supervisor of several workers (opengroup/transport/workers.py): one listening
+socket per worker on one port, the port refused when anything else listens on it,
+and a worker that cannot start stopping the whole server instead of being started
+again and again. Real sockets and real spawned processes; the whole server with two
+workers is exercised by tests/test_workers.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from opengroup.transport.workers import ListenError, Supervisor, listening_sockets
+
+
+async def fails_to_start(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app whose start-up fails, as one with an unreadable certificate would."""
+    assert scope["type"] == "lifespan"
+    await receive()
+    await send({"type": "lifespan.startup.failed", "message": "on purpose"})
+
+
+def close_all(sockets: list[socket.socket]) -> None:
+    for sock in set(sockets):
+        sock.close()
+
+
+def test_each_worker_gets_its_own_socket_on_one_port() -> None:
+    sockets = listening_sockets("127.0.0.1", 0, 3, own_each=True)
+    try:
+        assert len(set(sockets)) == 3
+        assert len({sock.getsockname() for sock in sockets}) == 1  # port 0: one port for all
+        for sock in sockets:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+            assert sock.get_inheritable()
+    finally:
+        close_all(sockets)
+
+
+def test_where_the_kernel_does_not_spread_connections_the_workers_share_one_socket() -> None:
+    sockets = listening_sockets("127.0.0.1", 0, 3, own_each=False)
+    try:
+        assert len(set(sockets)) == 1 and len(sockets) == 3
+        assert sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
+    finally:
+        close_all(sockets)
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain-listener", "sharing-listener"])
+def test_a_port_something_listens_on_is_refused(reuse_port: bool) -> None:
+    taken = socket.socket()
+    if reuse_port:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        for own_each in (True, False):
+            with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: .*in use"):
+                listening_sockets("127.0.0.1", port, 2, own_each=own_each)
+    finally:
+        taken.close()
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor() -> None:
+    """Not started again and again: the supervisor stops the other worker and returns
+    uvicorn's exit code for a failed start."""
+    sockets = listening_sockets("127.0.0.1", 0, 2, own_each=True)
+    config = uvicorn.Config(f"{__name__}:fails_to_start", lifespan="on", log_level="critical")
+    supervisor = Supervisor(config, sockets)
+    # Were it to start workers again and again, a SIGTERM stops it (exit code 0).
+    give_up = threading.Timer(60, os.kill, (os.getpid(), signal.SIGTERM))
+    give_up.start()
+    try:
+        assert supervisor.run() == STARTUP_FAILURE
+    finally:
+        give_up.cancel()
+    assert len(supervisor.workers) == 2
+    for worker in supervisor.workers:
+        assert worker.process.exitcode is not None  # none is left running
+    for sock in sockets:
+        assert sock.fileno() == -1  # the supervisor closed its sockets
