@@ -8,8 +8,8 @@ and the functions with the most total time (on the stack at all, once per sample
 
 py-spy's own idle detection misses threads parked in ``Condition.wait`` (the
 thread pool's idle workers, and workers woken but waiting for the GIL), so
-samples whose innermost frame is one of :data:`IDLE_LEAVES` are dropped unless
-``--keep-idle``. A sample whose innermost frame is ``Runner.run`` is the event
+samples whose innermost frame is one of :data:`IDLE_LEAVES`, or a pool's worker
+waiting in its own frame for work, are dropped unless ``--keep-idle``. A sample whose innermost frame is ``Runner.run`` is the event
 loop inside uvloop's C code: socket I/O and HTTP parsing, but also its idle
 ``epoll_wait``; py-spy cannot tell them apart without ``--native``.
 """
@@ -25,6 +25,15 @@ from typing import Any
 
 IDLE_LEAVES = frozenset({"Condition.wait", "Event.wait", "Connection._recv", "select", "poll"})
 _SITE = re.compile(r"(?:site|dist)-packages/([^/]+)")
+
+
+def is_idle_leaf(frame: dict[str, Any]) -> bool:
+    """Whether a sample whose innermost frame is ``frame`` is a thread waiting: one of
+    IDLE_LEAVES, or a thread pool's worker in its own frame (blocked in the C ``get``
+    of its work queue; the work it runs is in deeper frames)."""
+    if frame["name"] in IDLE_LEAVES:
+        return True
+    return frame["name"] == "_worker" and frame.get("file", "").endswith("futures/thread.py")
 
 
 def package_of(path: str) -> str:
@@ -44,7 +53,7 @@ def summarise(
 ) -> tuple[float, float, Counter[str], Counter[str], Counter[str]]:
     """(kept weight, dropped idle weight, self by package, self by function, total by function)."""
     frames = data["shared"]["frames"]
-    idle = {i for i, f in enumerate(frames) if f["name"] in IDLE_LEAVES}
+    idle = {i for i, f in enumerate(frames) if is_idle_leaf(f)}
     names = [f"{f['name']} ({Path(f.get('file', '?')).name}:{f.get('line', '?')})" for f in frames]
     packages = [package_of(f.get("file", "")) for f in frames]
     total = dropped = 0.0

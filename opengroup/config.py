@@ -146,7 +146,8 @@ class Settings:
             "download, or a /batch or /sequence of them) on each worker's event loop, "
             "not in a request thread: the hand-off and the threads' turns at the "
             "interpreter lock cost as much as the request. A post's checks run there too, "
-            "and on PostgreSQL the one statement that admits signed requests; posts and "
+            "and the admission of signed requests (on PostgreSQL its one statement; on "
+            "SQLite its write, when it can be had at once); posts and "
             "reactions are written there when nothing is in their way (see "
             "writes_on_event_loop_per_second). Other writes run in threads. Only where "
             "the database answers without a network wait: SQLite, or PostgreSQL on this "
@@ -158,7 +159,8 @@ class Settings:
         200,
         (
             "Up to this many posts and reactions a second per worker are written on its "
-            "event loop, each at once, when nothing is in their way: on SQLite the "
+            "event loop, each at once, when nothing is in their way (on SQLite the "
+            "admissions of signed requests too, a group of them in one write): on SQLite the "
             "database's write lock free that moment, on PostgreSQL no lock held that "
             "a statement would wait for longer than a millisecond (it then gives way). "
             "The hand-off to a thread and back costs a write several turns of a busy "

@@ -26,9 +26,12 @@ Rules pinned here (ARCHITECTURE.md, "One request of the community API"):
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, text
@@ -299,17 +302,20 @@ def test_on_postgresql_an_admission_commits_without_waiting_for_the_disk(
 
 
 @pytest.mark.parametrize(
-    ("url", "reads_on_loop", "on_loop"),
+    ("url", "reads_on_loop", "loop_writes", "on_loop"),
     [
-        ("sqlite:///{tmp}/opengroup.db", True, False),  # the write lock may be busy
-        ("postgresql://postgres@127.0.0.1:5432/opengroup", True, True),
-        ("postgresql://postgres@/opengroup?host=/run/postgresql", True, True),
-        ("postgresql://postgres@127.0.0.1:5432/opengroup", False, False),
-        ("postgresql://postgres@db.internal:5432/opengroup", True, False),  # a network wait
+        # SQLite: when its write lock is free that moment (see the next test)
+        ("sqlite:///{tmp}/opengroup.db", True, 200, True),
+        ("sqlite:///{tmp}/opengroup.db", True, 0, False),  # no writes on the loop at all
+        ("sqlite:///{tmp}/opengroup.db", False, 200, False),
+        ("postgresql://postgres@127.0.0.1:5432/opengroup", True, 200, True),
+        ("postgresql://postgres@/opengroup?host=/run/postgresql", True, 200, True),
+        ("postgresql://postgres@127.0.0.1:5432/opengroup", False, 200, False),
+        ("postgresql://postgres@db.internal:5432/opengroup", True, 200, False),  # a network wait
     ],
 )
-def test_admissions_run_on_the_event_loop_only_on_postgresql_where_reads_do(
-    tmp_path: Path, url: str, reads_on_loop: bool, on_loop: bool
+def test_admissions_run_on_the_event_loop_where_reads_do(
+    tmp_path: Path, url: str, reads_on_loop: bool, loop_writes: int, on_loop: bool
 ) -> None:
     url = url.format(tmp=tmp_path)
     settings = load_settings(
@@ -320,8 +326,68 @@ def test_admissions_run_on_the_event_loop_only_on_postgresql_where_reads_do(
         },
         env={},
     )
-    db = Database(url)  # (not connected: an engine connects on first use)
+    # (not connected: an engine connects on first use)
+    db = Database(url, loop_writes_per_second=loop_writes)
     try:
         assert process_at(db, settings, NOW).admits_on_loop is on_loop
     finally:
         db.dispose()
+
+
+def test_on_sqlite_a_group_is_admitted_on_the_loop_unless_the_write_lock_is_taken(
+    tmp_path: Path,
+) -> None:
+    """With the write lock free, the loop admits the group itself: its thread is not
+    even needed (it is shut down here). With the lock held elsewhere, the loop
+    writes nothing and waits for nothing: the group waits in the admissions' thread,
+    and is admitted once the lock is free, each nonce once. (Past the loop's writes
+    of the second, too: :meth:`Database.one_write_at_once`, tested with posts.)"""
+    db = Database(f"sqlite:///{tmp_path / 'opengroup.db'}", loop_writes_per_second=10)
+    migrate.upgrade(db)
+    with db.write() as conn:  # (signers seen lately: none to record in a thread)
+        for who in (ALICE, BOB):
+            conn.execute(insert(users).values(session_id=who, first_seen=1.0, last_seen=NOW))
+    settings = load_settings(overrides={"data_dir": str(tmp_path)}, env={})
+
+    async def admitted_together(process: Users, group: list[SignedRequest]) -> list[Any]:
+        return await asyncio.gather(*(process.admit_soon(r) for r in group), return_exceptions=True)
+
+    async def on_the_loop() -> None:
+        on_loop = process_at(db, settings, NOW)
+        assert on_loop.admits_on_loop
+        on_loop._thread.close()  # (any hand-off to it would now fail)
+        first = [request(ALICE), request(BOB)]
+        assert [a.session_id for a in await admitted_together(on_loop, first)] == [ALICE, BOB]
+
+        waiting = process_at(db, settings, NOW)
+        taken, go = threading.Event(), threading.Event()
+        holder = threading.Thread(target=hold_the_write_lock, args=(db, taken, go))
+        holder.start()
+        taken.wait()
+        answers = asyncio.ensure_future(admitted_together(waiting, [request(CAROL), first[0]]))
+        await asyncio.sleep(0.2)
+        assert not answers.done()  # (the loop kept turning: this sleep ended)
+        go.set()
+        carol, replay = await answers
+        holder.join()
+        assert isinstance(carol, User) and carol.session_id == CAROL
+        assert isinstance(replay, NotFresh)  # (first[0] again)
+
+        await waiting.close()
+
+    try:
+        asyncio.run(on_the_loop())
+        assert nonces_stored(db) == 3
+    finally:
+        db.dispose()
+
+
+def hold_the_write_lock(db: Database, taken: threading.Event, go: threading.Event) -> None:
+    with db.write():
+        taken.set()
+        go.wait(10)
+
+
+def nonces_stored(db: Database) -> int:
+    with db.read() as conn:
+        return conn.execute(select(func.count()).select_from(request_nonces)).scalar_one()

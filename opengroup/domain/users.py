@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -24,7 +25,7 @@ from opengroup.domain.errors import Banned, InvalidInput, NotFresh, Refusal
 from opengroup.domain.signed_requests import SignedRequest
 from opengroup.storage import people, roomdetails
 from opengroup.storage.batching import Batcher
-from opengroup.storage.database import Database
+from opengroup.storage.database import Database, WriteOnEventLoop
 from opengroup.threads import Threads
 
 # Requests admitted by one set of statements (a larger group takes several): their
@@ -91,10 +92,13 @@ class Users:
         # the next group. Its own thread, so request threads never hold it up.
         self._admissions: Batcher[SignedRequest, User] = Batcher(self._admit_group, 1)
         self._thread = Threads(1, "admissions")
-        # Whether a group's admission runs on the event loop: on PostgreSQL (one
-        # statement, no lock held past it) where the loop reads too, with no network
-        # wait; on SQLite never (the write lock may be busy). See _admit_group.
-        self.admits_on_loop = not db.is_sqlite and settings.effective_reads_on_event_loop
+        # Whether a group's admission runs on the event loop, where the loop reads too:
+        # on PostgreSQL (one statement, no lock held past it; no network wait), and
+        # on SQLite when it may write there at once (else in the admissions' thread,
+        # which waits for the write lock). See _admit_group.
+        self.admits_on_loop = settings.effective_reads_on_event_loop and (
+            db.writes_on_loop or not db.is_sqlite
+        )
         # When the last nonce kept without its request's time expires (0: there are
         # none; inf: not read yet). Only the upgrade to schema revision 0006 and the
         # pysogs import keep such nonces: the former before the server starts, the
@@ -160,16 +164,37 @@ class Users:
         self._thread.close()
 
     async def _admit_group(self, group: list[SignedRequest]) -> list[User | Refusal]:
-        if not self.admits_on_loop:
-            return await self._thread.run(self.admit_all, group)
-        # PostgreSQL: one statement, one round trip on the loop as its reads are. It
-        # waits for no lock held past a statement: only for another statement taking
-        # the same nonce. The sightings' write waits on users' row locks: a thread's.
+        """On the loop where it may (:attr:`admits_on_loop`), else in the admissions'
+        thread. On PostgreSQL one statement, one round trip on the loop as its reads
+        are: it waits for no lock held past a statement, only for another statement
+        taking the same nonce. On SQLite one write, if it can be had at once (the
+        write lock free this moment, and the loop's writes a second not spent:
+        :meth:`Database.one_write_at_once`); else the thread waits for the lock. The
+        hand-offs to a thread and back cost more than the write, above all when
+        requests come one at a time; the loop's writes a second leave the rest of a
+        burst to the thread, which writes beside the loop. The sightings' write
+        waits on users' row locks: always a thread's."""
         now = self.clock()
-        admitted, sightings = self._admit_without_sightings(group, now)
-        if sightings:
-            await self._thread.run(self._record_sightings, sightings, now)
-        return admitted
+        if self.admits_on_loop and (
+            not self.db.is_sqlite or len(group) <= ADMISSIONS_PER_STATEMENT
+        ):
+            try:
+                with self._write_on_loop():
+                    admitted, sightings = self._admit_without_sightings(group, now)
+            except WriteOnEventLoop:  # (SQLite's write lock was taken: nothing was written)
+                pass
+            else:
+                if sightings:
+                    await self._thread.run(self._record_sightings, sightings, now)
+                return admitted
+        return await self._thread.run(self.admit_all, group)
+
+    def _write_on_loop(self) -> AbstractContextManager[None]:
+        """Where the loop writes a group's admission: SQLite's one write only if it can
+        be had at once; PostgreSQL's as any other."""
+        if self.db.is_sqlite:
+            return self.db.one_write_at_once()
+        return contextlib.nullcontext()
 
     def admit_all(self, requests: Sequence[SignedRequest]) -> list[User | Refusal]:
         """Admit the requests: each one's user, or its refusal (a nonce used twice in the
