@@ -522,6 +522,32 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("fault", ["not-pem", "missing", "another-key"])
+def test_legacy_refuses_to_start_with_a_certificate_it_cannot_serve_https_with(
+    tmp_path: Path, fault: str, workers: int
+) -> None:
+    """Said at once, in one line, before any worker starts: not a traceback from each."""
+    cert, key = self_signed_certificate(tmp_path / "tls")
+    if fault == "not-pem":
+        cert.write_text("not a certificate\n")
+    elif fault == "missing":
+        cert.unlink()
+    else:
+        key = self_signed_certificate(tmp_path / "other")[1]
+    command = [*LEGACY, "--tls", "--tls-certificate", str(cert), "--tls-private-key", str(key)]
+    command += ["--host", "127.0.0.1", "--port", str(free_port())]
+    command += ["--data-dir", str(tmp_path / "data")]
+    env = server_env({"OPENGROUP_WORKERS": str(workers)})
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    reason = {
+        "not-pem": "not a PEM certificate",
+        "missing": "No such file",
+        "another-key": "the key is not the certificate's",
+    }[fault]
+    expect_cli_refused(refused, "cannot serve HTTPS", str(cert), reason)
+
+
 def test_legacy_serves_https_with_a_certificate_and_its_key(
     tmp_path: Path, fresh_database_url: str | None
 ) -> None:

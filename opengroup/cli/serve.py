@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import ssl
 from typing import Any
 
 import click
@@ -50,6 +51,8 @@ def run_server(
         cause = exc.__cause__
         reason = cause.strerror if isinstance(cause, OSError) else str(exc)
         raise ConfigError(f"cannot write the log file {settings.log_file}: {reason}") from None
+    if tls_certificate is not None and tls_key is not None:
+        check_tls_pair(tls_certificate, tls_key)
     prepared = prepare(settings)
     assert prepared.keys is not None
     if prepared.db.autovacuum_off():
@@ -91,6 +94,24 @@ def run_server(
             raise ConfigError(str(exc)) from None
     if exit_code:
         raise SystemExit(exit_code)
+
+
+def check_tls_pair(certificate: str, key: str) -> None:
+    """Refuse to start, with the reason, if the certificate and its key cannot serve
+    HTTPS together (each worker would fail to start with a traceback)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certificate, key)
+        return
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            reason = "the key is not the certificate's"
+        else:
+            reason = "not a PEM certificate and its PEM private key"
+    except OSError as exc:  # (a file missing or unreadable)
+        reason = exc.strerror or str(exc)
+    raise ConfigError(
+        f"cannot serve HTTPS with the certificate {certificate} and the key {key}: {reason}"
+    )
 
 
 @click.command()
