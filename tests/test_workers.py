@@ -5,8 +5,9 @@ with SO_REUSEPORT, and the kernel spreads new connections over them: a worker bu
 when connections arrive still gets its share (with one shared socket, the idle one
 took them all, and kept-alive pollers stayed there). The supervisor holds the
 sockets: a worker that dies is replaced on its socket, and the connections that
-arrive meanwhile are answered by the replacement instead of refused. Another server
-on the same port is refused at start, as with a single socket.
+arrive meanwhile are answered by the replacement instead of refused; SIGHUP replaces
+every worker so, one at a time. Another server on the same port is refused at
+start, as with a single socket.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,6 +75,24 @@ def test_a_worker_that_dies_is_replaced_and_the_clients_meanwhile_are_answered(
     assert len(workers) == 2 and survivor in workers and dead not in workers
     assert answered_by == set(workers)  # the replacement answered its socket's share
     assert "ended (exit code -9); starting another" in two_workers.output()
+
+
+def test_sighup_replaces_every_worker_and_the_clients_meanwhile_are_answered(
+    two_workers: ServerProcess,
+) -> None:
+    before = set(worker_pids(two_workers, 2))
+    assert two_workers.pid is not None
+    os.kill(two_workers.pid, signal.SIGHUP)
+    connections = [PinnedConnection(two_workers) for _ in range(CONNECTIONS // 2)]
+    for conn in connections:
+        assert conn.get("/rooms")[0] == 200
+        conn.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and set(worker_pids(two_workers, 2)) & before:
+        time.sleep(0.1)
+    after = worker_pids(two_workers, 2)
+    assert len(after) == 2 and not set(after) & before
+    assert two_workers.running
 
 
 @pytest.mark.parametrize(("first", "second"), [(2, 2), (2, 1), (1, 2)])

@@ -173,6 +173,8 @@ class Supervisor:
             if self.signals.pop(0) == signal.SIGHUP:
                 log.info("SIGHUP: replacing the workers one at a time")
                 for slot in range(len(self.workers)):
+                    if self.stopping.is_set():
+                        return
                     self.workers[slot].stop()
                     self.workers[slot].process.join()
                     self.workers[slot] = _Worker.start(self.config, self.sockets[slot])
