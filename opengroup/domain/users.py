@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -189,7 +188,7 @@ class Users:
                 return admitted
         return await self._thread.run(self.admit_all, group)
 
-    def _write_on_loop(self) -> AbstractContextManager[None]:
+    def _write_on_loop(self) -> contextlib.AbstractContextManager[None]:
         """Where the loop writes a group's admission: SQLite's one write only if it can
         be had at once; PostgreSQL's as any other."""
         if self.db.is_sqlite:
