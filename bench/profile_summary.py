@@ -9,9 +9,10 @@ and the functions with the most total time (on the stack at all, once per sample
 py-spy's own idle detection misses threads parked in ``Condition.wait`` (the
 thread pool's idle workers, and workers woken but waiting for the GIL), so
 samples whose innermost frame is one of :data:`IDLE_LEAVES`, or a pool's worker
-waiting in its own frame for work, are dropped unless ``--keep-idle``. A sample whose innermost frame is ``Runner.run`` is the event
-loop inside uvloop's C code: socket I/O and HTTP parsing, but also its idle
-``epoll_wait``; py-spy cannot tell them apart without ``--native``.
+waiting in its own frame for work, are dropped unless ``--keep-idle``. A sample
+whose innermost frame is ``Runner.run`` is the event loop inside uvloop's C
+code: socket I/O and HTTP parsing, but also its idle ``epoll_wait``; py-spy
+cannot tell them apart without ``--native``.
 """
 
 from __future__ import annotations
