@@ -203,22 +203,19 @@ class Supervisor:
 
 
 def serve(config: uvicorn.Config, workers: int) -> int:
-    """Serve ``config`` until stopped: in this process (one worker), or in ``workers``
-    worker processes under a supervisor. The exit code: 0 when stopped by a signal,
+    """Serve ``config`` until stopped: in this process (one worker; uvicorn binds the
+    address itself, every address a host name has), or in ``workers`` worker
+    processes under a supervisor. The exit code: 0 when stopped by a signal,
     uvicorn's STARTUP_FAILURE when a worker could not start. Raises ListenError when
-    the address cannot be listened on."""
-    own_each = BALANCED_BY_KERNEL and workers > 1
+    the workers' address cannot be listened on."""
+    if workers == 1:
+        server = uvicorn.Server(config)
+        server.run()
+        return 0 if server.started else STARTUP_FAILURE
     sockets = listening_sockets(
-        config.host, config.port, workers, own_each=own_each, backlog=config.backlog
+        config.host, config.port, workers, own_each=BALANCED_BY_KERNEL, backlog=config.backlog
     )
     host, port = sockets[0].getsockname()[:2]
     scheme = "https" if config.ssl_certfile else "http"
-    log.info("listening on %s://%s:%d, %d worker process(es)", scheme, host, port, workers)
-    if workers > 1:
-        return Supervisor(config, sockets).run()
-    server = uvicorn.Server(config)
-    try:
-        server.run(sockets=sockets)
-    finally:
-        sockets[0].close()
-    return 0 if server.started else STARTUP_FAILURE
+    log.info("listening on %s://%s:%d with %d worker processes", scheme, host, port, workers)
+    return Supervisor(config, sockets).run()
