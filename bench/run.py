@@ -211,7 +211,7 @@ def cmdline(pid: int) -> str:
 
 
 def worker_pids(pid: int) -> list[int]:
-    """The uvicorn worker processes under the supervisor ``pid`` (spawned children)."""
+    """The worker processes under the supervisor ``pid`` (its spawned children)."""
     return [p for p in descendants(pid) if p != pid and "spawn_main" in cmdline(p)]
 
 

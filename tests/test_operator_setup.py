@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from harness.server import ServerProcess, free_port, run_cli, server_env
 from harness.v2client import DEFAULT_ROOM, Client, load_public_key_pem
+from harness.workers import worker_pids
 
 PRIVATE_PEM = "x25519_private_key.pem"
 PUBLIC_PEM = "x25519_public_key.pem"
@@ -464,28 +465,8 @@ def test_workers_flag_runs_that_many_worker_processes(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     proc = server_factory(extra_args=["--workers", "2"])
-    assert proc.pid is not None
-    workers = [
-        cmdline
-        for cmdline in child_command_lines(proc.pid)
-        if "multiprocessing.spawn" in cmdline or "multiprocessing.forkserver" in cmdline
-    ]
-    assert len(workers) == 2, child_command_lines(proc.pid)
+    assert len(worker_pids(proc, 2)) == 2
     for transport in ("http", "onion"):
         with proc.client(transport) as c:
             for _ in range(4):
                 assert c.request("GET", "rooms")["status_code"] == 200
-
-
-def child_command_lines(pid: int) -> list[str]:
-    """Command lines of the direct children of pid (Linux /proc)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                raw = (stat.parent / "cmdline").read_bytes()
-                children.append(raw.replace(b"\0", b" ").decode(errors="replace"))
-        except (OSError, IndexError, ValueError):
-            continue
-    return children
