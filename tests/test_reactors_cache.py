@@ -1,7 +1,8 @@
 """The reactors of the messages pages show are kept between requests while each
 message keeps its seqno (opengroup/storage/reactors.py): every change to a
-message's reactions gives it a new one, and only then are they read again. On
-the real database of the run's backend. (That each such change does move the
+message's reactions gives it a new one, and only then are they read again; the
+summary shown of them to readers who are not among them is made once and shared.
+On the real database of the run's backend. (That each such change does move the
 seqno, and that clients see it, the community API's tests of reactions show.)
 """
 
@@ -16,7 +17,7 @@ import pytest
 from opengroup.storage import migrate, posts, queries
 from opengroup.storage.database import Database
 from opengroup.storage.postwriter import NewPost, PostWriter
-from opengroup.storage.reactors import ReactorsCache
+from opengroup.storage.reactors import ReactionSummary, ReactorsCache
 
 ROOM = "main"  # made by the first migration
 ALICE, BOB = "05" + "aa" * 32, "05" + "bb" * 32
@@ -51,7 +52,8 @@ def reactors(db: Database, cache: ReactorsCache, *ids: int) -> dict[int, dict[st
     """What a page of the messages ``ids``, read now, shows."""
     with db.read() as conn:
         page = [message for i in ids if (message := posts.one(conn, ROOM, i)) is not None]
-        return cache.of_messages(conn, ROOM, page)
+        found = cache.of_messages(conn, ROOM, page)
+    return {message_id: kept.by_kind for message_id, kept in found.items()}
 
 
 def kept_with_a_reaction(db: Database) -> ReactorsCache:
@@ -123,3 +125,33 @@ def test_a_message_with_a_quarter_of_the_bound_in_reactors_is_never_kept(db: Dat
     react(db, 1, "05" + "dd" * 32, bump=False)
 
     assert len(reactors(db, cache, 1)[1]["👍"]) == 4
+
+
+def test_readers_not_among_the_reactors_share_one_summary_and_a_reactor_gets_their_own(
+    db: Database,
+) -> None:
+    react(db, 1, ALICE)
+    react(db, 1, BOB)
+    react(db, 1, BOB, "❤")  # (all at one time: first use goes by key)
+    cache = ReactorsCache()
+    with db.read() as conn:
+        page = [posts.one(conn, ROOM, 1)]
+        kept = cache.of_messages(conn, ROOM, [m for m in page if m is not None])[1]
+    carol, dave = frozenset({"05" + "cc" * 32}), frozenset({"05" + "dd" * 32})
+
+    carols, carol_reacted = kept.summaries(carol, 1)
+    daves, _ = kept.summaries(dave, 1)
+    alices, alice_reacted = kept.summaries(frozenset({"15" + "00" * 32, ALICE}), 1)
+
+    assert carols is daves
+    assert dict(carols) == {
+        "👍": ReactionSummary(0, 2, [ALICE], you=False),
+        "❤": ReactionSummary(1, 1, [BOB], you=False),
+    }
+    assert not carol_reacted
+    assert alice_reacted
+    assert dict(alices) == {
+        "👍": ReactionSummary(0, 2, [ALICE], you=True),
+        "❤": ReactionSummary(1, 1, [BOB], you=False),
+    }
+    assert kept.summaries(carol, 2)[0]["👍"].reactors == [ALICE, BOB]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import unicodedata
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -37,7 +37,7 @@ from opengroup.storage.database import Database
 from opengroup.storage.posts import StoredMessage
 from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
 from opengroup.storage.queries import Message
-from opengroup.storage.reactors import ReactorsCache
+from opengroup.storage.reactors import ReactorsCache, Summaries
 from opengroup.storage.recentchanges import RecentChanges
 
 MAX_PAGE = 256
@@ -46,17 +46,7 @@ MAX_REACTORS = 20
 MAX_REACTION_CODE_POINTS = 12
 
 
-class ReactionSummary(NamedTuple):
-    """One kind of reaction to a message as a page shows it (a named tuple, as
-    :class:`MessageView` is: one is built for each kind on each message of a page)."""
-
-    place: int  # among the message's kinds, by first use (the API's "index")
-    total: int  # how many reacted so (the API's "count")
-    reactors: list[str]
-    you: bool
-
-
-NO_REACTIONS: Mapping[str, ReactionSummary] = MappingProxyType({})
+NO_REACTIONS: Summaries = MappingProxyType({})
 
 
 class MessageView(NamedTuple):
@@ -64,7 +54,8 @@ class MessageView(NamedTuple):
     :class:`StoredMessage` is: one is built for every message of a page)."""
 
     message: StoredMessage
-    reactions: Mapping[str, ReactionSummary] = NO_REACTIONS
+    reactions: Summaries = NO_REACTIONS
+    reader_reacted: bool = False  # whether the caller is among its reactors (``you``)
 
 
 def reaction_text(value: str) -> str:
@@ -208,9 +199,11 @@ class Posts:
         reactors: int,
     ) -> list[MessageView]:
         reacted = self._reactors.of_messages(conn, room_id, found)
+        if not reacted:
+            return [MessageView(m) for m in found]
         mine = frozenset(keys)
         return [
-            MessageView(m, _summarise(reacted[m.id], mine, reactors))
+            MessageView(m, *reacted[m.id].summaries(mine, reactors))
             if m.id in reacted
             else MessageView(m)
             for m in found
@@ -375,14 +368,3 @@ def _file_ids(value: object) -> list[int]:
     if len(value) > MAX_PAGE:
         raise InvalidInput(f"at most {MAX_PAGE} files")
     return [values.integer(item, "files[]") for item in value]
-
-
-def _summarise(
-    reacted: dict[str, list[str]], keys: frozenset[str], reactors: int
-) -> dict[str, ReactionSummary]:
-    """Each reaction with its place (by its first use), count, first reactors, and
-    whether the caller (known under ``keys``) is among them."""
-    return {
-        name: ReactionSummary(index, len(who), who[:reactors], not keys.isdisjoint(who))
-        for index, (name, who) in enumerate(reacted.items())
-    }

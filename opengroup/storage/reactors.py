@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import NamedTuple
 
 from sqlalchemy import Connection
 
@@ -30,10 +32,64 @@ from opengroup.storage import posts
 from opengroup.storage.posts import StoredMessage
 
 # Reactors kept per process, counted one per reactor (a message without any counts
-# one): some 120 bytes each, so about 6 MB at most.
+# one): some 200 bytes each with the summaries shown of them, so about 10 MB at most.
 MAX_KEPT = 50_000
 
 Reactors = dict[str, list[str]]  # each kind, in order of first use: its reactors, oldest first
+
+
+class ReactionSummary(NamedTuple):
+    """One kind of reaction to a message as a page shows it (a named tuple: one is
+    built for each kind on each message of a page)."""
+
+    place: int  # among the message's kinds, by first use (the API's "index")
+    total: int  # how many reacted so (the API's "count")
+    reactors: list[str]
+    you: bool  # whether the reader is among them
+
+
+Summaries = Mapping[str, ReactionSummary]  # by kind, in order of first use
+
+
+class MessageReactors:
+    """A message's reactors as read at one seqno, and how a page shows them.
+
+    A page shows the same summary of them to every reader who is not among them
+    (the first reactors of each kind are all it names), so that summary is made
+    once for each number of reactors asked for, and shared; a reader among them
+    gets one of their own, which says ``you``."""
+
+    __slots__ = ("_for_others", "by_kind", "everyone")
+
+    def __init__(self, by_kind: Reactors) -> None:
+        self.by_kind = by_kind
+        self.everyone = frozenset(key for who in by_kind.values() for key in who)
+        self._for_others: dict[int, Summaries] = {}
+
+    def summaries(self, keys: frozenset[str], reactors: int) -> tuple[Summaries, bool]:
+        """Each kind with its place, count, first ``reactors`` reactors and whether the
+        reader (known under ``keys``) is among them; and whether the reader is among
+        any."""
+        if not keys.isdisjoint(self.everyone):
+            return self._summarise(keys, reactors), True
+        shown = self._for_others.get(reactors)
+        if shown is None:
+            # (two threads may both make it: the same summary, and either is kept)
+            shown = self._for_others[reactors] = MappingProxyType(
+                self._summarise(frozenset(), reactors)
+            )
+        return shown, False
+
+    def _summarise(self, keys: frozenset[str], reactors: int) -> dict[str, ReactionSummary]:
+        return {
+            kind: ReactionSummary(place, len(who), who[:reactors], not keys.isdisjoint(who))
+            for place, (kind, who) in enumerate(self.by_kind.items())
+        }
+
+
+# A message's entry, by its room and id: its seqno, when it was posted, its reactors
+# (None: it had none) and its weight against MAX_KEPT.
+_Kept = tuple[int, float, MessageReactors | None, int]
 
 
 class ReactorsCache:
@@ -42,17 +98,16 @@ class ReactorsCache:
 
     def __init__(self, max_kept: int = MAX_KEPT) -> None:
         self._max_kept = max_kept
-        self._kept: OrderedDict[tuple[str, int], tuple[int, float, Reactors, int]] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, int], _Kept] = OrderedDict()
         self._count = 0
         self._lock = threading.Lock()
 
     def of_messages(
         self, conn: Connection, room_id: str, messages: Sequence[StoredMessage]
-    ) -> dict[int, Reactors]:
-        """The reactors of each live message of ``messages`` that has any, by id (as
-        :func:`posts.reactors_by_message`): those kept for its seqno, the others read
-        (one statement) and kept."""
-        found: dict[int, Reactors] = {}
+    ) -> dict[int, MessageReactors]:
+        """The reactors of each live message of ``messages`` that has any, by id: those
+        kept for its seqno, the others read (one statement) and kept."""
+        found: dict[int, MessageReactors] = {}
         missing: list[StoredMessage] = []
         with self._lock:
             for message in messages:
@@ -64,20 +119,24 @@ class ReactorsCache:
                     missing.append(message)
                     continue
                 self._kept.move_to_end(key)
-                if kept[2]:
+                if kept[2] is not None:
                     found[message.id] = kept[2]
         if not missing:
             return found
         read = posts.reactors_by_message(conn, room_id, [m.id for m in missing])
         with self._lock:
             for message in missing:
-                reactors = read.get(message.id, {})
+                by_kind = read.get(message.id)
+                reactors = MessageReactors(by_kind) if by_kind else None
                 self._keep((room_id, message.id), message, reactors)
-        found.update(read)
+                if reactors is not None:
+                    found[message.id] = reactors
         return found
 
-    def _keep(self, key: tuple[str, int], message: StoredMessage, reactors: Reactors) -> None:
-        weight = max(1, sum(len(who) for who in reactors.values()))
+    def _keep(
+        self, key: tuple[str, int], message: StoredMessage, reactors: MessageReactors | None
+    ) -> None:
+        weight = sum(len(who) for who in reactors.by_kind.values()) if reactors else 1
         if weight > self._max_kept // 4:
             return  # (one message must not push out all the others)
         old = self._kept.pop(key, None)

@@ -79,7 +79,7 @@ def shaped_messages(
     out: list[Any] = []
     for view in views:
         only = reaction_only(view)
-        if any(reaction.you for reaction in view.reactions.values()):
+        if view.reader_reacted:
             out.append(message_json(view, reaction_only=only))
             continue
         m = view.message
