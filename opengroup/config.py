@@ -131,6 +131,16 @@ class Settings:
         f"Number of worker processes (at most {MOST_WORKERS}; one per core is plenty).",
         most=MOST_WORKERS,
     )
+    worker_timeout_seconds: int = _setting(
+        30,
+        (
+            "With 2 or more workers: a worker whose event loop has not turned for this "
+            "many seconds (stuck in a request, or deadlocked) is killed and another "
+            "started on its socket; the connections the kernel handed it meanwhile wait "
+            "there for the new one. 0: never. (One worker is served in-process, "
+            "without a supervisor to replace it.)"
+        ),
+    )
     request_threads: int = _setting(
         0,
         (

@@ -5,13 +5,15 @@ with SO_REUSEPORT, and the kernel spreads new connections over them: a worker bu
 when connections arrive still gets its share (with one shared socket, the idle one
 took them all, and kept-alive pollers stayed there). The supervisor holds the
 sockets: a worker that dies is replaced on its socket, and the connections that
-arrive meanwhile are answered by the replacement instead of refused; SIGHUP replaces
-every worker so, one at a time. Another server on the same port is refused at
-start, as with a single socket.
+arrive meanwhile are answered by the replacement instead of refused; so is one whose
+event loop stops turning, past a timeout; SIGHUP replaces every worker so, one at
+a time. Another server on the same port is refused at start, as with a single
+socket.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,6 +30,9 @@ ServerFactory = Callable[..., ServerProcess]
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux /proc")
 
 CONNECTIONS = 40
+# How long a client waits for an answer where a worker is being replaced: a new
+# worker's start, on a machine busy with other tests.
+REPLACEMENT_WAIT_SECONDS = 60
 # Each connection reaches either of two workers with even odds: fewer than 6 of 40
 # on one of them happens about once in a million runs.
 FEWEST_EXPECTED = 6
@@ -65,7 +70,9 @@ def test_a_worker_that_dies_is_replaced_and_the_clients_meanwhile_are_answered(
     again, the replacement among them."""
     dead, survivor = worker_pids(two_workers, 2)
     os.kill(dead, signal.SIGKILL)
-    connections = [PinnedConnection(two_workers) for _ in range(CONNECTIONS)]
+    connections = [
+        PinnedConnection(two_workers, REPLACEMENT_WAIT_SECONDS) for _ in range(CONNECTIONS)
+    ]
     answered_by: set[int] = set()
     for conn in connections:
         assert conn.get("/rooms")[0] == 200
@@ -77,13 +84,42 @@ def test_a_worker_that_dies_is_replaced_and_the_clients_meanwhile_are_answered(
     assert "ended (exit code -9); starting another" in two_workers.output()
 
 
+def test_a_worker_whose_event_loop_stops_turning_is_replaced_past_the_timeout(
+    server_factory: ServerFactory,
+) -> None:
+    """A worker that neither serves nor ends (SIGSTOP: as stuck as a worker can be)
+    would keep its socket's share of the connections unanswered. Past
+    worker_timeout_seconds the supervisor kills it and starts another on its socket:
+    every client is answered, those queued on the stuck one's socket too."""
+    server = server_factory(
+        extra_args=["--workers", "2"], env={"OPENGROUP_WORKER_TIMEOUT_SECONDS": "2"}
+    )
+    stuck, survivor = worker_pids(server, 2)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        connections = [
+            PinnedConnection(server, REPLACEMENT_WAIT_SECONDS) for _ in range(CONNECTIONS)
+        ]
+        for conn in connections:  # (each waits for the replacement if on its socket)
+            assert conn.get("/rooms")[0] == 200
+            conn.close()
+        workers = worker_pids(server, 2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # (killed, unless the test failed)
+            os.kill(stuck, signal.SIGCONT)
+    assert len(workers) == 2 and survivor in workers and stuck not in workers
+    assert f"worker process {stuck} has not answered for" in server.output()
+
+
 def test_sighup_replaces_every_worker_and_the_clients_meanwhile_are_answered(
     two_workers: ServerProcess,
 ) -> None:
     before = set(worker_pids(two_workers, 2))
     assert two_workers.pid is not None
     os.kill(two_workers.pid, signal.SIGHUP)
-    connections = [PinnedConnection(two_workers) for _ in range(CONNECTIONS // 2)]
+    connections = [
+        PinnedConnection(two_workers, REPLACEMENT_WAIT_SECONDS) for _ in range(CONNECTIONS // 2)
+    ]
     for conn in connections:
         assert conn.get("/rooms")[0] == 200
         conn.close()

@@ -89,7 +89,7 @@ def run_server(
     # With metrics on: a fresh directory the workers add their counters up in.
     with multiprocess_directory(settings):
         try:
-            exit_code = workers.serve(config, settings.workers)
+            exit_code = workers.serve(config, settings.workers, settings.worker_timeout_seconds)
         except workers.ListenError as exc:
             raise ConfigError(str(exc)) from None
     if exit_code:

@@ -19,6 +19,14 @@ supervisor then stops the others and exits with uvicorn's code for a failed star
 SIGINT and SIGTERM stop every worker gracefully; SIGHUP replaces them one at a
 time.
 
+A worker that stops serving without ending (its event loop stuck in a request, or
+deadlocked) would keep its share of the new connections, never answered: its
+socket is its own. So each worker's event loop marks the time in memory it shares
+with the supervisor at every turn of uvicorn's ticker (ten a second), and a worker
+whose mark is older than the timeout is killed and replaced like one that ended.
+One told to stop (SIGTERM, SIGHUP) that has not ended within the timeout is killed
+too: stuck, it would never finish what it is answering.
+
 Another process already listening on the port makes the start fail, as with a single
 socket: ``SO_REUSEPORT`` only shares the port among sockets that all ask for it, and
 the supervisor first binds a socket that does not.
@@ -26,12 +34,14 @@ the supervisor first binds a socket that does not.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
@@ -94,36 +104,48 @@ def _bound(family: int, host: str, port: int, *, reuse_port: bool) -> socket.soc
     return sock
 
 
-class _ServerTellingItStarted(uvicorn.Server):
-    """uvicorn's server, setting ``started`` for the supervisor once it serves."""
+class _WorkerServer(uvicorn.Server):
+    """uvicorn's server, setting ``started`` for the supervisor once it serves, and
+    marking ``alive`` (``time.monotonic()``, the same clock in every process) at each
+    tick of its event loop."""
 
-    def __init__(self, config: uvicorn.Config, started: Event) -> None:
+    def __init__(self, config: uvicorn.Config, started: Event, alive: ctypes.c_double) -> None:
         super().__init__(config)
         self.started_event = started
+        self.alive = alive
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            self.alive.value = time.monotonic()
             self.started_event.set()
 
+    async def on_tick(self, counter: int) -> bool:
+        self.alive.value = time.monotonic()
+        return await super().on_tick(counter)
 
-def _serve_in_worker(config: uvicorn.Config, sock: socket.socket, started: Event) -> None:
+
+def _serve_in_worker(
+    config: uvicorn.Config, sock: socket.socket, started: Event, alive: ctypes.c_double
+) -> None:
     """A worker process's whole life (runs in the spawned child)."""
     config.configure_logging()
-    _ServerTellingItStarted(config, started).run(sockets=[sock])
+    _WorkerServer(config, started, alive).run(sockets=[sock])
 
 
 @dataclass
 class _Worker:
     process: SpawnProcess
     started: Event
+    alive: ctypes.c_double  # when its event loop last turned (see _WorkerServer)
 
     @classmethod
     def start(cls, config: uvicorn.Config, sock: socket.socket) -> _Worker:
         started = SPAWN.Event()
-        process = SPAWN.Process(target=_serve_in_worker, args=(config, sock, started))
+        alive = SPAWN.RawValue(ctypes.c_double, 0.0)
+        process = SPAWN.Process(target=_serve_in_worker, args=(config, sock, started, alive))
         process.start()
-        return cls(process, started)
+        return cls(process, started, alive)
 
     def stop(self) -> None:
         if self.process.exitcode is None:
@@ -132,6 +154,12 @@ class _Worker:
     def stopped(self) -> bool:
         return not self.process.is_alive()
 
+    def silent_for(self) -> float:
+        """Seconds since its event loop last turned (0 until it started serving)."""
+        if not self.started.is_set():
+            return 0.0
+        return time.monotonic() - self.alive.value
+
 
 @dataclass
 class Supervisor:
@@ -139,6 +167,7 @@ class Supervisor:
 
     config: uvicorn.Config
     sockets: list[socket.socket]
+    timeout_seconds: float = 0  # a worker silent this long is replaced (0: never)
     workers: list[_Worker] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -151,12 +180,13 @@ class Supervisor:
             self.workers = [_Worker.start(self.config, sock) for sock in self.sockets]
             while not self.stopping.wait(CHECK_SECONDS):
                 self._handle_signals()
+                self._kill_silent_workers()
                 self._replace_ended_workers()
         finally:
             for worker in self.workers:
                 worker.stop()
             for worker in self.workers:
-                worker.process.join()
+                self._wait_for_end(worker)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             for sock in set(self.sockets):
@@ -176,8 +206,36 @@ class Supervisor:
                     if self.stopping.is_set():
                         return
                     self.workers[slot].stop()
-                    self.workers[slot].process.join()
+                    self._wait_for_end(self.workers[slot])
                     self.workers[slot] = _Worker.start(self.config, self.sockets[slot])
+
+    def _wait_for_end(self, worker: _Worker) -> None:
+        """Wait for a worker told to stop; one still running past the timeout (stuck,
+        so never finishing what it answers) is killed."""
+        worker.process.join(self.timeout_seconds or None)
+        if not worker.stopped():
+            log.error(
+                "worker process %s has not stopped within %s s; killing it",
+                worker.process.pid,
+                self.timeout_seconds,
+            )
+            worker.process.kill()
+            worker.process.join()
+
+    def _kill_silent_workers(self) -> None:
+        """SIGKILL each worker silent past the timeout: it is then replaced as ended."""
+        if not self.timeout_seconds:
+            return
+        for worker in self.workers:
+            silent = worker.silent_for()
+            if silent > self.timeout_seconds and not worker.stopped():
+                log.error(
+                    "worker process %s has not answered for %.0f s; killing it",
+                    worker.process.pid,
+                    silent,
+                )
+                worker.process.kill()
+                worker.process.join()
 
     def _replace_ended_workers(self) -> None:
         for slot, worker in enumerate(self.workers):
@@ -202,10 +260,11 @@ class Supervisor:
             self.workers[slot] = _Worker.start(self.config, self.sockets[slot])
 
 
-def serve(config: uvicorn.Config, workers: int) -> int:
+def serve(config: uvicorn.Config, workers: int, timeout_seconds: float = 0) -> int:
     """Serve ``config`` until stopped: in this process (one worker; uvicorn binds the
     address itself, every address a host name has), or in ``workers`` worker
-    processes under a supervisor. The exit code: 0 when stopped by a signal,
+    processes under a supervisor, which replaces a worker silent for
+    ``timeout_seconds`` (0: never). The exit code: 0 when stopped by a signal,
     uvicorn's STARTUP_FAILURE when a worker could not start. Raises ListenError when
     the workers' address cannot be listened on."""
     if workers == 1:
@@ -218,4 +277,4 @@ def serve(config: uvicorn.Config, workers: int) -> int:
     host, port = sockets[0].getsockname()[:2]
     scheme = "https" if config.ssl_certfile else "http"
     log.info("listening on %s://%s:%d with %d worker processes", scheme, host, port, workers)
-    return Supervisor(config, sockets).run()
+    return Supervisor(config, sockets, timeout_seconds).run()

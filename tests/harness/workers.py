@@ -44,8 +44,8 @@ def _cmdline(proc: Path) -> bytes:
 class PinnedConnection:
     """One keep-alive HTTP/1.1 connection: every request on it reaches the same worker."""
 
-    def __init__(self, server: ServerProcess) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    def __init__(self, server: ServerProcess, timeout: float = 10) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
         self.conn.connect()
         self.server_port = server.port
 

@@ -1,16 +1,19 @@
 """The supervisor of several workers (opengroup/transport/workers.py): one listening
 socket per worker on one port, the port refused when anything else listens on it,
-and a worker that cannot start stopping the whole server instead of being started
-again and again. Real sockets and real spawned processes; the whole server with two
-workers is exercised by tests/test_workers.py.
+a worker that cannot start stopping the whole server instead of being started
+again and again, and a worker whose event loop is stuck killed (and replaced,
+unless stopping). Real sockets and real spawned processes; the whole server with
+two workers is exercised by tests/test_workers.py.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -25,6 +28,29 @@ async def fails_to_start(scope: dict[str, Any], receive: Any, send: Any) -> None
     assert scope["type"] == "lifespan"
     await receive()
     await send({"type": "lifespan.startup.failed", "message": "on purpose"})
+
+
+async def stalls_on_request(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers with its process id, except that ``/stall`` blocks its
+    event loop (as a request stuck in a loop, or deadlocked, would)."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/stall":
+        time.sleep(60)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+
+
+def answering_pid(port: int) -> int | None:
+    """The process id the app answers with; None if nothing answers within a second."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/")
+        return int(conn.getresponse().read())
+    except OSError:
+        return None
+    finally:
+        conn.close()
 
 
 def close_all(sockets: list[socket.socket]) -> None:
@@ -87,3 +113,67 @@ def test_a_worker_that_cannot_start_stops_the_supervisor() -> None:
         assert worker.process.exitcode is not None  # none is left running
     for sock in sockets:
         assert sock.fileno() == -1  # the supervisor closed its sockets
+
+
+def test_a_worker_whose_event_loop_is_stuck_is_killed_and_replaced() -> None:
+    sockets = listening_sockets("127.0.0.1", 0, 1, own_each=True)
+    port = sockets[0].getsockname()[1]
+    config = uvicorn.Config(f"{__name__}:stalls_on_request", lifespan="off", log_level="critical")
+    supervisor = Supervisor(config, sockets, timeout_seconds=1)
+    seen: list[int | None] = []
+
+    def client() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while (first := answering_pid(port)) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            seen.append(first)
+            stall = socket.create_connection(("127.0.0.1", port))
+            stall.sendall(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+            while time.monotonic() < deadline:
+                pid = answering_pid(port)
+                if pid is not None and pid != first:
+                    seen.append(pid)
+                    break
+            stall.close()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # stops the supervisor
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        assert supervisor.run() == 0
+    finally:
+        thread.join()
+    assert len(seen) == 2 and None not in seen, seen  # answered again, by another process
+    assert supervisor.workers[0].process.pid == seen[1]
+
+
+def test_a_stuck_worker_told_to_stop_is_killed_past_the_timeout() -> None:
+    """It would never finish what it is answering: the supervisor ends anyway."""
+    sockets = listening_sockets("127.0.0.1", 0, 1, own_each=True)
+    port = sockets[0].getsockname()[1]
+    config = uvicorn.Config(f"{__name__}:stalls_on_request", lifespan="off", log_level="critical")
+    supervisor = Supervisor(config, sockets, timeout_seconds=2)
+
+    def client() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while answering_pid(port) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            stall = socket.create_connection(("127.0.0.1", port))
+            stall.sendall(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.5)
+            stall.close()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    began = time.monotonic()
+    try:
+        assert supervisor.run() == 0
+    finally:
+        thread.join()
+    assert time.monotonic() - began < 30  # (the stall lasts 60 s)
+    assert supervisor.workers[0].process.exitcode == -signal.SIGKILL
