@@ -355,6 +355,7 @@ def test_every_hot_statement_is_held_to_its_core_statement(db: Database) -> None
     }
     # below: writes, held to what they must change
     covered |= {"files.keep", "people.touch_users", "people.clear_expired_nonces"}
+    covered |= {"messages.one_in_locked_room", "rooms.next_seqno", "messages.set_seqno"}
     covered |= {name for name in HotStatement.made if name.startswith("people.admit.")}
     assert set(HotStatement.made) <= covered
 
@@ -437,6 +438,44 @@ def test_an_admission_clears_takes_and_reads_as_its_three_parts_do(db: Database)
                              clear_from=0, clear_before=before, most_cleared=10)  # fmt: skip
     assert sorted(again.cleared) == [t for t, _n in expired[4:]]
     assert again.fresh == set() and again.facts == {ALICE_15: done.facts[ALICE_15]}
+
+
+class RolledBack(Exception):
+    """Raised to end a write transaction without keeping what it wrote."""
+
+
+def test_a_message_read_in_its_locked_room_is_the_row_of_its_core_statement(
+    db: Database,
+) -> None:
+    statement = HotStatement.made["messages.one_in_locked_room"]
+    with pytest.raises(RolledBack), db.write() as conn:  # (FOR KEY SHARE: a write's)
+        for room, message_id in [(ROOM, 1), (ROOM, 4), (ROOM, 99), ("Quiet", 1), ("Gone", 1)]:
+            params = {"room_id": room, "message_id": message_id}
+            hot, core = statement.rows(conn, params), statement.core_rows(conn, params)
+            assert as_sqlalchemy_gives(hot) == as_sqlalchemy_gives(core)
+        assert posts.one_in_locked_room(conn, ROOM, 5) == (9, posts.one(conn, ROOM, 5))
+        assert posts.one_in_locked_room(conn, ROOM, 99) == (9, None)
+        assert posts.one_in_locked_room(conn, "Gone", 1) is None
+        raise RolledBack
+
+
+def test_moving_a_message_to_the_next_seqno_changes_that_message_and_the_room_only(
+    db: Database,
+) -> None:
+    def seqnos(conn: Connection) -> dict[Any, int]:
+        found: dict[Any, int] = dict(conn.execute(select(rooms.c.id, rooms.c.seqno)).all())
+        for room, message_id, seqno in conn.execute(
+            select(messages.c.room_id, messages.c.server_id, messages.c.seqno)
+        ):
+            found[(room, message_id)] = seqno
+        return found
+
+    with pytest.raises(RolledBack), db.write() as conn:
+        before = seqnos(conn)
+        assert posts.move_to_next_seqno(conn, ROOM, 2) == 10
+        assert posts.move_to_next_seqno(conn, ROOM, 1) == 11
+        assert seqnos(conn) == before | {ROOM: 11, (ROOM, 2): 10, (ROOM, 1): 11}
+        raise RolledBack
 
 
 def test_touching_users_moves_their_last_sighting_only_forward(db: Database) -> None:

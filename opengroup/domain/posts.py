@@ -32,7 +32,7 @@ from opengroup.domain.errors import (
     NotPermitted,
 )
 from opengroup.domain.users import User, Users, parse_session_id
-from opengroup.storage import posts, queries, roomdetails
+from opengroup.storage import posts, queries
 from opengroup.storage.database import Database
 from opengroup.storage.posts import StoredMessage
 from opengroup.storage.postwriter import NewPost, PostWriter, RoomRules
@@ -273,10 +273,7 @@ class Posts:
         file_ids = _file_ids(body.get("files"))
         now = self.clock()
         with self.db.write() as conn:
-            queries.lock_room(conn, view.id)  # a concurrent deletion waits, or went first
-            message = posts.one(conn, view.id, message_id)
-            if message is None or message.deleted:
-                raise NoSuchMessage(message_id)
+            _, message = _locked_live_message(conn, view.id, message_id)
             if message.session_id not in user.keys:
                 raise NotPermitted("only the author may edit a message")
             seqno = queries.next_seqno(conn, view.id)
@@ -287,10 +284,7 @@ class Posts:
 
     def delete(self, view: RoomView, user: User, message_id: int) -> None:
         with self.db.write() as conn:
-            queries.lock_room(conn, view.id)
-            message = posts.one(conn, view.id, message_id)
-            if message is None or message.deleted:
-                raise NoSuchMessage(message_id)
+            _, message = _locked_live_message(conn, view.id, message_id)
             check_may_delete(message.session_id, user.keys, view.access.moderator, message_id)
             queries.mark_deleted(conn, view.id, message_id)
 
@@ -313,15 +307,16 @@ class Posts:
         """Add or remove the user's reaction: (whether anything changed, the room's seqno)."""
         reaction = reaction_text(reaction)
         with self.db.write() as conn:
-            queries.lock_room(conn, view.id)  # never a reaction on a message being deleted
-            self._visible_message(conn, view, user.keys, message_id)
+            room_seqno, message = _locked_live_message(conn, view.id, message_id)
+            if not posts.visible_to(message, user.keys, view.access.moderator):
+                raise NoSuchMessage(message_id)
             if add:
                 changed = posts.add_reaction(
                     conn, view.id, message_id, reaction, user.session_id, self.clock()
                 )
             else:
                 changed = posts.remove_reactions(conn, view.id, message_id, reaction, user.keys) > 0
-            seqno = _seqno_after(conn, view.id, message_id, changed=changed)
+            seqno = posts.move_to_next_seqno(conn, view.id, message_id) if changed else room_seqno
         return changed, seqno
 
     def clear_reactions(
@@ -332,12 +327,9 @@ class Posts:
         if reaction is not None:
             reaction = reaction_text(reaction)
         with self.db.write() as conn:
-            queries.lock_room(conn, view.id)
-            message = posts.one(conn, view.id, message_id)
-            if message is None or message.deleted:
-                raise NoSuchMessage(message_id)
+            room_seqno, _ = _locked_live_message(conn, view.id, message_id)
             removed = posts.remove_reactions(conn, view.id, message_id, reaction)
-            seqno = _seqno_after(conn, view.id, message_id, changed=removed > 0)
+            seqno = posts.move_to_next_seqno(conn, view.id, message_id) if removed else room_seqno
         return removed, seqno
 
     def reactors(
@@ -350,13 +342,17 @@ class Posts:
             return posts.reactors(conn, view.id, message_id, reaction, limit)
 
 
-def _seqno_after(conn: Connection, room_id: str, message_id: int, *, changed: bool) -> int:
-    """The room's seqno after a change to a message's reactions: the message takes the
-    next one if they changed, else the room's stays as it is."""
-    if changed:
-        return posts.move_to_next_seqno(conn, room_id, message_id)
-    room = roomdetails.find_room(conn, room_id)
-    return room.seqno if room is not None else 0
+def _locked_live_message(
+    conn: Connection, room_id: str, message_id: int
+) -> tuple[int, StoredMessage]:
+    """Take the room's row lock (a concurrent deletion of the message waits, or went
+    first) and read the message: the room's seqno (a change to the message's
+    reactions moves it to the next one) and the message; 404 if it is missing or
+    deleted."""
+    locked = posts.one_in_locked_room(conn, room_id, message_id)
+    if locked is None or locked.message is None or locked.message.deleted:
+        raise NoSuchMessage(message_id)
+    return locked.seqno, locked.message
 
 
 def _file_ids(value: object) -> list[int]:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.engine import make_url
@@ -31,6 +31,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from opengroup.storage.driversql import driver_connection
 from opengroup.storage.writelock import WriteLock
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -541,7 +544,9 @@ class Database:
     @contextmanager
     def _postgresql_write_at_once(self) -> Iterator[Connection]:
         with self._connection() as conn, conn.begin():
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOOP_LOCK_WAIT_MS}")
+            driver = cast("psycopg.Connection[Any]", driver_connection(conn.connection))
+            with driver.pipeline():  # (BEGIN and SET in one round trip, not one each)
+                driver.execute(f"SET LOCAL lock_timeout = {LOOP_LOCK_WAIT_MS}")
             self._loop_writes.count()
             try:
                 yield conn

@@ -26,7 +26,7 @@ from sqlalchemy import (
 
 from opengroup.storage.driversql import DriverConnection, HotStatement, driver_connection
 from opengroup.storage.queries import insert_if_absent, next_seqno
-from opengroup.storage.schema import files, messages, reactions
+from opengroup.storage.schema import files, messages, reactions, rooms
 
 
 class StoredMessage(NamedTuple):
@@ -235,6 +235,38 @@ def one(conn: Connection, room_id: str, message_id: int) -> StoredMessage | None
     return _message(row) if row is not None else None
 
 
+class LockedRoom(NamedTuple):
+    """A room whose row lock this transaction holds, with one of its messages."""
+
+    seqno: int  # the room's, as the lock found it
+    message: StoredMessage | None  # None: there is no such message
+
+
+_MESSAGE_ID = bindparam("message_id", type_=BigInteger)
+_ONE_IN_LOCKED_ROOM = HotStatement(
+    "messages.one_in_locked_room",
+    select(rooms.c.seqno, *_COLUMNS)
+    .select_from(
+        rooms.outerjoin(
+            messages, and_(messages.c.room_id == rooms.c.id, messages.c.server_id == _MESSAGE_ID)
+        )
+    )
+    .where(rooms.c.id == _ROOM)
+    # (queries.LOCK_ROOM's lock: a concurrent deletion or reaction waits until commit)
+    .with_for_update(key_share=True, of=rooms),
+)
+
+
+def one_in_locked_room(conn: Connection, room_id: str, message_id: int) -> LockedRoom | None:
+    """Take the room's row lock until commit (:func:`queries.lock_room`) and read the
+    message, in one statement (a check-then-write: edits, deletions, reactions); None
+    if there is no such room."""
+    row = _ONE_IN_LOCKED_ROOM.run(conn, {"room_id": room_id, "message_id": message_id}).fetchone()
+    if row is None:
+        return None
+    return LockedRoom(row[0], _message(row[1:]) if row[1] is not None else None)
+
+
 def edit(
     conn: Connection,
     room_id: str,
@@ -251,15 +283,19 @@ def edit(
     )
 
 
+_SET_SEQNO = HotStatement(
+    "messages.set_seqno",
+    update(messages)
+    .where(messages.c.room_id == _ROOM, messages.c.server_id == _MESSAGE_ID)
+    .values(seqno=bindparam("seqno", type_=BigInteger)),
+)
+
+
 def move_to_next_seqno(conn: Connection, room_id: str, message_id: int) -> int:
     """Give a message whose reactions changed the room's next seqno (and return it): the
     pollers past its old one get it again, and reactors kept by seqno are read anew."""
     seqno = next_seqno(conn, room_id)
-    conn.execute(
-        update(messages)
-        .where(messages.c.room_id == room_id, messages.c.server_id == message_id)
-        .values(seqno=seqno)
-    )
+    _SET_SEQNO.run(conn, {"room_id": room_id, "message_id": message_id, "seqno": seqno})
     return seqno
 
 
