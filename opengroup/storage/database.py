@@ -164,7 +164,8 @@ class _SharedRead(threading.local):
     connection that holds it (``None`` until a read needs it); the connection the
     thread's last shared read ended on, kept for its next (``idle``); on PostgreSQL,
     the connection the thread keeps for its one-statement writes (``autocommit``, see
-    :meth:`Database.one_statement_write`); and whether the thread may write now (see
+    :meth:`Database.one_statement_write`; the event loop's writes at once too); and
+    whether the thread may write now (see
     :meth:`Database.reads_only` and :meth:`Database.one_write_at_once`)."""
 
     sharing = False
@@ -543,10 +544,16 @@ class Database:
 
     @contextmanager
     def _postgresql_write_at_once(self) -> Iterator[Connection]:
-        with self._connection() as conn, conn.begin():
-            driver = cast("psycopg.Connection[Any]", driver_connection(conn.connection))
-            with driver.pipeline():  # (BEGIN and SET in one round trip, not one each)
-                driver.execute(f"SET LOCAL lock_timeout = {LOOP_LOCK_WAIT_MS}")
+        """:meth:`write_at_once` on PostgreSQL, on the connection the thread keeps in
+        autocommit (:meth:`one_statement_write`'s): its ``BEGIN`` goes with ``SET LOCAL
+        lock_timeout`` in one round trip (psycopg's own ``BEGIN`` takes one of its own,
+        in a pipeline too), the block's statements run in that transaction, and the
+        commit or rollback ends it."""
+        shared = self._shared
+        conn, shared.autocommit = self._usable(shared.autocommit), None
+        driver = cast("psycopg.Connection[Any]", driver_connection(conn.connection))
+        try:
+            driver.execute(f"BEGIN; SET LOCAL lock_timeout = {LOOP_LOCK_WAIT_MS}", prepare=False)
             self._loop_writes.count()
             try:
                 yield conn
@@ -554,6 +561,12 @@ class Database:
                 if _lock_not_available(exc):
                     raise WriteGaveWay("a lock was held: the write gave way") from exc
                 raise
+            conn.commit()  # (SQLAlchemy's, if its statements began one: a COMMIT)
+            driver.commit()  # (psycopg's: a COMMIT, unless the one above ended it)
+        except BaseException:
+            self._give_back(conn)  # (rolled back on its way to the pool)
+            raise
+        shared.autocommit = conn
 
     def checkpoint(self) -> None:
         """SQLite: copy the pages the WAL holds into the database file, waiting for
