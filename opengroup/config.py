@@ -137,7 +137,8 @@ class Settings:
             "With 2 or more workers: a worker whose event loop has not turned for this "
             "many seconds (stuck in a request, or deadlocked) is killed and another "
             "started on its socket; the connections the kernel handed it meanwhile wait "
-            "there for the new one. 0: never. (One worker is served in-process, "
+            "there for the new one. A worker still starting has a minute more. 0: never. "
+            "(One worker is served in-process, "
             "without a supervisor to replace it.)"
         ),
     )

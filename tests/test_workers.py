@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from harness.server import ServerProcess, server_env
-from harness.workers import PinnedConnection, worker_pids
+from harness.workers import PinnedConnection, connections_to_each_worker, worker_pids
 
 ServerFactory = Callable[..., ServerProcess]
 
@@ -94,6 +94,8 @@ def test_a_worker_whose_event_loop_stops_turning_is_replaced_past_the_timeout(
     server = server_factory(
         extra_args=["--workers", "2"], env={"OPENGROUP_WORKER_TIMEOUT_SECONDS": "2"}
     )
+    for conn in connections_to_each_worker(server, 2).values():
+        conn.close()  # (both serve: one still starting has longer to start)
     stuck, survivor = worker_pids(server, 2)
     os.kill(stuck, signal.SIGSTOP)
     try:

@@ -23,7 +23,8 @@ A worker that stops serving without ending (its event loop stuck in a request, o
 deadlocked) would keep its share of the new connections, never answered: its
 socket is its own. So each worker's event loop marks the time in memory it shares
 with the supervisor at every turn of uvicorn's ticker (ten a second), and a worker
-whose mark is older than the timeout is killed and replaced like one that ended.
+whose mark is older than the timeout is killed and replaced like one that ended
+(one still starting, past the timeout and another minute).
 One told to stop (SIGTERM, SIGHUP) that has not ended within the timeout is killed
 too: stuck, it would never finish what it is answering.
 
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 SPAWN = multiprocessing.get_context("spawn")
 CHECK_SECONDS = 0.5  # how often the supervisor looks for ended workers and signals
+# How much longer than the timeout a worker may take to start serving (its imports, the
+# app's start-up) before it is taken for stuck too.
+STARTUP_SECONDS = 60
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # Linux spreads connections over sockets sharing a port; elsewhere the option exists
@@ -142,7 +146,7 @@ class _Worker:
     @classmethod
     def start(cls, config: uvicorn.Config, sock: socket.socket) -> _Worker:
         started = SPAWN.Event()
-        alive = SPAWN.RawValue(ctypes.c_double, 0.0)
+        alive = SPAWN.RawValue(ctypes.c_double, time.monotonic())  # (silent since its spawn)
         process = SPAWN.Process(target=_serve_in_worker, args=(config, sock, started, alive))
         process.start()
         return cls(process, started, alive)
@@ -155,9 +159,7 @@ class _Worker:
         return not self.process.is_alive()
 
     def silent_for(self) -> float:
-        """Seconds since its event loop last turned (0 until it started serving)."""
-        if not self.started.is_set():
-            return 0.0
+        """Seconds since its event loop last turned (until it serves: since its spawn)."""
         return time.monotonic() - self.alive.value
 
 
@@ -168,6 +170,7 @@ class Supervisor:
     config: uvicorn.Config
     sockets: list[socket.socket]
     timeout_seconds: float = 0  # a worker silent this long is replaced (0: never)
+    startup_seconds: float = STARTUP_SECONDS  # and one still starting, this much longer
     workers: list[_Worker] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -228,7 +231,10 @@ class Supervisor:
             return
         for worker in self.workers:
             silent = worker.silent_for()
-            if silent > self.timeout_seconds and not worker.stopped():
+            allowed = self.timeout_seconds + (
+                0 if worker.started.is_set() else self.startup_seconds
+            )
+            if silent > allowed and not worker.stopped():
                 log.error(
                     "worker process %s has not answered for %.0f s; killing it",
                     worker.process.pid,

@@ -41,6 +41,13 @@ async def stalls_on_request(scope: dict[str, Any], receive: Any, send: Any) -> N
     await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
 
 
+async def never_starts(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app whose start-up blocks its event loop (stuck before serving)."""
+    assert scope["type"] == "lifespan"
+    await receive()
+    time.sleep(60)
+
+
 def answering_pid(port: int) -> int | None:
     """The process id the app answers with; None if nothing answers within a second."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -177,3 +184,30 @@ def test_a_stuck_worker_told_to_stop_is_killed_past_the_timeout() -> None:
         thread.join()
     assert time.monotonic() - began < 30  # (the stall lasts 60 s)
     assert supervisor.workers[0].process.exitcode == -signal.SIGKILL
+
+
+def test_a_worker_stuck_while_starting_is_killed_past_the_timeout_and_the_start_allowance() -> None:
+    sockets = listening_sockets("127.0.0.1", 0, 1, own_each=True)
+    config = uvicorn.Config(f"{__name__}:never_starts", lifespan="on", log_level="critical")
+    supervisor = Supervisor(config, sockets, timeout_seconds=1, startup_seconds=1)
+    first: list[Any] = []
+
+    def watch() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while not supervisor.workers and time.monotonic() < deadline:
+                time.sleep(0.05)
+            first.extend(supervisor.workers)
+            while supervisor.workers == first and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        assert supervisor.run() == 0
+    finally:
+        thread.join()
+    assert first and first[0].process.exitcode == -signal.SIGKILL  # killed, not left
+    assert supervisor.workers[0] is not first[0]  # and another started in its place
