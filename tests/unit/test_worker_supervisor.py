@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -122,6 +123,41 @@ def test_a_worker_that_cannot_start_stops_the_supervisor() -> None:
         assert sock.fileno() == -1  # the supervisor closed its sockets
 
 
+def run_beside(supervisor: Supervisor, client: Callable[[], None]) -> float:
+    """Run the supervisor here (it handles signals: the main thread) while ``client``
+    runs in a thread, then stop it with SIGTERM; the seconds it ran."""
+
+    def then_stop() -> None:
+        try:
+            client()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=then_stop)
+    thread.start()
+    began = time.monotonic()
+    try:
+        assert supervisor.run() == 0
+    finally:
+        thread.join()
+    return time.monotonic() - began
+
+
+def first_answer(port: int) -> int | None:
+    """The process id of the first answer, waiting up to 30 s for a worker to serve."""
+    deadline = time.monotonic() + 30
+    while (pid := answering_pid(port)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return pid
+
+
+def stall(port: int) -> socket.socket:
+    """A request that blocks the event loop of the worker it reaches."""
+    conn = socket.create_connection(("127.0.0.1", port))
+    conn.sendall(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+    return conn
+
+
 def test_a_worker_whose_event_loop_is_stuck_is_killed_and_replaced() -> None:
     sockets = listening_sockets("127.0.0.1", 0, 1, own_each=True)
     port = sockets[0].getsockname()[1]
@@ -130,28 +166,16 @@ def test_a_worker_whose_event_loop_is_stuck_is_killed_and_replaced() -> None:
     seen: list[int | None] = []
 
     def client() -> None:
-        try:
+        seen.append(first_answer(port))
+        with stall(port):
             deadline = time.monotonic() + 30
-            while (first := answering_pid(port)) is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            seen.append(first)
-            stall = socket.create_connection(("127.0.0.1", port))
-            stall.sendall(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
             while time.monotonic() < deadline:
                 pid = answering_pid(port)
-                if pid is not None and pid != first:
+                if pid is not None and pid != seen[0]:
                     seen.append(pid)
                     break
-            stall.close()
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)  # stops the supervisor
 
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
-        assert supervisor.run() == 0
-    finally:
-        thread.join()
+    run_beside(supervisor, client)
     assert len(seen) == 2 and None not in seen, seen  # answered again, by another process
     assert supervisor.workers[0].process.pid == seen[1]
 
@@ -164,25 +188,11 @@ def test_a_stuck_worker_told_to_stop_is_killed_past_the_timeout() -> None:
     supervisor = Supervisor(config, sockets, timeout_seconds=2)
 
     def client() -> None:
-        try:
-            deadline = time.monotonic() + 30
-            while answering_pid(port) is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            stall = socket.create_connection(("127.0.0.1", port))
-            stall.sendall(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+        first_answer(port)
+        with stall(port):
             time.sleep(0.5)
-            stall.close()
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
 
-    thread = threading.Thread(target=client)
-    thread.start()
-    began = time.monotonic()
-    try:
-        assert supervisor.run() == 0
-    finally:
-        thread.join()
-    assert time.monotonic() - began < 30  # (the stall lasts 60 s)
+    assert run_beside(supervisor, client) < 30  # (the stall lasts 60 s)
     assert supervisor.workers[0].process.exitcode == -signal.SIGKILL
 
 
@@ -193,21 +203,13 @@ def test_a_worker_stuck_while_starting_is_killed_past_the_timeout_and_the_start_
     first: list[Any] = []
 
     def watch() -> None:
-        try:
-            deadline = time.monotonic() + 30
-            while not supervisor.workers and time.monotonic() < deadline:
-                time.sleep(0.05)
-            first.extend(supervisor.workers)
-            while supervisor.workers == first and time.monotonic() < deadline:
-                time.sleep(0.1)
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not supervisor.workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.extend(supervisor.workers)
+        while supervisor.workers == first and time.monotonic() < deadline:
+            time.sleep(0.1)
 
-    thread = threading.Thread(target=watch)
-    thread.start()
-    try:
-        assert supervisor.run() == 0
-    finally:
-        thread.join()
+    run_beside(supervisor, watch)
     assert first and first[0].process.exitcode == -signal.SIGKILL  # killed, not left
     assert supervisor.workers[0] is not first[0]  # and another started in its place
