@@ -148,12 +148,18 @@ def new_post(persona: Persona, n: int) -> dict[str, Any]:
 
 
 def hammer(
-    server: ServerProcess, persona: Persona, index: int, ledger: Ledger, stop: threading.Event
+    server: ServerProcess,
+    persona: Persona,
+    index: int,
+    ledger: Ledger,
+    ready: threading.Barrier,
+    stop: threading.Event,
 ) -> None:
     """Post and upload as fast as answers come, until the server is gone (or told to stop)."""
     rng = random.Random(os.urandom(16))  # new bytes every burst: a file is known by its digest
     transport: Transport = "http" if index % 2 else "onion"
     with server.client(transport, timeout=BURST_TIMEOUT) as client:
+        ready.wait(BURST_TIMEOUT)
         n = 0
         while not stop.is_set():
             n += 1
@@ -189,15 +195,19 @@ def hammer(
 def kill_mid_burst(
     server: ServerProcess,
     threads: list[threading.Thread],
+    ready: threading.Barrier,
     stop: threading.Event,
     acks: Callable[[], int],
     kill_after: int,
     who: str,
 ) -> None:
-    """Start the threads, SIGKILL the server once ``kill_after`` writes are acknowledged,
-    stop the threads and restart the server."""
+    """Start the threads, let them all begin at once (each waits at ``ready`` with its
+    client made: a thread still making it when the first write is acknowledged would
+    see ``stop`` and never send), SIGKILL the server once ``kill_after`` writes are
+    acknowledged, stop the threads and restart the server."""
     for t in threads:
         t.start()
+    ready.wait(BURST_TIMEOUT)
     deadline = time.monotonic() + BURST_TIMEOUT
     try:
         while acks() < kill_after:
@@ -218,12 +228,14 @@ def burst_and_kill(
 ) -> None:
     """Run the burst, SIGKILL the server once kill_after posts are acknowledged, restart it."""
     ledger.acks_this_burst = ledger.cut_off = 0
-    stop = threading.Event()
+    ready, stop = threading.Barrier(len(users) + 1), threading.Event()
     threads = [
-        threading.Thread(target=hammer, args=(server, p, i, ledger, stop), daemon=True)
+        threading.Thread(target=hammer, args=(server, p, i, ledger, ready, stop), daemon=True)
         for i, p in enumerate(users)
     ]
-    kill_mid_burst(server, threads, stop, lambda: ledger.acks_this_burst, kill_after, "poster")
+    kill_mid_burst(
+        server, threads, ready, stop, lambda: ledger.acks_this_burst, kill_after, "poster"
+    )
 
 
 # --------------------------------------------------------------------------- reading back
@@ -484,6 +496,7 @@ def v3_hammer(
     people: list[BlindedIdentity],
     index: int,
     ledger: V3Ledger,
+    ready: threading.Barrier,
     stop: threading.Event,
 ) -> None:
     """Write as fast as answers come, until the server is gone (or told to stop)."""
@@ -492,6 +505,7 @@ def v3_hammer(
     with CommunityClient(
         server.base_url, server.public_key, transport, timeout=BURST_TIMEOUT
     ) as client:
+        ready.wait(BURST_TIMEOUT)
         n = 0
         while not stop.is_set():
             n += 1
@@ -507,12 +521,16 @@ def v3_burst_and_kill(
     server: ServerProcess, people: list[BlindedIdentity], ledger: V3Ledger, kill_after: int
 ) -> None:
     ledger.acks_this_burst = ledger.cut_off = 0
-    stop = threading.Event()
+    ready, stop = threading.Barrier(len(people) + 1), threading.Event()
     threads = [
-        threading.Thread(target=v3_hammer, args=(server, people, i, ledger, stop), daemon=True)
+        threading.Thread(
+            target=v3_hammer, args=(server, people, i, ledger, ready, stop), daemon=True
+        )
         for i in range(len(people))
     ]
-    kill_mid_burst(server, threads, stop, lambda: ledger.acks_this_burst, kill_after, "writer")
+    kill_mid_burst(
+        server, threads, ready, stop, lambda: ledger.acks_this_burst, kill_after, "writer"
+    )
 
 
 def all_room_messages(client: CommunityClient, reader: BlindedIdentity) -> list[dict[str, Any]]:
