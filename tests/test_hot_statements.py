@@ -355,7 +355,8 @@ def test_every_hot_statement_is_held_to_its_core_statement(db: Database) -> None
     }
     # below: writes, held to what they must change
     covered |= {"files.keep", "people.touch_users", "people.clear_expired_nonces"}
-    covered |= {"messages.one_in_locked_room", "rooms.next_seqno", "messages.set_seqno"}
+    covered |= {"messages.one_in_locked_room", "messages.set_seqno"}
+    covered |= {name for name in HotStatement.made if name.startswith("rooms.bump_")}
     covered |= {name for name in HotStatement.made if name.startswith("people.admit.")}
     assert set(HotStatement.made) <= covered
 

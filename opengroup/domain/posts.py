@@ -199,8 +199,6 @@ class Posts:
         reactors: int,
     ) -> list[MessageView]:
         reacted = self._reactors.of_messages(conn, room_id, found)
-        if not reacted:
-            return [MessageView(m) for m in found]
         mine = frozenset(keys)
         return [
             MessageView(m, *reacted[m.id].summaries(mine, reactors))
@@ -316,7 +314,7 @@ class Posts:
                 )
             else:
                 changed = posts.remove_reactions(conn, view.id, message_id, reaction, user.keys) > 0
-            seqno = posts.move_to_next_seqno(conn, view.id, message_id) if changed else room_seqno
+            seqno = _seqno_after(conn, view.id, message_id, room_seqno, changed=changed)
         return changed, seqno
 
     def clear_reactions(
@@ -329,7 +327,7 @@ class Posts:
         with self.db.write() as conn:
             room_seqno, _ = _locked_live_message(conn, view.id, message_id)
             removed = posts.remove_reactions(conn, view.id, message_id, reaction)
-            seqno = posts.move_to_next_seqno(conn, view.id, message_id) if removed else room_seqno
+            seqno = _seqno_after(conn, view.id, message_id, room_seqno, changed=removed > 0)
         return removed, seqno
 
     def reactors(
@@ -353,6 +351,15 @@ def _locked_live_message(
     if locked is None or locked.message is None or locked.message.deleted:
         raise NoSuchMessage(message_id)
     return locked.seqno, locked.message
+
+
+def _seqno_after(
+    conn: Connection, room_id: str, message_id: int, room_seqno: int, *, changed: bool
+) -> int:
+    """The room's seqno after a change to a message's reactions: the message takes the
+    next one if they changed, else the room's (``room_seqno``, read under its lock)
+    stays as it is."""
+    return posts.move_to_next_seqno(conn, room_id, message_id) if changed else room_seqno
 
 
 def _file_ids(value: object) -> list[int]:

@@ -163,19 +163,28 @@ def lock_room(conn: Connection, room_id: str) -> bool:
     return conn.execute(LOCK_ROOM, {"room_id": room_id}).first() is not None
 
 
-def bump_room_counter(conn: Connection, room_id: str, counter: str) -> int:
-    """Add one to a counter of the room (``deletion_seq`` or ``info_updates``; the
-    ``seqno``: :func:`next_seqno`) and return it; the row stays locked until commit,
-    so the room's writers take numbers one after another."""
-    column = rooms.c[counter]
-    return int(
-        conn.execute(
-            update(rooms)
-            .where(rooms.c.id == room_id)
-            .values({column: column + 1})
-            .returning(column)
-        ).scalar_one()
+# One statement per counter of a room, run on the driver: every edit, deletion and
+# reaction takes the next seqno.
+_BUMP_ROOM_COUNTER = {
+    counter: HotStatement(
+        f"rooms.bump_{counter}",
+        update(rooms)
+        .where(rooms.c.id == bindparam("room_id"))
+        .values({rooms.c[counter]: rooms.c[counter] + 1})
+        .returning(rooms.c[counter]),
     )
+    for counter in ("deletion_seq", "seqno", "info_updates")
+}
+
+
+def bump_room_counter(conn: Connection, room_id: str, counter: str) -> int:
+    """Add one to a counter of the room (``deletion_seq``, ``seqno`` or
+    ``info_updates``) and return it; the row stays locked until commit, so the
+    room's writers take numbers one after another."""
+    row = _BUMP_ROOM_COUNTER[counter].run(conn, {"room_id": room_id}).fetchone()
+    if row is None:
+        raise LookupError(f"no room {room_id!r}")  # (callers hold its row, or just read it)
+    return int(row[0])
 
 
 def next_deletion_id(conn: Connection, room_id: str) -> int:
@@ -468,19 +477,9 @@ def live_message_ids_by(conn: Connection, room_id: str, public_key: str) -> list
     return [row[0] for row in rows]
 
 
-_NEXT_SEQNO = HotStatement(
-    "rooms.next_seqno",
-    update(rooms)
-    .where(rooms.c.id == bindparam("room_id"))
-    .values(seqno=rooms.c.seqno + 1)
-    .returning(rooms.c.seqno),
-)
-
-
 def next_seqno(conn: Connection, room_id: str) -> int:
-    """Take the room's next seqno (the community API's change counter; on the driver:
-    every edit, deletion and reaction takes one)."""
-    return int(_NEXT_SEQNO.run(conn, {"room_id": room_id}).fetchone()[0])
+    """Take the room's next seqno (the community API's change counter)."""
+    return bump_room_counter(conn, room_id, "seqno")
 
 
 def mark_deleted(conn: Connection, room_id: str, server_id: int) -> None:

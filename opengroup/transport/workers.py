@@ -158,6 +158,12 @@ class _Worker:
     def stopped(self) -> bool:
         return not self.process.is_alive()
 
+    def kill(self, why: str) -> None:
+        """SIGKILL it and wait for its end, logging ``why``."""
+        log.error("worker process %s %s; killing it", self.process.pid, why)
+        self.process.kill()
+        self.process.join()
+
     def silent_for(self) -> float:
         """Seconds since its event loop last turned (until it serves: since its spawn)."""
         return time.monotonic() - self.alive.value
@@ -217,13 +223,7 @@ class Supervisor:
         so never finishing what it answers) is killed."""
         worker.process.join(self.timeout_seconds or None)
         if not worker.stopped():
-            log.error(
-                "worker process %s has not stopped within %s s; killing it",
-                worker.process.pid,
-                self.timeout_seconds,
-            )
-            worker.process.kill()
-            worker.process.join()
+            worker.kill(f"has not stopped within {self.timeout_seconds} s")
 
     def _kill_silent_workers(self) -> None:
         """SIGKILL each worker silent past the timeout: it is then replaced as ended."""
@@ -235,13 +235,7 @@ class Supervisor:
                 0 if worker.started.is_set() else self.startup_seconds
             )
             if silent > allowed and not worker.stopped():
-                log.error(
-                    "worker process %s has not answered for %.0f s; killing it",
-                    worker.process.pid,
-                    silent,
-                )
-                worker.process.kill()
-                worker.process.join()
+                worker.kill(f"has not answered for {silent:.0f} s")
 
     def _replace_ended_workers(self) -> None:
         for slot, worker in enumerate(self.workers):
