@@ -682,3 +682,43 @@ def test_many_rooms_messages_after_are_each_rooms_page_read_alone(db: Database) 
     assert [tuple(row[1:]) for row in together] == [tuple(row) for page in alone for row in page]
     assert [row[0] for row in together] == [n for n, page in enumerate(alone, 1) for _ in page]
     assert any(alone[0]) and len(alone[1]) == 1  # (the rows hold pages to compare)
+
+
+def test_a_groups_signers_are_each_looked_up_in_an_index_among_a_thousand_users(
+    db: Database,
+) -> None:
+    """people.signers_facts (and so every admission) finds 32 signers' rows through the
+    tables' indexes, not by comparing every user with every signer. Given a long ``IN``
+    list, PostgreSQL's planner scans a table of a few thousand rows (in the generic
+    plan a prepared statement runs), so there the lists are unnested and each value
+    looked up alone (driversql.rows_with_key_in)."""
+    many = [key("05", 0x40)[:-8] + f"{n:08x}" for n in range(1000)]
+    signers = [people.Signer(sid, None, [sid]) for sid in many[::31][:32]]
+    dialect_name = "sqlite" if db.is_sqlite else "postgresql"
+    lists = people._signers_lists(signers)
+    sql, values = people._SIGNERS.bound(dialect_name, {"now": NOW}, **lists)
+    with pytest.raises(RolledBack), db.write() as conn:
+        seen = [{"session_id": s, "first_seen": 1.0, "last_seen": 2.0} for s in many]
+        insert_rows(conn, users, seen)
+        conn.exec_driver_sql("ANALYZE users")
+        plan = _plan(db, conn, sql, values)
+        found = people.signers_facts(conn, signers, NOW)
+        raise RolledBack
+    assert found == {s.session_id: people.SignerFacts([], 2.0, False) for s in signers}
+    assert "users" in plan
+    assert "Seq Scan on users" not in plan and "SCAN users" not in plan, plan
+
+
+def _plan(db: Database, conn: Connection, sql: str, values: Any) -> str:
+    """The plan the statement runs with: SQLite's, and PostgreSQL's generic plan (a
+    prepared statement's, once it has run five times)."""
+    if db.is_sqlite:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", values)
+        return " / ".join(str(row[-1]) for row in rows)
+    from psycopg import sql as psql
+
+    driver: Any = conn.connection.driver_connection
+    driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    driver.execute(f"PREPARE planned AS {sql}")
+    args = psql.SQL(", ").join(psql.Literal(value) for value in values).as_string(driver)
+    return "\n".join(row[0] for row in driver.execute(f"EXPLAIN EXECUTE planned({args})"))

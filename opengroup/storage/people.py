@@ -37,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 
-from opengroup.storage.driversql import HotStatement
+from opengroup.storage.driversql import HotStatement, rows_with_key_in
 from opengroup.storage.queries import (
     absent_rows_values,
     insert_absent_rows,
@@ -344,38 +344,40 @@ def _signers_facts(signers: Sequence[Signer], rows: Sequence[Any]) -> dict[str, 
     return facts
 
 
-def _signers_statement() -> Any:
+def _signers_statement(dialect_name: str) -> Any:
     """(kind, key, linked, seen) rows: ``("link", blinded_abs, session id, -)`` for
     each Session id linked to one of ``blinded_abs``; ``("seen", session_id, -,
     last_seen)`` for each of ``session_ids`` seen before; ``("ban", key, -, -)`` for
-    each live server ban of one of ``keys`` or of a linked id. The parameters:
-    ``session_ids``, ``blinded_abs`` and ``keys`` (expanding), and ``now``."""
-    session_ids = bindparam("session_ids", expanding=True, type_=String)
-    blinded_abs = bindparam("blinded_abs", expanding=True, type_=String)
-    keys = bindparam("keys", expanding=True, type_=String)
+    each live server ban of one of ``keys`` or of a linked id (a ban of both, twice).
+    The parameters: ``session_ids``, ``blinded_abs`` and ``keys`` (lists, each value
+    looked up in its table's index: :func:`rows_with_key_in`), and ``now``."""
     now = bindparam("now", type_=Float)
     none_text, none_time = null().cast(String), null().cast(Float)
-    linked = select(blinded_ids.c.session_id).where(blinded_ids.c.blinded_abs.in_(blinded_abs))
+    links = rows_with_key_in(blinded_ids.c.blinded_abs, "blinded_abs", dialect_name)
+    seen = rows_with_key_in(users.c.session_id, "session_ids", dialect_name)
+    banned = rows_with_key_in(global_bans.c.public_key, "keys", dialect_name)
+
+    def live(ban: Any) -> Any:
+        return or_(ban.c.expires_at.is_(None), ban.c.expires_at > now)
+
     return union_all(
         select(
             literal("link").label("kind"),
-            blinded_ids.c.blinded_abs.label("key"),
-            blinded_ids.c.session_id.label("linked"),
+            links.c.blinded_abs.label("key"),
+            links.c.session_id.label("linked"),
             none_time.label("seen"),
-        ).where(blinded_ids.c.blinded_abs.in_(blinded_abs)),
-        select(literal("seen"), users.c.session_id, none_text, users.c.last_seen).where(
-            users.c.session_id.in_(session_ids)
         ),
+        select(literal("seen"), seen.c.session_id, none_text, seen.c.last_seen),
+        select(literal("ban"), banned.c.public_key, none_text, none_time).where(live(banned)),
         select(literal("ban"), global_bans.c.public_key, none_text, none_time).where(
-            or_(global_bans.c.public_key.in_(keys), global_bans.c.public_key.in_(linked)),
-            or_(global_bans.c.expires_at.is_(None), global_bans.c.expires_at > now),
+            global_bans.c.public_key.in_(select(links.c.session_id)), live(global_bans)
         ),
     )
 
 
 _SIGNERS = HotStatement(
     "people.signers_facts",
-    _signers_statement(),
+    _signers_statement,
     expanding=["session_ids", "blinded_abs", "keys"],
 )
 
@@ -451,7 +453,7 @@ def _admission_statement(size: int, dialect_name: str) -> Any:
     taken = insert_absent_statement(request_nonces, ("signed_at", "nonce"), size, dialect_name).cte(
         "taken"
     )
-    facts = _signers_statement().subquery("facts")
+    facts = _signers_statement(dialect_name).subquery("facts")
     # The statement's own transaction commits without waiting for the disk (as SET
     # LOCAL; docs/SECURITY.md, "Signed requests and replays"): a branch that returns no
     # row runs the setting.
