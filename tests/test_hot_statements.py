@@ -684,29 +684,47 @@ def test_many_rooms_messages_after_are_each_rooms_page_read_alone(db: Database) 
     assert any(alone[0]) and len(alone[1]) == 1  # (the rows hold pages to compare)
 
 
-def test_a_groups_signers_are_each_looked_up_in_an_index_among_a_thousand_users(
-    db: Database,
+# Statements given a list of keys that may be long (a group's signers or posters), and
+# their parameters for 32 of MANY_USERS.
+MANY_USERS = [key("05", 0x40)[:-8] + f"{n:08x}" for n in range(1000)]
+SOME_USERS = MANY_USERS[::31][:32]
+KEYED_LOOKUPS = [
+    ("people.signers_facts", {"now": NOW},
+     {"session_ids": SOME_USERS, "blinded_abs": SOME_USERS, "keys": SOME_USERS}),
+    ("people.touch_users", {"now": NOW}, {"session_ids": SOME_USERS}),
+    ("postwriter.first_seen", {}, {"keys": SOME_USERS}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "params", "lists"), KEYED_LOOKUPS, ids=lambda v: str(v)[:24])
+def test_a_long_list_of_keys_is_looked_up_in_the_index_among_a_thousand_users(
+    db: Database, name: str, params: dict[str, Any], lists: dict[str, list[str]]
 ) -> None:
-    """people.signers_facts (and so every admission) finds 32 signers' rows through the
-    tables' indexes, not by comparing every user with every signer. Given a long ``IN``
+    """Statements that take a group's signers or posters find their rows through the
+    tables' indexes, not by comparing every user with every key. Given a long ``IN``
     list, PostgreSQL's planner scans a table of a few thousand rows (in the generic
     plan a prepared statement runs), so there the lists are unnested and each value
-    looked up alone (driversql.rows_with_key_in)."""
-    many = [key("05", 0x40)[:-8] + f"{n:08x}" for n in range(1000)]
-    signers = [people.Signer(sid, None, [sid]) for sid in many[::31][:32]]
-    dialect_name = "sqlite" if db.is_sqlite else "postgresql"
-    lists = people._signers_lists(signers)
-    sql, values = people._SIGNERS.bound(dialect_name, {"now": NOW}, **lists)
+    looked up alone (driversql.rows_with_key_in); SQLite looks an ``IN`` list up."""
+    statement = HotStatement.made[name]
+    sql, values = statement.bound("sqlite" if db.is_sqlite else "postgresql", params, **lists)
     with pytest.raises(RolledBack), db.write() as conn:
-        seen = [{"session_id": s, "first_seen": 1.0, "last_seen": 2.0} for s in many]
+        seen = [{"session_id": s, "first_seen": 1.0, "last_seen": 2.0} for s in MANY_USERS]
         insert_rows(conn, users, seen)
         conn.exec_driver_sql("ANALYZE users")
         plan = _plan(db, conn, sql, values)
-        found = people.signers_facts(conn, signers, NOW)
         raise RolledBack
-    assert found == {s.session_id: people.SignerFacts([], 2.0, False) for s in signers}
     assert "users" in plan
     assert "Seq Scan on users" not in plan and "SCAN users" not in plan, plan
+
+
+def test_a_groups_signers_are_found_among_a_thousand_users(db: Database) -> None:
+    signers = [people.Signer(sid, None, [sid]) for sid in SOME_USERS]
+    with pytest.raises(RolledBack), db.write() as conn:
+        seen = [{"session_id": s, "first_seen": 1.0, "last_seen": 2.0} for s in MANY_USERS]
+        insert_rows(conn, users, seen)
+        found = people.signers_facts(conn, [*signers, signers[0]], NOW)
+        raise RolledBack
+    assert found == {s.session_id: people.SignerFacts([], 2.0, False) for s in signers}
 
 
 def _plan(db: Database, conn: Connection, sql: str, values: Any) -> str:

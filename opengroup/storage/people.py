@@ -105,17 +105,17 @@ def touch_users(conn: Connection, session_ids: Sequence[str], now: float) -> Non
         _TOUCH.run(conn, {"now": now}, session_ids=session_ids)
 
 
-def _touch_statement() -> Any:
+def _touch_statement(dialect_name: str) -> Any:
     now = bindparam("now", type_=Float)
-    session_ids = bindparam("session_ids", expanding=True, type_=String)
+    seen = rows_with_key_in(users.c.session_id, "session_ids", dialect_name)
     return (
         update(users)
-        .where(users.c.session_id.in_(session_ids), users.c.last_seen < now)
+        .where(users.c.session_id.in_(select(seen.c.session_id)), users.c.last_seen < now)
         .values(last_seen=now)
     )
 
 
-_TOUCH = HotStatement("people.touch_users", _touch_statement(), expanding=["session_ids"])
+_TOUCH = HotStatement("people.touch_users", _touch_statement, expanding=["session_ids"])
 
 
 def user_first_seen(conn: Connection, session_id: str) -> float | None:

@@ -73,6 +73,7 @@ from opengroup.storage.driversql import (
     compile_statements,
     driver_connection,
     driver_dialect,
+    rows_with_key_in,
 )
 from opengroup.storage.posts import keep_files_on
 from opengroup.storage.queries import Message
@@ -150,13 +151,14 @@ _POSTS_OF_KEYS = HotStatement(
     ),
     expanding=["keys"],
 )
-_FIRST_SEEN = HotStatement(
-    "postwriter.first_seen",
-    select(users.c.session_id, users.c.first_seen).where(
-        users.c.session_id.in_(bindparam("keys", expanding=True, type_=String))
-    ),
-    expanding=["keys"],
-)
+
+
+def _first_seen_statement(dialect_name: str) -> Any:
+    seen = rows_with_key_in(users.c.session_id, "keys", dialect_name)
+    return select(seen.c.session_id, seen.c.first_seen)
+
+
+_FIRST_SEEN = HotStatement("postwriter.first_seen", _first_seen_statement, expanding=["keys"])
 
 
 @dataclass
