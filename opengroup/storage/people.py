@@ -259,14 +259,11 @@ def untimed_nonces_until(conn: Connection) -> float | None:
 def known_untimed_nonces(conn: Connection, nonces: Sequence[bytes], now: float) -> set[bytes]:
     """Those of ``nonces`` recorded, unexpired, without their request's time (any
     number of them: 500 to a statement)."""
+    known = rows_with_key_in(untimed_nonces.c.nonce, "nonces", conn.dialect.name)
+    statement = select(known.c.nonce).where(known.c.expires_at > now)
     found: set[bytes] = set()
     for start in range(0, len(nonces), 500):
-        rows = conn.execute(
-            select(untimed_nonces.c.nonce).where(
-                untimed_nonces.c.nonce.in_(list(nonces[start : start + 500])),
-                untimed_nonces.c.expires_at > now,
-            )
-        )
+        rows = conn.execute(statement, {"nonces": list(nonces[start : start + 500])})
         found.update(bytes(row[0]) for row in rows)
     return found
 
