@@ -268,8 +268,8 @@ def padded(values: Sequence[T]) -> Sequence[T]:
 
 def rows_with_key_in(key: Column[Any], keys: str, dialect_name: str) -> Subquery:
     """The rows of ``key``'s table whose ``key`` is one of the values of the list
-    parameter ``keys`` (one of a :class:`HotStatement`'s ``expanding``), as a subquery
-    with the table's columns.
+    parameter ``keys`` (one of a :class:`HotStatement`'s ``expanding``, or a list given
+    to SQLAlchemy's ``execute`` by that name), as a subquery with the table's columns.
 
     On SQLite an ``IN`` list, each value looked up in the key's index. On PostgreSQL
     one lookup in the index for each value: the values as an array, unnested, each
