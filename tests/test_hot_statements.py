@@ -707,24 +707,28 @@ def test_a_long_list_of_keys_is_looked_up_in_the_index_among_a_thousand_users(
     looked up alone (driversql.rows_with_key_in); SQLite looks an ``IN`` list up."""
     statement = HotStatement.made[name]
     sql, values = statement.bound("sqlite" if db.is_sqlite else "postgresql", params, **lists)
-    with pytest.raises(RolledBack), db.write() as conn:
-        seen = [{"session_id": s, "first_seen": 1.0, "last_seen": 2.0} for s in MANY_USERS]
-        insert_rows(conn, users, seen)
+    with _among_many_users(db) as conn:
         conn.exec_driver_sql("ANALYZE users")
         plan = _plan(db, conn, sql, values)
-        raise RolledBack
     assert "users" in plan
     assert "Seq Scan on users" not in plan and "SCAN users" not in plan, plan
 
 
 def test_a_groups_signers_are_found_among_a_thousand_users(db: Database) -> None:
     signers = [people.Signer(sid, None, [sid]) for sid in SOME_USERS]
-    with pytest.raises(RolledBack), db.write() as conn:
+    with _among_many_users(db) as conn:
+        found = people.signers_facts(conn, [*signers, signers[0]], NOW)
+    assert found == {s.session_id: people.SignerFacts([], 2.0, False) for s in signers}
+
+
+@contextlib.contextmanager
+def _among_many_users(db: Database) -> Iterator[Connection]:
+    """A write transaction in which MANY_USERS were seen, rolled back at its end."""
+    with contextlib.suppress(RolledBack), db.write() as conn:
         seen = [{"session_id": s, "first_seen": 1.0, "last_seen": 2.0} for s in MANY_USERS]
         insert_rows(conn, users, seen)
-        found = people.signers_facts(conn, [*signers, signers[0]], NOW)
+        yield conn
         raise RolledBack
-    assert found == {s.session_id: people.SignerFacts([], 2.0, False) for s in signers}
 
 
 def _plan(db: Database, conn: Connection, sql: str, values: Any) -> str:
