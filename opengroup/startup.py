@@ -62,7 +62,8 @@ def open_database(settings: Settings, *, serving: bool = False) -> Database:
 
 @contextmanager
 def _unavailable_reported(settings: Settings, db: Database) -> Iterator[None]:
-    """A failure to reach the database, in the block, as DatabaseUnavailable."""
+    """A failure to reach the database, or a schema this version cannot upgrade, in the
+    block, as DatabaseUnavailable."""
     try:
         yield
     except OperationalError as exc:
@@ -71,13 +72,23 @@ def _unavailable_reported(settings: Settings, db: Database) -> Iterator[None]:
         raise DatabaseUnavailable(
             f"cannot open the database {shown}: {failure_reason(exc)}"
         ) from None
+    except migrate.MigrationRefused as exc:
+        db.dispose()
+        shown = shown_url(settings.effective_database_url)
+        raise DatabaseUnavailable(f"cannot use the database {shown}: {exc}") from None
 
 
 def import_target(settings: Settings, *, dry_run: bool) -> Database | None:
-    """The database an import writes into: opened and upgraded; for a dry run, opened
-    only if it exists already (None: it does not, and nothing is created)."""
+    """The database an import writes into: opened and upgraded; for a dry run, only
+    :func:`existing_database`."""
     if not dry_run:
         return open_database(settings)
+    return existing_database(settings)
+
+
+def existing_database(settings: Settings) -> Database | None:
+    """The settings' database as it is, if there is one (None: there is none; nothing
+    is created), neither upgraded nor checked for its revision."""
     sqlite_file = settings.data_path / "opengroup.db"
     if not settings.database_url and not sqlite_file.exists():
         return None

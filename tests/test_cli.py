@@ -387,6 +387,39 @@ def test_db_upgrade_beside_the_running_server_changes_nothing(
     assert client.request("GET", "messages", room=DEFAULT_ROOM, token=user.token) == messages
 
 
+def test_db_downgrade_takes_the_schema_back_and_any_command_brings_it_forward(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    """Going back to run an older version: the revisions undone are named, the rooms
+    kept; then any command of this version upgrades the database again."""
+    data_dir = tmp_path / "data"
+    run_cli(data_dir, fresh_database_url, "db", "upgrade")
+    newest = stored_revision(data_dir, fresh_database_url)
+    back = run_cli(data_dir, fresh_database_url, "db", "downgrade", "0005", "--yes").stdout
+    assert back.startswith("undid 0006: ") and back.endswith("database at revision 0005\n")
+    assert stored_revision(data_dir, fresh_database_url) == "0005"
+    refused = run_cli(data_dir, fresh_database_url, "db", "downgrade", "0999", "--yes", check=False)
+    expect_cli_refused(refused, "no schema revision '0999'")
+    rooms = run_cli(data_dir, fresh_database_url, "rooms", "list").stdout
+    assert rooms == f"{DEFAULT_ROOM}\tMain\n"
+    assert stored_revision(data_dir, fresh_database_url) == newest
+
+
+def test_a_database_a_newer_version_upgraded_is_refused_by_every_command(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    """Running an older version on a newer one's database: a reason and what to do,
+    no traceback, and the database untouched."""
+    data_dir = tmp_path / "data"
+    run_cli(data_dir, fresh_database_url, "db", "upgrade")
+    at = probe.DatabaseAt(data_dir, fresh_database_url)
+    probe.run(at, "UPDATE alembic_version SET version_num = '0999'")
+    for args in (("db", "upgrade"), ("rooms", "list"), ("serve", "--port", str(free_port()))):
+        proc = run_cli(data_dir, fresh_database_url, *args, check=False)
+        expect_cli_refused(proc, "revision 0999", "a newer version upgraded it", "db downgrade")
+    assert stored_revision(data_dir, fresh_database_url) == "0999"
+
+
 # --------------------------------------------------------------- session-open-group-server
 
 

@@ -161,3 +161,105 @@ def test_nonces_stored_before_0006_are_kept_without_their_time(
     db.dispose()
     assert sorted((bytes(n), at) for n, at in untimed) == sorted(stored)
     assert timed == []
+
+
+# ------------------------------------------------------------------ going back a version
+
+OLDER_REVISIONS = [revision for revision, _ in migrate.revisions()][:-1]
+
+
+def _stored_message_ids(db: Database) -> list[int]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT server_id FROM messages WHERE room_id = 'main'"))
+        return [row[0] for row in rows]
+
+
+@pytest.mark.parametrize("target", OLDER_REVISIONS)
+def test_each_older_revision_is_reached_back_and_left_again_with_the_rows_it_holds(
+    tmp_path: Path, fresh_database_url: str | None, target: str
+) -> None:
+    """``opengroup db downgrade``'s work: from the newest schema back to an older one,
+    the revisions undone newest first, the messages (a table of every revision) kept;
+    then forward again to exactly the tables the code uses."""
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db, "0001")
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO messages (room_id, server_id, public_key, timestamp, data,"
+                " signature, posted_at, deleted) VALUES ('main', 1, :pk, 1600000000000,"
+                " 'ZGF0YQ==', 'c2ln', 1.0, false)"
+            ),
+            {"pk": "05" + "ab" * 32},
+        )
+    migrate.upgrade(db)
+
+    undone = migrate.downgrade(db, target)
+
+    later = [revision for revision, _ in migrate.revisions()]
+    later = later[later.index(target) + 1 :]
+    assert [revision for revision, _ in undone] == later[::-1]
+    assert all(description for _, description in undone)
+    assert migrate.current_revision(db) == target
+    assert _stored_message_ids(db) == [1]
+    migrate.upgrade(db)
+    with db.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
+    assert _stored_message_ids(db) == [1]
+    db.dispose()
+
+
+def test_nonces_are_kept_across_the_way_back_before_0006_and_forward_again(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    """Back before 0006 a nonce keeps its place in the store of that revision, until
+    the time the default window would keep it; forward again, it is refused as one
+    whose request's time is unknown (see the test above of 0006)."""
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db)
+    nonce = secrets.token_bytes(16)
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO request_nonces (signed_at, nonce) VALUES (1000, :n)"),
+            {"n": nonce},
+        )
+    migrate.downgrade(db, "0005")
+    with db.engine.connect() as conn:
+        back = conn.execute(sa.text("SELECT nonce, expires_at FROM request_nonces")).all()
+    migrate.upgrade(db)
+    with db.engine.connect() as conn:
+        forward = conn.execute(sa.text("SELECT nonce, expires_at FROM untimed_nonces")).all()
+    db.dispose()
+    assert [(bytes(n), at) for n, at in back] == [(nonce, 1000 + 86401)]
+    assert [(bytes(n), at) for n, at in forward] == [(nonce, 1000 + 86401)]
+
+
+def test_going_back_refuses_what_it_cannot_do_and_changes_nothing(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db, "0003")
+    with pytest.raises(migrate.MigrationRefused, match="no schema revision '0999'"):
+        migrate.downgrade(db, "0999")
+    with pytest.raises(migrate.MigrationRefused, match="older than 0005"):
+        migrate.downgrade(db, "0005")
+    assert migrate.current_revision(db) == "0003"
+    db.dispose()
+
+
+def test_a_database_a_newer_version_upgraded_is_refused_untouched(
+    tmp_path: Path, fresh_database_url: str | None
+) -> None:
+    """Its revision is unknown here: neither upgraded nor taken back, whatever it holds."""
+    db = _database(tmp_path / "data", fresh_database_url)
+    migrate.upgrade(db)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    for attempt in (lambda: migrate.upgrade(db), lambda: migrate.downgrade(db, "0005")):
+        with pytest.raises(migrate.NewerSchema, match=r"revision 0999.*newer version"):
+            attempt()
+    assert migrate.current_revision(db) == "0999"
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM request_nonces")).scalar() == 0
+    db.dispose()

@@ -19,7 +19,8 @@ from opengroup.cli.staff import bans, moderators
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="opengroup")
 def main() -> None:
-    """A server for Session open groups (the v2 open group API)."""
+    """A server for Session communities (open groups): the community API of today's
+    Session apps and the v2 API of 2021 clients, on the same rooms."""
 
 
 for command in (

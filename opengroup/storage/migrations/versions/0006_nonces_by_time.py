@@ -39,10 +39,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # (kept as long as the default window would keep them)
+    # (kept as long as the default window would keep them; SQLite parses an upsert's
+    # SELECT only with a WHERE clause)
     op.execute(
         "INSERT INTO untimed_nonces (nonce, expires_at) "
-        "SELECT nonce, signed_at + 86401 FROM request_nonces ON CONFLICT DO NOTHING"
+        "SELECT nonce, signed_at + 86401 FROM request_nonces WHERE true ON CONFLICT DO NOTHING"
     )
     op.drop_table("request_nonces")
     op.drop_index("untimed_nonces_by_expiry", table_name="untimed_nonces")
