@@ -36,6 +36,7 @@ class Setting:
     help: str
     choices: tuple[str, ...] = ()
     most: int | None = None
+    least: int = 0
 
 
 class DeletionsFormat(StrEnum):
@@ -95,13 +96,14 @@ def database_on_this_machine(url: str) -> bool:
         return False  # a name: taken as another machine's
 
 
-def _setting(default: Any, help: str, *, most: int | None = None) -> Any:
+def _setting(default: Any, help: str, *, most: int | None = None, least: int = 0) -> Any:
     """A field of :class:`Settings`: its default, with the help text (and, for a choice,
     its enum's values) that ``opengroup settings``, the README and error messages show;
-    ``most``: the largest value an integer setting takes."""
+    ``most`` and ``least``: the largest and smallest values an integer setting takes."""
     choices = tuple(member.value for member in type(default)) if isinstance(default, Enum) else ()
     return dataclasses.field(
-        default=default, metadata={"help": help, "choices": choices, "most": most}
+        default=default,
+        metadata={"help": help, "choices": choices, "most": most, "least": least},
     )
 
 
@@ -128,8 +130,9 @@ class Settings:
     )
     workers: int = _setting(
         1,
-        f"Number of worker processes (at most {MOST_WORKERS}; one per core is plenty).",
+        f"Number of worker processes (1 to {MOST_WORKERS}; one per core is plenty).",
         most=MOST_WORKERS,
+        least=1,
     )
     worker_timeout_seconds: int = _setting(
         30,
@@ -518,6 +521,7 @@ SETTINGS: tuple[Setting, ...] = tuple(
         f.metadata["help"],
         f.metadata["choices"],
         f.metadata["most"],
+        f.metadata["least"],
     )
     for f in dataclasses.fields(Settings)
 )
@@ -551,8 +555,12 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         raise ConfigError(
             f"{source}: {setting.name} must be one of {', '.join(setting.choices)}, got {value!r}"
         )
-    if setting.type is int and result < 0:
-        raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
+    if setting.type is int and result < setting.least:
+        if setting.least == 0:
+            raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
+        raise ConfigError(
+            f"{source}: {setting.name} must be at least {setting.least}, got {value!r}"
+        )
     if setting.most is not None and result > setting.most:
         raise ConfigError(f"{source}: {setting.name} must be at most {setting.most}, got {value!r}")
     if setting.name == "database_url":

@@ -376,6 +376,7 @@ def _config(text: str | None, with_port: bool = True) -> BadSetting:
         pytest.param(
             lambda _dir: (["--workers", "10000"], {}), "at most 64", id="flag-workers-10000"
         ),
+        pytest.param(lambda _dir: (["--workers", "0"], {}), "at least 1", id="flag-workers-0"),
         pytest.param(
             lambda tmp: (["--log-file", str(tmp / "missing" / "og.log")], {}),
             "cannot write the log file",
