@@ -44,6 +44,7 @@ from bench.profile_v3 import arguments, poll_items, workspace
 from bench.run import EXTRA_ROOMS, PostgresDatabase, insert_history, insert_nonces
 from opengroup.app import create_app
 from opengroup.config import load_settings
+from opengroup.domain.room_settings import RoomSettings
 from opengroup.startup import prepare
 
 
@@ -155,9 +156,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     assert prepared.keys is not None
     server_pk = prepared.keys.public_key
     rooms = [MAIN_ROOM, *EXTRA_ROOMS][: args.rooms]
-    community = prepared.community()
     for room in rooms:
-        community.rooms.add(room, room.title())
+        RoomSettings(prepared.db, settings, time.time).create(room, room.title())
     prepared.db.dispose()
     insert_history(tmp, database_url or None, args.messages, [User.generate()])
     if args.nonces:

@@ -36,6 +36,7 @@ from bench.run import DEFAULT_PG, EXTRA_ROOMS, PostgresDatabase, insert_history
 from opengroup.api.routing import ApiRequest
 from opengroup.api.v3.routes import router
 from opengroup.config import load_settings
+from opengroup.domain.room_settings import RoomSettings
 from opengroup.startup import prepare
 
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     server_pk = prepared.keys.public_key
     rooms = [MAIN_ROOM, *EXTRA_ROOMS][: args.rooms]
     for room in rooms:
-        community.rooms.add(room, room.title())
+        RoomSettings(prepared.db, settings, time.time).create(room, room.title())
     insert_history(tmp, database_url or None, args.messages, [User.generate()])
     seeds = [os.urandom(32) for _ in range(args.users)]
     seqno = args.messages

@@ -104,6 +104,23 @@ def test_rooms_add_with_a_description_is_served_at_once(
     assert room(community, token.lower())["token"] == token
 
 
+def test_names_and_descriptions_follow_the_admins_rule_from_the_command_line_too(
+    cli: CliRunner, community: CommunityClient
+) -> None:
+    """As an admin's PUT /room (tests/test_v3_rooms.py): control characters go, but a
+    description's line breaks and tabs; other spaces and joiners stay."""
+    token = new_token()
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji, joined by U+200D
+    name = f"{family}\u00a0Caf\u00e9 \u00ab\u202fx\u202f\u00bb"
+    cli("rooms", "add", token, f" {name}\x1b\x7f\x85 ", "--description", "Line 1\nLine\t2\x07")
+    info = room(community, token)
+    assert (info["name"], info["description"]) == (name, "Line 1\nLine\t2")
+    cli("rooms", "update", token, "--name", "Lobby\u0007 two\n", "--description", "\x1b\n")
+    info = room(community, token)
+    assert info["name"] == "Lobby two"
+    assert "description" not in info
+
+
 def test_rooms_differing_only_in_case_are_refused(
     cli: CliRunner, setup_community: CommunityClient
 ) -> None:

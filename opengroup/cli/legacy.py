@@ -9,6 +9,7 @@ and exits instead of serving. Data goes where ``opengroup`` puts it (the
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import click
@@ -18,6 +19,7 @@ from opengroup.cli.serve import run_server
 from opengroup.config import ConfigError
 from opengroup.domain import values
 from opengroup.domain.errors import Refusal
+from opengroup.domain.room_settings import RoomSettings
 from opengroup.keys import KeyFileError
 from opengroup.startup import DatabaseUnavailable, prepare
 
@@ -71,7 +73,7 @@ def main(
         community = prepared.community()
         if add_room:
             room_id = values.room_id(add_room[0])
-            added = community.rooms.add(room_id, add_room[1])
+            added = RoomSettings(prepared.db, settings, time.time).create(room_id, add_room[1])
             click.echo(f"added room {room_id}" if added else f"room {room_id} exists already")
         if delete_room:
             if not community.rooms.delete(delete_room):

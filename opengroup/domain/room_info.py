@@ -10,7 +10,6 @@ as the room's ``info_updates`` (and creation time) read the same.
 from __future__ import annotations
 
 import threading
-import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -210,15 +209,9 @@ class RoomInfo:
         image: int | None = None
         for key, value in changes.items():
             if key == "name":
-                if not isinstance(value, str) or not _clean(value):
-                    raise InvalidInput("name must be a non-empty string")
-                columns["name"] = _clean(value)
+                columns["name"] = values.room_name(value)
             elif key == "description":
-                if value is not None and not isinstance(value, str):
-                    raise InvalidInput("description must be a string or null")
-                columns["description"] = (
-                    _clean(value, "\n\t") or None if value is not None else None
-                )
+                columns["description"] = values.room_description(value)
             elif key == "image":
                 image = values.integer(value, "image")
             elif key in ("default_read", "default_accessible", "default_write", "default_upload"):
@@ -252,9 +245,3 @@ class RoomInfo:
                 roomdetails.bump_info_updates(conn, view.id) if unpinned else view.room.info_updates
             )
             return unpinned, info_updates
-
-
-def _clean(text: str, keep: str = "") -> str:
-    """Without control characters but those in ``keep`` (a description keeps its line
-    breaks and tabs, as pysogs); everything else stays (emoji joiners, other spaces)."""
-    return "".join(c for c in text if c in keep or unicodedata.category(c) != "Cc").strip()

@@ -41,12 +41,13 @@ class RoomSettings:
     def create(self, room_id: str, name: str, description: str | None = None) -> bool:
         """A new room; False if a room of that id (in any case) exists already."""
         room_id = values.room_id(room_id)
-        name = _one_line(name, "name")
+        name = values.room_name(name)
+        described = values.room_description(description)
         with self.db.write() as conn:
             if not queries.insert_room(conn, room_id, name, self.clock()):
                 return False
-            if description is not None and description.strip():
-                roomdetails.update_room(conn, room_id, {"description": description.strip()})
+            if described is not None:
+                roomdetails.update_room(conn, room_id, {"description": described})
             return True
 
     def update(
@@ -69,9 +70,9 @@ class RoomSettings:
                 raise InvalidInput(f"{rule} must be 0 to {MAX_RULE_SECONDS} seconds")
         changes: dict[str, object] = {}
         if name is not None:
-            changes["name"] = _one_line(name, "name")
+            changes["name"] = values.room_name(name)
         if description is not None:
-            changes["description"] = description.strip() or None
+            changes["description"] = values.room_description(description)
         if image is not None:
             if not image:
                 raise InvalidInput("the image file is empty")
@@ -127,10 +128,3 @@ class RoomSettings:
         if details is None:
             raise NoSuchRoom(room)
         return details
-
-
-def _one_line(text: str, field: str) -> str:
-    cleaned = " ".join(text.split())
-    if not cleaned:
-        raise InvalidInput(f"the room {field} must not be empty")
-    return cleaned

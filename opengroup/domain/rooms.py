@@ -64,10 +64,6 @@ class Rooms:
         with self.db.read() as conn:
             return storage_stats.server_stats(conn, self.clock())
 
-    def add(self, room_id: str, name: str) -> bool:
-        with self.db.write() as conn:
-            return q.insert_room(conn, room_id, name, self.clock())
-
     def delete(self, room_id: str) -> bool:
         with self.db.write() as conn:
             return q.delete_room(conn, room_id)

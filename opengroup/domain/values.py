@@ -1,4 +1,5 @@
-"""Parsing of the values clients send: Session ids, room ids, base64, integers.
+"""Parsing of the values clients send: Session ids, room ids, base64, integers, a
+room's name and description.
 
 Each parser either returns a clean value or raises :class:`InvalidInput` with a
 reason that names the field, so handlers stay free of validation noise. The
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from typing import Any
 
 from opengroup.domain.errors import InvalidInput
@@ -90,3 +92,26 @@ def optional_integer(value: Any, field: str, **bounds: int) -> int | None:
     if value is None or value == "":
         return None
     return integer(value, field, **bounds)
+
+
+def room_name(value: Any) -> str:
+    """A room's name as shown (set by an admin's client or the operator's command):
+    without control characters, trimmed, not empty."""
+    name = _shown(value, "name") if value is not None else ""
+    if not name:
+        raise InvalidInput("name must be a non-empty string")
+    return name
+
+
+def room_description(value: Any) -> str | None:
+    """A room's description as shown: without control characters but line breaks and
+    tabs (as pysogs), trimmed; None (none) if nothing is left, or for None."""
+    return _shown(value, "description", keep="\n\t") or None if value is not None else None
+
+
+def _shown(value: Any, field: str, keep: str = "") -> str:
+    """``value``, a string, without the control characters not in ``keep``, trimmed;
+    everything else stays (emoji joiners, other spaces)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string")
+    return "".join(c for c in value if c in keep or unicodedata.category(c) != "Cc").strip()
