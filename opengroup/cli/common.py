@@ -4,9 +4,10 @@ command's error message."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -35,14 +36,22 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--data-dir", default=None, help="Data directory (default ./data).")
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with refusals_as_errors():
             return command(*args, **kwargs)
-        except (ConfigError, KeyFileError, DatabaseUnavailable) as exc:
-            raise click.ClickException(str(exc)) from None
-        except Refusal as exc:
-            raise click.ClickException(exc.reason) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def refusals_as_errors() -> Iterator[None]:
+    """A refusal in the block (a bad setting or key file, a database that cannot be
+    used, a domain refusal) as the command's one-line error, without a traceback."""
+    try:
+        yield
+    except (ConfigError, KeyFileError, DatabaseUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except Refusal as exc:
+        raise click.ClickException(exc.reason) from None
 
 
 def resolve_settings(config_file: str | None = None, **overrides: Any) -> Settings:

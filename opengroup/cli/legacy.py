@@ -14,14 +14,11 @@ from typing import Any
 
 import click
 
-from opengroup.cli.common import print_join_urls, resolve_settings
+from opengroup.cli.common import print_join_urls, refusals_as_errors, resolve_settings
 from opengroup.cli.serve import run_server
-from opengroup.config import ConfigError
 from opengroup.domain import values
-from opengroup.domain.errors import Refusal
 from opengroup.domain.room_settings import RoomSettings
-from opengroup.keys import KeyFileError
-from opengroup.startup import DatabaseUnavailable, prepare
+from opengroup.startup import prepare
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,7 +52,7 @@ def main(
     **options: Any,
 ) -> None:
     """Session open group server (compatible command line)."""
-    try:
+    with refusals_as_errors():
         if port is None and "OPENGROUP_PORT" not in os.environ:
             port = 80
         settings = resolve_settings(port=port, **options)
@@ -89,7 +86,3 @@ def main(
             click.echo(f"removed moderator {key} from {delete_moderator[1]}")
         if print_url:
             print_join_urls(prepared)
-    except (ConfigError, KeyFileError, DatabaseUnavailable) as exc:
-        raise click.ClickException(str(exc)) from None
-    except Refusal as exc:
-        raise click.ClickException(exc.reason) from None
