@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -64,6 +65,11 @@ class LogLevel(StrEnum):
 # mistyped count must not start thousands of them.
 MOST_WORKERS = 64
 
+# The largest value of an integer setting without a bound of its own: a second count
+# of 30,000 years, a terabyte. Past it, times in milliseconds and sizes would overflow
+# the databases' 64-bit integers.
+MOST_INTEGER = 10**12
+
 # The URL schemes of the databases we run on (postgres:// is libpq's other spelling).
 DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
 
@@ -76,6 +82,15 @@ def _check_database_url(url: str, source: str) -> None:
         raise ConfigError(
             f"{source}: database_url must be sqlite:///FILE or postgresql://USER@HOST/DATABASE, "
             f"not a {scheme or 'scheme-less'} URL"
+        )
+
+
+def _check_public_url(url: str, source: str) -> None:
+    """Refuse a base URL clients could not reach us at (empty: http://HOST:PORT)."""
+    parsed = urllib.parse.urlsplit(url)
+    if url and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+        raise ConfigError(
+            f"{source}: public_url must be http://HOST[:PORT] or https://HOST[:PORT], got {url!r}"
         )
 
 
@@ -232,18 +247,22 @@ class Settings:
     max_message_bytes: int = _setting(
         100_000,
         "Largest message 'data', decoded.",
+        least=1,
     )
     max_request_body_bytes: int = _setting(
         16 * 1024 * 1024,
         "Largest direct HTTP request body (room for a base64 upload of max_upload_bytes).",
+        least=1,
     )
     max_onion_body_bytes: int = _setting(
         10 * 1024 * 1024,
         "Largest onion request body.",
+        least=1,
     )
     max_poll_rooms: int = _setting(
         256,
         "Most room entries in one compact_poll.",
+        least=1,
     )
     max_poll_items: int = _setting(
         1024,
@@ -345,10 +364,12 @@ class Settings:
     pending_token_ttl_seconds: int = _setting(
         600,
         "How long an unclaimed challenge token lives.",
+        least=1,
     )
     token_ttl_seconds: int = _setting(
         7 * 24 * 3600,
         "How long a claimed token lives.",
+        least=1,
     )
     file_ttl_seconds: int = _setting(
         15 * 24 * 3600,
@@ -398,6 +419,7 @@ class Settings:
         "Community API: how far a signed request's timestamp may be from the server's "
         "time, either way; 425 beyond. Its nonce is kept until then, so it is never "
         "accepted twice.",
+        least=1,
     )
     upload_ttl_seconds: int = _setting(
         3600,
@@ -415,6 +437,7 @@ class Settings:
     max_batch_requests: int = _setting(
         64,
         "Most sub-requests in one /batch or /sequence; 413 above.",
+        least=1,
     )
     max_batch_answer_bytes: int = _setting(
         10 * 1024 * 1024,
@@ -555,16 +578,21 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         raise ConfigError(
             f"{source}: {setting.name} must be one of {', '.join(setting.choices)}, got {value!r}"
         )
+    if setting.type is int and result > (setting.most or MOST_INTEGER):
+        raise ConfigError(
+            f"{source}: {setting.name} must be at most {setting.most or MOST_INTEGER}, "
+            f"got {value!r}"
+        )
     if setting.type is int and result < setting.least:
         if setting.least == 0:
             raise ConfigError(f"{source}: {setting.name} must not be negative, got {value!r}")
         raise ConfigError(
             f"{source}: {setting.name} must be at least {setting.least}, got {value!r}"
         )
-    if setting.most is not None and result > setting.most:
-        raise ConfigError(f"{source}: {setting.name} must be at most {setting.most}, got {value!r}")
     if setting.name == "database_url":
         _check_database_url(result, source)
+    if setting.name == "public_url":
+        _check_public_url(result, source)
     if issubclass(setting.type, Enum):
         result = setting.type(result)
     return result

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from opengroup.cli.common import common_options, open_server
-from opengroup.config import SETTINGS
+from opengroup.config import MOST_INTEGER, SETTINGS
 
 
 @click.command()
@@ -53,6 +53,8 @@ def show_settings() -> None:
             click.echo(f"# {line}")
         if setting.choices:
             click.echo(f"# One of: {', '.join(setting.choices)}.")
+        if setting.least or setting.most is not None:
+            click.echo(f"# From {setting.least} to {setting.most or MOST_INTEGER}.")
         click.echo(f"# Environment: OPENGROUP_{setting.name.upper()}")
         default = setting.default
         text = str(default).lower() if isinstance(default, bool) else repr(default)

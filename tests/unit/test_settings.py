@@ -33,6 +33,7 @@ import pytest
 
 from opengroup.config import (
     ENV_PREFIX,
+    MOST_INTEGER,
     SETTINGS,
     SETTINGS_BY_NAME,
     ConfigError,
@@ -255,6 +256,62 @@ def test_a_bounded_integer_takes_its_largest_value_and_no_more(name: str, most: 
     with pytest.raises(ConfigError) as refused:
         _coerce(setting, str(most + 1), "--" + name)
     assert str(refused.value) == f"--{name}: {name} must be at most {most}, got '{most + 1}'"
+
+
+@pytest.mark.parametrize(
+    "name", ["request_time_window_seconds", "max_upload_bytes", "dm_ttl_seconds"]
+)
+def test_an_integer_without_a_bound_of_its_own_takes_up_to_a_trillion(name: str) -> None:
+    """Past 10^12, times in milliseconds and sizes would overflow a 64-bit integer in
+    the database (a window of 10^21 seconds did, in a traceback at start)."""
+    setting = SETTINGS_BY_NAME[name]
+    assert _coerce(setting, str(MOST_INTEGER), "test") == MOST_INTEGER
+    with pytest.raises(ConfigError) as refused:
+        _coerce(setting, "1" + "0" * 21, "ENV")
+    assert str(refused.value) == (f"ENV: {name} must be at most {MOST_INTEGER}, got '1{'0' * 21}'")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "workers",
+        "max_message_bytes",
+        "max_request_body_bytes",
+        "max_onion_body_bytes",
+        "max_poll_rooms",
+        "max_batch_requests",
+        "request_time_window_seconds",
+        "token_ttl_seconds",
+        "pending_token_ttl_seconds",
+    ],
+)
+def test_where_zero_would_refuse_every_request_of_a_kind_it_is_refused(name: str) -> None:
+    setting = SETTINGS_BY_NAME[name]
+    assert _coerce(setting, "1", "test") == 1
+    with pytest.raises(ConfigError) as refused:
+        _coerce(setting, "0", "--" + name)
+    assert str(refused.value) == f"--{name}: {name} must be at least 1, got '0'"
+
+
+@pytest.mark.parametrize("name", ["max_poll_items", "max_json_depth", "post_rate_limit_seconds"])
+def test_where_zero_means_no_limit_it_is_taken(name: str) -> None:
+    assert _coerce(SETTINGS_BY_NAME[name], "0", "test") == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["", "http://chat.example.org", "https://chat.example.org:8443", "http://[::1]:80"]
+)
+def test_a_public_url_is_http_or_https_with_a_host(url: str) -> None:
+    assert _coerce(SETTINGS_BY_NAME["public_url"], url, "test") == url
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "http://", "chat.example.org", "https:///path"])
+def test_a_public_url_clients_could_not_reach_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _coerce(SETTINGS_BY_NAME["public_url"], url, "--public-url")
+    assert str(refused.value) == (
+        f"--public-url: public_url must be http://HOST[:PORT] or https://HOST[:PORT], got {url!r}"
+    )
 
 
 def test_a_choice_must_be_one_of_the_choices_exactly() -> None:
