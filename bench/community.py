@@ -17,15 +17,18 @@ Two shortcuts, both on the generator's side only:
 
 What is signed when:
 
-* **Batch polls** are signed when they are sent (:meth:`V4Client.build`): the
-  signature covers the body, and the body holds the user's cursors, which move
-  as messages arrive. The time spent signing is counted (``sign_ns``) and
-  reported next to the generator's CPU.
-* **Posts and reactions** are pre-signed before the clock starts: per user a
-  pool of complete v4 request plaintexts, each with its own nonce and the
-  timestamp of when it was made (well inside the server's 24 h window), byte
-  for byte what a client sends. A user whose pool runs dry signs its next one
-  on the fly (counted as signed in the run).
+* **Posts and reactions**, and **batch polls where nothing is posted** ((e), (f)
+  and the v4 ceiling, whose users' cursors never move), are pre-signed before
+  the clock starts: per user a pool of complete v4 request plaintexts, each with
+  its own nonce and the timestamp of when it was made (well inside the server's
+  24 h window), byte for byte what a client sends. A pre-signed poll goes out
+  only while the user's cursors are those it was signed with. A user whose pool
+  runs dry (or whose cursors moved) signs its next one on the fly, counted as
+  signed in the run.
+* **The mixes' batch polls** are signed when they are sent
+  (:meth:`V4Client.build`): the signature covers the body, and the body
+  holds the user's cursors, which move as messages arrive. The time spent
+  signing is counted (``sign_ns``) and reported next to the generator's CPU.
 """
 
 from __future__ import annotations
@@ -162,6 +165,13 @@ class V4Client:
         self.posts: list[deque[bytes]] = [deque() for _ in self.users]
         self.reactions: list[deque[tuple[bytes, str, int, str]]] = [deque() for _ in self.users]
         self.reacted: list[tuple[int, str] | None] = [None] * self.n_users
+        # per user: pre-signed polls, each (the body it signed, the request)
+        self.polls: list[deque[tuple[bytes, bytes]]] = [deque() for _ in self.users]
+        for u in range(self.n_users if job.presign_polls else 0):
+            body = self._poll_body(u)
+            self.polls[u].extend(
+                (body, self._signed(u, "POST", "/batch", body)) for _ in range(job.presign_polls)
+            )
         if job.kind in ("v4post", "v4mix"):
             for user in self.users:
                 pool = []
@@ -207,8 +217,20 @@ class V4Client:
         return plaintext
 
     def _poll(self, u: int) -> tuple[bytes, str, bool]:
-        """POST /batch as desktop polls: capabilities, per room pollInfo and messages, then
-        the inbox and outbox, each with the user's cursors."""
+        """POST /batch as desktop polls (:meth:`_poll_body`): pre-signed while the user's
+        cursors are those it was signed with, else signed now."""
+        body = self._poll_body(u)
+        pool = self.polls[u]
+        if pool and pool[0][0] != body:  # (the cursors moved: the pool is of no use)
+            pool.clear()
+        if pool:
+            return self.channel.wrap(pool.popleft()[1]), "poll", False
+        return self.channel.wrap(self._signed(u, "POST", "/batch", body)), "poll", True
+
+    def _poll_body(self, u: int) -> bytes:
+        """The body of a poll as desktop sends it: capabilities, per room pollInfo and
+        messages, then the inbox and outbox, each with the user's cursors (and their
+        layout, for reading the answer)."""
         cursors = self.cursors[u]
         items: list[dict[str, str]] = [{"method": "GET", "path": "/capabilities"}]
         layout = [(CAPS, "")]
@@ -226,8 +248,7 @@ class V4Client:
             items.append({"method": "GET", "path": path})
             layout.append((box, ""))
         self.layout = layout
-        plaintext = self._signed(u, "POST", "/batch", desktop_json(items))
-        return self.channel.wrap(plaintext), "poll", True
+        return desktop_json(items)
 
     def _post_plaintext(self, u: int) -> bytes:
         data, signature = self.rng.choice(self.data[u])

@@ -844,8 +844,8 @@ def community_job(
     cfg: Config, scenario: Scenario, port: int, pub: bytes, heads: dict[str, int],
     reaction_ids: list[int],
 ) -> Job:  # fmt: skip
-    """A community API job; its pools of pre-signed posts and reactions are sized for the
-    v4 ceiling's rate of this run (an upper bound of any scenario's), or --presign-rate."""
+    """A community API job; its pools of pre-signed requests are sized for the v4
+    ceiling's rate of this run (an upper bound of any scenario's), or --presign-rate."""
     args = cfg.args
     job = base_job(args, scenario.kind, port, pub)
     job.rooms = [MAIN_ROOM, *EXTRA_ROOMS][: scenario.rooms]
@@ -856,14 +856,22 @@ def community_job(
     job.react_fraction = scenario.react_fraction
     ceiling = cfg.ceilings.get("onion_v4_ceiling")
     rate = ceiling.rps if ceiling is not None and ceiling.rps else args.presign_rate
-    per_user = rate * (args.warmup + args.duration) * 1.25 / max(len(cfg.seeds), args.concurrency)
-    job.presign_posts = (
-        math.ceil(per_user * scenario.post_fraction) + 2 if scenario.post_fraction else 0
-    )
-    job.presign_reactions = (
-        math.ceil(per_user * scenario.react_fraction) + 2 if scenario.react_fraction else 0
-    )
+    job.presign_posts = presigned_per_user(cfg, rate, scenario.post_fraction)
+    job.presign_reactions = presigned_per_user(cfg, rate, scenario.react_fraction)
+    if scenario.kind == "v4poll":  # (nothing is posted: each user's poll stays the same)
+        job.presign_polls = presigned_per_user(cfg, rate, 1.0)
     return job
+
+
+def presigned_per_user(cfg: Config, rate: float, fraction: float) -> int:
+    """How many requests of a kind (``fraction`` of a scenario's) each user signs before
+    the clock, for a scenario at ``rate`` over the warm-up and the window, with a
+    quarter to spare (a user whose pool runs dry signs on the fly)."""
+    if not fraction:
+        return 0
+    args = cfg.args
+    users = max(len(cfg.seeds), args.concurrency)
+    return math.ceil(rate * (args.warmup + args.duration) * 1.25 / users * fraction) + 2
 
 
 def ceiling_service(cfg: Config, label: str, app: str) -> tuple[Service, bytes]:
@@ -893,6 +901,7 @@ def ceiling_job(cfg: Config, kind: str, port: int, pub: bytes, users: list[User]
     job = base_job(cfg.args, kind, port, pub)
     if kind == "v4poll":
         job.seeds = cfg.seeds
+        job.presign_polls = presigned_per_user(cfg, cfg.args.presign_rate, 1.0)
     else:
         job.users = [
             User(u.private, u.session_id, {MAIN_ROOM: secrets.token_hex(48)}) for u in users
@@ -1412,8 +1421,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--presign-rate", type=float, default=5000.0,
-        help="req/s the pools of pre-signed posts and reactions are sized for when no v4 "
-        "ceiling was measured in the run (a user whose pool runs dry signs on the fly)",
+        help="req/s the pools of pre-signed requests are sized for when no v4 ceiling was "
+        "measured in the run, and the v4 ceiling's own (a user whose pool runs dry signs "
+        "on the fly)",
     )  # fmt: skip
     p.add_argument(
         "--fresh-clients", action="store_true",
