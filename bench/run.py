@@ -727,9 +727,9 @@ def drive(
                  *shlex.split(py_spy_args)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             )  # fmt: skip
+        sample_rss(target.proc.pid, rss)  # (once at least, however short the window)
         while time.perf_counter_ns() < t_end - 500_000_000:
-            for pid in descendants(target.proc.pid):
-                rss[pid] = max(rss.get(pid, 0.0), rss_mb(pid))
+            sample_rss(target.proc.pid, rss)
             sample_db(at_start=False)
             time.sleep(0.5)
         sleep_until(t_end)
@@ -817,6 +817,12 @@ def drive(
             (v for pid, v in rss.items() if pid in workers), default=0.0
         )
     return measured
+
+
+def sample_rss(root: int, rss: dict[int, float]) -> None:
+    """Each process of the tree at ``root``: the largest resident size seen so far."""
+    for pid in descendants(root):
+        rss[pid] = max(rss.get(pid, 0.0), rss_mb(pid))
 
 
 # --------------------------------------------------------------------------- the run
