@@ -167,11 +167,11 @@ class V4Client:
         self.reacted: list[tuple[int, str] | None] = [None] * self.n_users
         # per user: pre-signed polls, each (the body it signed, the request)
         self.polls: list[deque[tuple[bytes, bytes]]] = [deque() for _ in self.users]
-        for u in range(self.n_users if job.presign_polls else 0):
-            body = self._poll_body(u)
-            self.polls[u].extend(
-                (body, self._signed(u, "POST", "/batch", body)) for _ in range(job.presign_polls)
-            )
+        if job.presign_polls:
+            for u in range(self.n_users):
+                body = self._poll_body(u)
+                signed = (self._signed(u, "POST", "/batch", body) for _ in range(job.presign_polls))
+                self.polls[u].extend((body, plaintext) for plaintext in signed)
         if job.kind in ("v4post", "v4mix"):
             for user in self.users:
                 pool = []

@@ -39,6 +39,11 @@ class Setting:
     most: int | None = None
     least: int = 0
 
+    @property
+    def largest(self) -> int:
+        """The largest value of an integer setting: its own bound, else MOST_INTEGER."""
+        return self.most if self.most is not None else MOST_INTEGER
+
 
 class DeletionsFormat(StrEnum):
     """The shape of deletions in ``compact_poll`` and ``GET /deleted_messages``."""
@@ -578,10 +583,9 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         raise ConfigError(
             f"{source}: {setting.name} must be one of {', '.join(setting.choices)}, got {value!r}"
         )
-    if setting.type is int and result > (setting.most or MOST_INTEGER):
+    if setting.type is int and result > setting.largest:
         raise ConfigError(
-            f"{source}: {setting.name} must be at most {setting.most or MOST_INTEGER}, "
-            f"got {value!r}"
+            f"{source}: {setting.name} must be at most {setting.largest}, got {value!r}"
         )
     if setting.type is int and result < setting.least:
         if setting.least == 0:

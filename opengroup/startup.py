@@ -66,16 +66,14 @@ def _unavailable_reported(settings: Settings, db: Database) -> Iterator[None]:
     block, as DatabaseUnavailable."""
     try:
         yield
+        return
     except OperationalError as exc:
-        db.dispose()
-        shown = shown_url(settings.effective_database_url)
-        raise DatabaseUnavailable(
-            f"cannot open the database {shown}: {failure_reason(exc)}"
-        ) from None
+        failed, reason = "open", failure_reason(exc)
     except migrate.MigrationRefused as exc:
-        db.dispose()
-        shown = shown_url(settings.effective_database_url)
-        raise DatabaseUnavailable(f"cannot use the database {shown}: {exc}") from None
+        failed, reason = "use", str(exc)
+    db.dispose()
+    shown = shown_url(settings.effective_database_url)
+    raise DatabaseUnavailable(f"cannot {failed} the database {shown}: {reason}") from None
 
 
 def import_target(settings: Settings, *, dry_run: bool) -> Database | None:

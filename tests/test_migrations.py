@@ -29,13 +29,25 @@ def _database(tmp_path: Path, database_url: str | None) -> Database:
     return Database(database_url)
 
 
+def _upgraded(tmp_path: Path, database_url: str | None, revision: str = "head") -> Database:
+    """A fresh database of the test, brought to ``revision``."""
+    db = _database(tmp_path / "data", database_url)
+    migrate.upgrade(db, revision)
+    return db
+
+
+def _schema_differences(db: Database) -> list[object]:
+    """What Alembic finds between the database's tables and those the code uses."""
+    with db.engine.connect() as conn:
+        differences: list[object] = compare_metadata(MigrationContext.configure(conn), metadata)
+    return differences
+
+
 def test_migrations_build_exactly_the_tables_the_code_uses(
     tmp_path: Path, fresh_database_url: str | None
 ) -> None:
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db)
-    with db.engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    db = _upgraded(tmp_path, fresh_database_url)
+    differences = _schema_differences(db)
     db.dispose()
     assert differences == []
 
@@ -43,8 +55,7 @@ def test_migrations_build_exactly_the_tables_the_code_uses(
 def test_upgrade_is_a_no_op_at_the_newest_revision(
     tmp_path: Path, fresh_database_url: str | None
 ) -> None:
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db)
+    db = _upgraded(tmp_path, fresh_database_url)
     migrate.upgrade(db)
     assert migrate.current_revision(db) == migrate.head_revision()
     with db.engine.connect() as conn:
@@ -112,8 +123,7 @@ def test_rooms_and_users_of_0003_follow_the_servers_spam_settings(
 ) -> None:
     """0004 adds a room's own spam rules (NULL: the server's settings) and when a user
     first spoke (NULL: not recorded, so a user seen before is never new)."""
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db, "0003")
+    db = _upgraded(tmp_path, fresh_database_url, "0003")
     with db.engine.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO users (session_id, first_seen, last_seen) VALUES (:s, 1, 2)"),
@@ -134,8 +144,7 @@ def test_rooms_and_users_of_0003_follow_the_servers_spam_settings(
 def test_every_revision_upgrades_from_nothing(
     tmp_path: Path, fresh_database_url: str | None, revision: str
 ) -> None:
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db, revision)
+    db = _upgraded(tmp_path, fresh_database_url, revision)
     assert migrate.current_revision(db) == revision
     db.dispose()
 
@@ -146,8 +155,7 @@ def test_nonces_stored_before_0006_are_kept_without_their_time(
     """0006 keys nonces by their request's time; those stored before, whose time is
     unknown, move to untimed_nonces (a request carrying one is refused until it
     expires: tests/test_admission.py)."""
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db, "0005")
+    db = _upgraded(tmp_path, fresh_database_url, "0005")
     stored = [(secrets.token_bytes(16), 1_000.0 + n) for n in range(3)]
     with db.engine.begin() as conn:
         conn.execute(
@@ -181,8 +189,7 @@ def test_each_older_revision_is_reached_back_and_left_again_with_the_rows_it_hol
     """``opengroup db downgrade``'s work: from the newest schema back to an older one,
     the revisions undone newest first, the messages (a table of every revision) kept;
     then forward again to exactly the tables the code uses."""
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db, "0001")
+    db = _upgraded(tmp_path, fresh_database_url, "0001")
     with db.engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -203,8 +210,7 @@ def test_each_older_revision_is_reached_back_and_left_again_with_the_rows_it_hol
     assert migrate.current_revision(db) == target
     assert _stored_message_ids(db) == [1]
     migrate.upgrade(db)
-    with db.engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    differences = _schema_differences(db)
     assert differences == []
     assert _stored_message_ids(db) == [1]
     db.dispose()
@@ -216,8 +222,7 @@ def test_nonces_are_kept_across_the_way_back_before_0006_and_forward_again(
     """Back before 0006 a nonce keeps its place in the store of that revision, until
     the time the default window would keep it; forward again, it is refused as one
     whose request's time is unknown (see the test above of 0006)."""
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db)
+    db = _upgraded(tmp_path, fresh_database_url)
     nonce = secrets.token_bytes(16)
     with db.engine.begin() as conn:
         conn.execute(
@@ -238,8 +243,7 @@ def test_nonces_are_kept_across_the_way_back_before_0006_and_forward_again(
 def test_going_back_refuses_what_it_cannot_do_and_changes_nothing(
     tmp_path: Path, fresh_database_url: str | None
 ) -> None:
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db, "0003")
+    db = _upgraded(tmp_path, fresh_database_url, "0003")
     with pytest.raises(migrate.MigrationRefused, match="no schema revision '0999'"):
         migrate.downgrade(db, "0999")
     with pytest.raises(migrate.MigrationRefused, match="older than 0005"):
@@ -252,8 +256,7 @@ def test_a_database_a_newer_version_upgraded_is_refused_untouched(
     tmp_path: Path, fresh_database_url: str | None
 ) -> None:
     """Its revision is unknown here: neither upgraded nor taken back, whatever it holds."""
-    db = _database(tmp_path / "data", fresh_database_url)
-    migrate.upgrade(db)
+    db = _upgraded(tmp_path, fresh_database_url)
     with db.engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
     for attempt in (lambda: migrate.upgrade(db), lambda: migrate.downgrade(db, "0005")):

@@ -17,6 +17,7 @@ from opengroup.domain.errors import Refusal
 from opengroup.domain.room_settings import RoomSettings
 from opengroup.keys import KeyFileError
 from opengroup.startup import DatabaseUnavailable, Prepared, prepare
+from opengroup.storage.migrate import MigrationRefused
 from opengroup.urls import join_url
 
 
@@ -45,10 +46,11 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @contextlib.contextmanager
 def refusals_as_errors() -> Iterator[None]:
     """A refusal in the block (a bad setting or key file, a database that cannot be
-    used, a domain refusal) as the command's one-line error, without a traceback."""
+    used, a migration that cannot be made, a domain refusal) as the command's one-line
+    error, without a traceback."""
     try:
         yield
-    except (ConfigError, KeyFileError, DatabaseUnavailable) as exc:
+    except (ConfigError, KeyFileError, DatabaseUnavailable, MigrationRefused) as exc:
         raise click.ClickException(str(exc)) from None
     except Refusal as exc:
         raise click.ClickException(exc.reason) from None

@@ -48,10 +48,7 @@ def db_downgrade(revision: str, yes: bool, **options: Any) -> None:
             "the later revisions added, with its data?",
             abort=True,
         )
-    try:
-        undone = migrate.downgrade(db, revision)
-    except migrate.MigrationRefused as exc:
-        raise click.ClickException(str(exc)) from None
+    undone = migrate.downgrade(db, revision)
     for number, description in undone:
         click.echo(f"undid {number}: {description}")
     click.echo(f"database at revision {migrate.current_revision(db)}")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from opengroup.cli.common import common_options, open_server
-from opengroup.config import MOST_INTEGER, SETTINGS
+from opengroup.config import SETTINGS
 
 
 @click.command()
@@ -54,7 +54,7 @@ def show_settings() -> None:
         if setting.choices:
             click.echo(f"# One of: {', '.join(setting.choices)}.")
         if setting.least or setting.most is not None:
-            click.echo(f"# From {setting.least} to {setting.most or MOST_INTEGER}.")
+            click.echo(f"# From {setting.least} to {setting.largest}.")
         click.echo(f"# Environment: OPENGROUP_{setting.name.upper()}")
         default = setting.default
         text = str(default).lower() if isinstance(default, bool) else repr(default)

@@ -97,8 +97,7 @@ def optional_integer(value: Any, field: str, **bounds: int) -> int | None:
 def room_name(value: Any) -> str:
     """A room's name as shown (set by an admin's client or the operator's command):
     without control characters, trimmed, not empty."""
-    name = _shown(value, "name") if value is not None else ""
-    if not name:
+    if value is None or not (name := _shown(value, "name")):
         raise InvalidInput("name must be a non-empty string")
     return name
 
@@ -106,7 +105,9 @@ def room_name(value: Any) -> str:
 def room_description(value: Any) -> str | None:
     """A room's description as shown: without control characters but line breaks and
     tabs (as pysogs), trimmed; None (none) if nothing is left, or for None."""
-    return _shown(value, "description", keep="\n\t") or None if value is not None else None
+    if value is None:
+        return None
+    return _shown(value, "description", keep="\n\t") or None
 
 
 def _shown(value: Any, field: str, keep: str = "") -> str:

@@ -14,6 +14,7 @@ older one's newest revision (:func:`downgrade`).
 from __future__ import annotations
 
 import fcntl
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,24 +56,20 @@ class NewerSchema(MigrationRefused):
         )
 
 
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory(str(MIGRATIONS_DIR))
-
-
 def head_revision() -> str:
-    head = _scripts().get_current_head()
-    assert head is not None
-    return head
+    return revisions()[-1][0]
 
 
-def revisions() -> list[tuple[str, str]]:
+@functools.cache
+def revisions() -> tuple[tuple[str, str], ...]:
     """Every revision this version knows, oldest first, each with the first sentence
-    of its description."""
+    of its description (read once per process)."""
+    scripts = ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()
     found = [
         (script.revision, " ".join((script.doc or "").split()).split(". ")[0].rstrip("."))
-        for script in _scripts().walk_revisions()
+        for script in scripts
     ]
-    return found[::-1]
+    return tuple(found[::-1])
 
 
 def current_revision(db: Database) -> str | None:
@@ -152,7 +149,7 @@ def upgrade(db: Database, target: str = "head") -> None:
         command.upgrade(_alembic_config(conn), target)
 
 
-def downgrade(db: Database, target: str) -> list[tuple[str, str]]:
+def downgrade(db: Database, target: str) -> tuple[tuple[str, str], ...]:
     """Take the schema back to ``target``, an older revision this version knows, so
     that an older version of the server can run on the database: what the revisions
     after it added (tables, columns, and the rows in them) is dropped. The revisions
